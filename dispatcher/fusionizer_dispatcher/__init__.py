@@ -1,0 +1,1 @@
+"""fusionizer dispatcher runtime (filled in by the dispatcher work)."""

@@ -1,0 +1,177 @@
+//! Command-line arguments (clap derive), and nothing else: these types are resolved into
+//! settings by [`crate::run`]; core modules never see clap.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fusionizer",
+    version,
+    about = "Fuse Nuclio Python tasks into fewer functions, declaratively",
+    long_about = "Fuse Nuclio Python tasks into fewer functions so calls between them run \
+                  in-process, and move that grouping from phase to phase without dropping a \
+                  request. Everything is declared in fusion.toml."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Run as if started in DIR
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+    /// Use this fusion.toml instead of searching upwards from the working directory
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// When to colour output (NO_COLOR is respected with `auto`)
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// Print less: only errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more (repeat for debug output)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
+    Markdown,
+}
+
+/// `--at DURATION` or `--phase N`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SelectionArgs {
+    /// Use the grouping in force at this offset from serve start (e.g. 0s, 90s, 1h30m)
+    #[arg(long, value_name = "DURATION", conflicts_with = "phase")]
+    pub at: Option<String>,
+    /// Use the N-th [[phase]] of fusion.toml (counting from 1)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub phase: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check fusion.toml and every task's function.yaml; report every problem at once
+    Validate,
+    /// Fuse the chosen grouping into deployable function directories
+    Build {
+        #[command(flatten)]
+        selection: SelectionArgs,
+        /// Write the artifacts here (default: .fusionizer/build beside fusion.toml)
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Output format
+        #[arg(long, default_value = "text", value_parser = text_or_json)]
+        output: OutputFormat,
+    },
+    /// Show what apply would change on the platform
+    Plan {
+        #[command(flatten)]
+        selection: SelectionArgs,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+        /// Exit 0 when there are no changes, 2 when there are, 1 on error
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Save the plan to FILE for `fusionizer apply FILE`
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Fuse and deploy the chosen grouping (or apply a saved plan)
+    Apply {
+        /// A plan saved with `plan --out`; applied exactly, without prompting
+        #[arg(value_name = "PLAN_FILE")]
+        plan_file: Option<PathBuf>,
+        #[command(flatten)]
+        selection: SelectionArgs,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        auto_approve: bool,
+        /// How many functions to deploy at once
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+        parallelism: u32,
+        /// How long to wait for another apply's lock (e.g. 30s; default: fail at once)
+        #[arg(long, value_name = "DURATION", default_value = "0s")]
+        lock_timeout: String,
+    },
+    /// Show the live functions of this project and whether they match fusion.toml
+    Status {
+        #[command(flatten)]
+        selection: SelectionArgs,
+        /// Output format
+        #[arg(long, default_value = "text", value_parser = text_or_json)]
+        output: OutputFormat,
+    },
+    /// Run the invocation proxy and the schedule runner
+    Serve {
+        /// Listen on ADDR (default: [serve] listen, or 127.0.0.1:8000)
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Start in the N-th phase instead of the one in force at 0s
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        phase: Option<u32>,
+        /// Stay in the start phase; do not follow the schedule
+        #[arg(long)]
+        no_schedule: bool,
+        /// Allow a non-loopback listen address without a token
+        #[arg(long)]
+        insecure: bool,
+        /// Reload fusion.toml and task files when they change
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Invoke a task through a running `fusionizer serve`
+    Invoke {
+        /// The task to invoke
+        task: String,
+        /// Request body: JSON text, @FILE, or - for stdin
+        #[arg(short, long, value_name = "DATA")]
+        data: Option<String>,
+        /// Extra header, `Name: value` (repeatable)
+        #[arg(short = 'H', long = "header", value_name = "HEADER")]
+        headers: Vec<String>,
+        /// The proxy's address (default: [serve] listen)
+        #[arg(long, value_name = "ADDR")]
+        server: Option<String>,
+    },
+    /// Scaffold a fusion.toml and two example tasks that call each other
+    Init {
+        /// Where to create the project (default: the working directory)
+        dir: Option<PathBuf>,
+        /// Project name (default: the directory's name)
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Print a shell completion script
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `--output` for commands that have no markdown rendering: `text` or `json`.
+fn text_or_json(value: &str) -> Result<OutputFormat, String> {
+    match value {
+        "text" => Ok(OutputFormat::Text),
+        "json" => Ok(OutputFormat::Json),
+        other => Err(format!("`{other}` is not an output format here; use `text` or `json`")),
+    }
+}

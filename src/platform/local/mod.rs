@@ -1,0 +1,1 @@
+//! The embedded `local` platform: fused functions run as Python worker processes on this machine.

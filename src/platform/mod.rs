@@ -1,0 +1,288 @@
+//! The platform abstraction: where fused functions live.
+//!
+//! One trait, two implementations: [`local`] (embedded, Python worker processes on this machine)
+//! and [`nuctl`] (real Nuclio through the `nuctl` command line). Plan, apply and serve only ever
+//! talk to [`Platform`]; nothing above this module knows which one it has.
+
+pub mod local;
+pub mod nuctl;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::fuse::Artifact;
+
+/// Ownership labels and annotations (DESIGN.md "Deployed functions").
+pub const LABEL_PROJECT: &str = "fusionizer.io/project";
+pub const LABEL_MANAGED_BY: &str = "fusionizer.io/managed-by";
+pub const MANAGED_BY: &str = "fusionizer";
+pub const ANNOTATION_TASKS: &str = "fusionizer.io/tasks";
+pub const ANNOTATION_DIGEST: &str = "fusionizer.io/digest";
+/// Per-task digests, `a=sha256:…,b=sha256:…`, so a plan can say which task's files changed.
+pub const ANNOTATION_TASK_DIGESTS: &str = "fusionizer.io/task-digests";
+
+/// The live state of a function, normalised over both platforms (Nuclio's `status.state`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state", content = "message")]
+pub enum FunctionState {
+    Ready,
+    /// Still being built or configured (`building`, `waitingFor*`, `configuringResources`).
+    Provisioning(String),
+    Error(String),
+    Unhealthy(String),
+    /// Anything else Nuclio reports (`scaledToZero`, `imported`, …), kept verbatim.
+    Other(String),
+}
+
+impl FunctionState {
+    /// Parses Nuclio's `status.state` (and `status.message`).
+    pub fn from_nuclio(state: &str, message: &str) -> Self {
+        match state {
+            "ready" => FunctionState::Ready,
+            "error" => FunctionState::Error(message.to_string()),
+            "unhealthy" => FunctionState::Unhealthy(message.to_string()),
+            "waitingForBuild"
+            | "building"
+            | "waitingForResourceConfiguration"
+            | "waitingForScaleResourceFromZero"
+            | "waitingForScaleResourceToZero"
+            | "configuringResources" => FunctionState::Provisioning(state.to_string()),
+            other => FunctionState::Other(other.to_string()),
+        }
+    }
+
+    /// The short word users see in tables (`ready`, `error`, `building`…).
+    pub fn word(&self) -> &str {
+        match self {
+            FunctionState::Ready => "ready",
+            FunctionState::Provisioning(s) | FunctionState::Other(s) => s,
+            FunctionState::Error(_) => "error",
+            FunctionState::Unhealthy(_) => "unhealthy",
+        }
+    }
+
+    /// `Some(reason)` when the function must be replaced rather than left alone or updated.
+    pub fn needs_replacement(&self) -> Option<String> {
+        match self {
+            FunctionState::Error(m) => Some(format!("live state is `error`{}", suffix(m))),
+            FunctionState::Unhealthy(m) => Some(format!("live state is `unhealthy`{}", suffix(m))),
+            FunctionState::Provisioning(s) => Some(format!("stuck provisioning (`{s}`)")),
+            _ => None,
+        }
+    }
+}
+
+fn suffix(message: &str) -> String {
+    if message.is_empty() {
+        String::new()
+    } else {
+        format!(": {message}")
+    }
+}
+
+/// A function as the platform reports it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LiveFunction {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub state: FunctionState,
+    /// The deployed function.yaml as the platform can give it back (for plan diffs), if any.
+    pub config_yaml: Option<String>,
+}
+
+impl LiveFunction {
+    /// Owned by the project named `project` (both ownership labels present and matching).
+    pub fn is_owned_by(&self, project: &str) -> bool {
+        self.labels.get(LABEL_PROJECT).map(String::as_str) == Some(project)
+            && self.labels.get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY)
+    }
+
+    /// Tasks from the `fusionizer.io/tasks` annotation, sorted.
+    pub fn tasks(&self) -> Vec<String> {
+        let mut tasks: Vec<String> = self
+            .annotations
+            .get(ANNOTATION_TASKS)
+            .map(|t| {
+                t.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        tasks.sort();
+        tasks
+    }
+
+    pub fn digest(&self) -> Option<&str> {
+        self.annotations.get(ANNOTATION_DIGEST).map(String::as_str)
+    }
+
+    /// Per-task digests from the `fusionizer.io/task-digests` annotation.
+    pub fn task_digests(&self) -> BTreeMap<String, String> {
+        self.annotations
+            .get(ANNOTATION_TASK_DIGESTS)
+            .map(|v| {
+                v.split(',')
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Errors a platform reports. Each says what it was doing.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// The platform cannot be reached at all (no `nuctl`, no cluster): exit 69.
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        hint: Option<String>,
+    },
+    /// Building or deploying `function` failed; `detail` is the framed output.
+    #[error("deploying `{function}` failed: {message}")]
+    Deploy {
+        function: String,
+        message: String,
+        detail: Option<String>,
+    },
+    #[error("{0}")]
+    Other(String),
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl PlatformError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        PlatformError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+impl From<PlatformError> for crate::error::Error {
+    fn from(err: PlatformError) -> Self {
+        use crate::error::{Error, ExitCode};
+        match err {
+            PlatformError::Unavailable { message, hint } => {
+                let mut e = Error::new(ExitCode::Unavailable, message);
+                e.hint = hint;
+                e
+            }
+            PlatformError::Deploy {
+                function,
+                message,
+                detail,
+            } => {
+                let mut e = Error::failure(format!("deploying `{function}` failed: {message}"));
+                if let Some(detail) = detail {
+                    e.causes.push(detail);
+                }
+                e
+            }
+            other => Error::from_std(ExitCode::Failure, &other),
+        }
+    }
+}
+
+/// A request to a task, as the proxy forwards it.
+#[derive(Debug, Clone, Default)]
+pub struct InvokeRequest {
+    /// The task this request is for (sent as header `Task-Name`).
+    pub task: String,
+    pub method: String,
+    /// The path below the task, starting with `/` (Nuclio's `event.path`).
+    pub path: String,
+    /// The raw query string without `?` (empty when none).
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+/// A task's answer.
+#[derive(Debug, Clone, Default)]
+pub struct InvokeResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+/// Why an invocation got no answer from the task itself. The proxy maps these to responses.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// No worker/endpoint can take it (not deployed, not ready, down): 503 with `Retry-After`.
+    #[error("function `{function}` is unavailable: {reason}")]
+    Unavailable { function: String, reason: String },
+    /// The worker died while serving this request: 502.
+    #[error("function `{function}` crashed while handling the request: {reason}")]
+    Crashed { function: String, reason: String },
+    /// The function did not answer in time: 504.
+    #[error("function `{function}` did not answer within {0:?}", .timeout)]
+    Timeout { function: String, timeout: Duration },
+    /// The endpoint refused the connection (nuctl: refresh the URL cache and retry once).
+    #[error("could not connect to `{function}`: {reason}")]
+    Connect { function: String, reason: String },
+}
+
+/// Something that can run requests against one deployed function.
+#[async_trait]
+pub trait Invoker: Send + Sync {
+    async fn invoke(&self, request: InvokeRequest) -> Result<InvokeResponse, InvokeError>;
+}
+
+/// Progress callbacks from a deploy, for indicatif bars and CI log lines.
+pub trait DeployProgress: Send + Sync {
+    fn step(&self, function: &str, message: &str);
+}
+
+/// Ignores progress.
+pub struct NoProgress;
+
+impl DeployProgress for NoProgress {
+    fn step(&self, _function: &str, _message: &str) {}
+}
+
+/// Where fused functions are deployed. Implementations must be safe to share between tasks.
+#[async_trait]
+pub trait Platform: Send + Sync {
+    /// `local` or `nuctl`.
+    fn kind(&self) -> &'static str;
+
+    /// A stable identity of the target (for the apply lock and saved-plan fingerprints), e.g.
+    /// `local:<state dir>` or `nuctl:kube/<namespace>`.
+    fn identity(&self) -> String;
+
+    /// Every function owned by `project` (label selector), in name order. Unowned functions that
+    /// share a name with a desired one must also be returned (with their labels) so plan can
+    /// refuse to overwrite them; `list_named` covers that.
+    async fn list(&self, project: &str) -> Result<Vec<LiveFunction>, PlatformError>;
+
+    /// A single function by name, owned or not; `None` when it does not exist.
+    async fn get(&self, name: &str) -> Result<Option<LiveFunction>, PlatformError>;
+
+    /// Builds and deploys `artifact` (create or update), returning once it is ready. On failure
+    /// the previously deployed version (if any) must keep running.
+    async fn deploy(
+        &self,
+        artifact: &Artifact,
+        progress: &dyn DeployProgress,
+    ) -> Result<(), PlatformError>;
+
+    /// Deletes a function; deleting a missing function succeeds. `force` skips the
+    /// provisioning-state check (nuctl `--force`).
+    async fn delete(&self, name: &str, force: bool) -> Result<(), PlatformError>;
+
+    /// Something that sends requests to `name`. Cheap to call repeatedly; implementations cache.
+    async fn invoker(&self, name: &str) -> Result<Arc<dyn Invoker>, PlatformError>;
+}

@@ -1,0 +1,1 @@
+//! The `nuctl` platform: real Nuclio (Docker or Kubernetes) driven through the `nuctl` CLI.

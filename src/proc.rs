@@ -1,0 +1,189 @@
+//! The one wrapper every external program goes through.
+//!
+//! It captures both streams and tells "could not find `nuctl`" apart from "`nuctl deploy …`
+//! exited 1" (with its stderr framed), so callers can map each to the right exit code.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// A finished program run.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Why a program run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcError {
+    #[error("could not find `{program}`")]
+    NotFound { program: String },
+    #[error("could not run `{command}`")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` exited {status}{}", frame(.stderr, .stdout))]
+    Failed {
+        command: String,
+        status: i32,
+        stdout: String,
+        stderr: String,
+    },
+    #[error("`{command}` did not finish within {timeout:?}")]
+    Timeout { command: String, timeout: Duration },
+}
+
+/// `stderr` (or, when empty, `stdout`) indented under a `|` frame, for error messages.
+pub fn frame(stderr: &str, stdout: &str) -> String {
+    let text = if stderr.trim().is_empty() {
+        stdout
+    } else {
+        stderr
+    };
+    let text = text.trim_end();
+    if text.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(":");
+    for line in text.lines() {
+        out.push_str("\n    | ");
+        out.push_str(line);
+    }
+    out
+}
+
+/// A command to run.
+#[derive(Debug, Clone)]
+pub struct Cmd {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    pub env: Vec<(OsString, OsString)>,
+    pub cwd: Option<PathBuf>,
+    pub timeout: Option<Duration>,
+}
+
+impl Cmd {
+    pub fn new(program: impl Into<OsString>) -> Self {
+        Cmd {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+            timeout: None,
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The command line as a user would type it (for messages and snapshots).
+    pub fn display(&self) -> String {
+        std::iter::once(&self.program)
+            .chain(&self.args)
+            .map(|a| {
+                let a = a.to_string_lossy();
+                if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"')
+                {
+                    format!("'{}'", a.replace('\'', "'\\''"))
+                } else {
+                    a.into_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Runs to completion, capturing both streams. Any exit status is returned as `Ok`.
+    pub async fn output(&self) -> Result<Output, ProcError> {
+        let mut command = tokio::process::Command::new(&self.program);
+        command
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        if let Some(dir) = &self.cwd {
+            command.current_dir(dir);
+        }
+        let child = command.spawn().map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ProcError::NotFound {
+                    program: self.program.to_string_lossy().into_owned(),
+                }
+            } else {
+                ProcError::Spawn {
+                    command: self.display(),
+                    source,
+                }
+            }
+        })?;
+        let waited = child.wait_with_output();
+        let output = match self.timeout {
+            Some(t) => tokio::time::timeout(t, waited)
+                .await
+                .map_err(|_| ProcError::Timeout {
+                    command: self.display(),
+                    timeout: t,
+                })?,
+            None => waited.await,
+        }
+        .map_err(|source| ProcError::Spawn {
+            command: self.display(),
+            source,
+        })?;
+        Ok(Output {
+            status: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+
+    /// Runs and requires exit 0.
+    pub async fn run(&self) -> Result<Output, ProcError> {
+        let out = self.output().await?;
+        if out.status == 0 {
+            Ok(out)
+        } else {
+            Err(ProcError::Failed {
+                command: self.display(),
+                status: out.status,
+                stdout: out.stdout,
+                stderr: out.stderr,
+            })
+        }
+    }
+}

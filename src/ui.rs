@@ -1,0 +1,140 @@
+//! Terminal presentation: colour decisions, stdout writes that survive a closed pipe, error
+//! rendering and log setup. Data goes to stdout; progress, logs and errors to stderr.
+
+use std::io::{IsTerminal, Write};
+
+use crate::cli::ColorChoice;
+use crate::error::Error;
+
+/// How to talk to the user.
+#[derive(Debug, Clone)]
+pub struct Ui {
+    /// Colour on stdout.
+    pub color: bool,
+    /// Colour on stderr.
+    pub color_stderr: bool,
+    pub quiet: bool,
+    pub verbose: u8,
+    /// stdin and stderr are terminals (prompts and progress bars are allowed).
+    pub interactive: bool,
+    pub stderr_is_tty: bool,
+}
+
+impl Ui {
+    pub fn new(choice: ColorChoice, quiet: bool, verbose: u8) -> Self {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let decide = |tty: bool| match choice {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => tty && !no_color,
+        };
+        let stderr_is_tty = std::io::stderr().is_terminal();
+        Ui {
+            color: decide(std::io::stdout().is_terminal()),
+            color_stderr: decide(stderr_is_tty),
+            quiet,
+            verbose,
+            interactive: std::io::stdin().is_terminal() && stderr_is_tty,
+            stderr_is_tty,
+        }
+    }
+
+    /// A Ui for tests and non-interactive library use: no colour, not interactive.
+    pub fn plain() -> Self {
+        Ui {
+            color: false,
+            color_stderr: false,
+            quiet: false,
+            verbose: 0,
+            interactive: false,
+            stderr_is_tty: false,
+        }
+    }
+
+    /// Wraps `text` in an ANSI colour when colour is on for stdout.
+    pub fn paint(&self, style: Style, text: &str) -> String {
+        paint(self.color, style, text)
+    }
+
+    /// A status line on stderr (suppressed by `-q`).
+    pub fn status(&self, line: &str) {
+        if !self.quiet {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{line}");
+        }
+    }
+}
+
+/// The few styles fusionizer uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Green,
+    Yellow,
+    Red,
+    Bold,
+    Dim,
+}
+
+/// Wraps `text` in the ANSI codes for `style` when `on`.
+pub fn paint(on: bool, style: Style, text: &str) -> String {
+    if !on {
+        return text.to_string();
+    }
+    let code = match style {
+        Style::Green => "32",
+        Style::Yellow => "33",
+        Style::Red => "31",
+        Style::Bold => "1",
+        Style::Dim => "2",
+    };
+    format!("\x1b[{code}m{text}\x1b[0m")
+}
+
+/// Writes data to stdout. A closed pipe (`fusionizer plan | head`) ends the process with 0.
+pub fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let result = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+    if let Err(e) = result {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
+/// [`out`] plus a newline.
+pub fn outln(text: &str) {
+    out(&format!("{text}\n"));
+}
+
+/// Prints an error once, at the top: `error: …`, `  caused by: …`, `hint: …`.
+pub fn print_error(err: &Error) {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let color = std::io::stderr().is_terminal() && !no_color;
+    let rendered = err.to_string();
+    let rendered = match rendered.strip_prefix("error:") {
+        Some(rest) if color => format!("{}{rest}", paint(true, Style::Red, "error:")),
+        _ => rendered,
+    };
+    let _ = writeln!(std::io::stderr().lock(), "{rendered}");
+}
+
+/// Sets up `tracing` on stderr: warnings by default, info with `-v`, debug with `-vv`,
+/// errors only with `-q`; `FUSIONIZER_LOG` (an env-filter) overrides.
+pub fn init_logging(ui: &Ui) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (ui.quiet, ui.verbose) {
+        (true, _) => "error",
+        (false, 0) => "fusionizer=info",
+        (false, 1) => "fusionizer=debug",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_env("FUSIONIZER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ui.color_stderr)
+        .with_target(false)
+        .try_init();
+}
