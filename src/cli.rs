@@ -172,6 +172,8 @@ fn text_or_json(value: &str) -> Result<OutputFormat, String> {
     match value {
         "text" => Ok(OutputFormat::Text),
         "json" => Ok(OutputFormat::Json),
-        other => Err(format!("`{other}` is not an output format here; use `text` or `json`")),
+        other => Err(format!(
+            "`{other}` is not an output format here; use `text` or `json`"
+        )),
     }
 }

@@ -55,8 +55,18 @@ pub struct Artifact {
 impl Artifact {
     /// Writes the artifact into `dir` (created; existing content replaced).
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
-        let _ = dir;
-        todo!("Artifact::write")
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        std::fs::create_dir_all(dir)?;
+        for (rel, bytes) in &self.files {
+            let path = dir.join(rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&path, bytes)?;
+        }
+        Ok(())
     }
 }
 

@@ -130,7 +130,8 @@ pub fn init_logging(ui: &Ui) {
         (false, 1) => "fusionizer=debug",
         _ => "debug",
     };
-    let filter = EnvFilter::try_from_env("FUSIONIZER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let filter =
+        EnvFilter::try_from_env("FUSIONIZER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

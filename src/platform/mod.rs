@@ -285,4 +285,39 @@ pub trait Platform: Send + Sync {
 
     /// Something that sends requests to `name`. Cheap to call repeatedly; implementations cache.
     async fn invoker(&self, name: &str) -> Result<Arc<dyn Invoker>, PlatformError>;
+
+    /// Picks up changes made outside this process (local: reconcile running worker pools with
+    /// the state directory another `apply` wrote; nuctl: refresh cached invocation URLs).
+    async fn refresh(&self) -> Result<(), PlatformError> {
+        Ok(())
+    }
+
+    /// Stops everything this process runs for the platform (local: worker processes).
+    async fn shutdown(&self) {}
+}
+
+/// How `serve` hosts functions: given to a platform opened for serving.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// The proxy's base URL (`http://127.0.0.1:8000`), handed to workers for remote task calls.
+    pub proxy_url: String,
+    /// How long one invocation may take before it is a 504.
+    pub request_timeout: Duration,
+}
+
+/// Opens the platform `config` names. `host` is `Some` in `serve`: the local platform then keeps
+/// worker processes running in this process; without it, deploys are built, probed for
+/// readiness and recorded, and `serve` (when running) picks them up.
+pub fn open(
+    config: &crate::config::Config,
+    host: Option<HostOptions>,
+) -> Result<Arc<dyn Platform>, PlatformError> {
+    match config.project.platform {
+        crate::config::PlatformKind::Local => {
+            Ok(Arc::new(local::LocalPlatform::new(config, host)?))
+        }
+        crate::config::PlatformKind::Nuctl => {
+            Ok(Arc::new(nuctl::NuctlPlatform::new(config, host)?))
+        }
+    }
 }
