@@ -142,6 +142,7 @@ class ArtifactTestCase(unittest.TestCase):
         write_artifact(self.tmp, tasks, function, handlers)
         specs = {task: (handlers or {}).get(task, "main:handler") for task in tasks}
         dispatcher = Dispatcher(function=function, tasks=specs, root=self.tmp)
+        self.addCleanup(lambda: dispatcher.loop is not None and dispatcher.loop.close())
         context, recorder = root_context()
         result = dispatcher.init_context(context)
         if result is not None:
