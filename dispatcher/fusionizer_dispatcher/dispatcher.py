@@ -21,6 +21,7 @@ import urllib.parse
 import nuclio_sdk
 import requests
 import requests.adapters
+import requests.sessions
 import requests.structures
 import requests.utils
 
@@ -137,6 +138,42 @@ class _PlatformProxy(object):
         return getattr(self._platform, name)
 
 
+class _TaskSession(requests.Session):
+    """The `requests_session` handed to original-style handlers.
+
+    A plain `requests.Session` with `_SiblingAdapter` mounted. For sibling calls it skips the
+    environment lookups (proxy variables, `.netrc`) that `requests` performs before reaching the
+    adapter, since those cannot affect a call that never leaves the process; every other request
+    gets the full, unchanged `requests` behaviour.
+    """
+
+    def __init__(self, dispatcher, task):
+        super(_TaskSession, self).__init__()
+        self._dispatcher = dispatcher
+        adapter = _SiblingAdapter(dispatcher, task)
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
+
+    def prepare_request(self, request):
+        if self.trust_env and self._dispatcher._sibling_of_url(request.url) is not None:
+            self.trust_env = False
+            try:
+                return super(_TaskSession, self).prepare_request(request)
+            finally:
+                self.trust_env = True
+        return super(_TaskSession, self).prepare_request(request)
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        if self.trust_env and self._dispatcher._sibling_of_url(url) is not None:
+            return {
+                "proxies": requests.sessions.merge_setting(proxies, self.proxies),
+                "stream": requests.sessions.merge_setting(stream, self.stream),
+                "verify": requests.sessions.merge_setting(verify, self.verify),
+                "cert": requests.sessions.merge_setting(cert, self.cert),
+            }
+        return super(_TaskSession, self).merge_environment_settings(url, proxies, stream, verify, cert)
+
+
 class _SiblingAdapter(requests.adapters.HTTPAdapter):
     """Transport of a task's `requests_session`: sibling calls through the proxy run in-process.
 
@@ -152,12 +189,11 @@ class _SiblingAdapter(requests.adapters.HTTPAdapter):
 
     def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
         dispatcher = self._dispatcher
-        host = urllib.parse.urlsplit(request.url).hostname
-        if host is not None and dispatcher._is_proxy_host(host):
-            path = request.path_url.partition("?")[0]
-            callee = urllib.parse.unquote(path.lstrip("/").partition("/")[0])
+        parts = urllib.parse.urlsplit(request.url)
+        if parts.hostname is not None and dispatcher._is_proxy_host(parts.hostname):
+            callee = urllib.parse.unquote(parts.path.lstrip("/").partition("/")[0])
             if callee in dispatcher.tasks:
-                return dispatcher._requests_in_process(self, self._task, callee, request)
+                return dispatcher._requests_in_process(self, self._task, callee, request, parts)
             request.headers["X-Fusionizer-Caller"] = self._task
             dispatcher.calls["remote"] += 1
         return super(_SiblingAdapter, self).send(
@@ -327,12 +363,16 @@ class Dispatcher(object):
 
     def _session(self, task):
         if task.session is None:
-            session = requests.Session()
-            adapter = _SiblingAdapter(self, task.name)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            task.session = session
+            task.session = _TaskSession(self, task.name)
         return task.session
+
+    def _sibling_of_url(self, url):
+        """The sibling task a URL addresses through the proxy, else None."""
+        parts = urllib.parse.urlsplit(url)
+        if parts.hostname is None or not self._is_proxy_host(parts.hostname):
+            return None
+        callee = urllib.parse.unquote(parts.path.lstrip("/").partition("/")[0])
+        return callee if callee in self.tasks else None
 
     # ----------------------------------------------------------------- the proxy
 
@@ -437,7 +477,7 @@ class Dispatcher(object):
             connection.close()
         return _codec.sdk_response(response.status, dict(response.getheaders()), data)
 
-    def _requests_in_process(self, adapter, caller, callee, request):
+    def _requests_in_process(self, adapter, caller, callee, request, parts):
         self.calls["local"] += 1
         body = request.body
         if body is None:
@@ -448,7 +488,6 @@ class Dispatcher(object):
             body = body.read() if hasattr(body, "read") else b"".join(
                 chunk.encode("utf-8") if isinstance(chunk, str) else chunk for chunk in body
             )
-        parts = urllib.parse.urlsplit(request.url)
         headers = {_codec.canonical_header(k): v for k, v in request.headers.items()}
         _codec.set_header(headers, "Host", parts.netloc)
         _codec.set_header(headers, "Content-Length", str(len(body)))
