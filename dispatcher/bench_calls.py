@@ -4,8 +4,8 @@
 
 Both sides run in one process and one run. The callee task sums two numbers. "fused" is a
 dispatcher holding caller and callee; "remote" is a dispatcher holding only the caller, whose
-proxy address points at a `ThreadingHTTPServer` (keep-alive, TCP_NODELAY) that hosts the callee
-behind a dispatcher of its own, so both sides pay the same Nuclio encode/decode work and the
+proxy address points at a `ThreadingHTTPServer` (keep-alive, TCP_NODELAY) in a child process
+(so the two sides do not share a GIL) that hosts the callee behind a dispatcher of its own, so both sides pay the same Nuclio encode/decode work and the
 difference is the transport. Each style is measured: `context.platform.call_function` (a new
 connection per call, as the SDK does) and `requests_session.post` (pooled keep-alive
 connection). Prints p50/p99 in microseconds and the remote/fused ratio of the p50s.
@@ -13,6 +13,7 @@ connection). Prints p50/p99 in microseconds and the remote/fused ratio of the p5
 
 import argparse
 import http.server
+import subprocess
 import logging
 import os
 import shutil
@@ -69,6 +70,7 @@ def _serve(dispatcher, context):
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True
+        wbufsize = 1 << 16  # headers and body leave in one write
 
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -114,7 +116,13 @@ def _measure(dispatcher, context, event, calls):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000, help="measured calls per case")
+    parser.add_argument("--serve-callee", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_callee:
+        server = _serve(*_dispatcher(args.serve_callee, ["callee"]))
+        print(server.server_address[1], flush=True)
+        sys.stdin.read()
+        return
     root = tempfile.mkdtemp(prefix="fz-bench-")
     try:
         for style, source in (("call_function", NATIVE), ("requests_session", SESSION)):
@@ -124,15 +132,17 @@ def main():
             _artifact(fused_root, {"caller": source, "callee": CALLEE})
             _artifact(remote_root, {"caller": source})
             _artifact(callee_root, {"callee": CALLEE})
-            server = _serve(*_dispatcher(callee_root, ["callee"]))
-            host, port = server.server_address
+            child = subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), "--serve-callee", callee_root],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            host, port = "127.0.0.1", int(child.stdout.readline())
             event = nuclio_sdk.Event(body=b"", headers={
                 "Task-Name": "caller", "Fusionizer-Server-Address": host,
                 "Fusionizer-Server-Port": str(port)}, method="POST", path="/caller")
             fused = _measure(*_dispatcher(fused_root, ["caller", "callee"]), event, args.calls)
             remote = _measure(*_dispatcher(remote_root, ["caller"]), event, args.calls)
-            server.shutdown()
-            server.server_close()
+            child.stdin.close()
+            child.wait()
             print("{0:<17} fused p50 {1:8.1f} us  p99 {2:8.1f} us | remote p50 {3:8.1f} us  p99 {4:8.1f} us"
                   " | ratio remote/fused (p50) {5:6.1f}x".format(
                       style, fused[0], fused[1], remote[0], remote[1], remote[0] / fused[0]))

@@ -454,6 +454,7 @@ class Dispatcher(object):
     def _call_function_in_process(self, caller, callee, event):
         self.calls["local"] += 1
         body, content_type, headers = _codec.call_function_request(callee, event)
+        headers = {_codec.canonical_header(name): value for name, value in headers.items()}
         self._proxy_headers(headers, caller, callee)
         _codec.set_header(headers, "Content-Length", str(len(body)))
         callee_event = _codec.new_event(
