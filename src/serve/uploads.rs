@@ -240,3 +240,143 @@ pub fn extract<R: Read + Seek>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use zip::write::SimpleFileOptions;
+
+    use super::*;
+
+    fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut buf = std::io::Cursor::new(Vec::new());
+        let mut zip = zip::ZipWriter::new(&mut buf);
+        for (name, data) in entries {
+            zip.start_file(*name, SimpleFileOptions::default()).unwrap();
+            zip.write_all(data).unwrap();
+        }
+        zip.finish().unwrap();
+        buf.into_inner()
+    }
+
+    const FUNCTION_YAML: &[u8] =
+        b"apiVersion: nuclio.io/v1beta1\nkind: NuclioFunction\nmetadata:\n  name: t\nspec:\n  runtime: python:3.11\n  handler: main:handler\n";
+
+    fn only_entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = walkdir::WalkDir::new(dir)
+            .into_iter()
+            .flatten()
+            .map(|e| e.path().strip_prefix(dir).unwrap().display().to_string())
+            .filter(|p| !p.is_empty())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn traversal_is_refused_and_nothing_escapes() {
+        let root = tempfile::tempdir().unwrap();
+        let dest = root.path().join("dest");
+        std::fs::create_dir(&dest).unwrap();
+        let zip = zip_of(&[("ok.py", b"x"), ("../evil.py", b"x")]);
+        let err = extract(std::io::Cursor::new(zip), &dest, 1 << 20).unwrap_err();
+        assert!(
+            matches!(err, UploadError::UnsafePath(ref p) if p == "../evil.py"),
+            "{err}"
+        );
+        assert!(!root.path().join("evil.py").exists());
+        let zip = zip_of(&[("/etc/evil.py", b"x")]);
+        let err = extract(std::io::Cursor::new(zip), &dest, 1 << 20).unwrap_err();
+        assert!(matches!(err, UploadError::UnsafePath(_)), "{err}");
+    }
+
+    #[test]
+    fn symlinks_are_refused() {
+        let mut buf = std::io::Cursor::new(Vec::new());
+        let mut zip = zip::ZipWriter::new(&mut buf);
+        zip.add_symlink("link", "/etc/passwd", SimpleFileOptions::default())
+            .unwrap();
+        zip.finish().unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let err =
+            extract(std::io::Cursor::new(buf.into_inner()), dest.path(), 1 << 20).unwrap_err();
+        assert!(
+            matches!(err, UploadError::Link(ref p) if p == "link"),
+            "{err}"
+        );
+        assert!(only_entries(dest.path()).is_empty());
+    }
+
+    #[test]
+    fn bombs_are_stopped_at_the_unpacked_limit() {
+        // 8 MiB of zeros compresses to a few KiB.
+        let mut buf = std::io::Cursor::new(Vec::new());
+        let mut zip = zip::ZipWriter::new(&mut buf);
+        let options =
+            SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file("zeros.bin", options).unwrap();
+        zip.write_all(&vec![0u8; 8 << 20]).unwrap();
+        zip.finish().unwrap();
+        let bytes = buf.into_inner();
+        assert!(bytes.len() < 64 * 1024);
+        let dest = tempfile::tempdir().unwrap();
+        let err = extract(std::io::Cursor::new(bytes), dest.path(), 1 << 20).unwrap_err();
+        assert!(matches!(err, UploadError::UnpackedTooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn not_a_zip_is_refused() {
+        let store = UploadStore::new(tempfile::tempdir().unwrap().path());
+        let err = store.stage("t", b"hello", 1 << 20, 1 << 20).err().unwrap();
+        assert!(matches!(err, UploadError::NotZip(_)), "{err}");
+    }
+
+    #[test]
+    fn archive_over_the_size_limit_is_refused() {
+        let state = tempfile::tempdir().unwrap();
+        let store = UploadStore::new(state.path());
+        let zip = zip_of(&[
+            ("function.yaml", FUNCTION_YAML),
+            ("main.py", b"def handler(c, e):\n    return 1\n"),
+        ]);
+        let err = store.stage("t", &zip, 10, 1 << 20).err().unwrap();
+        assert!(matches!(err, UploadError::TooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn valid_upload_commits_and_restores() {
+        let state = tempfile::tempdir().unwrap();
+        let store = UploadStore::new(state.path());
+        let v1 = zip_of(&[
+            ("function.yaml", FUNCTION_YAML),
+            ("main.py", b"def handler(c, e):\n    return 1\n"),
+        ]);
+        let staged = store.stage("t", &v1, 1 << 20, 1 << 20).unwrap();
+        drop(store.commit("t", staged).unwrap());
+        assert!(store.contains("t"));
+        // A zip made from outside the task directory (one top-level folder) works too.
+        let v2 = zip_of(&[
+            ("t/function.yaml", FUNCTION_YAML),
+            ("t/main.py", b"def handler(c, e):\n    return 2\n"),
+        ]);
+        let staged = store.stage("t", &v2, 1 << 20, 1 << 20).unwrap();
+        let replaced = store.commit("t", staged).unwrap();
+        let main = std::fs::read_to_string(state.path().join("uploads/t/main.py")).unwrap();
+        assert!(main.contains("return 2"));
+        store.restore(replaced).unwrap();
+        let main = std::fs::read_to_string(state.path().join("uploads/t/main.py")).unwrap();
+        assert!(main.contains("return 1"), "restore did not bring v1 back");
+        assert_eq!(store.load_all().len(), 1);
+    }
+
+    #[test]
+    fn invalid_task_is_refused_before_anything_is_replaced() {
+        let state = tempfile::tempdir().unwrap();
+        let store = UploadStore::new(state.path());
+        let zip = zip_of(&[("main.py", b"x")]);
+        let err = store.stage("t", &zip, 1 << 20, 1 << 20).err().unwrap();
+        assert!(matches!(err, UploadError::Invalid(_)), "{err}");
+        assert!(!store.contains("t"));
+    }
+}
