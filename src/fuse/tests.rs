@@ -56,7 +56,7 @@ fn name_joins_sorted_tasks() {
 
 #[test]
 fn long_name_falls_back_to_first_task_and_hash_of_the_list() {
-    let tasks: Vec<String> = ["checkout", "inventory", "payment", "shipping", "notification", "audit"]
+    let tasks: Vec<String> = ["checkout", "inventory", "payment", "shipping", "notification", "audit", "recommendations"]
         .iter()
         .map(|s| s.to_string())
         .collect();
