@@ -232,10 +232,11 @@ pub fn init(ctx: &Context, dir: Option<PathBuf>, name: Option<String>) -> Result
     let name = match name {
         Some(name) if config::is_dns_label(&name, crate::taskspec::MAX_TASK_NAME) => name,
         Some(name) => {
-            return Err(Error::usage(format!(
-                "`{name}` is not a valid project name"
-            ))
-            .with_hint("use lowercase letters, digits and `-` (at most 40, not at either end)"))
+            return Err(
+                Error::usage(format!("`{name}` is not a valid project name")).with_hint(
+                    "use lowercase letters, digits and `-` (at most 40, not at either end)",
+                ),
+            )
         }
         None => project_name_for(&dir).ok_or_else(|| {
             Error::usage(format!(

@@ -66,11 +66,18 @@ pub(super) fn merge(docs: &[Item<'_>], problems: &mut Vec<FuseError>) -> Merged 
         "metadata.annotations",
         problems,
     );
-    let metadata_extra = merge_keys(&metadata, "metadata", &["name", "labels", "annotations"], problems, |key, items, problems| {
-        generic(&format!("metadata.{key}"), items, problems)
-    });
+    let metadata_extra = merge_keys(
+        &metadata,
+        "metadata",
+        &["name", "labels", "annotations"],
+        problems,
+        |key, items, problems| generic(&format!("metadata.{key}"), items, problems),
+    );
 
-    let runtime = runtime(&field_items(&spec, "runtime", problems, "spec.runtime"), problems);
+    let runtime = runtime(
+        &field_items(&spec, "runtime", problems, "spec.runtime"),
+        problems,
+    );
     let mut num_workers = 1;
     let mut build_commands = Vec::new();
     let spec_rest = merge_keys(
@@ -95,9 +102,12 @@ pub(super) fn merge(docs: &[Item<'_>], problems: &mut Vec<FuseError>) -> Merged 
             "eventTimeout" => largest("spec.eventTimeout", items, problems, |v| {
                 v.as_str().and_then(go_duration_seconds)
             }),
-            "readinessTimeoutSeconds" => {
-                largest("spec.readinessTimeoutSeconds", items, problems, Value::as_f64)
-            }
+            "readinessTimeoutSeconds" => largest(
+                "spec.readinessTimeoutSeconds",
+                items,
+                problems,
+                Value::as_f64,
+            ),
             "volumes" => volumes(items, problems),
             other => generic(&format!("spec.{other}"), items, problems),
         },
@@ -143,7 +153,8 @@ fn field_items<'a>(
 }
 
 fn parent_path(path: &str) -> &str {
-    path.rsplit_once('.').map_or("the document", |(parent, _)| parent)
+    path.rsplit_once('.')
+        .map_or("the document", |(parent, _)| parent)
 }
 
 /// Merges mappings key by key (keys in order of first appearance), skipping `skip`, with
@@ -281,7 +292,10 @@ fn env(items: &[Item<'_>], problems: &mut Vec<FuseError>) -> Value {
     let mut merged: Vec<(String, Item<'_>)> = Vec::new();
     for item in items {
         let Some(list) = item.value.as_sequence() else {
-            problems.push(invalid(item, "`spec.env` must be a list of `{name, value}`"));
+            problems.push(invalid(
+                item,
+                "`spec.env` must be a list of `{name, value}`",
+            ));
             continue;
         };
         for entry in list {
@@ -345,8 +359,12 @@ fn union_list(path: &str, items: &[Item<'_>], problems: &mut Vec<FuseError>) -> 
 /// rest generic. Returns the merged value and the merged commands.
 fn build(items: &[Item<'_>], problems: &mut Vec<FuseError>) -> (Value, Vec<String>) {
     let mut commands = Vec::new();
-    let map = merge_keys(items, "spec.build", &[], problems, |key, items, problems| {
-        match key {
+    let map = merge_keys(
+        items,
+        "spec.build",
+        &[],
+        problems,
+        |key, items, problems| match key {
             "commands" => {
                 commands = build_commands(items, problems);
                 Value::Sequence(commands.iter().cloned().map(Value::String).collect())
@@ -361,8 +379,8 @@ fn build(items: &[Item<'_>], problems: &mut Vec<FuseError>) -> (Value, Vec<Strin
                 },
             )),
             other => generic(&format!("spec.build.{other}"), items, problems),
-        }
-    });
+        },
+    );
     (Value::Mapping(map), commands)
 }
 
@@ -374,7 +392,10 @@ fn build_commands(items: &[Item<'_>], problems: &mut Vec<FuseError>) -> Vec<Stri
     let mut post: Vec<Vec<String>> = Vec::new();
     for item in items {
         let Some(list) = item.value.as_sequence() else {
-            problems.push(invalid(item, "`spec.build.commands` must be a list of strings"));
+            problems.push(invalid(
+                item,
+                "`spec.build.commands` must be a list of strings",
+            ));
             continue;
         };
         let mut lines = Vec::new();
@@ -498,11 +519,9 @@ fn triggers(items: &[Item<'_>], problems: &mut Vec<FuseError>) -> (Value, usize)
                         }
                     },
                 )),
-                "annotations" => Value::Mapping(string_map(
-                    items,
-                    &format!("{path}.annotations"),
-                    problems,
-                )),
+                "annotations" => {
+                    Value::Mapping(string_map(items, &format!("{path}.annotations"), problems))
+                }
                 other => generic(&format!("{path}.{other}"), items, problems),
             },
         );
@@ -545,9 +564,15 @@ fn resources(items: &[Item<'_>], problems: &mut Vec<FuseError>) -> Value {
         |key, items, problems| {
             let path = format!("spec.resources.{key}");
             if key == "requests" || key == "limits" {
-                Value::Mapping(merge_keys(items, &path, &[], problems, |name, items, problems| {
-                    largest(&format!("{path}.{name}"), items, problems, quantity)
-                }))
+                Value::Mapping(merge_keys(
+                    items,
+                    &path,
+                    &[],
+                    problems,
+                    |name, items, problems| {
+                        largest(&format!("{path}.{name}"), items, problems, quantity)
+                    },
+                ))
             } else {
                 generic(&path, items, problems)
             }
@@ -620,10 +645,7 @@ fn volumes(items: &[Item<'_>], problems: &mut Vec<FuseError>) -> Value {
                     .and_then(Value::as_str);
                 if mount.is_some() && first_mount == mount {
                     problems.push(conflict(
-                        &format!(
-                            "spec.volumes (mountPath `{}`)",
-                            mount.unwrap_or_default()
-                        ),
+                        &format!("spec.volumes (mountPath `{}`)", mount.unwrap_or_default()),
                         first,
                         &this,
                     ));

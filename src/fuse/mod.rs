@@ -118,7 +118,9 @@ pub fn function_name(project: &str, tasks: &[String]) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum FuseError {
     /// Two tasks of one group set the same field differently.
-    #[error("tasks `{first}` and `{second}` conflict on `{field}`: `{first_value}` vs `{second_value}`")]
+    #[error(
+        "tasks `{first}` and `{second}` conflict on `{field}`: `{first_value}` vs `{second_value}`"
+    )]
     Conflict {
         field: String,
         first: String,
@@ -345,7 +347,10 @@ fn fuse(project: &str, tasks: &[&TaskSpec]) -> Result<Artifact, Vec<FuseError>> 
     files.insert("function.yaml".to_string(), shape.render(None).into_bytes());
     let digest = files::digest(&files);
     let function_yaml = shape.render(Some(&digest));
-    files.insert("function.yaml".to_string(), function_yaml.clone().into_bytes());
+    files.insert(
+        "function.yaml".to_string(),
+        function_yaml.clone().into_bytes(),
+    );
 
     Ok(Artifact {
         name,
@@ -412,10 +417,7 @@ impl Shape<'_> {
             .into(),
         );
         spec.insert("runtime".into(), merged.runtime.clone());
-        spec.insert(
-            "handler".into(),
-            format!("{ENTRY_MODULE}:handler").into(),
-        );
+        spec.insert("handler".into(), format!("{ENTRY_MODULE}:handler").into());
         for (k, v) in &merged.spec_rest {
             spec.insert(k.clone(), v.clone());
         }

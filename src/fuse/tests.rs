@@ -36,7 +36,12 @@ fn simple(root: &Path, name: &str, extra_spec: &str) -> TaskSpec {
         "apiVersion: nuclio.io/v1beta1\nkind: NuclioFunction\nmetadata:\n  name: {name}\n\
          spec:\n  runtime: python:3.11\n  handler: main:handler\n{extra_spec}"
     );
-    task(root, name, &yaml, &[("main.py", "def handler(context, event):\n    return 1\n")])
+    task(
+        root,
+        name,
+        &yaml,
+        &[("main.py", "def handler(context, event):\n    return 1\n")],
+    )
 }
 
 fn yaml(artifact: &Artifact) -> Value {
@@ -56,10 +61,18 @@ fn name_joins_sorted_tasks() {
 
 #[test]
 fn long_name_falls_back_to_first_task_and_hash_of_the_list() {
-    let tasks: Vec<String> = ["checkout", "inventory", "payment", "shipping", "notification", "audit", "recommendations"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let tasks: Vec<String> = [
+        "checkout",
+        "inventory",
+        "payment",
+        "shipping",
+        "notification",
+        "audit",
+        "recommendations",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let name = function_name("shop", &tasks);
     let mut sorted = tasks.clone();
     sorted.sort();
@@ -110,13 +123,22 @@ fn artifact_layout_and_metadata() {
         "fusionizer_tasks/taskb/function.yaml",
         "fusionizer_tasks/taskb/utils.py",
     ] {
-        assert!(paths.contains(&expected), "{expected} missing from {paths:?}");
+        assert!(
+            paths.contains(&expected),
+            "{expected} missing from {paths:?}"
+        );
     }
     for (rel, _) in DISPATCHER_FILES {
         assert!(paths.contains(&format!("fusionizer_dispatcher/{rel}").as_str()));
     }
-    assert_eq!(artifact.files["fusionizer_tasks/taska/utils.py"], b"A = 1\n");
-    assert_eq!(artifact.files["fusionizer_tasks/taskb/utils.py"], b"B = 2\n");
+    assert_eq!(
+        artifact.files["fusionizer_tasks/taska/utils.py"],
+        b"A = 1\n"
+    );
+    assert_eq!(
+        artifact.files["fusionizer_tasks/taskb/utils.py"],
+        b"B = 2\n"
+    );
 
     let entry = String::from_utf8(artifact.files["_fusionizer_entry.py"].clone()).unwrap();
     assert_eq!(
@@ -134,8 +156,14 @@ fn artifact_layout_and_metadata() {
     assert_eq!(doc["kind"], "NuclioFunction");
     assert_eq!(doc["metadata"]["name"], "shop-taska-taskb");
     assert_eq!(doc["metadata"]["labels"]["fusionizer.io/project"], "shop");
-    assert_eq!(doc["metadata"]["labels"]["fusionizer.io/managed-by"], "fusionizer");
-    assert_eq!(doc["metadata"]["annotations"]["fusionizer.io/tasks"], "taska,taskb");
+    assert_eq!(
+        doc["metadata"]["labels"]["fusionizer.io/managed-by"],
+        "fusionizer"
+    );
+    assert_eq!(
+        doc["metadata"]["annotations"]["fusionizer.io/tasks"],
+        "taska,taskb"
+    );
     assert_eq!(
         doc["metadata"]["annotations"]["fusionizer.io/digest"],
         artifact.digest.as_str()
@@ -154,7 +182,10 @@ fn artifact_layout_and_metadata() {
         .as_str()
         .unwrap()
         .contains("taska, taskb"));
-    assert_eq!(artifact.files["function.yaml"], artifact.function_yaml.as_bytes());
+    assert_eq!(
+        artifact.files["function.yaml"],
+        artifact.function_yaml.as_bytes()
+    );
 }
 
 #[test]
@@ -341,7 +372,10 @@ fn build_commands_concatenate_without_duplicates_keeping_post_copy_sections() {
     );
     let doc = yaml(&artifact);
     assert_eq!(
-        doc["spec"]["build"]["commands"].as_sequence().unwrap().len(),
+        doc["spec"]["build"]["commands"]
+            .as_sequence()
+            .unwrap()
+            .len(),
         artifact.build_commands.len()
     );
 }
@@ -385,7 +419,10 @@ fn one_http_trigger_with_the_most_workers_other_triggers_unioned() {
     assert!(err.contains(
         "tasks `taska` and `taskc` conflict on `spec.triggers.myhttp.attributes.port`: `32001` vs `32002`"
     ), "{err}");
-    assert!(err.contains("tasks `taska` and `taskc` conflict on `spec.triggers.tick`"), "{err}");
+    assert!(
+        err.contains("tasks `taska` and `taskc` conflict on `spec.triggers.tick`"),
+        "{err}"
+    );
     assert!(err.contains("(2 problems)"), "{err}");
 }
 
@@ -454,8 +491,16 @@ fn labels_annotations_volumes_unioned_and_other_fields_kept_or_conflicting() {
     let mut c = simple(tmp.path(), "taskc", "  minReplicas: 2\n");
     c.function["metadata"]["labels"] = serde_yaml::from_str("team: blue").unwrap();
     let err = err_text(&fuse_group("shop", &[&a, &c]).unwrap_err());
-    assert!(err.contains("tasks `taska` and `taskc` conflict on `spec.minReplicas`: `1` vs `2`"), "{err}");
-    assert!(err.contains("tasks `taska` and `taskc` conflict on `metadata.labels.team`: `red` vs `blue`"), "{err}");
+    assert!(
+        err.contains("tasks `taska` and `taskc` conflict on `spec.minReplicas`: `1` vs `2`"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "tasks `taska` and `taskc` conflict on `metadata.labels.team`: `red` vs `blue`"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -465,9 +510,12 @@ fn reserved_labels_are_refused() {
     a.function["metadata"]["labels"] =
         serde_yaml::from_str("fusionizer.io/project: other").unwrap();
     let err = err_text(&fuse_group("shop", &[&a]).unwrap_err());
-    assert!(err.contains(
-        "task `taska` sets `metadata.labels.fusionizer.io/project`, which fusionizer reserves"
-    ), "{err}");
+    assert!(
+        err.contains(
+            "task `taska` sets `metadata.labels.fusionizer.io/project`, which fusionizer reserves"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -547,7 +595,12 @@ fn fuse_all_reports_every_conflict_of_every_group_at_once() {
         ]
     );
 
-    let ok = fuse_all(&ws, &specs, &vec![vec!["e".to_string()], vec!["a".to_string()]]).unwrap();
+    let ok = fuse_all(
+        &ws,
+        &specs,
+        &vec![vec!["e".to_string()], vec!["a".to_string()]],
+    )
+    .unwrap();
     let names: Vec<&str> = ok.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, vec!["shop-e", "shop-a"]);
 }
