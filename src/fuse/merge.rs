@@ -145,16 +145,14 @@ fn field_items<'a>(
             Value::Null => {}
             _ => problems.push(FuseError::Invalid {
                 task: item.task.to_string(),
-                message: format!("`{}` must be a mapping", parent_path(path)),
+                message: match path.rsplit_once('.') {
+                    Some((parent, _)) => format!("`{parent}` must be a mapping"),
+                    None => "function.yaml must hold a mapping".to_string(),
+                },
             }),
         }
     }
     out
-}
-
-fn parent_path(path: &str) -> &str {
-    path.rsplit_once('.')
-        .map_or("the document", |(parent, _)| parent)
 }
 
 /// Merges mappings key by key (keys in order of first appearance), skipping `skip`, with
@@ -191,19 +189,25 @@ where
         if skip.contains(&name.as_str()) {
             continue;
         }
+        // An explicit `null` says nothing; it counts as absent (and stays `null` if all are).
         let with_key: Vec<Item<'a>> = items
             .iter()
             .filter_map(|item| {
                 item.value
                     .as_mapping()
                     .and_then(|m| m.get(key))
+                    .filter(|value| !value.is_null())
                     .map(|value| Item {
                         task: item.task,
                         value,
                     })
             })
             .collect();
-        let value = merge_one(&name, &with_key, problems);
+        let value = if with_key.is_empty() {
+            Value::Null
+        } else {
+            merge_one(&name, &with_key, problems)
+        };
         out.insert(key.clone(), value);
     }
     out
