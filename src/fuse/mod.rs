@@ -21,6 +21,7 @@
 
 mod files;
 mod merge;
+mod rules;
 #[cfg(test)]
 mod tests;
 

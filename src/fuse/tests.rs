@@ -535,7 +535,7 @@ fn single_task_keeps_its_spec() {
 
 #[test]
 fn quantities_and_go_durations_parse() {
-    use merge::{go_duration_seconds, quantity};
+    use rules::{go_duration_seconds, quantity};
     assert_eq!(quantity(&"500m".into()), Some(0.5));
     assert_eq!(quantity(&"128Mi".into()), Some(128.0 * 1024.0 * 1024.0));
     assert_eq!(quantity(&"1e3".into()), Some(1000.0));
