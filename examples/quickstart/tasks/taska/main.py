@@ -11,7 +11,9 @@ def handler(context, event, requests_session):
     body = event.body if isinstance(event.body, dict) else {}
     numbers = {"value1": body.get("value1", 1), "value2": body.get("value2", 2)}
     address = event.headers["Fusionizer-Server-Address"]
-    response = requests_session.post(f"http://{address}:8000/taskb", json=numbers)
+    # The original project hard-coded port 8000; fusionizer also sends the proxy's real port.
+    port = event.headers.get("Fusionizer-Server-Port", "8000")
+    response = requests_session.post(f"http://{address}:{port}/taskb", json=numbers)
     if response.status_code != 200:
         return response.status_code, f"taskb failed: {response.text}"
     context.logger.info_with("taskb answered", result=response.json()["result"])
