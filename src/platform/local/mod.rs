@@ -5,6 +5,7 @@
 //! - [`venv`]: cached virtualenvs ("building" a function);
 //! - [`pool`]: `numWorkers` worker processes per function, supervised and restarted, and the
 //!   request path to them;
+//! - `worker`: one worker process, its start, readiness and supervision;
 //! - [`protocol`]: the frames spoken over each worker's Unix socket.
 //!
 //! Two modes. Opened without [`HostOptions`] (`fusionizer apply`), a deploy builds the
@@ -17,6 +18,7 @@ pub mod pool;
 pub mod protocol;
 pub mod state;
 pub mod venv;
+mod worker;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
