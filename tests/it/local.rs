@@ -499,3 +499,90 @@ async fn refresh_follows_deploys_and_deletes_made_by_another_instance() {
     let store = temp.path().join(".fusionizer/local/store");
     assert_eq!(files_starting_with(&store, "shop-a"), 0);
 }
+
+/// Captures `tracing` output of the current thread (the tests' runtime is single-threaded, so
+/// the worker reader tasks log on it too).
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn the_fused_quickstart_runs_on_the_real_dispatcher_and_its_logs_reach_tracing() {
+    setup();
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let temp = tempfile::tempdir().unwrap();
+    let tasks = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart/tasks");
+    let a = fusionizer::taskspec::TaskSpec::load("taska", &tasks.join("taska")).unwrap();
+    let b = fusionizer::taskspec::TaskSpec::load("taskb", &tasks.join("taskb")).unwrap();
+    let artifact = fusionizer::fuse::fuse_group("quickstart", &[&a, &b]).unwrap();
+    let platform =
+        LocalPlatform::new(&config(temp.path()), hosted(Duration::from_secs(30))).unwrap();
+    platform.deploy(&artifact, &NoProgress).await.unwrap();
+    let live = platform.get(&artifact.name).await.unwrap().unwrap();
+    assert_eq!(live.digest(), Some(artifact.digest.as_str()));
+    assert_eq!(live.tasks(), vec!["taska", "taskb"]);
+
+    let invoker = platform.invoker(&artifact.name).await.unwrap();
+    // Nothing listens on the advertised proxy port: the answer proves the call ran in-process.
+    let response = invoker
+        .invoke(InvokeRequest {
+            task: "taska".to_string(),
+            method: "POST".to_string(),
+            path: "/".to_string(),
+            query: String::new(),
+            headers: vec![
+                ("Content-Type".to_string(), "application/json".to_string()),
+                (
+                    "Fusionizer-Server-Address".to_string(),
+                    "127.0.0.1".to_string(),
+                ),
+                ("Fusionizer-Server-Port".to_string(), "9".to_string()),
+            ],
+            body: Bytes::from_static(br#"{"value1": 3, "value2": 4}"#),
+        })
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200, "{}", text(&response));
+    let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(body, serde_json::json!({"result": 7}));
+
+    let mut unknown = request("{}");
+    unknown.task = "nope".to_string();
+    assert_eq!(invoker.invoke(unknown).await.unwrap().status, 404);
+    platform.shutdown().await;
+
+    let logs = captured.text();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("taskb answered"))
+        .unwrap_or_else(|| panic!("the task's log line is missing from:\n{logs}"));
+    assert!(line.contains("INFO fusionizer::task"), "{line}");
+    assert!(line.contains(r#"task="taska""#), "{line}");
+    assert!(
+        line.contains(r#"function="quickstart-taska-taskb""#),
+        "{line}"
+    );
+}

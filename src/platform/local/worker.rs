@@ -509,9 +509,9 @@ async fn pump<R: AsyncRead + Unpin>(
         }
         let function = function.as_str();
         if stderr {
-            tracing::warn!(function, worker = index, stream = "stderr", "{line}");
+            tracing::warn!(target: protocol::WORKER_LOG_TARGET, function, worker = index, stream = "stderr", "{line}");
         } else {
-            tracing::info!(function, worker = index, stream = "stdout", "{line}");
+            tracing::info!(target: protocol::WORKER_LOG_TARGET, function, worker = index, stream = "stdout", "{line}");
         }
     }
 }
