@@ -586,3 +586,39 @@ async fn the_fused_quickstart_runs_on_the_real_dispatcher_and_its_logs_reach_tra
         "{line}"
     );
 }
+
+/// Rough per-request cost of the invoker against the stub worker (not a benchmark: no
+/// assertion on time). Run with `cargo test --test it local::invoker_round_trip -- --ignored
+/// --nocapture`.
+#[tokio::test]
+#[ignore = "measurement, prints timings"]
+async fn invoker_round_trip_cost() {
+    setup();
+    let temp = tempfile::tempdir().unwrap();
+    let platform =
+        LocalPlatform::new(&config(temp.path()), hosted(Duration::from_secs(30))).unwrap();
+    platform
+        .deploy(&artifact(Spec::default()), &NoProgress)
+        .await
+        .unwrap();
+    let invoker = platform.invoker("shop-a").await.unwrap();
+    for _ in 0..200 {
+        call(&invoker, "warm").await.unwrap();
+    }
+    let mut samples = Vec::with_capacity(5000);
+    for _ in 0..5000 {
+        let start = std::time::Instant::now();
+        call(&invoker, "x").await.unwrap();
+        samples.push(start.elapsed());
+    }
+    samples.sort();
+    let pct = |p: usize| samples[samples.len() * p / 100];
+    println!(
+        "invoke round trip over {} requests: p50 {:?}, p90 {:?}, p99 {:?}",
+        samples.len(),
+        pct(50),
+        pct(90),
+        pct(99)
+    );
+    platform.shutdown().await;
+}

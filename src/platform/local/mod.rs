@@ -471,6 +471,16 @@ impl Platform for LocalPlatform {
     }
 }
 
+/// `text` as an indented `|` frame under `title`, for error details.
+fn framed(title: &str, text: &str) -> String {
+    let mut out = String::from(title);
+    for line in text.trim_end().lines() {
+        out.push_str("\n    | ");
+        out.push_str(line);
+    }
+    out
+}
+
 /// Where the environment cache lives (for messages and tests).
 pub fn cache_dir() -> Result<PathBuf, PlatformError> {
     venv::cache_root()

@@ -298,7 +298,7 @@ pub fn decode_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(payload).map_err(|e| FrameError::Invalid(format!("{what}: {e}")))
 }
 
-/// The `tracing` target of task log lines (filter with `RUST_LOG=fusionizer::task=debug`).
+/// The `tracing` target of task log lines (filter with `FUSIONIZER_LOG=fusionizer::task=debug`).
 pub const TASK_LOG_TARGET: &str = "fusionizer::task";
 /// The `tracing` target of what workers write to their real stdout/stderr.
 pub const WORKER_LOG_TARGET: &str = "fusionizer::worker";
