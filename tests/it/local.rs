@@ -622,3 +622,50 @@ async fn invoker_round_trip_cost() {
     );
     platform.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_hosted_redeploy_under_load_drops_no_request() {
+    setup();
+    let temp = tempfile::tempdir().unwrap();
+    let platform = Arc::new(
+        LocalPlatform::new(&config(temp.path()), hosted(Duration::from_secs(30))).unwrap(),
+    );
+    let v1 = artifact(Spec {
+        workers: 2,
+        ..Spec::default()
+    });
+    platform.deploy(&v1, &NoProgress).await.unwrap();
+    let invoker = platform.invoker("shop-a").await.unwrap();
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..3)
+        .map(|_| {
+            let invoker = invoker.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut versions = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let response = call(&invoker, "load").await.expect("no request fails");
+                    versions.push(header(&response, "X-Version").unwrap().to_string());
+                }
+                versions
+            })
+        })
+        .collect();
+    let v2 = artifact(Spec {
+        version: "v2",
+        workers: 2,
+        ..Spec::default()
+    });
+    platform.deploy(&v2, &NoProgress).await.unwrap();
+    // The deploy switched the pool before returning: every later request answers from v2.
+    let response = call(&invoker, "after").await.unwrap();
+    assert_eq!(header(&response, "X-Version"), Some("v2"));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut seen = Vec::new();
+    for task in load {
+        seen.extend(task.await.unwrap());
+    }
+    assert!(seen.iter().any(|v| v == "v1"), "load started on v1");
+    platform.shutdown().await;
+}
