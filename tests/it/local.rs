@@ -601,26 +601,41 @@ async fn invoker_round_trip_cost() {
         .deploy(&artifact(Spec::default()), &NoProgress)
         .await
         .unwrap();
-    let invoker = platform.invoker("shop-a").await.unwrap();
+    let stub = platform.invoker("shop-a").await.unwrap();
+    measure("stub worker", &stub, request("x")).await;
+
+    // The real dispatcher with the quickstart's trivial `taskb`.
+    let tasks = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart/tasks");
+    let b = fusionizer::taskspec::TaskSpec::load("taskb", &tasks.join("taskb")).unwrap();
+    let artifact = fusionizer::fuse::fuse_group("quickstart", &[&b]).unwrap();
+    platform.deploy(&artifact, &NoProgress).await.unwrap();
+    let real = platform.invoker(&artifact.name).await.unwrap();
+    let mut add = request(r#"{"value1": 1, "value2": 2}"#);
+    add.task = "taskb".to_string();
+    add.headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+    measure("real dispatcher", &real, add).await;
+    platform.shutdown().await;
+}
+
+async fn measure(what: &str, invoker: &Arc<dyn Invoker>, request: InvokeRequest) {
     for _ in 0..200 {
-        call(&invoker, "warm").await.unwrap();
+        assert_eq!(invoker.invoke(request.clone()).await.unwrap().status, 200);
     }
     let mut samples = Vec::with_capacity(5000);
     for _ in 0..5000 {
         let start = std::time::Instant::now();
-        call(&invoker, "x").await.unwrap();
+        invoker.invoke(request.clone()).await.unwrap();
         samples.push(start.elapsed());
     }
     samples.sort();
     let pct = |p: usize| samples[samples.len() * p / 100];
     println!(
-        "invoke round trip over {} requests: p50 {:?}, p90 {:?}, p99 {:?}",
+        "{what}: invoke round trip over {} requests: p50 {:?}, p90 {:?}, p99 {:?}",
         samples.len(),
         pct(50),
         pct(90),
         pct(99)
     );
-    platform.shutdown().await;
 }
 
 #[tokio::test]

@@ -379,7 +379,9 @@ impl Platform for LocalPlatform {
             return Err(e);
         }
         inner.failed.lock().expect("failed poisoned").remove(name);
-        if inner.hosted {
+        // Keep the new workers when serving, or when this process already ran the function
+        // (through `invoker`); otherwise they only proved readiness.
+        if inner.hosted || slot.pool().is_some() {
             pool.keep(staged.hold);
             if let Some(old) = slot.replace(Some(pool)) {
                 inner.retire(old).await;
