@@ -32,7 +32,7 @@ pub const SERVER_PORT: &str = "fusionizer-server-port";
 /// Header a task-to-task call carries (set by the dispatcher).
 pub const CALLER: &str = "x-fusionizer-caller";
 /// Response header through which a function reports in-process sibling calls (stripped).
-pub const LOCAL_CALLS: &str = "x-fusionizer-local-calls";
+pub const LOCAL_CALLS: &str = crate::platform::HEADER_LOCAL_CALLS;
 
 /// A refusal from the control plane, as an HTTP status and a message.
 #[derive(Debug)]

@@ -278,17 +278,12 @@ async fn background(
                 } else {
                     runner.resync().await;
                 }
-                if let Some(restarts) = platform_restarts(&runner) {
-                    state.metrics.worker_restarts_total(restarts);
-                }
+                state
+                    .metrics
+                    .worker_restarts_total(runner.platform().worker_restarts());
             }
         }
     }
-}
-
-fn platform_restarts(runner: &Runner) -> Option<u64> {
-    let _ = runner;
-    None
 }
 
 /// `--watch`: reload fusion.toml; on success re-apply the current phase.

@@ -451,6 +451,10 @@ impl Platform for LocalPlatform {
         Ok(())
     }
 
+    fn worker_restarts(&self) -> u64 {
+        LocalPlatform::worker_restarts(self)
+    }
+
     async fn shutdown(&self) {
         let inner = &self.inner;
         let slots: Vec<Arc<Slot>> = inner

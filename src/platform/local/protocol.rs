@@ -251,6 +251,13 @@ impl WorkerResponse {
         if !has_content_type && !self.meta.content_type.is_empty() {
             headers.push(("Content-Type".to_string(), self.meta.content_type));
         }
+        if self.meta.calls.local > 0 {
+            // For the proxy's metrics; it strips the header before answering the client.
+            headers.push((
+                crate::platform::HEADER_LOCAL_CALLS.to_string(),
+                self.meta.calls.local.to_string(),
+            ));
+        }
         InvokeResponse {
             status: self.meta.status_code,
             headers,
