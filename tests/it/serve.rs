@@ -542,3 +542,47 @@ fn upload_rejections_and_auth() {
         401
     );
 }
+
+/// `--watch`: a changed task file is redeployed without a restart; a change that fails to build
+/// keeps the previous version serving (a failed regroup leaves the routes alone).
+#[test]
+fn watch_reloads_changed_tasks_and_keeps_old_routes_on_failure() {
+    let env = TestEnv::example("quickstart");
+    let serve = Serve::start(&env, &["--phase", "2", "--no-schedule", "--watch"]);
+    assert_eq!(result_of(&add(&serve, "taska", 1, 2).1), Some(3));
+    let main = env.project().join("tasks/taskb/main.py");
+    let code = std::fs::read_to_string(&main).unwrap();
+    std::fs::write(
+        &main,
+        code.replace(
+            "body[\"value1\"] + body[\"value2\"]",
+            "body[\"value1\"] + body[\"value2\"] + 1000",
+        ),
+    )
+    .unwrap();
+    wait_for(
+        "the edited task to answer",
+        Duration::from_secs(120),
+        || (result_of(&add(&serve, "taska", 1, 2).1) == Some(1003)).then_some(()),
+    );
+
+    let yaml = env.project().join("tasks/taskb/function.yaml");
+    let spec = std::fs::read_to_string(&yaml).unwrap();
+    std::fs::write(
+        &yaml,
+        spec.replace(
+            "handler: \"main:handler\"",
+            "handler: \"main:handler\"\n  build:\n    commands:\n      - \"exit 3\"",
+        ),
+    )
+    .unwrap();
+    wait_for("the failed regroup", Duration::from_secs(120), || {
+        (serve.metric("fusionizer_transitions_total", "result=\"failed\"") >= 1.0).then_some(())
+    });
+    assert_eq!(
+        result_of(&add(&serve, "taska", 1, 2).1),
+        Some(1003),
+        "{}",
+        serve.log()
+    );
+}
