@@ -157,6 +157,10 @@ impl Inner {
         );
     }
 
+    fn forget(&self, name: &str) {
+        self.endpoints.lock().expect("endpoint cache").remove(name);
+    }
+
     /// The cached address of `name`, looked up with nuctl when missing or (with `refresh`)
     /// when it was cached before this call.
     async fn address(&self, name: &str, refresh: bool) -> Result<String, InvokeError> {
@@ -357,11 +361,11 @@ impl Platform for NuctlPlatform {
 
         progress.step(name, "deploying with nuctl");
         let cmd = inner.deploy_command(name, &dir);
-        inner
-            .nuctl
-            .run(&cmd)
-            .await
-            .map_err(|e| deploy_error(name, e))?;
+        if let Err(e) = inner.nuctl.run(&cmd).await {
+            // Whatever was cached before the attempt says nothing about the function now.
+            inner.forget(name);
+            return Err(deploy_error(name, e));
+        }
 
         progress.step(name, "checking readiness");
         match inner.fetch(name).await? {
