@@ -595,3 +595,84 @@ async fn a_silent_function_times_out() {
     assert!(matches!(err, InvokeError::Timeout { .. }), "{err:?}");
     holder.abort();
 }
+
+// ---------------------------------------------------------------------------------------------
+// FAKE_NUCTL_SERVE: the fake runs the deployed function with nuclio_sdk behind a real port.
+
+/// A venv with `nuclio-sdk==0.6.3`, built once under the shared test cache.
+fn sdk_python() -> PathBuf {
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fusionizer-cache");
+    let venv = cache.join("fake-nuctl-sdk-venv");
+    let python = venv.join("bin/python");
+    if python.is_file() && venv.join("ready").is_file() {
+        return python;
+    }
+    std::fs::create_dir_all(&cache).unwrap();
+    // One builder at a time: `flock` through the shell keeps this std-only.
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(
+            "{ flock 9 && { [ -f \"$1/ready\" ] || { python3 -m venv \"$1\" && \
+             \"$1/bin/pip\" install -q nuclio-sdk==0.6.3 && touch \"$1/ready\"; }; }; } \
+             9>\"$2\"",
+        )
+        .arg("sh")
+        .arg(&venv)
+        .arg(cache.join("fake-nuctl-sdk-venv.lock"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "could not build the nuclio-sdk venv");
+    python
+}
+
+/// Deletes a served function (stopping its server process) when the test ends, pass or fail.
+struct Served<'a> {
+    launcher: PathBuf,
+    name: &'a str,
+}
+
+impl Drop for Served<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(&self.launcher)
+            .args(["delete", "function", self.name, "--force"])
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn served_functions_answer_over_http_without_nuctl_per_request() {
+    let fake = Fake::new();
+    let python = sdk_python();
+    let python = python.display().to_string();
+    let env = [
+        ("FAKE_NUCTL_SERVE", "1"),
+        ("FAKE_NUCTL_PYTHON", python.as_str()),
+    ];
+    let config = fake.config(&env);
+    let _served = Served {
+        launcher: PathBuf::from(&config.nuctl.binary),
+        name: "shop-a",
+    };
+    let platform = NuctlPlatform::new(&config, None).unwrap();
+    let mut served = artifact(&["a"], None);
+    served.files.insert(
+        "_fusionizer_entry.py".into(),
+        b"def init_context(context):\n    context.user_data.base = 40\n\n\
+          def handler(context, event):\n    return {'n': context.user_data.base + 2, \
+          'task': event.headers.get('Task-Name'), 'body': event.body.decode()}\n"
+            .to_vec(),
+    );
+    platform.deploy(&served, &NoProgress).await.unwrap();
+    let invoker = platform.invoker("shop-a").await.unwrap();
+    let before = fake.calls().len();
+    for i in 0..3 {
+        let response = invoker.invoke(request(&format!("hi {i}"))).await.unwrap();
+        assert_eq!(response.status, 200);
+        let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"n": 42, "task": "a", "body": format!("hi {i}")})
+        );
+    }
+    assert_eq!(fake.calls().len(), before);
+}
