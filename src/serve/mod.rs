@@ -1,7 +1,39 @@
 //! `fusionizer serve`: the invocation proxy, the schedule runner and the HTTP API; and
 //! `fusionizer invoke`, its client.
+//!
+//! Start-up binds the listener first (so `/-/health` answers 503 while the start phase deploys),
+//! applies the start phase, prints the route table and the schedule, then follows the schedule:
+//! each phase fires at its `after` offset from start (counted from the start phase's own offset
+//! with `--phase N`). A ticker re-reads the platform every 500 ms (so a separate `apply` is
+//! picked up), retries a failed regroup every few seconds, and with `--watch` reloads
+//! fusion.toml and the task files when they change.
 
-use crate::{Context, ExitCode, Result};
+pub mod http;
+pub mod metrics;
+pub mod routes;
+pub mod runner;
+pub mod uploads;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Config, Workspace};
+use crate::error::{Error, ExitCode, Result};
+use crate::platform::HostOptions;
+use crate::schedule::Selection;
+use crate::Context;
+
+use self::http::AppState;
+use self::metrics::Metrics;
+use self::routes::Routes;
+use self::runner::Runner;
+
+/// How often serve re-reads the platform for changes made by a separate `apply`.
+const RESYNC_EVERY: Duration = Duration::from_millis(500);
+/// How long after a failed regroup serve tries again.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// Resolved `fusionizer serve` arguments.
 #[derive(Debug, Clone)]
@@ -15,11 +47,333 @@ pub struct ServeArgs {
 
 /// `fusionizer serve`.
 pub fn command(ctx: &Context, args: ServeArgs) -> Result<ExitCode> {
-    let _ = (ctx, args);
-    todo!("serve")
+    let workspace = ctx.workspace()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::failure(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(serve(ctx, workspace, args))
 }
 
-/// `fusionizer invoke TASK`.
+/// The phase serve starts in (0-based index), and the schedule after it: (delay from start,
+/// phase index) pairs.
+fn schedule(config: &Config, args: &ServeArgs) -> Result<(Option<usize>, Vec<(Duration, usize)>)> {
+    let start = match args.phase {
+        Some(n) if n == 0 || n > config.phases.len() => {
+            return Err(Error::usage(format!(
+                "`--phase {n}`: fusion.toml has {} phase(s)",
+                config.phases.len()
+            )))
+        }
+        Some(n) => Some(n - 1),
+        None => crate::schedule::phase_at(config, Duration::ZERO),
+    };
+    if args.no_schedule {
+        return Ok((start, Vec::new()));
+    }
+    let origin = start.map(|i| config.phases[i].after).unwrap_or_default();
+    let next = start.map_or(0, |i| i + 1);
+    let upcoming = (next..config.phases.len())
+        .filter(|&i| config.phases[i].after >= origin)
+        .map(|i| (config.phases[i].after - origin, i))
+        .collect();
+    Ok((start, upcoming))
+}
+
+fn selection_for(start: Option<usize>) -> Selection {
+    match start {
+        Some(i) => Selection::Phase(i + 1),
+        None => Selection::At(Duration::ZERO),
+    }
+}
+
+async fn resolve_listen(text: &str) -> Result<SocketAddr> {
+    let mut addrs = tokio::net::lookup_host(text).await.map_err(|e| {
+        Error::usage(format!("invalid listen address `{text}`: {e}"))
+            .with_hint("use HOST:PORT, e.g. `127.0.0.1:8000`")
+    })?;
+    addrs
+        .next()
+        .ok_or_else(|| Error::usage(format!("listen address `{text}` resolves to nothing")))
+}
+
+async fn serve(ctx: &Context, workspace: Workspace, args: ServeArgs) -> Result<ExitCode> {
+    let config = workspace.config.clone();
+    let listen_text = args
+        .listen
+        .clone()
+        .unwrap_or_else(|| config.serve.listen.clone());
+    let addr = resolve_listen(&listen_text).await?;
+    let token = config
+        .serve
+        .token_env
+        .as_ref()
+        .and_then(|name| std::env::var(name).ok())
+        .filter(|t| !t.is_empty());
+    if !addr.ip().is_loopback() && token.is_none() && !args.insecure {
+        return Err(Error::usage(format!(
+            "refusing to listen on `{addr}` (not loopback) without a token"
+        ))
+        .with_hint(
+            "set `[serve] token-env` and that environment variable, or pass `--insecure` to expose PUT/DELETE without authentication",
+        ));
+    }
+    let (start, upcoming) = schedule(&config, &args)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::failure(format!("cannot listen on `{addr}`: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::failure(format!("cannot read the listen address: {e}")))?;
+    let advertise = config.serve.advertise.clone().unwrap_or_else(|| {
+        if local.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            local.ip().to_string()
+        }
+    });
+    let proxy_url = format!("http://{advertise}:{}", local.port());
+    let platform = crate::platform::open(
+        &config,
+        Some(HostOptions {
+            proxy_url: proxy_url.clone(),
+            request_timeout: config.serve.request_timeout,
+        }),
+    )?;
+    let runner = Arc::new(Runner::new(
+        workspace,
+        platform.clone(),
+        selection_for(start),
+    ));
+    let state = Arc::new(AppState {
+        routes: Routes::default(),
+        metrics: Metrics::new(),
+        ready: AtomicBool::new(false),
+        token,
+        advertise_host: advertise,
+        port: local.port(),
+        max_body: config.serve.max_body_bytes as usize,
+        max_upload: config.serve.max_upload_bytes as usize,
+        request_timeout: config.serve.request_timeout,
+        control: runner.clone(),
+    });
+    runner.attach(&state);
+
+    ctx.ui.status(&format!(
+        "Listening on http://{local} ({} platform)",
+        platform.kind()
+    ));
+    let shutdown = Arc::new(tokio::sync::Notify::new());
+    let server = {
+        let shutdown = shutdown.clone();
+        let app = http::router(state.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { shutdown.notified().await })
+                .await
+        })
+    };
+
+    let start_name = match start {
+        Some(i) => format!("phase {}", i + 1),
+        None => "the initial grouping (every task alone)".to_string(),
+    };
+    ctx.ui.status(&format!("Deploying {start_name}..."));
+    let first = runner.regroup(&format!("start ({start_name})")).await;
+    match &first {
+        Ok(report) if report.failed.is_empty() => state.ready.store(true, Ordering::SeqCst),
+        Ok(report) => ctx.ui.status(&format!(
+            "warning: {} function(s) failed to deploy; retrying every {}s",
+            report.failed.len(),
+            RETRY_AFTER.as_secs()
+        )),
+        Err(err) => {
+            shutdown.notify_one();
+            let _ = server.await;
+            platform.shutdown().await;
+            return Err(
+                Error::failure(format!("could not deploy {start_name}")).caused_by(err.to_string())
+            );
+        }
+    }
+    ctx.ui.status("Routes:");
+    ctx.ui.status(state.routes.current().render().trim_end());
+    if upcoming.is_empty() {
+        ctx.ui.status("Schedule: none (staying in this grouping)");
+    } else {
+        ctx.ui.status("Schedule:");
+        for (delay, i) in &upcoming {
+            ctx.ui.status(&format!(
+                "  +{:<8} phase {}",
+                humantime::format_duration(*delay).to_string(),
+                i + 1
+            ));
+        }
+    }
+
+    let background = tokio::spawn(background(
+        runner.clone(),
+        state.clone(),
+        upcoming,
+        args.watch,
+    ));
+
+    wait_for_signal().await;
+    ctx.ui
+        .status("Shutting down: draining in-flight requests...");
+    background.abort();
+    shutdown.notify_one();
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!("server error: {e}"),
+        Err(e) => tracing::error!("server task failed: {e}"),
+    }
+    platform.shutdown().await;
+    ctx.ui.status("Stopped");
+    Ok(ExitCode::Success)
+}
+
+/// The schedule, the resync ticker, retries and `--watch`, until aborted.
+async fn background(
+    runner: Arc<Runner>,
+    state: Arc<AppState>,
+    upcoming: Vec<(Duration, usize)>,
+    watch: bool,
+) {
+    let origin = tokio::time::Instant::now();
+    let mut upcoming = upcoming.into_iter().peekable();
+    let mut tick = tokio::time::interval(RESYNC_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_retry = tokio::time::Instant::now();
+    let mut watcher = watch.then(|| Watcher::new(&runner.workspace().config));
+    loop {
+        let next_phase = upcoming.peek().map(|(delay, _)| origin + *delay);
+        tokio::select! {
+            _ = async {
+                match next_phase {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let (_, i) = upcoming.next().expect("peeked");
+                runner.set_selection(Selection::Phase(i + 1));
+                let due = origin.elapsed();
+                let outcome = runner.regroup(&format!("phase {}", i + 1)).await;
+                if outcome.is_ok() {
+                    tracing::info!("phase {} in force {:.2?} after start", i + 1, due);
+                }
+            }
+            _ = tick.tick() => {
+                if let Some(watcher) = watcher.as_mut() {
+                    if watcher.changed() {
+                        reload(&runner).await;
+                        continue;
+                    }
+                }
+                if runner.failed.load(Ordering::SeqCst) && last_retry.elapsed() >= RETRY_AFTER {
+                    last_retry = tokio::time::Instant::now();
+                    if runner.regroup("retry").await.is_ok_and(|r| r.failed.is_empty()) {
+                        state.ready.store(true, Ordering::SeqCst);
+                    }
+                } else {
+                    runner.resync().await;
+                }
+                if let Some(restarts) = platform_restarts(&runner) {
+                    state.metrics.worker_restarts_total(restarts);
+                }
+            }
+        }
+    }
+}
+
+fn platform_restarts(runner: &Runner) -> Option<u64> {
+    let _ = runner;
+    None
+}
+
+/// `--watch`: reload fusion.toml; on success re-apply the current phase.
+async fn reload(runner: &Runner) {
+    let file = runner.workspace().config.file.clone();
+    match crate::config::load(&file) {
+        Ok(workspace) => {
+            tracing::info!("`{}` or a task changed; reloading", file.display());
+            runner.set_workspace(workspace);
+            let _ = runner.regroup("reload").await;
+        }
+        Err(diagnostics) => {
+            let err: Error = diagnostics.into();
+            tracing::error!("not reloading: {err}");
+        }
+    }
+}
+
+/// Notices changes to fusion.toml and the declared task directories by polling a fingerprint
+/// of paths, sizes and modification times (cheap for task-sized trees).
+struct Watcher {
+    roots: Vec<std::path::PathBuf>,
+    last: u64,
+}
+
+impl Watcher {
+    fn new(config: &Config) -> Self {
+        let mut roots = vec![config.file.clone()];
+        for task in config.tasks.values() {
+            if let crate::config::TaskSource::Path { dir, .. } = &task.source {
+                roots.push(dir.clone());
+            }
+        }
+        let mut watcher = Watcher { roots, last: 0 };
+        watcher.last = watcher.fingerprint();
+        watcher
+    }
+
+    fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for root in &self.roots {
+            for entry in walkdir::WalkDir::new(root)
+                .sort_by_file_name()
+                .into_iter()
+                .flatten()
+            {
+                if let Ok(meta) = entry.metadata() {
+                    entry.path().hash(&mut hasher);
+                    meta.len().hash(&mut hasher);
+                    meta.modified().ok().hash(&mut hasher);
+                }
+            }
+        }
+        hasher.finish()
+    }
+
+    fn changed(&mut self) -> bool {
+        let now = self.fingerprint();
+        std::mem::replace(&mut self.last, now) != now
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// `fusionizer invoke TASK`: posts to the running proxy and prints the body; non-2xx exits 1.
 pub fn invoke_command(
     ctx: &Context,
     task: &str,
@@ -27,6 +381,78 @@ pub fn invoke_command(
     headers: Vec<String>,
     server: Option<String>,
 ) -> Result<ExitCode> {
-    let _ = (ctx, task, data, headers, server);
-    todo!("invoke")
+    let server = match server {
+        Some(s) => s,
+        None => match ctx.config_path().ok().map(|p| crate::config::load(&p)) {
+            Some(Ok(ws)) => ws.config.serve.listen.clone(),
+            _ => crate::config::ServeConfig::default().listen,
+        },
+    };
+    let base = if server.starts_with("http://") || server.starts_with("https://") {
+        server
+    } else {
+        format!("http://{server}")
+    };
+    let body: Vec<u8> = match data.as_deref() {
+        None => Vec::new(),
+        Some("-") => {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                .map_err(|e| Error::failure(format!("cannot read stdin: {e}")))?;
+            buf
+        }
+        Some(text) if text.starts_with('@') => std::fs::read(&text[1..])
+            .map_err(|e| Error::failure(format!("cannot read `{}`: {e}", &text[1..])))?,
+        Some(text) => text.as_bytes().to_vec(),
+    };
+    let client = reqwest::blocking::Client::builder()
+        .timeout(None)
+        .build()
+        .map_err(|e| Error::failure(format!("cannot create an HTTP client: {e}")))?;
+    let mut request = client.post(format!("{base}/{task}"));
+    let mut has_content_type = false;
+    for header in &headers {
+        let Some((name, value)) = header.split_once(':') else {
+            return Err(Error::usage(format!(
+                "invalid header `{header}`: use `Name: value`"
+            )));
+        };
+        has_content_type |= name.trim().eq_ignore_ascii_case("content-type");
+        request = request.header(name.trim(), value.trim());
+    }
+    if !has_content_type && !body.is_empty() {
+        let looks_json = serde_json::from_slice::<serde_json::Value>(&body).is_ok();
+        request = request.header(
+            "Content-Type",
+            if looks_json {
+                "application/json"
+            } else {
+                "text/plain"
+            },
+        );
+    }
+    let response = request.body(body).send().map_err(|e| {
+        Error::new(
+            ExitCode::Unavailable,
+            format!("could not reach fusionizer serve at `{base}`: {e}"),
+        )
+        .with_hint("start it with `fusionizer serve`, or pass `--server HOST:PORT`")
+    })?;
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .map_err(|e| Error::failure(format!("reading the response failed: {e}")))?;
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    if !text.ends_with('\n') && !text.is_empty() {
+        text.push('\n');
+    }
+    if status.is_success() {
+        crate::ui::out(&text);
+        Ok(ExitCode::Success)
+    } else {
+        Err(Error::failure(format!(
+            "`{task}` answered {status}: {}",
+            text.trim_end()
+        )))
+    }
 }

@@ -1,3 +1,6 @@
-//! The one integration-test binary: one module per area.
+//! The integration tests: one binary, one module per area, each running the real `fusionizer`
+//! executable against temp dirs (see `common`).
 
+mod build;
+mod common;
 mod nuctl;

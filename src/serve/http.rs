@@ -1,0 +1,786 @@
+//! The proxy's HTTP API (DESIGN.md "serve: HTTP API"): `POST /<task>` invokes, `GET /<task>`
+//! describes, `PUT`/`DELETE /<task>` upload and remove ad-hoc tasks, and `/-/health`,
+//! `/-/routes`, `/-/metrics` serve operations. [`router`] builds it from shared state so tests
+//! can drive it in-process.
+//!
+//! Errors are responses: unknown task → 404, function down → 503 with `Retry-After`, worker
+//! crash → 502, timeout → 504, body too large → 413. The body says what happened; causes go to
+//! the log.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+
+use super::metrics::Metrics;
+use super::routes::Routes;
+use crate::platform::{InvokeError, InvokeRequest};
+
+/// Header naming the task a request is for, read by the dispatcher.
+pub const TASK_NAME: &str = "task-name";
+/// Header with the host tasks use to reach the proxy.
+pub const SERVER_ADDRESS: &str = "fusionizer-server-address";
+/// Header with the proxy's port.
+pub const SERVER_PORT: &str = "fusionizer-server-port";
+/// Header a task-to-task call carries (set by the dispatcher).
+pub const CALLER: &str = "x-fusionizer-caller";
+/// Response header through which a function reports in-process sibling calls (stripped).
+pub const LOCAL_CALLS: &str = "x-fusionizer-local-calls";
+
+/// A refusal from the control plane, as an HTTP status and a message.
+#[derive(Debug)]
+pub struct ControlError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ControlError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ControlError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+/// What the HTTP layer asks of the schedule runner.
+#[async_trait]
+pub trait Control: Send + Sync {
+    /// Stores and deploys an uploaded task (the zip's bytes).
+    async fn upload(&self, task: &str, zip: Bytes) -> Result<String, ControlError>;
+    /// Removes an uploaded task.
+    async fn remove(&self, task: &str) -> Result<String, ControlError>;
+    /// Whether `task` is known (declared or uploaded) even if it has no route right now.
+    fn is_known(&self, task: &str) -> bool;
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub routes: Routes,
+    pub metrics: Metrics,
+    /// Set once the start phase is deployed and ready.
+    pub ready: AtomicBool,
+    /// The bearer token for PUT/DELETE, when configured.
+    pub token: Option<String>,
+    /// Host and port given to tasks in `Fusionizer-Server-Address`/`-Port`.
+    pub advertise_host: String,
+    pub port: u16,
+    pub max_body: usize,
+    pub max_upload: usize,
+    pub request_timeout: Duration,
+    pub control: Arc<dyn Control>,
+}
+
+/// The proxy's router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let upload_limit = state.max_upload + 64 * 1024;
+    Router::new()
+        .route("/-/health", get(health))
+        .route("/-/routes", get(routes))
+        .route("/-/metrics", get(metrics))
+        .route(
+            "/{task}",
+            any(task_root).layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route("/{task}/{*rest}", any(task_sub))
+        .with_state(state)
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    if state.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "starting: the start phase is not deployed yet\n",
+        )
+            .into_response()
+    }
+}
+
+async fn routes(State(state): State<Arc<AppState>>) -> Response {
+    axum::Json(state.routes.current().to_json()).into_response()
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn task_root(
+    State(state): State<Arc<AppState>>,
+    Path(task): Path<String>,
+    request: Request,
+) -> Response {
+    match *request.method() {
+        Method::GET => describe(&state, &task, request.headers()),
+        Method::PUT => upload(&state, &task, request).await,
+        Method::DELETE => remove(&state, &task, request.headers()).await,
+        _ => invoke(&state, &task, request).await,
+    }
+}
+
+async fn task_sub(
+    State(state): State<Arc<AppState>>,
+    Path((task, _rest)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    invoke(&state, &task, request).await
+}
+
+fn text(status: StatusCode, message: impl Into<String>) -> Response {
+    let mut message = message.into();
+    if !message.ends_with('\n') {
+        message.push('\n');
+    }
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message,
+    )
+        .into_response()
+}
+
+fn unknown_task(state: &AppState, task: &str) -> Response {
+    let table = state.routes.current();
+    let known: Vec<&str> = table.by_task.keys().map(String::as_str).collect();
+    let list = if known.is_empty() {
+        "no tasks are deployed".to_string()
+    } else {
+        format!("known tasks: {}", known.join(", "))
+    };
+    text(StatusCode::NOT_FOUND, format!("no task `{task}`; {list}"))
+}
+
+fn unavailable(message: String) -> Response {
+    let mut response = text(StatusCode::SERVICE_UNAVAILABLE, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// Hop-by-hop headers that a proxy must not forward (RFC 9110 §7.6.1), plus ones it rewrites.
+fn forwardable(name: &HeaderName) -> bool {
+    !matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+            | TASK_NAME
+            | SERVER_ADDRESS
+            | SERVER_PORT
+    )
+}
+
+async fn invoke(state: &Arc<AppState>, task: &str, request: Request) -> Response {
+    let started = Instant::now();
+    let table = state.routes.current();
+    let Some(route) = table.by_task.get(task).cloned() else {
+        if state.control.is_known(task) {
+            return unavailable(format!(
+                "task `{task}` is not deployed right now; retry shortly"
+            ));
+        }
+        return unknown_task(state, task);
+    };
+    drop(table);
+    let (parts, body) = request.into_parts();
+    let from_task = parts.headers.contains_key(CALLER);
+    let body = match axum::body::to_bytes(body, state.max_body).await {
+        Ok(body) => body,
+        Err(_) => {
+            let response = text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "request body is larger than the limit of {} bytes",
+                    state.max_body
+                ),
+            );
+            state
+                .metrics
+                .request(task, 413, from_task, started.elapsed());
+            return response;
+        }
+    };
+    let mut headers: Vec<(String, String)> = Vec::with_capacity(parts.headers.len() + 3);
+    for (name, value) in &parts.headers {
+        if forwardable(name) {
+            if let Ok(value) = value.to_str() {
+                headers.push((name.as_str().to_string(), value.to_string()));
+            }
+        }
+    }
+    headers.push(("Task-Name".into(), task.to_string()));
+    headers.push((
+        "Fusionizer-Server-Address".into(),
+        state.advertise_host.clone(),
+    ));
+    headers.push(("Fusionizer-Server-Port".into(), state.port.to_string()));
+    let invoke_request = InvokeRequest {
+        task: task.to_string(),
+        method: parts.method.as_str().to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or_default().to_string(),
+        headers,
+        body,
+    };
+    let guard = route.enter();
+    let outcome =
+        tokio::time::timeout(state.request_timeout, route.invoker.invoke(invoke_request)).await;
+    drop(guard);
+    let response = match outcome {
+        Err(_) => {
+            tracing::warn!(task, function = %route.name, "request timed out");
+            text(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "task `{task}` did not answer within {}",
+                    humantime::format_duration(state.request_timeout)
+                ),
+            )
+        }
+        Ok(Err(err)) => invoke_error(task, err),
+        Ok(Ok(answer)) => {
+            let mut builder = Response::builder().status(answer.status);
+            let mut local_calls = 0;
+            for (name, value) in &answer.headers {
+                if name.eq_ignore_ascii_case(LOCAL_CALLS) {
+                    local_calls = value.parse().unwrap_or(0);
+                    continue;
+                }
+                let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+                    continue;
+                };
+                if !forwardable(&name) {
+                    continue;
+                }
+                if let Ok(value) = HeaderValue::from_str(value) {
+                    builder = builder.header(name, value);
+                }
+            }
+            state.metrics.in_process_calls(local_calls);
+            builder
+                .body(Body::from(answer.body))
+                .unwrap_or_else(|_| text(StatusCode::BAD_GATEWAY, "invalid response"))
+        }
+    };
+    state.metrics.request(
+        task,
+        response.status().as_u16(),
+        from_task,
+        started.elapsed(),
+    );
+    response
+}
+
+fn invoke_error(task: &str, err: InvokeError) -> Response {
+    tracing::warn!(task, "{err}");
+    match err {
+        InvokeError::Unavailable { .. } => unavailable(format!(
+            "task `{task}` is unavailable right now; retry shortly"
+        )),
+        InvokeError::Crashed { .. } => text(
+            StatusCode::BAD_GATEWAY,
+            format!("the worker running task `{task}` crashed while handling this request"),
+        ),
+        InvokeError::Timeout { .. } => text(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("task `{task}` did not answer in time"),
+        ),
+        InvokeError::Connect { .. } => text(
+            StatusCode::BAD_GATEWAY,
+            format!("could not reach the function running task `{task}`"),
+        ),
+    }
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"))
+}
+
+/// `GET /<task>`: the original project's text, or JSON on `Accept: application/json`.
+fn describe(state: &AppState, task: &str, headers: &HeaderMap) -> Response {
+    let table = state.routes.current();
+    let Some(route) = table.by_task.get(task) else {
+        if state.control.is_known(task) {
+            return unavailable(format!("task `{task}` is not deployed right now"));
+        }
+        return unknown_task(state, task);
+    };
+    let others: Vec<&str> = route
+        .tasks
+        .iter()
+        .filter(|t| *t != task)
+        .map(String::as_str)
+        .collect();
+    if wants_json(headers) {
+        return axum::Json(serde_json::json!({
+            "task": task,
+            "function": route.name,
+            "colocated": others,
+            "state": route.state,
+            "digest": route.digest,
+        }))
+        .into_response();
+    }
+    let with = if others.is_empty() {
+        "None".to_string()
+    } else {
+        others.join(", ")
+    };
+    text(
+        StatusCode::OK,
+        format!(
+            "Task '{task}':\nCurrently deployed with other Tasks: {with}\nFunction: {}\nStatus: {}\n",
+            route.name, route.state
+        ),
+    )
+}
+
+/// Checks `Authorization: Bearer <token>` in constant time when a token is configured.
+fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(expected) = &state.token else {
+        return Ok(());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    use subtle::ConstantTimeEq;
+    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        let mut response = text(
+            StatusCode::UNAUTHORIZED,
+            "this endpoint needs `Authorization: Bearer <token>`",
+        );
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        Err(response)
+    }
+}
+
+fn valid_task_name(task: &str) -> Result<(), Response> {
+    if crate::config::is_dns_label(task, crate::taskspec::MAX_TASK_NAME) {
+        Ok(())
+    } else {
+        Err(text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "`{task}` is not a valid task name: use a lowercase DNS-1123 label of at most {} characters",
+                crate::taskspec::MAX_TASK_NAME
+            ),
+        ))
+    }
+}
+
+async fn upload(state: &AppState, task: &str, request: Request) -> Response {
+    if let Err(response) = authorized(state, request.headers()) {
+        return response;
+    }
+    if let Err(response) = valid_task_name(task) {
+        return response;
+    }
+    let mut multipart =
+        match <Multipart as axum::extract::FromRequest<()>>::from_request(request, &()).await {
+            Ok(m) => m,
+            Err(rejection) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "expected a multipart/form-data body with field `zip_file`: {rejection}"
+                    ),
+                )
+            }
+        };
+    let mut zip = None;
+    loop {
+        match multipart.next_field().await {
+            Ok(Some(field)) => {
+                if field.name() == Some("zip_file") {
+                    match field.bytes().await {
+                        Ok(bytes) => zip = Some(bytes),
+                        Err(e) => return multipart_error(state, e),
+                    }
+                }
+            }
+            Ok(None) => break,
+            Err(e) => return multipart_error(state, e),
+        }
+    }
+    let Some(zip) = zip else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "the multipart body has no field `zip_file`",
+        );
+    };
+    match state.control.upload(task, zip).await {
+        Ok(message) => text(StatusCode::OK, message),
+        Err(e) => text(e.status, e.message),
+    }
+}
+
+fn multipart_error(state: &AppState, err: axum::extract::multipart::MultipartError) -> Response {
+    if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the upload is larger than the limit of {} bytes",
+                state.max_upload
+            ),
+        )
+    } else {
+        text(err.status(), format!("could not read the upload: {err}"))
+    }
+}
+
+async fn remove(state: &AppState, task: &str, headers: &HeaderMap) -> Response {
+    if let Err(response) = authorized(state, headers) {
+        return response;
+    }
+    if let Err(response) = valid_task_name(task) {
+        return response;
+    }
+    match state.control.remove(task).await {
+        Ok(message) => text(StatusCode::OK, message),
+        Err(e) => text(e.status, e.message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use axum::body::to_bytes;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::platform::{InvokeResponse, Invoker};
+    use crate::serve::routes::{FunctionRoute, RouteTable};
+
+    /// Echoes what it received as JSON; fails in the ways a test asks.
+    struct Echo {
+        calls: AtomicU64,
+        mode: &'static str,
+    }
+
+    #[async_trait]
+    impl Invoker for Echo {
+        async fn invoke(&self, req: InvokeRequest) -> Result<InvokeResponse, InvokeError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            match self.mode {
+                "crash" => Err(InvokeError::Crashed {
+                    function: "f".into(),
+                    reason: "worker exited".into(),
+                }),
+                "down" => Err(InvokeError::Unavailable {
+                    function: "f".into(),
+                    reason: "no worker".into(),
+                }),
+                "slow" => {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    unreachable!()
+                }
+                _ => {
+                    let headers: serde_json::Map<String, serde_json::Value> = req
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone().into()))
+                        .collect();
+                    let body = serde_json::json!({
+                        "task": req.task, "method": req.method, "path": req.path,
+                        "query": req.query, "headers": headers,
+                        "body": String::from_utf8_lossy(&req.body),
+                    });
+                    Ok(InvokeResponse {
+                        status: 201,
+                        headers: vec![
+                            ("Content-Type".into(), "application/json".into()),
+                            ("X-Custom".into(), "yes".into()),
+                            (LOCAL_CALLS.into(), "3".into()),
+                        ],
+                        body: Bytes::from(body.to_string()),
+                    })
+                }
+            }
+        }
+    }
+
+    struct NoControl;
+
+    #[async_trait]
+    impl Control for NoControl {
+        async fn upload(&self, task: &str, zip: Bytes) -> Result<String, ControlError> {
+            Ok(format!("stored {task} ({} bytes)", zip.len()))
+        }
+        async fn remove(&self, task: &str) -> Result<String, ControlError> {
+            Err(ControlError::new(
+                StatusCode::CONFLICT,
+                format!("task `{task}` is declared"),
+            ))
+        }
+        fn is_known(&self, task: &str) -> bool {
+            task == "pending"
+        }
+    }
+
+    fn state(mode: &'static str, token: Option<&str>) -> Arc<AppState> {
+        let invoker = Arc::new(Echo {
+            calls: AtomicU64::new(0),
+            mode,
+        });
+        let route = Arc::new(FunctionRoute::new(
+            "shop-taska-taskb".into(),
+            vec!["taska".into(), "taskb".into()],
+            "sha256:abc".into(),
+            "ready".into(),
+            invoker,
+        ));
+        let mut table = RouteTable::default();
+        table.by_task.insert("taska".into(), route.clone());
+        table.by_task.insert("taskb".into(), route);
+        let state = AppState {
+            routes: Routes::default(),
+            metrics: Metrics::new(),
+            ready: AtomicBool::new(true),
+            token: token.map(str::to_string),
+            advertise_host: "127.0.0.1".into(),
+            port: 8000,
+            max_body: 1024,
+            max_upload: 4096,
+            request_timeout: Duration::from_millis(200),
+            control: Arc::new(NoControl),
+        };
+        state.routes.swap(table);
+        Arc::new(state)
+    }
+
+    async fn send(
+        state: &Arc<AppState>,
+        request: axum::http::Request<Body>,
+    ) -> (u16, HeaderMap, String) {
+        let response = router(state.clone()).oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, headers, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn post(uri: &str, body: &str) -> axum::http::Request<Body> {
+        axum::http::Request::post(uri)
+            .header("content-type", "application/json")
+            .header("x-client", "1")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn post_passes_body_query_headers_and_returns_the_answer() {
+        let state = state("echo", None);
+        let (status, headers, body) = send(&state, post("/taska/sub?x=1", r#"{"a":1}"#)).await;
+        assert_eq!(status, 201);
+        assert_eq!(headers["x-custom"], "yes");
+        assert!(!headers.contains_key(LOCAL_CALLS), "internal header leaked");
+        let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(echo["task"], "taska");
+        assert_eq!(echo["path"], "/taska/sub");
+        assert_eq!(echo["query"], "x=1");
+        assert_eq!(echo["body"], r#"{"a":1}"#);
+        assert_eq!(echo["headers"]["task-name"], "taska");
+        assert_eq!(echo["headers"]["fusionizer-server-address"], "127.0.0.1");
+        assert_eq!(echo["headers"]["fusionizer-server-port"], "8000");
+        assert_eq!(echo["headers"]["x-client"], "1");
+        let metrics = state.metrics.encode();
+        assert!(
+            metrics.contains(r#"fusionizer_task_calls_total{path="in_process"} 3"#),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(
+                r#"fusionizer_requests_total{task="taska",status="201",source="client"} 1"#
+            ),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_task_is_404_listing_known_ones() {
+        let (status, _, body) = send(&state("echo", None), post("/nope", "")).await;
+        assert_eq!(status, 404);
+        assert_eq!(body, "no task `nope`; known tasks: taska, taskb\n");
+    }
+
+    #[tokio::test]
+    async fn known_but_unrouted_task_is_503_with_retry_after() {
+        let (status, headers, _) = send(&state("echo", None), post("/pending", "")).await;
+        assert_eq!(status, 503);
+        assert_eq!(headers["retry-after"], "1");
+    }
+
+    #[tokio::test]
+    async fn invoke_errors_map_to_502_503_504() {
+        assert_eq!(send(&state("crash", None), post("/taska", "")).await.0, 502);
+        let (status, headers, _) = send(&state("down", None), post("/taska", "")).await;
+        assert_eq!(
+            (status, &headers["retry-after"]),
+            (503, &HeaderValue::from_static("1"))
+        );
+        assert_eq!(send(&state("slow", None), post("/taska", "")).await.0, 504);
+    }
+
+    #[tokio::test]
+    async fn body_over_the_limit_is_413() {
+        let (status, _, body) = send(&state("echo", None), post("/taska", &"x".repeat(2000))).await;
+        assert_eq!(status, 413);
+        assert!(body.contains("1024 bytes"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn get_describes_the_task_like_the_original() {
+        let state = state("echo", None);
+        let request = axum::http::Request::get("/taska")
+            .body(Body::empty())
+            .unwrap();
+        let (status, _, body) = send(&state, request).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            body,
+            "Task 'taska':\nCurrently deployed with other Tasks: taskb\nFunction: shop-taska-taskb\nStatus: ready\n"
+        );
+        let request = axum::http::Request::get("/taska")
+            .header("accept", "application/json")
+            .body(Body::empty())
+            .unwrap();
+        let (_, _, body) = send(&state, request).await;
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["colocated"], serde_json::json!(["taskb"]));
+        assert_eq!(json["function"], "shop-taska-taskb");
+    }
+
+    #[tokio::test]
+    async fn health_is_503_until_ready() {
+        let state = state("echo", None);
+        state.ready.store(false, Ordering::SeqCst);
+        let get = || {
+            axum::http::Request::get("/-/health")
+                .body(Body::empty())
+                .unwrap()
+        };
+        assert_eq!(send(&state, get()).await.0, 503);
+        state.ready.store(true, Ordering::SeqCst);
+        assert_eq!(send(&state, get()).await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn routes_are_served_as_json() {
+        let request = axum::http::Request::get("/-/routes")
+            .body(Body::empty())
+            .unwrap();
+        let (_, _, body) = send(&state("echo", None), request).await;
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["routes"]["taskb"]["function"], "shop-taska-taskb");
+    }
+
+    fn multipart(task: &str, token: Option<&str>, field: &str) -> axum::http::Request<Body> {
+        let body = format!(
+            "--XX\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"t.zip\"\r\nContent-Type: application/zip\r\n\r\nPK-bytes\r\n--XX--\r\n"
+        );
+        let mut builder = axum::http::Request::put(format!("/{task}"))
+            .header("content-type", "multipart/form-data; boundary=XX");
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        builder.body(Body::from(body)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn mutating_endpoints_need_the_token_when_configured() {
+        let state = state("echo", Some("s3cret"));
+        let (status, headers, _) = send(&state, multipart("newtask", None, "zip_file")).await;
+        assert_eq!(status, 401);
+        assert_eq!(headers["www-authenticate"], "Bearer");
+        assert_eq!(
+            send(&state, multipart("newtask", Some("wrong"), "zip_file"))
+                .await
+                .0,
+            401
+        );
+        let (status, _, body) =
+            send(&state, multipart("newtask", Some("s3cret"), "zip_file")).await;
+        assert_eq!((status, body.as_str()), (200, "stored newtask (8 bytes)\n"));
+        let delete = axum::http::Request::delete("/taska")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&state, delete).await.0, 401);
+    }
+
+    #[tokio::test]
+    async fn upload_without_zip_field_or_with_bad_name_is_400() {
+        let state = state("echo", None);
+        assert_eq!(
+            send(&state, multipart("newtask", None, "other")).await.0,
+            400
+        );
+        assert_eq!(
+            send(&state, multipart("Bad_Name", None, "zip_file"))
+                .await
+                .0,
+            400
+        );
+    }
+
+    #[tokio::test]
+    async fn delete_of_a_declared_task_is_409() {
+        let delete = axum::http::Request::delete("/taska")
+            .body(Body::empty())
+            .unwrap();
+        let (status, _, body) = send(&state("echo", None), delete).await;
+        assert_eq!(status, 409);
+        assert!(body.contains("declared"));
+    }
+
+    #[tokio::test]
+    async fn drain_waits_for_inflight_requests() {
+        let state = state("echo", None);
+        let route = state.routes.current().by_task["taska"].clone();
+        let guard = route.enter();
+        assert!(
+            !route.drain(Duration::from_millis(20)).await,
+            "drained while a request was in flight"
+        );
+        let waiter = {
+            let route = route.clone();
+            tokio::spawn(async move { route.drain(Duration::from_secs(10)).await })
+        };
+        drop(guard);
+        assert!(waiter.await.unwrap());
+    }
+}

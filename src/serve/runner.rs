@@ -1,0 +1,458 @@
+//! The schedule runner: moves the live state from phase to phase without dropping a request.
+//!
+//! A regroup fuses the selected phase over the tasks present (declared with code, plus
+//! uploads), deploys new or changed functions and waits until they are ready, then swaps the
+//! route table in one step, drains the functions that lost their routes (bounded) and only then
+//! deletes them. A task whose new home failed keeps its old one; a failed regroup leaves the
+//! routes as they were and is retried.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use axum::body::Bytes;
+use axum::http::StatusCode;
+
+use super::http::{AppState, Control, ControlError};
+use super::routes::{FunctionRoute, RouteTable};
+use super::uploads::{UploadError, UploadStore};
+use crate::config::{TaskSource, Workspace};
+use crate::error::Error;
+use crate::fuse::Artifact;
+use crate::platform::{FunctionState, LiveFunction, NoProgress, Platform};
+use crate::schedule::Selection;
+use crate::taskspec::TaskSpec;
+
+/// How many functions a regroup deploys at once.
+const PARALLELISM: usize = 4;
+
+/// The runner's mutable view of the project.
+pub struct Runner {
+    workspace: Mutex<Workspace>,
+    platform: Arc<dyn Platform>,
+    uploads: UploadStore,
+    /// The phase currently in force (what regroups and reloads apply).
+    selection: Mutex<Selection>,
+    /// One regroup at a time.
+    regroup_lock: tokio::sync::Mutex<()>,
+    /// Set when the last regroup failed, so the ticker retries it.
+    pub failed: std::sync::atomic::AtomicBool,
+    state: OnceLock<Weak<AppState>>,
+    drain_timeout: Duration,
+    max_upload: u64,
+    max_unpacked: u64,
+}
+
+/// What one regroup did.
+#[derive(Debug, Default)]
+pub struct RegroupReport {
+    pub deployed: Vec<String>,
+    pub failed: Vec<(String, String)>,
+    pub deleted: Vec<String>,
+    /// Task → (old function, new function) for every task that moved.
+    pub moved: BTreeMap<String, (Option<String>, String)>,
+    pub elapsed: Duration,
+}
+
+impl Runner {
+    pub fn new(workspace: Workspace, platform: Arc<dyn Platform>, selection: Selection) -> Self {
+        let serve = &workspace.config.serve;
+        Runner {
+            uploads: UploadStore::new(&workspace.config.state_dir()),
+            drain_timeout: serve.drain_timeout,
+            max_upload: serve.max_upload_bytes,
+            max_unpacked: serve.max_unpacked_bytes,
+            workspace: Mutex::new(workspace),
+            platform,
+            selection: Mutex::new(selection),
+            regroup_lock: tokio::sync::Mutex::new(()),
+            failed: std::sync::atomic::AtomicBool::new(false),
+            state: OnceLock::new(),
+        }
+    }
+
+    /// Connects the runner to the HTTP state whose routes it switches.
+    pub fn attach(&self, state: &Arc<AppState>) {
+        let _ = self.state.set(Arc::downgrade(state));
+    }
+
+    fn app(&self) -> Option<Arc<AppState>> {
+        self.state.get().and_then(Weak::upgrade)
+    }
+
+    pub fn platform(&self) -> &Arc<dyn Platform> {
+        &self.platform
+    }
+
+    pub fn selection(&self) -> Selection {
+        *self.selection.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_selection(&self, selection: Selection) {
+        *self.selection.lock().unwrap_or_else(|e| e.into_inner()) = selection;
+    }
+
+    pub fn workspace(&self) -> Workspace {
+        self.workspace
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the configuration (after `--watch` saw a change).
+    pub fn set_workspace(&self, workspace: Workspace) {
+        *self.workspace.lock().unwrap_or_else(|e| e.into_inner()) = workspace;
+    }
+
+    /// Every task with code: declared path tasks and uploads.
+    fn present_specs(&self, workspace: &Workspace) -> BTreeMap<String, TaskSpec> {
+        let mut specs = workspace.specs.clone();
+        for (name, spec) in self.uploads.load_all() {
+            let declared_path = matches!(
+                workspace.config.tasks.get(&name).map(|t| &t.source),
+                Some(TaskSource::Path { .. })
+            );
+            if !declared_path {
+                specs.insert(name, spec);
+            }
+        }
+        specs
+    }
+
+    /// The artifacts of the current phase over the present tasks.
+    fn desired(&self) -> Result<Vec<Artifact>, Error> {
+        let workspace = self.workspace();
+        let specs = self.present_specs(&workspace);
+        let present: BTreeSet<String> = specs.keys().cloned().collect();
+        let grouping = crate::schedule::grouping(&workspace.config, self.selection(), &present)?;
+        crate::fuse::fuse_all(&workspace, &specs, &grouping)
+    }
+
+    /// Applies the current phase: deploy, switch routes, drain, delete.
+    pub async fn regroup(&self, why: &str) -> Result<RegroupReport, Error> {
+        let _guard = self.regroup_lock.lock().await;
+        let started = Instant::now();
+        let result = self.regroup_locked(why, started).await;
+        let ok = matches!(&result, Ok(report) if report.failed.is_empty());
+        self.failed.store(!ok, Ordering::SeqCst);
+        if let Some(app) = self.app() {
+            app.metrics.transition(ok, started.elapsed());
+        }
+        match &result {
+            Ok(report) => log_report(why, report),
+            Err(err) => tracing::error!("{why}: regroup failed, routes unchanged: {err}"),
+        }
+        result
+    }
+
+    async fn regroup_locked(&self, why: &str, started: Instant) -> Result<RegroupReport, Error> {
+        let artifacts = self.desired()?;
+        let project = self.workspace().config.project.name.clone();
+        let live = self.platform.list(&project).await?;
+        let mut report = RegroupReport::default();
+
+        // 1. Deploy what is missing, changed or broken; wait until ready.
+        let todo: Vec<&Artifact> = artifacts.iter().filter(|a| !is_live(&live, a)).collect();
+        tracing::info!(
+            "{why}: {} function(s) desired, {} to deploy",
+            artifacts.len(),
+            todo.len()
+        );
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(PARALLELISM));
+        let mut jobs = Vec::new();
+        for artifact in todo {
+            let platform = self.platform.clone();
+            let artifact = artifact.clone();
+            let semaphore = semaphore.clone();
+            jobs.push(tokio::spawn(async move {
+                let _permit = semaphore.acquire_owned().await;
+                let started = Instant::now();
+                let result = platform.deploy(&artifact, &NoProgress).await;
+                (artifact.name, result, started.elapsed())
+            }));
+        }
+        for job in jobs {
+            match job.await {
+                Ok((name, Ok(()), took)) => {
+                    tracing::info!(function = %name, "ready in {:.1?}", took);
+                    report.deployed.push(name);
+                }
+                Ok((name, Err(err), _)) => {
+                    let err: Error = err.into();
+                    tracing::error!(function = %name, "deploy failed: {err}");
+                    report.failed.push((name, err.to_string()));
+                }
+                Err(join) => report
+                    .failed
+                    .push(("(deploy task)".into(), join.to_string())),
+            }
+        }
+
+        // 2. Switch routes in one swap: each task to its desired function when that is live,
+        //    else to whatever live function still holds it.
+        self.platform.refresh().await?;
+        let live = self.platform.list(&project).await?;
+        let table = self.build_table(&artifacts, &live).await;
+        let routed: BTreeSet<String> = table.functions().into_keys().collect();
+        let old = match self.app() {
+            Some(app) => {
+                let old = app.routes.swap(table);
+                for (task, f) in &app.routes.current().by_task {
+                    let before = old.by_task.get(task).map(|o| o.name.clone());
+                    if before.as_deref() != Some(f.name.as_str()) {
+                        report.moved.insert(task.clone(), (before, f.name.clone()));
+                    }
+                }
+                old
+            }
+            None => Arc::new(RouteTable::default()),
+        };
+        report.elapsed = started.elapsed();
+
+        // 3. Drain and delete owned functions that no longer have a route.
+        let old_functions = old.functions();
+        for function in live.iter().filter(|f| !routed.contains(&f.name)) {
+            if let Some(route) = old_functions.get(&function.name) {
+                if !route.drain(self.drain_timeout).await {
+                    tracing::warn!(
+                        function = %function.name,
+                        "drain timed out with {} request(s) in flight",
+                        route.inflight()
+                    );
+                }
+            }
+            match self.platform.delete(&function.name, false).await {
+                Ok(()) => report.deleted.push(function.name.clone()),
+                Err(err) => {
+                    let err: Error = err.into();
+                    tracing::error!(function = %function.name, "delete failed: {err}");
+                    report.failed.push((function.name.clone(), err.to_string()));
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Builds a route table over the live functions, reusing existing routes (and their
+    /// in-flight counters) for functions that did not change.
+    async fn build_table(&self, artifacts: &[Artifact], live: &[LiveFunction]) -> RouteTable {
+        let current = self.app().map(|a| a.routes.current()).unwrap_or_default();
+        let current_functions = current.functions();
+        let mut table = RouteTable::default();
+        let ready: Vec<&LiveFunction> = live
+            .iter()
+            .filter(|f| f.state == FunctionState::Ready)
+            .collect();
+        // Desired functions first, then any other live function for tasks still unrouted.
+        let mut order: Vec<&LiveFunction> = ready
+            .iter()
+            .copied()
+            .filter(|f| artifacts.iter().any(|a| is_same(a, f)))
+            .collect();
+        order.extend(
+            ready
+                .iter()
+                .copied()
+                .filter(|f| !artifacts.iter().any(|a| is_same(a, f))),
+        );
+        for function in order {
+            let tasks = function.tasks();
+            if tasks.iter().all(|t| table.by_task.contains_key(t)) {
+                continue;
+            }
+            let digest = function.digest().unwrap_or_default().to_string();
+            let route = match current_functions.get(&function.name) {
+                Some(r) if r.digest == digest => r.clone(),
+                _ => match self.platform.invoker(&function.name).await {
+                    Ok(invoker) => Arc::new(FunctionRoute::new(
+                        function.name.clone(),
+                        tasks.clone(),
+                        digest,
+                        function.state.word().to_string(),
+                        invoker,
+                    )),
+                    Err(err) => {
+                        tracing::warn!(function = %function.name, "no route: {err}");
+                        continue;
+                    }
+                },
+            };
+            for task in tasks {
+                table.by_task.entry(task).or_insert_with(|| route.clone());
+            }
+        }
+        table
+    }
+
+    /// Re-reads the platform (another `apply` may have changed it) and rebuilds the routes if
+    /// the live set changed. Skipped while a regroup runs.
+    pub async fn resync(&self) {
+        let Ok(_guard) = self.regroup_lock.try_lock() else {
+            return;
+        };
+        if let Err(err) = self.platform.refresh().await {
+            tracing::debug!("refresh failed: {err}");
+            return;
+        }
+        let project = self.workspace().config.project.name.clone();
+        let Ok(live) = self.platform.list(&project).await else {
+            return;
+        };
+        let Some(app) = self.app() else { return };
+        let current = app.routes.current();
+        let live_ready: BTreeMap<String, String> = live
+            .iter()
+            .filter(|f| f.state == FunctionState::Ready)
+            .map(|f| (f.name.clone(), f.digest().unwrap_or_default().to_string()))
+            .collect();
+        let routed: BTreeMap<String, String> = current
+            .functions()
+            .into_iter()
+            .map(|(n, f)| (n, f.digest.clone()))
+            .collect();
+        let unrouted_task = live_ready.keys().any(|name| {
+            live.iter()
+                .find(|f| &f.name == name)
+                .is_some_and(|f| f.tasks().iter().any(|t| !current.by_task.contains_key(t)))
+        });
+        let stale = routed.iter().any(|(n, d)| live_ready.get(n) != Some(d));
+        if !stale && !unrouted_task {
+            return;
+        }
+        let artifacts = self.desired().unwrap_or_default();
+        let table = self.build_table(&artifacts, &live).await;
+        tracing::info!("live functions changed outside serve; routes rebuilt");
+        app.routes.swap(table);
+    }
+}
+
+fn is_same(artifact: &Artifact, live: &LiveFunction) -> bool {
+    artifact.name == live.name && live.digest() == Some(artifact.digest.as_str())
+}
+
+fn is_live(live: &[LiveFunction], artifact: &Artifact) -> bool {
+    live.iter()
+        .any(|f| is_same(artifact, f) && f.state == FunctionState::Ready)
+}
+
+fn log_report(why: &str, report: &RegroupReport) {
+    for (task, (from, to)) in &report.moved {
+        match from {
+            Some(from) => tracing::info!("{why}: `{task}` moved from `{from}` to `{to}`"),
+            None => tracing::info!("{why}: `{task}` now served by `{to}`"),
+        }
+    }
+    tracing::info!(
+        "{why}: routes switched in {:.2?}; {} deployed, {} deleted, {} failed",
+        report.elapsed,
+        report.deployed.len(),
+        report.deleted.len(),
+        report.failed.len()
+    );
+}
+
+fn upload_status(err: &UploadError) -> StatusCode {
+    match err {
+        UploadError::TooLarge { .. } | UploadError::UnpackedTooLarge { .. } => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
+        UploadError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
+#[async_trait]
+impl Control for Runner {
+    async fn upload(&self, task: &str, zip: Bytes) -> Result<String, ControlError> {
+        let workspace = self.workspace();
+        if let Some(decl) = workspace.config.tasks.get(task) {
+            if let TaskSource::Path { written, .. } = &decl.source {
+                return Err(ControlError::new(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "task `{task}` is declared in fusion.toml with path `{written}`; change its code there, or declare it as `{{ upload = true }}`"
+                    ),
+                ));
+            }
+        }
+        let staged = self
+            .uploads
+            .stage(task, &zip, self.max_upload, self.max_unpacked)
+            .map_err(|e| ControlError::new(upload_status(&e), e.to_string()))?;
+        let replaced = self
+            .uploads
+            .commit(task, staged)
+            .map_err(|e| ControlError::new(upload_status(&e), e.to_string()))?;
+        match self.regroup(&format!("upload of `{task}`")).await {
+            Ok(report) if report.failed.is_empty() => {
+                Ok(format!("Successfully deployed Task '{task}'"))
+            }
+            outcome => {
+                let reason = match outcome {
+                    Ok(report) => report
+                        .failed
+                        .iter()
+                        .map(|(f, e)| format!("`{f}`: {e}"))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    Err(err) => err.to_string(),
+                };
+                if let Err(e) = self.uploads.restore(replaced) {
+                    tracing::error!("restoring the previous code of `{task}` failed: {e}");
+                }
+                let _ = self.regroup(&format!("rollback of `{task}`")).await;
+                Err(ControlError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("deploying task `{task}` failed; the previous version keeps running\n{reason}"),
+                ))
+            }
+        }
+    }
+
+    async fn remove(&self, task: &str) -> Result<String, ControlError> {
+        let workspace = self.workspace();
+        if let Some(decl) = workspace.config.tasks.get(task) {
+            if let TaskSource::Path { written, .. } = &decl.source {
+                return Err(ControlError::new(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "task `{task}` is declared in fusion.toml with path `{written}`; remove it from fusion.toml instead"
+                    ),
+                ));
+            }
+        }
+        if !self.uploads.contains(task) {
+            return Err(ControlError::new(
+                StatusCode::NOT_FOUND,
+                format!("no uploaded task `{task}`"),
+            ));
+        }
+        let aside = self
+            .uploads
+            .take_aside(task)
+            .map_err(|e| ControlError::new(upload_status(&e), e.to_string()))?;
+        match self.regroup(&format!("removal of `{task}`")).await {
+            Ok(report) if report.failed.is_empty() => {
+                Ok(format!("Successfully deleted Task '{task}'"))
+            }
+            _ => {
+                let _ = self.uploads.restore(super::uploads::Replaced {
+                    task: task.to_string(),
+                    backup: aside,
+                });
+                let _ = self.regroup(&format!("rollback of `{task}` removal")).await;
+                Err(ControlError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("removing task `{task}` failed; it keeps running (see serve's log)"),
+                ))
+            }
+        }
+    }
+
+    fn is_known(&self, task: &str) -> bool {
+        let workspace = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
+        workspace.config.tasks.contains_key(task) || self.uploads.contains(task)
+    }
+}
