@@ -12,6 +12,13 @@ use std::time::Duration;
 use crate::error::{Error, ExitCode};
 use crate::taskspec::TaskSpec;
 
+pub(crate) mod check;
+#[cfg(test)]
+mod tests;
+mod units;
+
+pub use check::MAX_PROJECT_NAME;
+
 /// The file name looked for when walking up from the working directory.
 pub const FILE_NAME: &str = "fusion.toml";
 
@@ -59,13 +66,16 @@ pub struct Phase {
 /// `[serve]`, with defaults filled in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServeConfig {
-    /// `listen`, default `127.0.0.1:8000`.
+    /// `listen`, default `127.0.0.1:8000`; an `IP:PORT` socket address (no host names).
     pub listen: String,
     /// `advertise`: the host given to tasks in `Fusionizer-Server-Address` (default: the listen host).
     pub advertise: Option<String>,
     /// `token-env`: name of the env var holding the bearer token for PUT/DELETE.
     pub token_env: Option<String>,
     /// `max-body-size`, default 4 MiB like Nuclio's HTTP trigger.
+    ///
+    /// Every `max-*-size` key takes an integer (bytes) or a string with a unit: `B`, `KB`, `MB`,
+    /// `GB` (powers of 1000) or `KiB`, `MiB`, `GiB` (powers of 1024), e.g. `"4MiB"`.
     pub max_body_bytes: u64,
     /// `request-timeout`, default 60s.
     pub request_timeout: Duration,
@@ -168,10 +178,60 @@ pub struct Diagnostic {
     pub hint: Option<String>,
 }
 
+impl Diagnostic {
+    /// A problem with `file` as a whole (no location).
+    pub fn new(file: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Diagnostic {
+            file: file.into(),
+            line: None,
+            column: None,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// Sets the 1-based line and column.
+    pub fn at(mut self, line: usize, column: usize) -> Self {
+        self.line = Some(line);
+        self.column = Some(column);
+        self
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// `path` relative to `base` when it lies below it, else `None`.
+pub fn relative_to<'a>(path: &'a Path, base: &Path) -> Option<&'a Path> {
+    let relative = path.strip_prefix(base).ok()?;
+    (!relative.as_os_str().is_empty()).then_some(relative)
+}
+
+/// `path` for a message: relative to the process's working directory when it lies below it
+/// (`tasks/taskb/function.yaml`), otherwise as given.
+pub fn display_path(path: &Path) -> String {
+    if path.is_absolute() {
+        if let Ok(cwd) = std::env::current_dir() {
+            if let Some(relative) = relative_to(path, &cwd) {
+                return relative.display().to_string();
+            }
+            if let Ok(canonical) = cwd.canonicalize() {
+                if let Some(relative) = relative_to(path, &canonical) {
+                    return relative.display().to_string();
+                }
+            }
+        }
+    }
+    path.display().to_string()
+}
+
 impl std::fmt::Display for Diagnostic {
-    /// `file:line:col: message` (location parts omitted when unknown), then `  hint: …`.
+    /// `file:line:col: message` (location parts omitted when unknown), then `  hint: …`. The file
+    /// is shown relative to the working directory when it lies below it ([`display_path`]).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.file.display())?;
+        write!(f, "{}", display_path(&self.file))?;
         if let Some(line) = self.line {
             write!(f, ":{line}")?;
             if let Some(column) = self.column {
@@ -221,23 +281,91 @@ pub fn discover(start: &Path) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// Reads, parses and validates `file` and every declared task. All problems at once.
+/// Reads, parses and validates `file` and every declared task. All problems at once: those in
+/// fusion.toml (in file order, including task directories that are missing), then those in each
+/// task's `function.yaml` (in task order).
 pub fn load(file: &Path) -> Result<Workspace, Diagnostics> {
-    let _ = file;
-    todo!("config::load")
+    let file = absolute(file);
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| Diagnostics(vec![Diagnostic::new(&file, format!("cannot read: {e}"))]))?;
+    let parsed = check::parse(&file, &text);
+    let mut diagnostics = parsed.diagnostics;
+    let mut task_diagnostics = Vec::new();
+    let mut specs = BTreeMap::new();
+    if let Some(config) = &parsed.config {
+        for (name, decl) in &config.tasks {
+            let TaskSource::Path { written, dir } = &decl.source else {
+                continue;
+            };
+            let located = |message: String, hint: &str| {
+                let mut d = Diagnostic::new(&file, message).with_hint(hint);
+                if let Some(span) = parsed.task_spans.get(name) {
+                    let (line, column) = check::line_column(&text, span.start);
+                    d = d.at(line, column);
+                }
+                d
+            };
+            if !dir.exists() {
+                diagnostics.push(located(
+                    format!("task `{name}`: directory `{written}` does not exist"),
+                    "create it with a `function.yaml` and the handler module, or fix the path",
+                ));
+            } else if !dir.is_dir() {
+                diagnostics.push(located(
+                    format!("task `{name}`: `{written}` is not a directory"),
+                    "point the task at the directory holding its `function.yaml`",
+                ));
+            } else {
+                match TaskSpec::read(name, dir) {
+                    Ok(spec) => {
+                        specs.insert(name.clone(), spec);
+                    }
+                    Err(problems) => task_diagnostics.extend(problems),
+                }
+            }
+        }
+    }
+    sort_by_location(&mut diagnostics);
+    diagnostics.extend(task_diagnostics);
+    match parsed.config {
+        Some(config) if diagnostics.is_empty() => Ok(Workspace { config, specs }),
+        _ => Err(Diagnostics(diagnostics)),
+    }
 }
 
 /// Parses and validates fusion.toml text (no task files are read). `file` is used in diagnostics
 /// and to resolve task paths.
 pub fn parse(file: &Path, text: &str) -> Result<Config, Diagnostics> {
-    let _ = (file, text);
-    todo!("config::parse")
+    let file = absolute(file);
+    let parsed = check::parse(&file, text);
+    let mut diagnostics = parsed.diagnostics;
+    sort_by_location(&mut diagnostics);
+    match parsed.config {
+        Some(config) if diagnostics.is_empty() => Ok(config),
+        _ => Err(Diagnostics(diagnostics)),
+    }
 }
 
-/// Parses a duration like `90s`, `5m`, `1h30m`, `0s`.
+/// Parses a duration like `90s`, `5m`, `1h30m`, `1h 30m`, `500ms`, `0s`. A bare number is refused
+/// (`90` could be seconds or minutes); the error says what to write instead.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let _ = text;
-    todo!("config::parse_duration")
+    units::duration(text).map_err(|e| e.to_string())
+}
+
+/// Parses a byte size: an integer followed by an optional unit (`B`, `KB`, `MB`, `GB`, `KiB`,
+/// `MiB`, `GiB`), e.g. `4MiB`. Zero is refused.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    units::size(text).map_err(|e| e.to_string())
+}
+
+/// Diagnostics of one file in reading order; those without a location (about the file as a
+/// whole) first. Stable, so problems at one spot keep the order they were found in.
+fn sort_by_location(diagnostics: &mut [Diagnostic]) {
+    diagnostics.sort_by_key(|d| (d.line.unwrap_or(0), d.column.unwrap_or(0)));
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// A lowercase DNS-1123 label of at most `max` characters.

@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::Diagnostic;
+use crate::config::check::dns_label_hint;
+use crate::config::{is_dns_label, Diagnostic};
 
 /// Maximum length of a task name (DESIGN.md: a DNS-1123 label of at most 40 characters).
 pub const MAX_TASK_NAME: usize = 40;
@@ -25,11 +26,201 @@ pub struct TaskSpec {
     pub handler_function: String,
 }
 
+/// The file every task directory holds.
+pub const FUNCTION_FILE: &str = "function.yaml";
+
 impl TaskSpec {
     /// Loads `<dir>/function.yaml` and checks it: Python runtime, `module:function` handler whose
     /// module file exists, valid task name. Every problem is returned, each naming the file.
     pub fn load(name: &str, dir: &Path) -> Result<TaskSpec, Vec<Diagnostic>> {
-        let _ = (name, dir);
-        todo!("TaskSpec::load")
+        let mut problems = Vec::new();
+        if !is_dns_label(name, MAX_TASK_NAME) {
+            problems.push(
+                Diagnostic::new(
+                    absolute(dir).join(FUNCTION_FILE),
+                    format!("invalid task name `{name}`"),
+                )
+                .with_hint(dns_label_hint("task name", MAX_TASK_NAME)),
+            );
+        }
+        match Self::read(name, dir) {
+            Ok(spec) if problems.is_empty() => Ok(spec),
+            Ok(_) => Err(problems),
+            Err(more) => {
+                problems.extend(more);
+                Err(problems)
+            }
+        }
     }
+
+    /// [`TaskSpec::load`] without the name check, for callers that report the name themselves
+    /// (fusion.toml validation does, at the name's location).
+    pub(crate) fn read(name: &str, dir: &Path) -> Result<TaskSpec, Vec<Diagnostic>> {
+        let dir = absolute(dir);
+        let file = dir.join(FUNCTION_FILE);
+        let problem = |message: String| Diagnostic::new(&file, message);
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(vec![problem("file does not exist".to_string()).with_hint(
+                    "every task directory holds a Nuclio `function.yaml` with `spec.runtime` and `spec.handler`",
+                )]);
+            }
+            Err(e) => return Err(vec![problem(format!("cannot read: {e}"))]),
+        };
+        let function: serde_yaml::Value = match serde_yaml::from_str(&text) {
+            Ok(value) => value,
+            Err(e) => return Err(vec![yaml_error(&file, &e)]),
+        };
+        if !function.is_mapping() {
+            return Err(vec![problem(format!(
+                "expected a mapping with `metadata` and `spec`, found {}",
+                kind(&function)
+            ))]);
+        }
+        let Some(spec) = function.get("spec").filter(|spec| spec.is_mapping()) else {
+            return Err(vec![problem("missing `spec`".to_string()).with_hint(
+                "add `spec:` with `runtime: \"python:3.11\"` and `handler: \"main:handler\"`",
+            )]);
+        };
+
+        let mut problems = Vec::new();
+        let runtime = match spec.get("runtime") {
+            None => {
+                problems.push(
+                    problem("missing `spec.runtime`".to_string()).with_hint(
+                        "add `runtime: \"python:3.11\"` under `spec`; Nuclio requires it",
+                    ),
+                );
+                None
+            }
+            Some(serde_yaml::Value::String(runtime)) if is_python_runtime(runtime) => {
+                Some(runtime.clone())
+            }
+            Some(serde_yaml::Value::String(runtime)) => {
+                problems.push(
+                    problem(format!("unsupported runtime `{runtime}`")).with_hint(
+                        "fusionizer fuses Python tasks: use `python` or `python:3.x`, e.g. `python:3.11`",
+                    ),
+                );
+                None
+            }
+            Some(other) => {
+                problems.push(problem(format!(
+                    "`spec.runtime` must be a string, found {}",
+                    kind(other)
+                )));
+                None
+            }
+        };
+
+        let handler = match spec.get("handler") {
+            None => {
+                problems.push(
+                    problem("missing `spec.handler`".to_string()).with_hint(
+                        "add `handler: \"main:handler\"` under `spec` (`module:function`)",
+                    ),
+                );
+                None
+            }
+            Some(serde_yaml::Value::String(handler)) => {
+                match split_handler(handler) {
+                    None => {
+                        problems.push(
+                        problem(format!("handler `{handler}` is not of the form `module:function`"))
+                            .with_hint("e.g. `main:handler` for `def handler(context, event)` in `main.py`"),
+                    );
+                        None
+                    }
+                    Some((module, function)) => {
+                        let relative = module.replace('.', "/");
+                        let module_file = dir.join(format!("{relative}.py"));
+                        let package = dir.join(&relative).join("__init__.py");
+                        if module_file.is_file() || package.is_file() {
+                            Some((module.to_string(), function.to_string()))
+                        } else {
+                            problems.push(
+                                problem(format!("handler module `{module}` not found")).with_hint(
+                                    format!("expected `{relative}.py` in the task directory"),
+                                ),
+                            );
+                            None
+                        }
+                    }
+                }
+            }
+            Some(other) => {
+                problems.push(problem(format!(
+                    "`spec.handler` must be a string, found {}",
+                    kind(other)
+                )));
+                None
+            }
+        };
+
+        match (runtime, handler) {
+            (Some(runtime), Some((handler_module, handler_function))) if problems.is_empty() => {
+                Ok(TaskSpec {
+                    name: name.to_string(),
+                    dir,
+                    function,
+                    runtime,
+                    handler_module,
+                    handler_function,
+                })
+            }
+            _ => Err(problems),
+        }
+    }
+}
+
+/// `python`, or `python:3.<minor>`.
+fn is_python_runtime(runtime: &str) -> bool {
+    if runtime == "python" {
+        return true;
+    }
+    runtime
+        .strip_prefix("python:3.")
+        .is_some_and(|minor| !minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Splits a handler as Nuclio's wrapper matches it, `^([\w|-]+(\.[\w|-]+)*):(\w+)$`, into module
+/// and function.
+fn split_handler(handler: &str) -> Option<(&str, &str)> {
+    let (module, function) = handler.split_once(':')?;
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let module_ok = module
+        .split('.')
+        .all(|part| !part.is_empty() && part.bytes().all(|b| word(b) || b == b'|' || b == b'-'));
+    let function_ok = !function.is_empty() && function.bytes().all(word);
+    (module_ok && function_ok).then_some((module, function))
+}
+
+/// A YAML syntax error at its line and column, the location moved out of the message.
+fn yaml_error(file: &Path, error: &serde_yaml::Error) -> Diagnostic {
+    let mut message = error.to_string();
+    let mut diagnostic = Diagnostic::new(file, String::new());
+    if let Some(location) = error.location() {
+        let suffix = format!(" at line {} column {}", location.line(), location.column());
+        message = message.replacen(&suffix, "", 1);
+        diagnostic = diagnostic.at(location.line(), location.column());
+    }
+    diagnostic.message = format!("invalid YAML: {message}");
+    diagnostic
+}
+
+fn kind(value: &serde_yaml::Value) -> &'static str {
+    match value {
+        serde_yaml::Value::Null => "null",
+        serde_yaml::Value::Bool(_) => "a boolean",
+        serde_yaml::Value::Number(_) => "a number",
+        serde_yaml::Value::String(_) => "a string",
+        serde_yaml::Value::Sequence(_) => "a sequence",
+        serde_yaml::Value::Mapping(_) => "a mapping",
+        serde_yaml::Value::Tagged(_) => "a tagged value",
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }

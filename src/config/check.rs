@@ -1,0 +1,767 @@
+//! The strict walk over fusion.toml's spanned TOML tree: every key is known, every value has the
+//! right type and shape, and every problem becomes a [`Diagnostic`] at its line and column.
+//!
+//! The walk never stops at the first problem; it builds as much of the [`Config`] as it can so
+//! that later checks (groups naming tasks, task directories) still run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::units::{self, UnitError};
+use super::{
+    is_dns_label, Config, Diagnostic, NuctlConfig, Phase, PlatformKind, ProjectConfig, ServeConfig,
+    TaskDecl, TaskSource, UrlPreference,
+};
+use crate::taskspec::MAX_TASK_NAME;
+
+/// Maximum length of a project name (it prefixes every function name).
+pub const MAX_PROJECT_NAME: usize = 40;
+
+const ROOT_KEYS: &[&str] = &["project", "tasks", "phase", "serve", "nuctl"];
+const PROJECT_KEYS: &[&str] = &["name", "platform"];
+const TASK_KEYS: &[&str] = &["path", "upload"];
+const PHASE_KEYS: &[&str] = &["after", "groups"];
+const SERVE_KEYS: &[&str] = &[
+    "listen",
+    "advertise",
+    "token-env",
+    "max-body-size",
+    "request-timeout",
+    "drain-timeout",
+    "max-upload-size",
+    "max-unpacked-size",
+];
+const NUCTL_KEYS: &[&str] = &[
+    "binary",
+    "platform",
+    "namespace",
+    "kubeconfig",
+    "registry",
+    "run-registry",
+    "project",
+    "readiness-timeout",
+    "invocation-url",
+];
+
+/// The hint for a name that must be a lowercase DNS-1123 label.
+pub(crate) fn dns_label_hint(what: &str, max: usize) -> String {
+    format!(
+        "a {what} is a lowercase DNS-1123 label of at most {max} characters: `a-z`, `0-9` and `-`, \
+         starting and ending with a letter or digit"
+    )
+}
+
+/// The declared name closest to `name`, when it is close enough to be a likely typo.
+pub(crate) fn closest<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|candidate| (strsim::jaro_winkler(name, candidate), candidate))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(a.1)))
+        .map(|(_, candidate)| candidate)
+}
+
+/// What the walk produced: the (possibly partial) config, where each path task's directory is
+/// written, and every problem found.
+pub(crate) struct Parsed {
+    /// `None` only when the text is not TOML at all.
+    pub config: Option<Config>,
+    /// Task name → span of its directory as written (for problems found reading the directory).
+    pub task_spans: BTreeMap<String, Range<usize>>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Parses and checks `text`. `file` must be absolute; task directories resolve against its parent.
+pub(crate) fn parse(file: &Path, text: &str) -> Parsed {
+    let mut checker = Checker {
+        file,
+        text,
+        diagnostics: Vec::new(),
+    };
+    let root = match DeTable::parse(text) {
+        Ok(root) => root,
+        Err(err) => {
+            let span = err.span().unwrap_or(0..0);
+            checker.error(span, format!("invalid TOML: {}", err.message()), None);
+            return Parsed {
+                config: None,
+                task_spans: BTreeMap::new(),
+                diagnostics: checker.diagnostics,
+            };
+        }
+    };
+    let root = root.into_inner();
+    let root_dir = file.parent().unwrap_or(Path::new("")).to_path_buf();
+    checker.check_keys(&root, ROOT_KEYS, None);
+
+    let project = checker.project(&root);
+    let mut task_spans = BTreeMap::new();
+    let tasks = checker.tasks(&root, &root_dir, &mut task_spans);
+    let phases = checker.phases(&root, &tasks);
+    let serve = checker.serve(&root);
+    let nuctl = checker.nuctl(&root);
+    Parsed {
+        config: Some(Config {
+            file: file.to_path_buf(),
+            root: root_dir,
+            project,
+            tasks,
+            phases,
+            serve,
+            nuctl,
+        }),
+        task_spans,
+        diagnostics: checker.diagnostics,
+    }
+}
+
+/// Converts a byte offset into a 1-based line and column (in characters).
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+type Value<'i> = Spanned<DeValue<'i>>;
+
+struct Checker<'a> {
+    file: &'a Path,
+    text: &'a str,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, span: Range<usize>, message: String, hint: Option<String>) {
+        let (line, column) = line_column(self.text, span.start);
+        self.diagnostics.push(Diagnostic {
+            file: self.file.to_path_buf(),
+            line: Some(line),
+            column: Some(column),
+            message,
+            hint,
+        });
+    }
+
+    fn error_without_location(&mut self, message: String, hint: Option<String>) {
+        self.diagnostics.push(Diagnostic {
+            file: self.file.to_path_buf(),
+            line: None,
+            column: None,
+            message,
+            hint,
+        });
+    }
+
+    /// Reports every key of `table` not in `valid`. `context` names the table in messages
+    /// (`None` for the top level).
+    fn check_keys(&mut self, table: &DeTable<'_>, valid: &[&str], context: Option<&str>) {
+        for key in table.keys() {
+            let name = key.get_ref().as_ref();
+            if valid.contains(&name) {
+                continue;
+            }
+            let list = valid
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let (message, list) = match context {
+                Some(context) => (
+                    format!("unknown key `{name}` in {context}"),
+                    format!("valid keys in {context}: {list}"),
+                ),
+                None => (
+                    format!("unknown top-level key `{name}`"),
+                    format!("valid top-level keys: {list}"),
+                ),
+            };
+            let hint = match closest(name, valid.iter().copied()) {
+                Some(close) => format!("did you mean `{close}`? {list}"),
+                None => list,
+            };
+            self.error(key.span(), message, Some(hint));
+        }
+    }
+
+    fn type_error(&mut self, value: &Value<'_>, what: &str, expected: &str) {
+        self.error(
+            value.span(),
+            format!(
+                "`{what}` must be {expected}, found {}",
+                value.get_ref().type_str()
+            ),
+            None,
+        );
+    }
+
+    /// The table at `key` of `root`, reporting a value of another type.
+    fn table<'t, 'i>(&mut self, root: &'t DeTable<'i>, key: &str) -> Option<&'t DeTable<'i>> {
+        let value = root.get(key)?;
+        match value.get_ref() {
+            DeValue::Table(table) => Some(table),
+            _ => {
+                self.type_error(value, key, "a table");
+                None
+            }
+        }
+    }
+
+    fn string<'v>(&mut self, value: &'v Value<'_>, what: &str) -> Option<&'v str> {
+        match value.get_ref() {
+            DeValue::String(s) => Some(s.as_ref()),
+            _ => {
+                self.type_error(value, what, "a string");
+                None
+            }
+        }
+    }
+
+    fn optional_string(&mut self, table: &DeTable<'_>, key: &str, what: &str) -> Option<String> {
+        let value = table.get(key)?;
+        let text = self.string(value, what)?;
+        if text.is_empty() {
+            self.error(value.span(), format!("`{what}` is empty"), None);
+            return None;
+        }
+        Some(text.to_string())
+    }
+
+    fn unit_error(&mut self, value: &Value<'_>, what: &str, text: &str, err: UnitError) {
+        self.error(
+            value.span(),
+            format!("invalid `{what}` `{text}`: {}", err.reason),
+            Some(err.hint),
+        );
+    }
+
+    fn duration(&mut self, value: &Value<'_>, what: &str) -> Option<Duration> {
+        let text = self.string(value, what)?;
+        match units::duration(text) {
+            Ok(duration) => Some(duration),
+            Err(err) => {
+                self.unit_error(value, what, text, err);
+                None
+            }
+        }
+    }
+
+    /// A byte size: an integer (bytes) or a string with a unit.
+    fn size(&mut self, value: &Value<'_>, what: &str) -> Option<u64> {
+        match value.get_ref() {
+            DeValue::Integer(int) => {
+                match u64::from_str_radix(int.as_str(), int.radix())
+                    .ok()
+                    .filter(|n| *n > 0)
+                {
+                    Some(n) => Some(n),
+                    None => {
+                        self.error(
+                            value.span(),
+                            format!("invalid `{what}` `{int}`: must be a positive number of bytes"),
+                            None,
+                        );
+                        None
+                    }
+                }
+            }
+            DeValue::String(text) => match units::size(text) {
+                Ok(n) => Some(n),
+                Err(err) => {
+                    self.unit_error(value, what, text, err);
+                    None
+                }
+            },
+            _ => {
+                self.type_error(
+                    value,
+                    what,
+                    "an integer (bytes) or a string like `\"4MiB\"`",
+                );
+                None
+            }
+        }
+    }
+
+    fn project(&mut self, root: &DeTable<'_>) -> ProjectConfig {
+        let mut project = ProjectConfig {
+            name: String::new(),
+            platform: PlatformKind::default(),
+        };
+        let Some(value) = root.get("project") else {
+            self.error_without_location(
+                "missing `[project]`".to_string(),
+                Some("add `[project]` with `name = \"myproject\"`".to_string()),
+            );
+            return project;
+        };
+        let Some(table) = self.table(root, "project") else {
+            return project;
+        };
+        self.check_keys(table, PROJECT_KEYS, Some("`[project]`"));
+        match table.get("name") {
+            None => self.error(
+                value.span(),
+                "missing `project.name`".to_string(),
+                Some("add `name = \"myproject\"` under `[project]`".to_string()),
+            ),
+            Some(name) => {
+                if let Some(text) = self.string(name, "project.name") {
+                    if !is_dns_label(text, MAX_PROJECT_NAME) {
+                        self.error(
+                            name.span(),
+                            format!("invalid project name `{text}`"),
+                            Some(dns_label_hint("project name", MAX_PROJECT_NAME)),
+                        );
+                    }
+                    project.name = text.to_string();
+                }
+            }
+        }
+        if let Some(platform) = table.get("platform") {
+            if let Some(text) = self.string(platform, "project.platform") {
+                match text {
+                    "local" => project.platform = PlatformKind::Local,
+                    "nuctl" => project.platform = PlatformKind::Nuctl,
+                    other => self.error(
+                        platform.span(),
+                        format!("unknown platform `{other}`"),
+                        Some("`platform` is `local` or `nuctl`".to_string()),
+                    ),
+                }
+            }
+        }
+        project
+    }
+
+    fn tasks(
+        &mut self,
+        root: &DeTable<'_>,
+        root_dir: &Path,
+        spans: &mut BTreeMap<String, Range<usize>>,
+    ) -> BTreeMap<String, TaskDecl> {
+        let mut tasks = BTreeMap::new();
+        let Some(table) = self.table(root, "tasks") else {
+            return tasks;
+        };
+        for (key, value) in table.iter() {
+            let name = key.get_ref().as_ref();
+            if !is_dns_label(name, MAX_TASK_NAME) {
+                self.error(
+                    key.span(),
+                    format!("invalid task name `{name}`"),
+                    Some(dns_label_hint("task name", MAX_TASK_NAME)),
+                );
+            }
+            let Some(source) = self.task_source(name, value, root_dir, spans) else {
+                continue;
+            };
+            tasks.insert(
+                name.to_string(),
+                TaskDecl {
+                    name: name.to_string(),
+                    source,
+                },
+            );
+        }
+        tasks
+    }
+
+    fn task_source(
+        &mut self,
+        name: &str,
+        value: &Value<'_>,
+        root_dir: &Path,
+        spans: &mut BTreeMap<String, Range<usize>>,
+    ) -> Option<TaskSource> {
+        let table_hint = || {
+            format!("write `{name} = \"tasks/{name}\"`, `{name} = {{ path = \"tasks/{name}\" }}` or `{name} = {{ upload = true }}`")
+        };
+        let path_value = match value.get_ref() {
+            DeValue::String(_) => value,
+            DeValue::Table(table) => {
+                self.check_keys(table, TASK_KEYS, Some(&format!("task `{name}`")));
+                let upload = match table.get("upload") {
+                    None => None,
+                    Some(upload) => match upload.get_ref() {
+                        DeValue::Boolean(b) => Some(*b),
+                        _ => {
+                            self.type_error(upload, &format!("tasks.{name}.upload"), "a boolean");
+                            return None;
+                        }
+                    },
+                };
+                match (table.get("path"), upload) {
+                    (Some(_), Some(_)) => {
+                        self.error(
+                            value.span(),
+                            format!("task `{name}` has both `path` and `upload`"),
+                            Some(table_hint()),
+                        );
+                        return None;
+                    }
+                    (Some(path), None) => path,
+                    (None, Some(true)) => return Some(TaskSource::Upload),
+                    (None, _) => {
+                        self.error(
+                            value.span(),
+                            format!("task `{name}` needs `path` or `upload = true`"),
+                            Some(table_hint()),
+                        );
+                        return None;
+                    }
+                }
+            }
+            _ => {
+                self.error(
+                    value.span(),
+                    format!(
+                        "task `{name}` must be a directory path or a table, found {}",
+                        value.get_ref().type_str()
+                    ),
+                    Some(table_hint()),
+                );
+                return None;
+            }
+        };
+        let written = self.string(path_value, &format!("tasks.{name}.path"))?;
+        if written.is_empty() {
+            self.error(
+                path_value.span(),
+                format!("task `{name}` has an empty path"),
+                Some(table_hint()),
+            );
+            return None;
+        }
+        spans.insert(name.to_string(), path_value.span());
+        Some(TaskSource::Path {
+            written: written.to_string(),
+            dir: root_dir.join(written),
+        })
+    }
+
+    fn phases(&mut self, root: &DeTable<'_>, tasks: &BTreeMap<String, TaskDecl>) -> Vec<Phase> {
+        let mut phases = Vec::new();
+        let Some(value) = root.get("phase") else {
+            return phases;
+        };
+        let items = match value.get_ref() {
+            DeValue::Array(items) => items,
+            _ => {
+                self.error(
+                    value.span(),
+                    format!(
+                        "`phase` must be an array of tables, found {}",
+                        value.get_ref().type_str()
+                    ),
+                    Some("write each phase as a `[[phase]]` table".to_string()),
+                );
+                return phases;
+            }
+        };
+        // The last valid `after`, with its text, for the ordering check.
+        let mut previous: Option<(usize, Duration, String)> = None;
+        for (index, item) in items.iter().enumerate() {
+            let number = index + 1;
+            let DeValue::Table(table) = item.get_ref() else {
+                self.error(
+                    item.span(),
+                    format!(
+                        "phase {number} must be a table, found {}",
+                        item.get_ref().type_str()
+                    ),
+                    Some("write each phase as a `[[phase]]` table".to_string()),
+                );
+                continue;
+            };
+            self.check_keys(table, PHASE_KEYS, Some(&format!("phase {number}")));
+            let after = match table.get("after") {
+                None => {
+                    self.error(
+                        item.span(),
+                        format!("phase {number} is missing `after`"),
+                        Some("add `after = \"0s\"` (the offset from `serve` start)".to_string()),
+                    );
+                    None
+                }
+                Some(after) => {
+                    let start = self.diagnostics.len();
+                    let parsed = self.duration(after, "after").map(|d| (d, after));
+                    for diagnostic in &mut self.diagnostics[start..] {
+                        diagnostic.message = format!("phase {number}: {}", diagnostic.message);
+                    }
+                    parsed
+                }
+            };
+            if let Some((duration, after)) = after {
+                let text = after.get_ref().as_str().unwrap_or_default().to_string();
+                if let Some((prev_number, prev, prev_text)) = &previous {
+                    if duration <= *prev {
+                        self.error(
+                            after.span(),
+                            format!(
+                                "phase {number} starts at `{text}`, not after phase {prev_number} at `{prev_text}`"
+                            ),
+                            Some(
+                                "list `[[phase]]` tables in strictly increasing `after` order"
+                                    .to_string(),
+                            ),
+                        );
+                    }
+                }
+                if previous
+                    .as_ref()
+                    .is_none_or(|(_, prev, _)| duration > *prev)
+                {
+                    previous = Some((number, duration, text));
+                }
+            }
+            let groups = match table.get("groups") {
+                None => {
+                    self.error(
+                        item.span(),
+                        format!("phase {number} is missing `groups`"),
+                        Some("list the groups, e.g. `groups = [[\"taska\", \"taskb\"]]`; `groups = []` runs every task alone".to_string()),
+                    );
+                    Vec::new()
+                }
+                Some(groups) => self.groups(number, groups, tasks),
+            };
+            phases.push(Phase {
+                after: after.map_or(Duration::ZERO, |(d, _)| d),
+                groups,
+            });
+        }
+        phases
+    }
+
+    fn groups(
+        &mut self,
+        number: usize,
+        value: &Value<'_>,
+        tasks: &BTreeMap<String, TaskDecl>,
+    ) -> Vec<Vec<String>> {
+        let shape_hint = || "write `groups = [[\"taska\", \"taskb\"], [\"taskc\"]]`".to_string();
+        let DeValue::Array(items) = value.get_ref() else {
+            self.error(
+                value.span(),
+                format!(
+                    "phase {number}: `groups` must be an array of arrays of task names, found {}",
+                    value.get_ref().type_str()
+                ),
+                Some(shape_hint()),
+            );
+            return Vec::new();
+        };
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let mut groups = Vec::new();
+        for (group_index, group) in items.iter().enumerate() {
+            let DeValue::Array(members) = group.get_ref() else {
+                self.error(
+                    group.span(),
+                    format!(
+                        "phase {number}: a group must be an array of task names, found {}",
+                        group.get_ref().type_str()
+                    ),
+                    Some(shape_hint()),
+                );
+                continue;
+            };
+            if members.is_empty() {
+                self.error(
+                    group.span(),
+                    format!("phase {number}: empty group"),
+                    Some("remove the `[]` from `groups`".to_string()),
+                );
+                continue;
+            }
+            let mut names = BTreeSet::new();
+            for member in members.iter() {
+                let DeValue::String(name) = member.get_ref() else {
+                    self.error(
+                        member.span(),
+                        format!(
+                            "phase {number}: a group member must be a task name, found {}",
+                            member.get_ref().type_str()
+                        ),
+                        Some(shape_hint()),
+                    );
+                    continue;
+                };
+                let name = name.as_ref();
+                if !tasks.contains_key(name) {
+                    let hint = match closest(name, tasks.keys().map(String::as_str)) {
+                        Some(close) => format!("did you mean `{close}`?"),
+                        None => "declare it under `[tasks]`".to_string(),
+                    };
+                    self.error(
+                        member.span(),
+                        format!("phase {number}: unknown task `{name}`"),
+                        Some(hint),
+                    );
+                    continue;
+                }
+                match seen.get(name) {
+                    Some(first) if *first == group_index => self.error(
+                        member.span(),
+                        format!("phase {number}: task `{name}` appears twice in one group"),
+                        Some("list each task once".to_string()),
+                    ),
+                    Some(_) => self.error(
+                        member.span(),
+                        format!("phase {number}: task `{name}` is in two groups"),
+                        Some(
+                            "a task runs in one function per phase; keep it in one group"
+                                .to_string(),
+                        ),
+                    ),
+                    None => {
+                        seen.insert(name.to_string(), group_index);
+                    }
+                }
+                names.insert(name.to_string());
+            }
+            if !names.is_empty() {
+                groups.push(names.into_iter().collect());
+            }
+        }
+        groups
+    }
+
+    fn serve(&mut self, root: &DeTable<'_>) -> ServeConfig {
+        let mut serve = ServeConfig::default();
+        let Some(table) = self.table(root, "serve") else {
+            return serve;
+        };
+        self.check_keys(table, SERVE_KEYS, Some("`[serve]`"));
+        if let Some(value) = table.get("listen") {
+            if let Some(text) = self.string(value, "serve.listen") {
+                if text.parse::<SocketAddr>().is_ok() {
+                    serve.listen = text.to_string();
+                } else {
+                    self.error(
+                        value.span(),
+                        format!("invalid `listen` address `{text}`"),
+                        Some("use `IP:PORT`, e.g. `127.0.0.1:8000` or `0.0.0.0:8000`".to_string()),
+                    );
+                }
+            }
+        }
+        serve.advertise = self.optional_string(table, "advertise", "serve.advertise");
+        if let Some(value) = table.get("token-env") {
+            if let Some(text) = self.string(value, "serve.token-env") {
+                if is_env_name(text) {
+                    serve.token_env = Some(text.to_string());
+                } else {
+                    self.error(
+                        value.span(),
+                        format!("invalid `token-env` `{text}`: not an environment variable name"),
+                        Some(
+                            "name the variable that holds the token, e.g. `FUSIONIZER_TOKEN`"
+                                .to_string(),
+                        ),
+                    );
+                }
+            }
+        }
+        for (key, slot) in [
+            ("max-body-size", &mut serve.max_body_bytes),
+            ("max-upload-size", &mut serve.max_upload_bytes),
+            ("max-unpacked-size", &mut serve.max_unpacked_bytes),
+        ] {
+            if let Some(value) = table.get(key) {
+                if let Some(bytes) = self.size(value, &format!("serve.{key}")) {
+                    *slot = bytes;
+                }
+            }
+        }
+        if let Some(value) = table.get("request-timeout") {
+            if let Some(duration) = self.duration(value, "serve.request-timeout") {
+                if duration.is_zero() {
+                    self.error(
+                        value.span(),
+                        "`serve.request-timeout` must be greater than zero".to_string(),
+                        None,
+                    );
+                } else {
+                    serve.request_timeout = duration;
+                }
+            }
+        }
+        if let Some(value) = table.get("drain-timeout") {
+            if let Some(duration) = self.duration(value, "serve.drain-timeout") {
+                serve.drain_timeout = duration;
+            }
+        }
+        serve
+    }
+
+    fn nuctl(&mut self, root: &DeTable<'_>) -> NuctlConfig {
+        let mut nuctl = NuctlConfig::default();
+        let Some(table) = self.table(root, "nuctl") else {
+            return nuctl;
+        };
+        self.check_keys(table, NUCTL_KEYS, Some("`[nuctl]`"));
+        if let Some(binary) = self.optional_string(table, "binary", "nuctl.binary") {
+            nuctl.binary = binary;
+        }
+        if let Some(value) = table.get("platform") {
+            if let Some(text) = self.string(value, "nuctl.platform") {
+                if matches!(text, "auto" | "local" | "kube") {
+                    nuctl.platform = Some(text.to_string());
+                } else {
+                    self.error(
+                        value.span(),
+                        format!("unknown nuctl platform `{text}`"),
+                        Some("`nuctl.platform` is `auto`, `local` or `kube`".to_string()),
+                    );
+                }
+            }
+        }
+        nuctl.namespace = self.optional_string(table, "namespace", "nuctl.namespace");
+        nuctl.kubeconfig = self
+            .optional_string(table, "kubeconfig", "nuctl.kubeconfig")
+            .map(PathBuf::from);
+        nuctl.registry = self.optional_string(table, "registry", "nuctl.registry");
+        nuctl.run_registry = self.optional_string(table, "run-registry", "nuctl.run-registry");
+        nuctl.project = self.optional_string(table, "project", "nuctl.project");
+        if let Some(value) = table.get("readiness-timeout") {
+            nuctl.readiness_timeout = self.duration(value, "nuctl.readiness-timeout");
+        }
+        if let Some(value) = table.get("invocation-url") {
+            if let Some(text) = self.string(value, "nuctl.invocation-url") {
+                match text {
+                    "external" => nuctl.invocation_url = UrlPreference::External,
+                    "internal" => nuctl.invocation_url = UrlPreference::Internal,
+                    other => self.error(
+                        value.span(),
+                        format!("unknown `invocation-url` `{other}`"),
+                        Some("`invocation-url` is `external` or `internal`".to_string()),
+                    ),
+                }
+            }
+        }
+        nuctl
+    }
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`, the portable shape of an environment variable name.
+fn is_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
