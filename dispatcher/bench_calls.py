@@ -1,0 +1,154 @@
+"""Benchmark: a sibling call run in-process by the dispatcher vs the same call over loopback HTTP.
+
+    .venv/bin/python dispatcher/bench_calls.py [--calls N]
+
+Both sides run in one process and one run. The callee task sums two numbers. "fused" is a
+dispatcher holding caller and callee; "remote" is a dispatcher holding only the caller, whose
+proxy address points at a `ThreadingHTTPServer` (keep-alive, TCP_NODELAY) in a child process
+(so the two sides do not share a GIL) that hosts the callee behind a dispatcher of its own, so both sides pay the same Nuclio encode/decode work and the
+difference is the transport. Each style is measured: `context.platform.call_function` (a new
+connection per call, as the SDK does) and `requests_session.post` (pooled keep-alive
+connection). Prints p50/p99 in microseconds and the remote/fused ratio of the p50s.
+"""
+
+import argparse
+import http.server
+import subprocess
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import nuclio_sdk  # noqa: E402
+
+from fusionizer_dispatcher import Dispatcher, _codec  # noqa: E402
+
+CALLEE = """
+def handler(context, event):
+    return {"sum": event.body["x"] + event.body["y"]}
+"""
+
+NATIVE = """
+import nuclio_sdk
+
+def handler(context, event):
+    response = context.platform.call_function("callee", nuclio_sdk.Event(body={"x": 2, "y": 3}))
+    return response.body["sum"]
+"""
+
+SESSION = """
+def handler(context, event, requests_session):
+    address = event.headers["Fusionizer-Server-Address"]
+    port = event.headers["Fusionizer-Server-Port"]
+    return requests_session.post(f"http://{address}:{port}/callee", json={"x": 2, "y": 3}).json()["sum"]
+"""
+
+
+def _artifact(root, tasks):
+    for name, source in tasks.items():
+        directory = os.path.join(root, "fusionizer_tasks", name)
+        os.makedirs(directory)
+        with open(os.path.join(directory, "main.py"), "w") as out:
+            out.write(source)
+
+
+def _dispatcher(root, tasks):
+    dispatcher = Dispatcher(function="bench", tasks={t: "main:handler" for t in tasks}, root=root)
+    logger = nuclio_sdk.Logger(logging.WARNING, name="bench")
+    context = nuclio_sdk.Context(logger, nuclio_sdk.Platform("local"), "0",
+                                 nuclio_sdk.TriggerInfo("http", "default-http"))
+    dispatcher.init_context(context)
+    return dispatcher, context
+
+
+def _serve(dispatcher, context):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+        wbufsize = 1 << 16  # headers and body leave in one write
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            headers = {_codec.canonical_header(k): v for k, v in self.headers.items()}
+            headers["Task-Name"] = self.path.lstrip("/").partition("/")[0].partition("?")[0]
+            event = _codec.new_event(body, headers.get("Content-Type", ""), headers, "POST", self.path,
+                                     {}, nuclio_sdk.TriggerInfo("http", "default-http"))
+            try:
+                status, ctype, extra, out = _codec.encode_output(dispatcher.handler(context, event))
+            except Exception as exc:
+                status, ctype, extra, out = _codec.error_output(exc)
+            self.send_response(status)
+            for name, value in _codec.wire_headers(ctype, extra, out).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _measure(dispatcher, context, event, calls):
+    handler = dispatcher.handler
+    for _ in range(min(200, calls)):
+        handler(context, event)
+    samples = []
+    clock = time.perf_counter_ns
+    for _ in range(calls):
+        start = clock()
+        result = handler(context, event)
+        samples.append(clock() - start)
+    if result != 5:
+        raise SystemExit("unexpected result {0!r}".format(result))
+    samples.sort()
+    return samples[len(samples) // 2] / 1000.0, samples[min(len(samples) - 1, len(samples) * 99 // 100)] / 1000.0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=2000, help="measured calls per case")
+    parser.add_argument("--serve-callee", metavar="DIR", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_callee:
+        server = _serve(*_dispatcher(args.serve_callee, ["callee"]))
+        print(server.server_address[1], flush=True)
+        sys.stdin.read()
+        return
+    root = tempfile.mkdtemp(prefix="fz-bench-")
+    try:
+        for style, source in (("call_function", NATIVE), ("requests_session", SESSION)):
+            fused_root = os.path.join(root, style, "fused")
+            remote_root = os.path.join(root, style, "remote")
+            callee_root = os.path.join(root, style, "callee")
+            _artifact(fused_root, {"caller": source, "callee": CALLEE})
+            _artifact(remote_root, {"caller": source})
+            _artifact(callee_root, {"callee": CALLEE})
+            child = subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), "--serve-callee", callee_root],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            host, port = "127.0.0.1", int(child.stdout.readline())
+            event = nuclio_sdk.Event(body=b"", headers={
+                "Task-Name": "caller", "Fusionizer-Server-Address": host,
+                "Fusionizer-Server-Port": str(port)}, method="POST", path="/caller")
+            fused = _measure(*_dispatcher(fused_root, ["caller", "callee"]), event, args.calls)
+            remote = _measure(*_dispatcher(remote_root, ["caller"]), event, args.calls)
+            child.stdin.close()
+            child.wait()
+            print("{0:<17} fused p50 {1:8.1f} us  p99 {2:8.1f} us | remote p50 {3:8.1f} us  p99 {4:8.1f} us"
+                  " | ratio remote/fused (p50) {5:6.1f}x".format(
+                      style, fused[0], fused[1], remote[0], remote[1], remote[0] / fused[0]))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
