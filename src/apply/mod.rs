@@ -186,7 +186,7 @@ fn finish(ctx: &Context, report: &ApplyReport) -> Result<ExitCode> {
                 "{} `{}` failed: {}",
                 r.change.action.word(),
                 r.change.function,
-                message
+                message.replace('\n', "\n    ")
             )),
             Outcome::NotAttempted(why) => err.causes.push(format!(
                 "{} `{}` not attempted: {why}",

@@ -143,11 +143,11 @@ pub fn command(
     let rt = runtime()?;
     let (prepared, observed, plan) = make_plan(ctx, &rt, selection)?;
     ui::out(&render(&plan, output, ctx.ui.color));
-    if let Some(path) = out {
-        let path = if path.is_absolute() {
-            path
+    if let Some(written) = out {
+        let path = if written.is_absolute() {
+            written.clone()
         } else {
-            ctx.cwd.join(path)
+            ctx.cwd.join(&written)
         };
         SavedPlan::new(
             plan.clone(),
@@ -159,8 +159,8 @@ pub fn command(
         .write(&path)?;
         ctx.ui.status(&format!(
             "Saved the plan to `{}`; apply exactly this plan with `fusionizer apply {}`",
-            path.display(),
-            path.display()
+            written.display(),
+            written.display()
         ));
     }
     Ok(if detailed_exitcode && plan.has_changes() {
