@@ -90,10 +90,10 @@ pub fn command(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
         &observed.unowned,
     )?;
 
-    let plan = match (saved, &plan_file) {
-        (Some(saved), Some(path)) => {
+    let plan = match (saved, &args.plan_file) {
+        (Some(saved), Some(written)) => {
             saved.check_fresh(
-                path,
+                written,
                 &prepared.platform.identity(),
                 prepared.project(),
                 &prepared.artifacts,

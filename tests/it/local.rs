@@ -12,9 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fusionizer::config::{
-    Config, NuctlConfig, PlatformKind, ProjectConfig, ServeConfig,
-};
+use fusionizer::config::{Config, NuctlConfig, PlatformKind, ProjectConfig, ServeConfig};
 use fusionizer::fuse::Artifact;
 use fusionizer::platform::local::LocalPlatform;
 use fusionizer::platform::{
@@ -126,7 +124,10 @@ fn artifact(spec: Spec<'_>) -> Artifact {
         ("function.yaml", yaml.clone().into_bytes()),
         ("_fusionizer_entry.py", entry(spec.version).into_bytes()),
         ("fusionizer_dispatcher/__init__.py", Vec::new()),
-        ("fusionizer_dispatcher/worker.py", STUB_WORKER.as_bytes().to_vec()),
+        (
+            "fusionizer_dispatcher/worker.py",
+            STUB_WORKER.as_bytes().to_vec(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -179,7 +180,10 @@ fn header<'a>(response: &'a InvokeResponse, name: &str) -> Option<&'a str> {
 async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !condition() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -205,7 +209,10 @@ async fn apply_mode_deploy_waits_for_every_init_context_and_records_the_function
     let marker_env = marker.to_string_lossy().into_owned();
     let platform = LocalPlatform::new(&config(temp.path()), None).unwrap();
     let artifact = artifact(Spec {
-        env: &[("STUB_INIT_DELAY", "0.3"), ("STUB_INIT_MARKER", &marker_env)],
+        env: &[
+            ("STUB_INIT_DELAY", "0.3"),
+            ("STUB_INIT_MARKER", &marker_env),
+        ],
         workers: 2,
         ..Spec::default()
     });
@@ -215,8 +222,15 @@ async fn apply_mode_deploy_waits_for_every_init_context_and_records_the_function
     assert_eq!(files_starting_with(temp.path(), "init-done."), 2);
     let live = platform.get("shop-a").await.unwrap().expect("recorded");
     assert_eq!(live.state, FunctionState::Ready);
-    assert_eq!(live.digest(), None, "no digest annotation in this hand-made yaml");
-    assert_eq!(live.config_yaml.as_deref(), Some(artifact.function_yaml.as_str()));
+    assert_eq!(
+        live.digest(),
+        None,
+        "no digest annotation in this hand-made yaml"
+    );
+    assert_eq!(
+        live.config_yaml.as_deref(),
+        Some(artifact.function_yaml.as_str())
+    );
     assert!(temp
         .path()
         .join(".fusionizer/local/functions/shop-a/artifact/_fusionizer_entry.py")
@@ -227,7 +241,10 @@ async fn apply_mode_deploy_waits_for_every_init_context_and_records_the_function
     assert!(platform.get("shop-missing").await.unwrap().is_none());
     assert!(platform.identity().starts_with("local:"));
     assert!(platform.identity().ends_with(".fusionizer/local"));
-    assert!(platform.worker_pids("shop-a").is_empty(), "apply mode keeps nothing running");
+    assert!(
+        platform.worker_pids("shop-a").is_empty(),
+        "apply mode keeps nothing running"
+    );
 
     platform.delete("shop-a", false).await.unwrap();
     assert!(platform.get("shop-a").await.unwrap().is_none());
@@ -238,9 +255,16 @@ async fn apply_mode_deploy_waits_for_every_init_context_and_records_the_function
 async fn hosted_deploy_answers_requests_with_the_handlers_result() {
     setup();
     let temp = tempfile::tempdir().unwrap();
-    let platform = LocalPlatform::new(&config(temp.path()), hosted(Duration::from_secs(30))).unwrap();
+    let platform =
+        LocalPlatform::new(&config(temp.path()), hosted(Duration::from_secs(30))).unwrap();
     platform
-        .deploy(&artifact(Spec { workers: 2, ..Spec::default() }), &NoProgress)
+        .deploy(
+            &artifact(Spec {
+                workers: 2,
+                ..Spec::default()
+            }),
+            &NoProgress,
+        )
         .await
         .unwrap();
     let invoker = platform.invoker("shop-a").await.unwrap();
@@ -281,8 +305,12 @@ async fn hosted_deploy_answers_requests_with_the_handlers_result() {
 async fn a_killed_worker_fails_its_request_with_crashed_and_the_next_requests_succeed() {
     setup();
     let temp = tempfile::tempdir().unwrap();
-    let platform = LocalPlatform::new(&config(temp.path()), hosted(Duration::from_secs(30))).unwrap();
-    platform.deploy(&artifact(Spec::default()), &NoProgress).await.unwrap();
+    let platform =
+        LocalPlatform::new(&config(temp.path()), hosted(Duration::from_secs(30))).unwrap();
+    platform
+        .deploy(&artifact(Spec::default()), &NoProgress)
+        .await
+        .unwrap();
     let invoker = platform.invoker("shop-a").await.unwrap();
     let pid = text(&call(&invoker, "pid").await.unwrap());
 
@@ -321,7 +349,10 @@ async fn a_request_that_times_out_kills_its_worker_and_later_requests_succeed() 
     let temp = tempfile::tempdir().unwrap();
     let platform =
         LocalPlatform::new(&config(temp.path()), hosted(Duration::from_millis(500))).unwrap();
-    platform.deploy(&artifact(Spec::default()), &NoProgress).await.unwrap();
+    platform
+        .deploy(&artifact(Spec::default()), &NoProgress)
+        .await
+        .unwrap();
     let invoker = platform.invoker("shop-a").await.unwrap();
     let pid = text(&call(&invoker, "pid").await.unwrap());
     let busy = temp.path().join("busy");
@@ -347,7 +378,8 @@ async fn a_request_that_times_out_kills_its_worker_and_later_requests_succeed() 
 async fn a_failing_build_command_is_reported_and_the_previous_version_keeps_answering() {
     setup();
     let temp = tempfile::tempdir().unwrap();
-    let platform = LocalPlatform::new(&config(temp.path()), hosted(Duration::from_secs(30))).unwrap();
+    let platform =
+        LocalPlatform::new(&config(temp.path()), hosted(Duration::from_secs(30))).unwrap();
     let v1 = artifact(Spec::default());
     platform.deploy(&v1, &NoProgress).await.unwrap();
     let invoker = platform.invoker("shop-a").await.unwrap();
@@ -401,12 +433,21 @@ async fn a_failing_init_context_is_a_deploy_error_with_its_traceback() {
         )
         .await
         .unwrap_err();
-    let PlatformError::Deploy { message, detail, .. } = &err else {
+    let PlatformError::Deploy {
+        message, detail, ..
+    } = &err
+    else {
         panic!("expected a deploy error, got {err:?}");
     };
-    assert!(message.contains("`init_context` of task `stub` failed"), "{message}");
+    assert!(
+        message.contains("`init_context` of task `stub` failed"),
+        "{message}"
+    );
     let detail = detail.as_deref().unwrap();
-    assert!(detail.contains("RuntimeError: init failed on purpose"), "{detail}");
+    assert!(
+        detail.contains("RuntimeError: init failed on purpose"),
+        "{detail}"
+    );
     assert!(platform.get("shop-a").await.unwrap().is_none());
 }
 
@@ -418,7 +459,10 @@ async fn refresh_follows_deploys_and_deletes_made_by_another_instance() {
     let apply = LocalPlatform::new(&config(temp.path()), None).unwrap();
     assert_eq!(serve.identity(), apply.identity());
 
-    apply.deploy(&artifact(Spec::default()), &NoProgress).await.unwrap();
+    apply
+        .deploy(&artifact(Spec::default()), &NoProgress)
+        .await
+        .unwrap();
     serve.refresh().await.unwrap();
     assert_eq!(serve.worker_pids("shop-a").iter().flatten().count(), 1);
     let invoker = serve.invoker("shop-a").await.unwrap();
@@ -426,7 +470,13 @@ async fn refresh_follows_deploys_and_deletes_made_by_another_instance() {
     assert_eq!(header(&response, "X-Version"), Some("v1"));
 
     apply
-        .deploy(&artifact(Spec { version: "v2", ..Spec::default() }), &NoProgress)
+        .deploy(
+            &artifact(Spec {
+                version: "v2",
+                ..Spec::default()
+            }),
+            &NoProgress,
+        )
         .await
         .unwrap();
     serve.refresh().await.unwrap();

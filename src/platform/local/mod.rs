@@ -35,8 +35,8 @@ use self::venv::Environments;
 use crate::config::Config;
 use crate::fuse::Artifact;
 use crate::platform::{
-    DeployProgress, HostOptions, InvokeError, InvokeRequest, InvokeResponse, Invoker,
-    LiveFunction, NoProgress, Platform, PlatformError,
+    DeployProgress, HostOptions, InvokeError, InvokeRequest, InvokeResponse, Invoker, LiveFunction,
+    NoProgress, Platform, PlatformError,
 };
 
 /// How long `shutdown` lets in-flight requests finish before workers get `Q`.
@@ -174,7 +174,11 @@ impl Inner {
     }
 
     fn slot_if_any(&self, name: &str) -> Option<Arc<Slot>> {
-        self.slots.lock().expect("slots poisoned").get(name).cloned()
+        self.slots
+            .lock()
+            .expect("slots poisoned")
+            .get(name)
+            .cloned()
     }
 
     /// Starts a pool running `version` (whose files are at `artifact_dir`).
@@ -187,7 +191,12 @@ impl Inner {
         let artifact_dir = version.artifact_dir();
         let venv = self
             .envs
-            .ensure(&record.name, &record.build_commands, &artifact_dir, progress)
+            .ensure(
+                &record.name,
+                &record.build_commands,
+                &artifact_dir,
+                progress,
+            )
             .await?;
         let mut env: Vec<(OsString, OsString)> = record
             .env
@@ -195,7 +204,10 @@ impl Inner {
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
         env.extend([
-            ("FUSIONIZER_PROXY_URL".into(), self.host.proxy_url.clone().into()),
+            (
+                "FUSIONIZER_PROXY_URL".into(),
+                self.host.proxy_url.clone().into(),
+            ),
             ("FUSIONIZER_FUNCTION".into(), record.name.clone().into()),
             ("PYTHONPATH".into(), artifact_dir.clone().into()),
             ("VIRTUAL_ENV".into(), venv.dir.clone().into()),
@@ -249,7 +261,10 @@ impl Inner {
             (None, None) => false,
             (None, Some(_)) => {
                 if let Some(old) = slot.replace(None) {
-                    tracing::info!(function = name, "function was deleted; stopping its workers");
+                    tracing::info!(
+                        function = name,
+                        "function was deleted; stopping its workers"
+                    );
                     self.retire(old).await;
                 }
                 true
@@ -265,7 +280,11 @@ impl Inner {
                 match self.start_version(version).await {
                     Ok(pool) => {
                         self.failed.lock().expect("failed poisoned").remove(name);
-                        tracing::info!(function = name, version = version.id.as_str(), "now running the installed version");
+                        tracing::info!(
+                            function = name,
+                            version = version.id.as_str(),
+                            "now running the installed version"
+                        );
                         if let Some(old) = slot.replace(Some(pool)) {
                             self.retire(old).await;
                         }

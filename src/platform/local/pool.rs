@@ -142,7 +142,10 @@ impl Pool {
     /// Starts every worker and returns once all of them are ready (every `init_context`
     /// finished). If any worker fails to start, the others are stopped and the first failure
     /// (by worker index) is returned.
-    pub async fn start(spec: PoolSpec, restarts: Arc<AtomicU64>) -> Result<Arc<Pool>, PlatformError> {
+    pub async fn start(
+        spec: PoolSpec,
+        restarts: Arc<AtomicU64>,
+    ) -> Result<Arc<Pool>, PlatformError> {
         let socket_dir = socket_dir()?;
         let workers = spec.num_workers.max(1);
         let (stop, _) = watch::channel(false);
@@ -369,4 +372,3 @@ fn unix_now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
-

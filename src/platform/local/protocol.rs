@@ -106,7 +106,9 @@ fn encode_with_meta(kind: u8, meta: &[u8], body: &[u8]) -> Vec<u8> {
 /// Splits a `meta_len | meta | body` payload.
 fn split_meta(payload: &Bytes) -> Result<(&[u8], Bytes), FrameError> {
     if payload.len() < 4 {
-        return Err(FrameError::Invalid("payload shorter than its meta length".into()));
+        return Err(FrameError::Invalid(
+            "payload shorter than its meta length".into(),
+        ));
     }
     let meta_len = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]) as usize;
     if payload.len() < 4 + meta_len {

@@ -248,8 +248,8 @@ impl StateDir {
         };
         let mut out = BTreeMap::new();
         for entry in entries {
-            let entry =
-                entry.map_err(|e| PlatformError::io(format!("cannot read `{}`", dir.display()), e))?;
+            let entry = entry
+                .map_err(|e| PlatformError::io(format!("cannot read `{}`", dir.display()), e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Some(version) = self.current(&name)? {
                 out.insert(name, version);
@@ -295,8 +295,9 @@ impl StateDir {
             dir: store.join(&id),
             id,
         };
-        std::fs::rename(&hidden, &version.dir)
-            .map_err(|e| PlatformError::io(format!("cannot create `{}`", version.dir.display()), e))?;
+        std::fs::rename(&hidden, &version.dir).map_err(|e| {
+            PlatformError::io(format!("cannot create `{}`", version.dir.display()), e)
+        })?;
         artifact.write(&version.artifact_dir()).map_err(|e| {
             PlatformError::io(
                 format!("cannot write the artifact into `{}`", version.dir.display()),
@@ -464,16 +465,15 @@ mod tests {
         assert!(first.version.dir.is_dir());
         drop(first);
         state.collect();
-        assert!(!temp
-            .path()
-            .join("local/store")
-            .join(&record.name)
-            .exists());
+        assert!(!temp.path().join("local/store").join(&record.name).exists());
         let remaining: Vec<_> = std::fs::read_dir(temp.path().join("local/store"))
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(remaining, vec![std::ffi::OsString::from(&second.version.id)]);
+        assert_eq!(
+            remaining,
+            vec![std::ffi::OsString::from(&second.version.id)]
+        );
 
         state.remove("shop-a").unwrap();
         state.remove("shop-a").unwrap();

@@ -209,7 +209,14 @@ impl Environments {
         })?;
         progress.step(function, "installing the runtime (nuclio-sdk, requests)");
         Cmd::new(venv.python())
-            .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-q"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "-q",
+            ])
             .arg("-r")
             .arg(&requirements)
             .env("VIRTUAL_ENV", &venv.dir)
@@ -279,11 +286,23 @@ mod tests {
     #[test]
     fn key_depends_on_every_input_and_not_on_how_they_split() {
         let base = Environments::key("3.11", "req", &["a".into(), "b".into()]);
-        assert_eq!(base, Environments::key("3.11", "req", &["a".into(), "b".into()]));
-        assert_ne!(base, Environments::key("3.12", "req", &["a".into(), "b".into()]));
-        assert_ne!(base, Environments::key("3.11", "req2", &["a".into(), "b".into()]));
+        assert_eq!(
+            base,
+            Environments::key("3.11", "req", &["a".into(), "b".into()])
+        );
+        assert_ne!(
+            base,
+            Environments::key("3.12", "req", &["a".into(), "b".into()])
+        );
+        assert_ne!(
+            base,
+            Environments::key("3.11", "req2", &["a".into(), "b".into()])
+        );
         assert_ne!(base, Environments::key("3.11", "req", &["ab".into()]));
-        assert_ne!(base, Environments::key("3.11", "req", &["b".into(), "a".into()]));
+        assert_ne!(
+            base,
+            Environments::key("3.11", "req", &["b".into(), "a".into()])
+        );
     }
 
     #[test]

@@ -136,7 +136,9 @@ pub(super) async fn supervise(
         };
         worker.reader.abort();
         let what = match end {
-            End::Killed => format!("worker {index} (pid {pid}) was killed after a request timed out"),
+            End::Killed => {
+                format!("worker {index} (pid {pid}) was killed after a request timed out")
+            }
             End::Closed(reason) if status.is_none() => {
                 format!("worker {index} (pid {pid}) {reason}")
             }
@@ -260,10 +262,22 @@ async fn start_worker(shared: &Arc<Shared>, index: usize) -> Result<Running, Pla
     let tail = Arc::new(Mutex::new(VecDeque::new()));
     let mut pumps = Vec::new();
     if let Some(stdout) = child.stdout.take() {
-        pumps.push(tokio::spawn(pump(stdout, function.clone(), index, false, tail.clone())));
+        pumps.push(tokio::spawn(pump(
+            stdout,
+            function.clone(),
+            index,
+            false,
+            tail.clone(),
+        )));
     }
     if let Some(stderr) = child.stderr.take() {
-        pumps.push(tokio::spawn(pump(stderr, function.clone(), index, true, tail.clone())));
+        pumps.push(tokio::spawn(pump(
+            stderr,
+            function.clone(),
+            index,
+            true,
+            tail.clone(),
+        )));
     }
     let fail = |message: String, with_tail: bool| {
         let output = tail
@@ -325,7 +339,10 @@ async fn start_worker(shared: &Arc<Shared>, index: usize) -> Result<Running, Pla
                 };
                 let _ = child.start_kill();
                 settle(&mut pumps).await;
-                return Err(fail(format!("worker {index} {reason} before it was ready"), true));
+                return Err(fail(
+                    format!("worker {index} {reason} before it was ready"),
+                    true,
+                ));
             }
         };
         match frame.kind {
@@ -432,7 +449,12 @@ async fn read_loop(
                     remote_calls = response.meta.calls.remote,
                     "response"
                 );
-                let pending = conn.state.lock().expect("conn state poisoned").pending.take();
+                let pending = conn
+                    .state
+                    .lock()
+                    .expect("conn state poisoned")
+                    .pending
+                    .take();
                 match pending {
                     Some(answer) => {
                         let _ = answer.send(Ok(response.into_response()));
