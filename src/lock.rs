@@ -71,7 +71,7 @@ pub enum LockError {
     Held {
         path: PathBuf,
         /// What the holder wrote, when it could be read.
-        holder: Option<LockInfo>,
+        holder: Option<Box<LockInfo>>,
         waited: Duration,
     },
     #[error("cannot use the lock file `{}`", .path.display())]
@@ -187,7 +187,7 @@ pub fn acquire(path: &Path, command: &str, timeout: Duration) -> Result<ApplyLoc
                 if now >= deadline {
                     return Err(LockError::Held {
                         path: path.to_path_buf(),
-                        holder: read_holder(path),
+                        holder: read_holder(path).map(Box::new),
                         waited: now - start,
                     });
                 }
