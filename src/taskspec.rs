@@ -224,3 +224,211 @@ fn kind(value: &serde_yaml::Value) -> &'static str {
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A task directory holding `files`.
+    fn task(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, content) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        dir
+    }
+
+    fn yaml(runtime: &str, handler: &str) -> String {
+        format!("metadata:\n  name: x\nspec:\n  runtime: \"{runtime}\"\n  handler: \"{handler}\"\n")
+    }
+
+    /// Loads `name` from `dir`; errors rendered with the directory shown as `task/`.
+    fn load(name: &str, dir: &tempfile::TempDir) -> Result<TaskSpec, String> {
+        let prefix = format!("{}/", dir.path().display());
+        TaskSpec::load(name, dir.path()).map_err(|problems| {
+            problems
+                .iter()
+                .map(|d| d.to_string().replace(&prefix, "task/"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
+
+    #[test]
+    fn a_valid_task_keeps_the_whole_document() {
+        let text = "apiVersion: nuclio.io/v1\nmetadata:\n  name: x\n  labels:\n    team: a\nspec:\n  runtime: \"python:3.11\"\n  handler: \"pkg.mod:run\"\n  env:\n    - name: A\n      value: \"1\"\n";
+        let dir = task(&[("function.yaml", text), ("pkg/mod.py", "")]);
+        let spec = load("taska", &dir).unwrap();
+        assert_eq!(spec.name, "taska");
+        assert_eq!(spec.dir, dir.path());
+        assert_eq!(spec.runtime, "python:3.11");
+        assert_eq!(spec.handler_module, "pkg.mod");
+        assert_eq!(spec.handler_function, "run");
+        let expected: serde_yaml::Value = serde_yaml::from_str(text).unwrap();
+        assert_eq!(spec.function, expected);
+        assert_eq!(spec.function["spec"]["env"][0]["name"], "A");
+    }
+
+    #[test]
+    fn python_runtimes_are_accepted() {
+        for runtime in ["python", "python:3.9", "python:3.11"] {
+            let dir = task(&[
+                ("function.yaml", &yaml(runtime, "main:handler")),
+                ("main.py", ""),
+            ]);
+            assert_eq!(load("t", &dir).unwrap().runtime, runtime);
+        }
+    }
+
+    #[test]
+    fn other_runtimes_are_refused() {
+        for runtime in ["golang", "python:2.7", "python:3", "python:3.x", "nodejs"] {
+            let dir = task(&[
+                ("function.yaml", &yaml(runtime, "main:handler")),
+                ("main.py", ""),
+            ]);
+            assert_eq!(
+                load("t", &dir).unwrap_err(),
+                format!(
+                    "task/function.yaml: unsupported runtime `{runtime}`\n  \
+                     hint: fusionizer fuses Python tasks: use `python` or `python:3.x`, e.g. `python:3.11`"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn missing_runtime_and_handler_are_both_reported() {
+        let dir = task(&[("function.yaml", "spec:\n  description: nothing\n")]);
+        assert_eq!(
+            load("t", &dir).unwrap_err(),
+            "task/function.yaml: missing `spec.runtime`\n  \
+             hint: add `runtime: \"python:3.11\"` under `spec`; Nuclio requires it\n\
+             task/function.yaml: missing `spec.handler`\n  \
+             hint: add `handler: \"main:handler\"` under `spec` (`module:function`)"
+        );
+    }
+
+    #[test]
+    fn runtime_and_handler_must_be_strings() {
+        let dir = task(&[("function.yaml", "spec:\n  runtime: 3.11\n  handler: [a]\n")]);
+        assert_eq!(
+            load("t", &dir).unwrap_err(),
+            "task/function.yaml: `spec.runtime` must be a string, found a number\n\
+             task/function.yaml: `spec.handler` must be a string, found a sequence"
+        );
+    }
+
+    #[test]
+    fn handlers_must_have_the_module_function_form() {
+        for handler in [
+            "main.handler",
+            "main:",
+            ":handler",
+            "a..b:f",
+            "main:handler-x",
+            "main:a:b",
+            "a b:f",
+        ] {
+            let dir = task(&[
+                ("function.yaml", &yaml("python:3.11", handler)),
+                ("main.py", ""),
+            ]);
+            assert_eq!(
+                load("t", &dir).unwrap_err(),
+                format!(
+                    "task/function.yaml: handler `{handler}` is not of the form `module:function`\n  \
+                     hint: e.g. `main:handler` for `def handler(context, event)` in `main.py`"
+                ),
+                "{handler}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_handler_module_must_exist() {
+        let dir = task(&[
+            ("function.yaml", &yaml("python:3.11", "pkg.mod:handler")),
+            ("mod.py", ""),
+        ]);
+        assert_eq!(
+            load("t", &dir).unwrap_err(),
+            "task/function.yaml: handler module `pkg.mod` not found\n  \
+             hint: expected `pkg/mod.py` in the task directory"
+        );
+        let dir = task(&[
+            ("function.yaml", &yaml("python:3.11", "pkg:handler")),
+            ("pkg/__init__.py", ""),
+        ]);
+        assert_eq!(load("t", &dir).unwrap().handler_module, "pkg");
+    }
+
+    #[test]
+    fn yaml_syntax_errors_carry_their_location() {
+        let dir = task(&[(
+            "function.yaml",
+            "spec:\n  runtime: python\n    handler: main:h\n",
+        )]);
+        assert_eq!(
+            load("t", &dir).unwrap_err(),
+            "task/function.yaml:3:12: invalid YAML: mapping values are not allowed in this context"
+        );
+    }
+
+    #[test]
+    fn the_document_must_be_a_mapping_with_a_spec() {
+        let dir = task(&[("function.yaml", "- a\n- b\n")]);
+        assert_eq!(
+            load("t", &dir).unwrap_err(),
+            "task/function.yaml: expected a mapping with `metadata` and `spec`, found a sequence"
+        );
+        let dir = task(&[("function.yaml", "metadata:\n  name: x\n")]);
+        assert_eq!(
+            load("t", &dir).unwrap_err(),
+            "task/function.yaml: missing `spec`\n  \
+             hint: add `spec:` with `runtime: \"python:3.11\"` and `handler: \"main:handler\"`"
+        );
+    }
+
+    #[test]
+    fn a_missing_function_yaml_names_the_file() {
+        let dir = task(&[("main.py", "")]);
+        assert_eq!(
+            load("t", &dir).unwrap_err(),
+            "task/function.yaml: file does not exist\n  \
+             hint: every task directory holds a Nuclio `function.yaml` with `spec.runtime` and `spec.handler`"
+        );
+    }
+
+    #[test]
+    fn the_task_name_is_checked_along_with_the_file() {
+        let dir = task(&[
+            ("function.yaml", &yaml("golang", "main:handler")),
+            ("main.py", ""),
+        ]);
+        let long = "a".repeat(MAX_TASK_NAME + 1);
+        for name in ["Task", "-a", "a_b", long.as_str()] {
+            let err = load(name, &dir).unwrap_err();
+            assert_eq!(
+                err,
+                format!(
+                    "task/function.yaml: invalid task name `{name}`\n  \
+                     hint: a task name is a lowercase DNS-1123 label of at most 40 characters: \
+                     `a-z`, `0-9` and `-`, starting and ending with a letter or digit\n\
+                     task/function.yaml: unsupported runtime `golang`\n  \
+                     hint: fusionizer fuses Python tasks: use `python` or `python:3.x`, e.g. `python:3.11`"
+                )
+            );
+        }
+        assert!(load(
+            &"a".repeat(MAX_TASK_NAME),
+            &task(&[
+                ("function.yaml", &yaml("python", "main:handler")),
+                ("main.py", ""),
+            ])
+        )
+        .is_ok());
+    }
+}

@@ -1,1 +1,726 @@
+//! Unit tests for fusion.toml parsing and validation: every diagnostic with its exact rendering.
 
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use super::*;
+
+const FUNCTION_YAML: &str =
+    "metadata:\n  name: task\nspec:\n  runtime: \"python:3.11\"\n  handler: \"main:handler\"\n";
+
+/// A temp project directory.
+struct Fixture {
+    dir: TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Fixture {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write(&self, relative: &str, content: &str) {
+        let path = self.root().join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+
+    /// A valid task under `tasks/<name>`.
+    fn task(&self, name: &str) -> &Self {
+        self.write(&format!("tasks/{name}/function.yaml"), FUNCTION_YAML);
+        self.write(
+            &format!("tasks/{name}/main.py"),
+            "def handler(context, event):\n    return 1\n",
+        );
+        self
+    }
+
+    fn toml_path(&self) -> PathBuf {
+        self.root().join(FILE_NAME)
+    }
+
+    /// Loads `toml` as the project's fusion.toml; errors rendered with the temp root stripped.
+    fn load(&self, toml: &str) -> Result<Workspace, String> {
+        self.write(FILE_NAME, toml);
+        load(&self.toml_path()).map_err(|d| render(&d, self.root()))
+    }
+
+    /// Parses `toml` without touching task directories.
+    fn parse(&self, toml: &str) -> Result<Config, String> {
+        parse(&self.toml_path(), toml).map_err(|d| render(&d, self.root()))
+    }
+}
+
+fn render(diagnostics: &Diagnostics, root: &Path) -> String {
+    let prefix = format!("{}/", root.display());
+    diagnostics
+        .0
+        .iter()
+        .map(|d| d.to_string().replace(&prefix, ""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A fusion.toml header with a valid project, followed by `rest`.
+fn with_project(rest: &str) -> String {
+    format!("[project]\nname = \"shop\"\n\n{rest}")
+}
+
+#[test]
+fn a_complete_config_loads_with_every_value() {
+    let fx = Fixture::new();
+    fx.task("taska").task("taskb");
+    let ws = fx
+        .load(
+            r#"[project]
+name = "shop"
+platform = "nuctl"
+
+[tasks]
+taska = "tasks/taska"
+taskb = { path = "tasks/taskb" }
+taskc = { upload = true }
+
+[[phase]]
+after = "0s"
+groups = [["taska"], ["taskb"]]
+
+[[phase]]
+after = "1h 30m"
+groups = [["taskc", "taskb", "taska"]]
+
+[serve]
+listen = "0.0.0.0:9000"
+advertise = "10.0.0.1"
+token-env = "FUSIONIZER_TOKEN"
+max-body-size = 1024
+request-timeout = "2m"
+drain-timeout = "0s"
+max-upload-size = "2MiB"
+max-unpacked-size = "1GB"
+
+[nuctl]
+binary = "/opt/nuctl"
+platform = "kube"
+namespace = "nuclio"
+kubeconfig = "~/.kube/config"
+registry = "localhost:5000"
+run-registry = "registry:5000"
+project = "default"
+readiness-timeout = "120s"
+invocation-url = "internal"
+"#,
+        )
+        .unwrap();
+    let c = &ws.config;
+    assert_eq!(c.root, fx.root());
+    assert_eq!(c.file, fx.toml_path());
+    assert_eq!(c.state_dir(), fx.root().join(".fusionizer"));
+    assert_eq!(c.project.name, "shop");
+    assert_eq!(c.project.platform, PlatformKind::Nuctl);
+    assert_eq!(
+        c.tasks["taska"].source,
+        TaskSource::Path {
+            written: "tasks/taska".to_string(),
+            dir: fx.root().join("tasks/taska"),
+        }
+    );
+    assert!(matches!(c.tasks["taskb"].source, TaskSource::Path { .. }));
+    assert_eq!(c.tasks["taskc"].source, TaskSource::Upload);
+    assert_eq!(c.phases.len(), 2);
+    assert_eq!(c.phases[0].after, Duration::ZERO);
+    assert_eq!(c.phases[0].groups, vec![vec!["taska"], vec!["taskb"]]);
+    assert_eq!(c.phases[1].after, Duration::from_secs(5400));
+    assert_eq!(c.phases[1].groups, vec![vec!["taska", "taskb", "taskc"]]);
+    assert_eq!(
+        c.serve,
+        ServeConfig {
+            listen: "0.0.0.0:9000".to_string(),
+            advertise: Some("10.0.0.1".to_string()),
+            token_env: Some("FUSIONIZER_TOKEN".to_string()),
+            max_body_bytes: 1024,
+            request_timeout: Duration::from_secs(120),
+            drain_timeout: Duration::ZERO,
+            max_upload_bytes: 2 * 1024 * 1024,
+            max_unpacked_bytes: 1_000_000_000,
+        }
+    );
+    assert_eq!(
+        c.nuctl,
+        NuctlConfig {
+            binary: "/opt/nuctl".to_string(),
+            platform: Some("kube".to_string()),
+            namespace: Some("nuclio".to_string()),
+            kubeconfig: Some(PathBuf::from("~/.kube/config")),
+            registry: Some("localhost:5000".to_string()),
+            run_registry: Some("registry:5000".to_string()),
+            project: Some("default".to_string()),
+            readiness_timeout: Some(Duration::from_secs(120)),
+            invocation_url: UrlPreference::Internal,
+        }
+    );
+    // Upload tasks have no spec; path tasks do.
+    assert_eq!(ws.specs.keys().collect::<Vec<_>>(), ["taska", "taskb"]);
+    assert_eq!(ws.specs["taska"].dir, fx.root().join("tasks/taska"));
+}
+
+#[test]
+fn defaults_fill_in_what_is_not_written() {
+    let fx = Fixture::new();
+    let c = fx.parse("[project]\nname = \"shop\"\n").unwrap();
+    assert_eq!(c.project.platform, PlatformKind::Local);
+    assert!(c.tasks.is_empty());
+    assert!(c.phases.is_empty());
+    assert_eq!(c.serve, ServeConfig::default());
+    assert_eq!(c.nuctl, NuctlConfig::default());
+}
+
+#[test]
+fn a_toml_syntax_error_is_one_diagnostic_with_its_location() {
+    let fx = Fixture::new();
+    let err = fx
+        .parse("[project]\nname = \"shop\n[tasks]\nx = \n")
+        .unwrap_err();
+    assert_eq!(
+        err,
+        "fusion.toml:2:13: invalid TOML: invalid basic string, expected `\"`"
+    );
+}
+
+#[test]
+fn project_problems() {
+    let fx = Fixture::new();
+    assert_eq!(
+        fx.parse("[tasks]\n").unwrap_err(),
+        "fusion.toml: missing `[project]`\n  hint: add `[project]` with `name = \"myproject\"`"
+    );
+    assert_eq!(
+        fx.parse("[project]\nplatform = \"local\"\n").unwrap_err(),
+        "fusion.toml:1:1: missing `project.name`\n  hint: add `name = \"myproject\"` under `[project]`"
+    );
+    assert_eq!(
+        fx.parse("[project]\nname = \"My_Shop\"\n").unwrap_err(),
+        "fusion.toml:2:8: invalid project name `My_Shop`\n  hint: a project name is a lowercase \
+         DNS-1123 label of at most 40 characters: `a-z`, `0-9` and `-`, starting and ending with a \
+         letter or digit"
+    );
+    let long = "a".repeat(41);
+    assert!(fx
+        .parse(&format!("[project]\nname = \"{long}\"\n"))
+        .unwrap_err()
+        .starts_with(&format!("fusion.toml:2:8: invalid project name `{long}`")));
+    assert_eq!(
+        fx.parse("[project]\nname = \"shop\"\nplatform = \"docker\"\n")
+            .unwrap_err(),
+        "fusion.toml:3:12: unknown platform `docker`\n  hint: `platform` is `local` or `nuctl`"
+    );
+    assert_eq!(
+        fx.parse("[project]\nname = 7\n").unwrap_err(),
+        "fusion.toml:2:8: `project.name` must be a string, found integer"
+    );
+    assert_eq!(
+        fx.parse("project = \"shop\"\n").unwrap_err(),
+        "fusion.toml:1:11: `project` must be a table, found string"
+    );
+}
+
+#[test]
+fn task_declaration_problems() {
+    let fx = Fixture::new();
+    let hint = |n: &str| {
+        format!(
+            "  hint: write `{n} = \"tasks/{n}\"`, `{n} = {{ path = \"tasks/{n}\" }}` or `{n} = {{ upload = true }}`"
+        )
+    };
+    assert_eq!(
+        fx.parse(&with_project("[tasks]\nTask_A = { upload = true }\n"))
+            .unwrap_err(),
+        "fusion.toml:5:1: invalid task name `Task_A`\n  hint: a task name is a lowercase DNS-1123 \
+         label of at most 40 characters: `a-z`, `0-9` and `-`, starting and ending with a letter \
+         or digit"
+    );
+    assert!(fx
+        .parse(&with_project("[tasks]\n\"-x\" = { upload = true }\n"))
+        .unwrap_err()
+        .starts_with("fusion.toml:5:1: invalid task name `-x`"));
+    assert_eq!(
+        fx.parse(&with_project(
+            "[tasks]\ntaska = { path = \"a\", upload = true }\n"
+        ))
+        .unwrap_err(),
+        format!(
+            "fusion.toml:5:9: task `taska` has both `path` and `upload`\n{}",
+            hint("taska")
+        )
+    );
+    assert_eq!(
+        fx.parse(&with_project("[tasks]\ntaska = { upload = false }\n"))
+            .unwrap_err(),
+        format!(
+            "fusion.toml:5:9: task `taska` needs `path` or `upload = true`\n{}",
+            hint("taska")
+        )
+    );
+    assert_eq!(
+        fx.parse(&with_project("[tasks]\ntaska = 3\n")).unwrap_err(),
+        format!(
+            "fusion.toml:5:9: task `taska` must be a directory path or a table, found integer\n{}",
+            hint("taska")
+        )
+    );
+    assert_eq!(
+        fx.parse(&with_project("[tasks]\ntaska = \"\"\n"))
+            .unwrap_err(),
+        format!(
+            "fusion.toml:5:9: task `taska` has an empty path\n{}",
+            hint("taska")
+        )
+    );
+    assert_eq!(
+        fx.parse(&with_project("[tasks]\ntaska = { upload = \"yes\" }\n"))
+            .unwrap_err(),
+        "fusion.toml:5:20: `tasks.taska.upload` must be a boolean, found string"
+    );
+}
+
+#[test]
+fn task_directory_problems_point_at_the_path() {
+    let fx = Fixture::new();
+    fx.write("tasks/file", "not a directory");
+    let err = fx
+        .load(&with_project(
+            "[tasks]\ntaska = \"tasks/taska\"\ntaskb = { path = \"tasks/file\" }\n",
+        ))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        "fusion.toml:5:9: task `taska`: directory `tasks/taska` does not exist\n  \
+         hint: create it with a `function.yaml` and the handler module, or fix the path\n\
+         fusion.toml:6:18: task `taskb`: `tasks/file` is not a directory\n  \
+         hint: point the task at the directory holding its `function.yaml`"
+    );
+}
+
+#[test]
+fn task_spec_problems_are_collected_with_fusion_toml_problems() {
+    let fx = Fixture::new();
+    fx.task("taska");
+    fx.write("tasks/taskb/main.py", "");
+    fx.write(
+        "tasks/taskc/function.yaml",
+        "spec:\n  runtime: golang\n  handler: main:handler\n",
+    );
+    fx.write("tasks/taskc/main.py", "");
+    let err = fx
+        .load(&with_project(
+            "[tasks]\ntaska = \"tasks/taska\"\ntaskb = \"tasks/taskb\"\ntaskc = \"tasks/taskc\"\n\n[serve]\nlisten = \"localhost\"\n",
+        ))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        "fusion.toml:10:10: invalid `listen` address `localhost`\n  \
+         hint: use `IP:PORT`, e.g. `127.0.0.1:8000` or `0.0.0.0:8000`\n\
+         tasks/taskb/function.yaml: file does not exist\n  \
+         hint: every task directory holds a Nuclio `function.yaml` with `spec.runtime` and `spec.handler`\n\
+         tasks/taskc/function.yaml: unsupported runtime `golang`\n  \
+         hint: fusionizer fuses Python tasks: use `python` or `python:3.x`, e.g. `python:3.11`"
+    );
+}
+
+#[test]
+fn an_invalid_task_name_is_reported_once_at_fusion_toml() {
+    let fx = Fixture::new();
+    fx.task("Bad");
+    let err = fx
+        .load(&with_project("[tasks]\nBad = \"tasks/Bad\"\n"))
+        .unwrap_err();
+    assert_eq!(err.lines().filter(|l| !l.starts_with("  hint")).count(), 1);
+    assert!(err.starts_with("fusion.toml:5:1: invalid task name `Bad`"));
+}
+
+#[test]
+fn phase_after_problems() {
+    let fx = Fixture::new();
+    let tasks = "[tasks]\na = { upload = true }\n\n";
+    assert_eq!(
+        fx.parse(&with_project(&format!(
+            "{tasks}[[phase]]\nafter = \"90\"\ngroups = []\n"
+        )))
+        .unwrap_err(),
+        "fusion.toml:8:9: phase 1: invalid `after` `90`: missing unit\n  hint: add a unit, e.g. `90s`"
+    );
+    assert_eq!(
+        fx.parse(&with_project(&format!(
+            "{tasks}[[phase]]\nafter = \"soon\"\ngroups = []\n"
+        )))
+        .unwrap_err(),
+        "fusion.toml:8:9: phase 1: invalid `after` `soon`: not a duration\n  \
+         hint: use a number with a unit, e.g. `500ms`, `90s`, `5m`, `1h30m`"
+    );
+    assert_eq!(
+        fx.parse(&with_project(&format!(
+            "{tasks}[[phase]]\nafter = 90\ngroups = []\n"
+        )))
+        .unwrap_err(),
+        "fusion.toml:8:9: phase 1: `after` must be a string, found integer"
+    );
+    assert_eq!(
+        fx.parse(&with_project(&format!("{tasks}[[phase]]\ngroups = []\n")))
+            .unwrap_err(),
+        "fusion.toml:7:1: phase 1 is missing `after`\n  \
+         hint: add `after = \"0s\"` (the offset from `serve` start)"
+    );
+    assert_eq!(
+        fx.parse(&with_project(&format!("{tasks}[[phase]]\nafter = \"0s\"\n")))
+            .unwrap_err(),
+        "fusion.toml:7:1: phase 1 is missing `groups`\n  \
+         hint: list the groups, e.g. `groups = [[\"taska\", \"taskb\"]]`; `groups = []` runs every task alone"
+    );
+    assert_eq!(
+        fx.parse(&with_project(&format!("{tasks}[phase]\nafter = \"0s\"\n")))
+            .unwrap_err(),
+        "fusion.toml:7:1: `phase` must be an array of tables, found table\n  \
+         hint: write each phase as a `[[phase]]` table"
+    );
+}
+
+#[test]
+fn phases_must_be_in_strictly_increasing_order() {
+    let fx = Fixture::new();
+    let err = fx
+        .parse(&with_project(
+            "[[phase]]\nafter = \"1m\"\ngroups = []\n\n[[phase]]\nafter = \"60s\"\ngroups = []\n\n\
+             [[phase]]\nafter = \"30s\"\ngroups = []\n\n[[phase]]\nafter = \"2m\"\ngroups = []\n",
+        ))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        "fusion.toml:9:9: phase 2 starts at `60s`, not after phase 1 at `1m`\n  \
+         hint: list `[[phase]]` tables in strictly increasing `after` order\n\
+         fusion.toml:13:9: phase 3 starts at `30s`, not after phase 1 at `1m`\n  \
+         hint: list `[[phase]]` tables in strictly increasing `after` order"
+    );
+}
+
+#[test]
+fn group_problems() {
+    let fx = Fixture::new();
+    let tasks = "[tasks]\ntaska = { upload = true }\ntaskb = { upload = true }\n\n[[phase]]\nafter = \"0s\"\n";
+    let phase = |groups: &str| fx.parse(&with_project(&format!("{tasks}groups = {groups}\n")));
+    assert_eq!(
+        phase("[[\"taska\", \"tasbk\"]]").unwrap_err(),
+        "fusion.toml:10:21: phase 1: unknown task `tasbk`\n  hint: did you mean `taskb`?"
+    );
+    assert_eq!(
+        phase("[[\"payments\"]]").unwrap_err(),
+        "fusion.toml:10:12: phase 1: unknown task `payments`\n  hint: declare it under `[tasks]`"
+    );
+    assert_eq!(
+        phase("[[\"taska\"], [\"taskb\", \"taska\"]]").unwrap_err(),
+        "fusion.toml:10:32: phase 1: task `taska` is in two groups\n  \
+         hint: a task runs in one function per phase; keep it in one group"
+    );
+    assert_eq!(
+        phase("[[\"taska\", \"taska\"]]").unwrap_err(),
+        "fusion.toml:10:21: phase 1: task `taska` appears twice in one group\n  \
+         hint: list each task once"
+    );
+    assert_eq!(
+        phase("[[\"taska\"], []]").unwrap_err(),
+        "fusion.toml:10:22: phase 1: empty group\n  hint: remove the `[]` from `groups`"
+    );
+    assert_eq!(
+        phase("[\"taska\"]").unwrap_err(),
+        "fusion.toml:10:11: phase 1: a group must be an array of task names, found string\n  \
+         hint: write `groups = [[\"taska\", \"taskb\"], [\"taskc\"]]`"
+    );
+    assert_eq!(
+        phase("\"taska\"").unwrap_err(),
+        "fusion.toml:10:10: phase 1: `groups` must be an array of arrays of task names, found string\n  \
+         hint: write `groups = [[\"taska\", \"taskb\"], [\"taskc\"]]`"
+    );
+}
+
+#[test]
+fn unknown_keys_list_the_valid_keys_of_their_table() {
+    let fx = Fixture::new();
+    assert_eq!(
+        fx.parse(&with_project("[[phases]]\nafter = \"0s\"\n"))
+            .unwrap_err(),
+        "fusion.toml:4:3: unknown top-level key `phases`\n  hint: did you mean `phase`? \
+         valid top-level keys: `project`, `tasks`, `phase`, `serve`, `nuctl`"
+    );
+    assert_eq!(
+        fx.parse("[project]\nname = \"shop\"\nplatfrom = \"local\"\n")
+            .unwrap_err(),
+        "fusion.toml:3:1: unknown key `platfrom` in `[project]`\n  hint: did you mean `platform`? \
+         valid keys in `[project]`: `name`, `platform`"
+    );
+    assert_eq!(
+        fx.parse(&with_project(
+            "[tasks]\ntaska = { dir = \"x\", upload = true }\n"
+        ))
+        .unwrap_err(),
+        "fusion.toml:5:11: unknown key `dir` in task `taska`\n  \
+         hint: valid keys in task `taska`: `path`, `upload`"
+    );
+    assert_eq!(
+        fx.parse(&with_project(
+            "[[phase]]\nafter = \"0s\"\ngroups = []\nname = \"x\"\n"
+        ))
+        .unwrap_err(),
+        "fusion.toml:7:1: unknown key `name` in phase 1\n  \
+         hint: valid keys in phase 1: `after`, `groups`"
+    );
+    assert_eq!(
+        fx.parse(&with_project("[serve]\nlisten-address = \"127.0.0.1:1\"\n"))
+            .unwrap_err(),
+        "fusion.toml:5:1: unknown key `listen-address` in `[serve]`\n  hint: did you mean `listen`? \
+         valid keys in `[serve]`: `listen`, `advertise`, `token-env`, `max-body-size`, \
+         `request-timeout`, `drain-timeout`, `max-upload-size`, `max-unpacked-size`"
+    );
+    assert_eq!(
+        fx.parse(&with_project("[nuctl]\nzone = \"x\"\n"))
+            .unwrap_err(),
+        "fusion.toml:5:1: unknown key `zone` in `[nuctl]`\n  hint: valid keys in `[nuctl]`: \
+         `binary`, `platform`, `namespace`, `kubeconfig`, `registry`, `run-registry`, `project`, \
+         `readiness-timeout`, `invocation-url`"
+    );
+}
+
+#[test]
+fn serve_and_nuctl_value_problems() {
+    let fx = Fixture::new();
+    let serve = |body: &str| fx.parse(&with_project(&format!("[serve]\n{body}\n")));
+    assert_eq!(
+        serve("listen = \"localhost:8000\"").unwrap_err(),
+        "fusion.toml:5:10: invalid `listen` address `localhost:8000`\n  \
+         hint: use `IP:PORT`, e.g. `127.0.0.1:8000` or `0.0.0.0:8000`"
+    );
+    assert!(serve("listen = \"[::1]:8000\"").is_ok());
+    assert_eq!(
+        serve("max-body-size = \"4 parsecs\"").unwrap_err(),
+        "fusion.toml:5:17: invalid `serve.max-body-size` `4 parsecs`: unknown unit `parsecs`\n  \
+         hint: write bytes as an integer, or a string with a unit (`B`, `KB`, `MB`, `GB`, `KiB`, \
+         `MiB`, `GiB`), e.g. `\"4MiB\"`"
+    );
+    assert_eq!(
+        serve("max-upload-size = 0").unwrap_err(),
+        "fusion.toml:5:19: invalid `serve.max-upload-size` `0`: must be a positive number of bytes"
+    );
+    assert_eq!(
+        serve("max-unpacked-size = 1.5").unwrap_err(),
+        "fusion.toml:5:21: `serve.max-unpacked-size` must be an integer (bytes) or a string like \
+         `\"4MiB\"`, found float"
+    );
+    assert_eq!(
+        serve("request-timeout = \"0s\"").unwrap_err(),
+        "fusion.toml:5:19: `serve.request-timeout` must be greater than zero"
+    );
+    assert_eq!(
+        serve("drain-timeout = \"30\"").unwrap_err(),
+        "fusion.toml:5:17: invalid `serve.drain-timeout` `30`: missing unit\n  \
+         hint: add a unit, e.g. `30s`"
+    );
+    assert_eq!(
+        serve("token-env = \"MY-TOKEN\"").unwrap_err(),
+        "fusion.toml:5:13: invalid `token-env` `MY-TOKEN`: not an environment variable name\n  \
+         hint: name the variable that holds the token, e.g. `FUSIONIZER_TOKEN`"
+    );
+    assert_eq!(
+        serve("advertise = \"\"").unwrap_err(),
+        "fusion.toml:5:13: `serve.advertise` is empty"
+    );
+    let nuctl = |body: &str| fx.parse(&with_project(&format!("[nuctl]\n{body}\n")));
+    assert_eq!(
+        nuctl("platform = \"docker\"").unwrap_err(),
+        "fusion.toml:5:12: unknown nuctl platform `docker`\n  \
+         hint: `nuctl.platform` is `auto`, `local` or `kube`"
+    );
+    assert_eq!(
+        nuctl("invocation-url = \"public\"").unwrap_err(),
+        "fusion.toml:5:18: unknown `invocation-url` `public`\n  \
+         hint: `invocation-url` is `external` or `internal`"
+    );
+    assert_eq!(
+        nuctl("readiness-timeout = \"two minutes\"").unwrap_err(),
+        "fusion.toml:5:21: invalid `nuctl.readiness-timeout` `two minutes`: not a duration\n  \
+         hint: use a number with a unit, e.g. `500ms`, `90s`, `5m`, `1h30m`"
+    );
+}
+
+#[test]
+fn five_different_mistakes_are_all_reported_with_locations() {
+    let fx = Fixture::new();
+    fx.task("taska").task("taskb");
+    let err = fx
+        .load(
+            r#"[project]
+name = "Shop"
+
+[tasks]
+taska = "tasks/taska"
+taskb = "tasks/taskb"
+taskc = "tasks/missing"
+
+[[phase]]
+after = "40s"
+groups = [["taska", "tasbk"]]
+
+[[phase]]
+after = "10s"
+groups = []
+
+[serve]
+listn = "127.0.0.1:8000"
+"#,
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        r#"fusion.toml:2:8: invalid project name `Shop`
+  hint: a project name is a lowercase DNS-1123 label of at most 40 characters: `a-z`, `0-9` and `-`, starting and ending with a letter or digit
+fusion.toml:7:9: task `taskc`: directory `tasks/missing` does not exist
+  hint: create it with a `function.yaml` and the handler module, or fix the path
+fusion.toml:11:21: phase 1: unknown task `tasbk`
+  hint: did you mean `taskb`?
+fusion.toml:14:9: phase 2 starts at `10s`, not after phase 1 at `40s`
+  hint: list `[[phase]]` tables in strictly increasing `after` order
+fusion.toml:18:1: unknown key `listn` in `[serve]`
+  hint: did you mean `listen`? valid keys in `[serve]`: `listen`, `advertise`, `token-env`, `max-body-size`, `request-timeout`, `drain-timeout`, `max-upload-size`, `max-unpacked-size`"#
+    );
+    // And as the top-level error: exit 78 with one cause per problem.
+    let diagnostics = load(&fx.toml_path()).unwrap_err();
+    let error = Error::from(diagnostics);
+    assert_eq!(error.code, ExitCode::Config);
+    assert_eq!(error.message, "invalid configuration (5 problems)");
+    assert_eq!(error.causes.len(), 5);
+}
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    let fx = Fixture::new();
+    let err = fx
+        .parse("[project]\n# déjà vu\nname = \"shop\"\nplatform = \"é\"\n")
+        .unwrap_err();
+    assert!(
+        err.starts_with("fusion.toml:4:12: unknown platform `é`"),
+        "{err}"
+    );
+    assert_eq!(check::line_column("ab\ncdé f", 8), (2, 5));
+    assert_eq!(check::line_column("ab\ncdé f", 9), (2, 6));
+}
+
+#[test]
+fn missing_fusion_toml_is_one_diagnostic() {
+    let fx = Fixture::new();
+    let err = load(&fx.toml_path()).unwrap_err();
+    assert_eq!(err.0.len(), 1);
+    assert!(err.0[0].message.starts_with("cannot read: "));
+}
+
+#[test]
+fn durations() {
+    let ok = [
+        ("0s", Duration::ZERO),
+        ("90s", Duration::from_secs(90)),
+        ("5m", Duration::from_secs(300)),
+        ("1h30m", Duration::from_secs(5400)),
+        ("1h 30m", Duration::from_secs(5400)),
+        ("500ms", Duration::from_millis(500)),
+        (" 2m ", Duration::from_secs(120)),
+    ];
+    for (text, expected) in ok {
+        assert_eq!(parse_duration(text), Ok(expected), "{text}");
+    }
+    assert_eq!(
+        parse_duration("90"),
+        Err("missing unit; add a unit, e.g. `90s`".to_string())
+    );
+    assert_eq!(
+        parse_duration("1.5"),
+        Err("missing unit; add a unit, e.g. `1.5s`".to_string())
+    );
+    assert_eq!(
+        parse_duration(""),
+        Err(
+            "empty duration; use a number with a unit, e.g. `500ms`, `90s`, `5m`, `1h30m`"
+                .to_string()
+        )
+    );
+    for bad in ["-1s", "5 parsecs", "m", "1h30"] {
+        assert_eq!(
+            parse_duration(bad),
+            Err(
+                "not a duration; use a number with a unit, e.g. `500ms`, `90s`, `5m`, `1h30m`"
+                    .to_string()
+            ),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn sizes() {
+    assert_eq!(parse_size("4MiB"), Ok(4 * 1024 * 1024));
+    assert_eq!(parse_size("512 KiB"), Ok(512 * 1024));
+    assert_eq!(parse_size("1GB"), Ok(1_000_000_000));
+    assert_eq!(parse_size("100"), Ok(100));
+    assert_eq!(parse_size("100B"), Ok(100));
+    assert!(parse_size("0MiB")
+        .unwrap_err()
+        .starts_with("must be greater than zero"));
+    assert!(parse_size("MiB").unwrap_err().starts_with("not a size"));
+    assert!(parse_size("4mib")
+        .unwrap_err()
+        .starts_with("unknown unit `mib`"));
+    assert!(parse_size("99999999999999999999GiB")
+        .unwrap_err()
+        .starts_with("too large"));
+}
+
+#[test]
+fn paths_display_relative_to_a_base_below_it() {
+    let base = Path::new("/home/u/proj");
+    assert_eq!(
+        relative_to(Path::new("/home/u/proj/tasks/a/function.yaml"), base),
+        Some(Path::new("tasks/a/function.yaml"))
+    );
+    assert_eq!(
+        relative_to(Path::new("/home/u/other/fusion.toml"), base),
+        None
+    );
+    assert_eq!(relative_to(base, base), None);
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(display_path(&cwd.join("fusion.toml")), "fusion.toml");
+    assert_eq!(
+        display_path(Path::new("/elsewhere/fusion.toml")),
+        "/elsewhere/fusion.toml"
+    );
+    assert_eq!(
+        display_path(Path::new("rel/fusion.toml")),
+        "rel/fusion.toml"
+    );
+    let d = Diagnostic::new(cwd.join("tasks/taskb/function.yaml"), "invalid YAML: x")
+        .at(3, 5)
+        .with_hint("fix it");
+    assert_eq!(
+        d.to_string(),
+        "tasks/taskb/function.yaml:3:5: invalid YAML: x\n  hint: fix it"
+    );
+}
+
+#[test]
+fn discover_walks_up_to_the_nearest_fusion_toml() {
+    let fx = Fixture::new();
+    fx.write(FILE_NAME, "");
+    fx.write("a/b/keep", "");
+    assert_eq!(discover(&fx.root().join("a/b")), Some(fx.toml_path()));
+}

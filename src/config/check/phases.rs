@@ -1,0 +1,206 @@
+//! `[[phase]]`: offsets in strictly increasing order, and groups that name declared tasks, each
+//! task at most once per phase.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use toml::de::{DeTable, DeValue};
+
+use super::{closest, Checker, Value};
+use crate::config::{Phase, TaskDecl};
+
+const PHASE_KEYS: &[&str] = &["after", "groups"];
+
+impl Checker<'_> {
+    pub(super) fn phases(
+        &mut self,
+        root: &DeTable<'_>,
+        tasks: &BTreeMap<String, TaskDecl>,
+    ) -> Vec<Phase> {
+        let mut phases = Vec::new();
+        let Some(value) = root.get("phase") else {
+            return phases;
+        };
+        let items = match value.get_ref() {
+            DeValue::Array(items) => items,
+            _ => {
+                self.error(
+                    value.span(),
+                    format!(
+                        "`phase` must be an array of tables, found {}",
+                        value.get_ref().type_str()
+                    ),
+                    Some("write each phase as a `[[phase]]` table".to_string()),
+                );
+                return phases;
+            }
+        };
+        // The last valid `after`, with its text, for the ordering check.
+        let mut previous: Option<(usize, Duration, String)> = None;
+        for (index, item) in items.iter().enumerate() {
+            let number = index + 1;
+            let DeValue::Table(table) = item.get_ref() else {
+                self.error(
+                    item.span(),
+                    format!(
+                        "phase {number} must be a table, found {}",
+                        item.get_ref().type_str()
+                    ),
+                    Some("write each phase as a `[[phase]]` table".to_string()),
+                );
+                continue;
+            };
+            self.check_keys(table, PHASE_KEYS, Some(&format!("phase {number}")));
+            let after = match table.get("after") {
+                None => {
+                    self.error(
+                        item.span(),
+                        format!("phase {number} is missing `after`"),
+                        Some("add `after = \"0s\"` (the offset from `serve` start)".to_string()),
+                    );
+                    None
+                }
+                Some(after) => {
+                    let start = self.diagnostics.len();
+                    let parsed = self.duration(after, "after").map(|d| (d, after));
+                    for diagnostic in &mut self.diagnostics[start..] {
+                        diagnostic.message = format!("phase {number}: {}", diagnostic.message);
+                    }
+                    parsed
+                }
+            };
+            if let Some((duration, after)) = after {
+                let text = after.get_ref().as_str().unwrap_or_default().to_string();
+                if let Some((prev_number, prev, prev_text)) = &previous {
+                    if duration <= *prev {
+                        self.error(
+                            after.span(),
+                            format!(
+                                "phase {number} starts at `{text}`, not after phase {prev_number} at `{prev_text}`"
+                            ),
+                            Some(
+                                "list `[[phase]]` tables in strictly increasing `after` order"
+                                    .to_string(),
+                            ),
+                        );
+                    }
+                }
+                if previous
+                    .as_ref()
+                    .is_none_or(|(_, prev, _)| duration > *prev)
+                {
+                    previous = Some((number, duration, text));
+                }
+            }
+            let groups = match table.get("groups") {
+                None => {
+                    self.error(
+                        item.span(),
+                        format!("phase {number} is missing `groups`"),
+                        Some("list the groups, e.g. `groups = [[\"taska\", \"taskb\"]]`; `groups = []` runs every task alone".to_string()),
+                    );
+                    Vec::new()
+                }
+                Some(groups) => self.groups(number, groups, tasks),
+            };
+            phases.push(Phase {
+                after: after.map_or(Duration::ZERO, |(d, _)| d),
+                groups,
+            });
+        }
+        phases
+    }
+
+    fn groups(
+        &mut self,
+        number: usize,
+        value: &Value<'_>,
+        tasks: &BTreeMap<String, TaskDecl>,
+    ) -> Vec<Vec<String>> {
+        let shape_hint = || "write `groups = [[\"taska\", \"taskb\"], [\"taskc\"]]`".to_string();
+        let DeValue::Array(items) = value.get_ref() else {
+            self.error(
+                value.span(),
+                format!(
+                    "phase {number}: `groups` must be an array of arrays of task names, found {}",
+                    value.get_ref().type_str()
+                ),
+                Some(shape_hint()),
+            );
+            return Vec::new();
+        };
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let mut groups = Vec::new();
+        for (group_index, group) in items.iter().enumerate() {
+            let DeValue::Array(members) = group.get_ref() else {
+                self.error(
+                    group.span(),
+                    format!(
+                        "phase {number}: a group must be an array of task names, found {}",
+                        group.get_ref().type_str()
+                    ),
+                    Some(shape_hint()),
+                );
+                continue;
+            };
+            if members.is_empty() {
+                self.error(
+                    group.span(),
+                    format!("phase {number}: empty group"),
+                    Some("remove the `[]` from `groups`".to_string()),
+                );
+                continue;
+            }
+            let mut names = BTreeSet::new();
+            for member in members.iter() {
+                let DeValue::String(name) = member.get_ref() else {
+                    self.error(
+                        member.span(),
+                        format!(
+                            "phase {number}: a group member must be a task name, found {}",
+                            member.get_ref().type_str()
+                        ),
+                        Some(shape_hint()),
+                    );
+                    continue;
+                };
+                let name = name.as_ref();
+                if !tasks.contains_key(name) {
+                    let hint = match closest(name, tasks.keys().map(String::as_str)) {
+                        Some(close) => format!("did you mean `{close}`?"),
+                        None => "declare it under `[tasks]`".to_string(),
+                    };
+                    self.error(
+                        member.span(),
+                        format!("phase {number}: unknown task `{name}`"),
+                        Some(hint),
+                    );
+                    continue;
+                }
+                match seen.get(name) {
+                    Some(first) if *first == group_index => self.error(
+                        member.span(),
+                        format!("phase {number}: task `{name}` appears twice in one group"),
+                        Some("list each task once".to_string()),
+                    ),
+                    Some(_) => self.error(
+                        member.span(),
+                        format!("phase {number}: task `{name}` is in two groups"),
+                        Some(
+                            "a task runs in one function per phase; keep it in one group"
+                                .to_string(),
+                        ),
+                    ),
+                    None => {
+                        seen.insert(name.to_string(), group_index);
+                    }
+                }
+                names.insert(name.to_string());
+            }
+            if !names.is_empty() {
+                groups.push(names.into_iter().collect());
+            }
+        }
+        groups
+    }
+}

@@ -1,0 +1,156 @@
+//! `[serve]` and `[nuctl]`: addresses, sizes, timeouts and the nuctl settings, defaults filled in.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use toml::de::DeTable;
+
+use super::Checker;
+use crate::config::{NuctlConfig, ServeConfig, UrlPreference};
+
+const SERVE_KEYS: &[&str] = &[
+    "listen",
+    "advertise",
+    "token-env",
+    "max-body-size",
+    "request-timeout",
+    "drain-timeout",
+    "max-upload-size",
+    "max-unpacked-size",
+];
+const NUCTL_KEYS: &[&str] = &[
+    "binary",
+    "platform",
+    "namespace",
+    "kubeconfig",
+    "registry",
+    "run-registry",
+    "project",
+    "readiness-timeout",
+    "invocation-url",
+];
+
+impl Checker<'_> {
+    pub(super) fn serve(&mut self, root: &DeTable<'_>) -> ServeConfig {
+        let mut serve = ServeConfig::default();
+        let Some(table) = self.table(root, "serve") else {
+            return serve;
+        };
+        self.check_keys(table, SERVE_KEYS, Some("`[serve]`"));
+        if let Some(value) = table.get("listen") {
+            if let Some(text) = self.string(value, "serve.listen") {
+                if text.parse::<SocketAddr>().is_ok() {
+                    serve.listen = text.to_string();
+                } else {
+                    self.error(
+                        value.span(),
+                        format!("invalid `listen` address `{text}`"),
+                        Some("use `IP:PORT`, e.g. `127.0.0.1:8000` or `0.0.0.0:8000`".to_string()),
+                    );
+                }
+            }
+        }
+        serve.advertise = self.optional_string(table, "advertise", "serve.advertise");
+        if let Some(value) = table.get("token-env") {
+            if let Some(text) = self.string(value, "serve.token-env") {
+                if is_env_name(text) {
+                    serve.token_env = Some(text.to_string());
+                } else {
+                    self.error(
+                        value.span(),
+                        format!("invalid `token-env` `{text}`: not an environment variable name"),
+                        Some(
+                            "name the variable that holds the token, e.g. `FUSIONIZER_TOKEN`"
+                                .to_string(),
+                        ),
+                    );
+                }
+            }
+        }
+        for (key, slot) in [
+            ("max-body-size", &mut serve.max_body_bytes),
+            ("max-upload-size", &mut serve.max_upload_bytes),
+            ("max-unpacked-size", &mut serve.max_unpacked_bytes),
+        ] {
+            if let Some(value) = table.get(key) {
+                if let Some(bytes) = self.size(value, &format!("serve.{key}")) {
+                    *slot = bytes;
+                }
+            }
+        }
+        if let Some(value) = table.get("request-timeout") {
+            if let Some(duration) = self.duration(value, "serve.request-timeout") {
+                if duration.is_zero() {
+                    self.error(
+                        value.span(),
+                        "`serve.request-timeout` must be greater than zero".to_string(),
+                        None,
+                    );
+                } else {
+                    serve.request_timeout = duration;
+                }
+            }
+        }
+        if let Some(value) = table.get("drain-timeout") {
+            if let Some(duration) = self.duration(value, "serve.drain-timeout") {
+                serve.drain_timeout = duration;
+            }
+        }
+        serve
+    }
+
+    pub(super) fn nuctl(&mut self, root: &DeTable<'_>) -> NuctlConfig {
+        let mut nuctl = NuctlConfig::default();
+        let Some(table) = self.table(root, "nuctl") else {
+            return nuctl;
+        };
+        self.check_keys(table, NUCTL_KEYS, Some("`[nuctl]`"));
+        if let Some(binary) = self.optional_string(table, "binary", "nuctl.binary") {
+            nuctl.binary = binary;
+        }
+        if let Some(value) = table.get("platform") {
+            if let Some(text) = self.string(value, "nuctl.platform") {
+                if matches!(text, "auto" | "local" | "kube") {
+                    nuctl.platform = Some(text.to_string());
+                } else {
+                    self.error(
+                        value.span(),
+                        format!("unknown nuctl platform `{text}`"),
+                        Some("`nuctl.platform` is `auto`, `local` or `kube`".to_string()),
+                    );
+                }
+            }
+        }
+        nuctl.namespace = self.optional_string(table, "namespace", "nuctl.namespace");
+        nuctl.kubeconfig = self
+            .optional_string(table, "kubeconfig", "nuctl.kubeconfig")
+            .map(PathBuf::from);
+        nuctl.registry = self.optional_string(table, "registry", "nuctl.registry");
+        nuctl.run_registry = self.optional_string(table, "run-registry", "nuctl.run-registry");
+        nuctl.project = self.optional_string(table, "project", "nuctl.project");
+        if let Some(value) = table.get("readiness-timeout") {
+            nuctl.readiness_timeout = self.duration(value, "nuctl.readiness-timeout");
+        }
+        if let Some(value) = table.get("invocation-url") {
+            if let Some(text) = self.string(value, "nuctl.invocation-url") {
+                match text {
+                    "external" => nuctl.invocation_url = UrlPreference::External,
+                    "internal" => nuctl.invocation_url = UrlPreference::Internal,
+                    other => self.error(
+                        value.span(),
+                        format!("unknown `invocation-url` `{other}`"),
+                        Some("`invocation-url` is `external` or `internal`".to_string()),
+                    ),
+                }
+            }
+        }
+        nuctl
+    }
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`, the portable shape of an environment variable name.
+fn is_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
