@@ -12,6 +12,7 @@
 //! task's spec is silently dropped. `spec.handler` and `spec.description` are replaced by the
 //! caller (each task's own function.yaml still ships, verbatim, under `fusionizer_tasks/`).
 //!
+//! This module holds the walk and the generic rule; the per-field rules are in [`super::rules`].
 //! Every merge works on all tasks' values of one field at once (`&[Item]`, tasks sorted by
 //! name), so a conflict can always name the first task that set the value and the one that
 //! disagrees. Output order is deterministic: keys in order of first appearance over the sorted
@@ -19,6 +20,7 @@
 
 use serde_yaml::{Mapping, Value};
 
+use super::rules;
 use super::FuseError;
 
 /// One task's value for the field being merged.
@@ -46,22 +48,17 @@ pub(super) struct Merged {
     pub build_commands: Vec<String>,
 }
 
-/// Keys of `metadata.labels` / `metadata.annotations` that fusionizer owns.
-const RESERVED_PREFIX: &str = "fusionizer.io/";
-/// Nuclio's marker that switches the following `build.commands` to after the code copy.
-const POST_COPY: &str = "@nuclio.postCopy";
-
 /// Merges the tasks' whole function.yaml documents (`docs`, sorted by task name).
 pub(super) fn merge(docs: &[Item<'_>], problems: &mut Vec<FuseError>) -> Merged {
     let metadata = field_items(docs, "metadata", problems, "metadata");
     let spec = field_items(docs, "spec", problems, "spec");
 
-    let labels = string_map(
+    let labels = rules::string_map(
         &field_items(&metadata, "labels", problems, "metadata.labels"),
         "metadata.labels",
         problems,
     );
-    let annotations = string_map(
+    let annotations = rules::string_map(
         &field_items(&metadata, "annotations", problems, "metadata.annotations"),
         "metadata.annotations",
         problems,
@@ -74,7 +71,7 @@ pub(super) fn merge(docs: &[Item<'_>], problems: &mut Vec<FuseError>) -> Merged 
         |key, items, problems| generic(&format!("metadata.{key}"), items, problems),
     );
 
-    let runtime = runtime(
+    let runtime = rules::runtime(
         &field_items(&spec, "runtime", problems, "spec.runtime"),
         problems,
     );
@@ -86,29 +83,29 @@ pub(super) fn merge(docs: &[Item<'_>], problems: &mut Vec<FuseError>) -> Merged 
         &["runtime", "handler", "description"],
         problems,
         |key, items, problems| match key {
-            "env" => env(items, problems),
-            "envFrom" => union_list("spec.envFrom", items, problems),
+            "env" => rules::env(items, problems),
+            "envFrom" => rules::union_list("spec.envFrom", items, problems),
             "build" => {
-                let (value, commands) = build(items, problems);
+                let (value, commands) = rules::build(items, problems);
                 build_commands = commands;
                 value
             }
             "triggers" => {
-                let (value, workers) = triggers(items, problems);
+                let (value, workers) = rules::triggers(items, problems);
                 num_workers = workers;
                 value
             }
-            "resources" => resources(items, problems),
-            "eventTimeout" => largest("spec.eventTimeout", items, problems, |v| {
-                v.as_str().and_then(go_duration_seconds)
+            "resources" => rules::resources(items, problems),
+            "eventTimeout" => rules::largest("spec.eventTimeout", items, problems, |v| {
+                v.as_str().and_then(rules::go_duration_seconds)
             }),
-            "readinessTimeoutSeconds" => largest(
+            "readinessTimeoutSeconds" => rules::largest(
                 "spec.readinessTimeoutSeconds",
                 items,
                 problems,
                 Value::as_f64,
             ),
-            "volumes" => volumes(items, problems),
+            "volumes" => rules::volumes(items, problems),
             other => generic(&format!("spec.{other}"), items, problems),
         },
     );
@@ -125,7 +122,7 @@ pub(super) fn merge(docs: &[Item<'_>], problems: &mut Vec<FuseError>) -> Merged 
 }
 
 /// Each task's value of `key` inside `items` (which must be mappings), skipping absent or null.
-fn field_items<'a>(
+pub(super) fn field_items<'a>(
     items: &[Item<'a>],
     key: &str,
     problems: &mut Vec<FuseError>,
@@ -145,21 +142,19 @@ fn field_items<'a>(
             Value::Null => {}
             _ => problems.push(FuseError::Invalid {
                 task: item.task.to_string(),
-                message: format!("`{}` must be a mapping", parent_path(path)),
+                message: match path.rsplit_once('.') {
+                    Some((parent, _)) => format!("`{parent}` must be a mapping"),
+                    None => "function.yaml must hold a mapping".to_string(),
+                },
             }),
         }
     }
     out
 }
 
-fn parent_path(path: &str) -> &str {
-    path.rsplit_once('.')
-        .map_or("the document", |(parent, _)| parent)
-}
-
 /// Merges mappings key by key (keys in order of first appearance), skipping `skip`, with
 /// `merge_one(key, items_with_that_key, problems)` deciding each key's value.
-fn merge_keys<'a, F>(
+pub(super) fn merge_keys<'a, F>(
     items: &[Item<'a>],
     path: &str,
     skip: &[&str],
@@ -191,19 +186,25 @@ where
         if skip.contains(&name.as_str()) {
             continue;
         }
+        // An explicit `null` says nothing; it counts as absent (and stays `null` if all are).
         let with_key: Vec<Item<'a>> = items
             .iter()
             .filter_map(|item| {
                 item.value
                     .as_mapping()
                     .and_then(|m| m.get(key))
+                    .filter(|value| !value.is_null())
                     .map(|value| Item {
                         task: item.task,
                         value,
                     })
             })
             .collect();
-        let value = merge_one(&name, &with_key, problems);
+        let value = if with_key.is_empty() {
+            Value::Null
+        } else {
+            merge_one(&name, &with_key, problems)
+        };
         out.insert(key.clone(), value);
     }
     out
@@ -225,7 +226,7 @@ pub(super) fn generic(path: &str, items: &[Item<'_>], problems: &mut Vec<FuseErr
 }
 
 /// Every value must equal the first; each one that does not is a conflict.
-fn equal(path: &str, items: &[Item<'_>], problems: &mut Vec<FuseError>) {
+pub(super) fn equal(path: &str, items: &[Item<'_>], problems: &mut Vec<FuseError>) {
     let Some(first) = items.first() else {
         return;
     };
@@ -236,7 +237,7 @@ fn equal(path: &str, items: &[Item<'_>], problems: &mut Vec<FuseError>) {
     }
 }
 
-fn conflict(path: &str, first: &Item<'_>, other: &Item<'_>) -> FuseError {
+pub(super) fn conflict(path: &str, first: &Item<'_>, other: &Item<'_>) -> FuseError {
     FuseError::Conflict {
         field: path.to_string(),
         first: first.task.to_string(),
@@ -246,437 +247,14 @@ fn conflict(path: &str, first: &Item<'_>, other: &Item<'_>) -> FuseError {
     }
 }
 
-/// `spec.runtime`: identical everywhere. Bare `python` is Nuclio's `python:3.9`, so the two
-/// agree (the merged spec then says `python:3.9`).
-fn runtime(items: &[Item<'_>], problems: &mut Vec<FuseError>) -> Value {
-    let Some(first) = items.first() else {
-        return Value::Null;
-    };
-    if items.iter().all(|i| i.value == first.value) {
-        return first.value.clone();
-    }
-    let normal = |v: &Value| match v.as_str() {
-        Some("python") => Value::String("python:3.9".to_string()),
-        _ => v.clone(),
-    };
-    let want = normal(first.value);
-    for other in &items[1..] {
-        if normal(other.value) != want {
-            problems.push(conflict("spec.runtime", first, other));
-        }
-    }
-    want
-}
-
-/// `metadata.labels` / `metadata.annotations`: union, sorted by key; the same key with different
-/// values is a conflict; keys under `fusionizer.io/` are fusionizer's own.
-fn string_map(items: &[Item<'_>], path: &str, problems: &mut Vec<FuseError>) -> Mapping {
-    let map = merge_keys(items, path, &[], problems, |key, items, problems| {
-        if key.starts_with(RESERVED_PREFIX) {
-            for item in items {
-                problems.push(FuseError::Reserved {
-                    task: item.task.to_string(),
-                    field: format!("{path}.{key}"),
-                });
-            }
-        }
-        equal(&format!("{path}.{key}"), items, problems);
-        items[0].value.clone()
-    });
-    sorted(map)
-}
-
-/// `spec.env`: merged by `name`, first appearance first; the same name set differently (value or
-/// `valueFrom`) is a conflict.
-fn env(items: &[Item<'_>], problems: &mut Vec<FuseError>) -> Value {
-    let mut merged: Vec<(String, Item<'_>)> = Vec::new();
-    for item in items {
-        let Some(list) = item.value.as_sequence() else {
-            problems.push(invalid(
-                item,
-                "`spec.env` must be a list of `{name, value}`",
-            ));
-            continue;
-        };
-        for entry in list {
-            let Some(name) = entry.get("name").and_then(Value::as_str) else {
-                problems.push(invalid(item, "every `spec.env` entry needs a `name`"));
-                continue;
-            };
-            let this = Item {
-                task: item.task,
-                value: entry,
-            };
-            match merged.iter().find(|(n, _)| n == name) {
-                Some((_, first)) if first.value != entry => {
-                    problems.push(conflict(
-                        &format!("spec.env[{name}]"),
-                        &shown(first),
-                        &shown(&this),
-                    ));
-                }
-                Some(_) => {}
-                None => merged.push((name.to_string(), this)),
-            }
-        }
-    }
-    Value::Sequence(merged.into_iter().map(|(_, i)| i.value.clone()).collect())
-}
-
-fn shown<'a>(item: &Item<'a>) -> Item<'a> {
-    Item {
-        task: item.task,
-        value: env_shown(item.value),
-    }
-}
-
-/// What a conflict shows of an env entry: its `value` when that is all it has.
-fn env_shown(entry: &Value) -> &Value {
-    match entry.as_mapping() {
-        Some(map) if map.len() == 2 && map.contains_key("value") => &map["value"],
-        _ => entry,
-    }
-}
-
-/// A list unioned in order of first appearance, equal entries once.
-fn union_list(path: &str, items: &[Item<'_>], problems: &mut Vec<FuseError>) -> Value {
-    let mut out: Vec<Value> = Vec::new();
-    for item in items {
-        let Some(list) = item.value.as_sequence() else {
-            problems.push(invalid(item, &format!("`{path}` must be a list")));
-            continue;
-        };
-        for entry in list {
-            if !out.contains(entry) {
-                out.push(entry.clone());
-            }
-        }
-    }
-    Value::Sequence(out)
-}
-
-/// `spec.build`: `commands` concatenated without duplicates, `directives` lists unioned, the
-/// rest generic. Returns the merged value and the merged commands.
-fn build(items: &[Item<'_>], problems: &mut Vec<FuseError>) -> (Value, Vec<String>) {
-    let mut commands = Vec::new();
-    let map = merge_keys(
-        items,
-        "spec.build",
-        &[],
-        problems,
-        |key, items, problems| match key {
-            "commands" => {
-                commands = build_commands(items, problems);
-                Value::Sequence(commands.iter().cloned().map(Value::String).collect())
-            }
-            "directives" => Value::Mapping(merge_keys(
-                items,
-                "spec.build.directives",
-                &[],
-                problems,
-                |key, items, problems| {
-                    union_list(&format!("spec.build.directives.{key}"), items, problems)
-                },
-            )),
-            other => generic(&format!("spec.build.{other}"), items, problems),
-        },
-    );
-    (Value::Mapping(map), commands)
-}
-
-/// `build.commands` of every task, in task order, each logical command once. A logical command
-/// is a line plus the lines a trailing `\` joins to it. Commands before `@nuclio.postCopy` stay
-/// before it, the ones after it after it.
-fn build_commands(items: &[Item<'_>], problems: &mut Vec<FuseError>) -> Vec<String> {
-    let mut pre: Vec<Vec<String>> = Vec::new();
-    let mut post: Vec<Vec<String>> = Vec::new();
-    for item in items {
-        let Some(list) = item.value.as_sequence() else {
-            problems.push(invalid(
-                item,
-                "`spec.build.commands` must be a list of strings",
-            ));
-            continue;
-        };
-        let mut lines = Vec::new();
-        for entry in list {
-            match entry.as_str() {
-                Some(line) => lines.push(line.to_string()),
-                None => problems.push(invalid(
-                    item,
-                    "`spec.build.commands` must be a list of strings",
-                )),
-            }
-        }
-        let mut in_post = false;
-        let mut current: Vec<String> = Vec::new();
-        for line in lines {
-            if current.is_empty() && line.trim() == POST_COPY {
-                in_post = true;
-                continue;
-            }
-            let continues = line.trim_end().ends_with('\\');
-            current.push(line);
-            if !continues {
-                let target = if in_post { &mut post } else { &mut pre };
-                let command = std::mem::take(&mut current);
-                if !target.contains(&command) {
-                    target.push(command);
-                }
-            }
-        }
-        if !current.is_empty() {
-            let target = if in_post { &mut post } else { &mut pre };
-            if !target.contains(&current) {
-                target.push(current);
-            }
-        }
-    }
-    let mut out: Vec<String> = pre.into_iter().flatten().collect();
-    if !post.is_empty() {
-        out.push(POST_COPY.to_string());
-        out.extend(post.into_iter().flatten());
-    }
-    out
-}
-
-/// `spec.triggers`: the tasks' HTTP triggers become one (named after the first task's), whose
-/// `numWorkers` is the largest and whose other fields merge (attributes key by key, so two
-/// different ports conflict; `maxRequestBodySize` the largest); other triggers are unioned by
-/// key, and the same key with different content is a conflict. Returns the merged triggers
-/// (sorted by key) and the HTTP trigger's `numWorkers`.
-fn triggers(items: &[Item<'_>], problems: &mut Vec<FuseError>) -> (Value, usize) {
-    let mut http: Vec<(Item<'_>, String)> = Vec::new();
-    let mut others: Vec<(String, Item<'_>)> = Vec::new();
-    for item in items {
-        let Some(map) = item.value.as_mapping() else {
-            problems.push(invalid(item, "`spec.triggers` must be a mapping"));
-            continue;
-        };
-        let mut seen_http = false;
-        for (key, trigger) in map {
-            let key = key_text(key);
-            let this = Item {
-                task: item.task,
-                value: trigger,
-            };
-            if trigger.get("kind").and_then(Value::as_str) == Some("http") {
-                if seen_http {
-                    problems.push(invalid(
-                        item,
-                        "`spec.triggers` has more than one `http` trigger, which Nuclio rejects",
-                    ));
-                    continue;
-                }
-                seen_http = true;
-                http.push((this, key));
-            } else {
-                others.push((key, this));
-            }
-        }
-    }
-
-    let mut out = Mapping::new();
-    let mut num_workers = 1;
-    if let Some((_, http_key)) = http.first() {
-        let http_key = http_key.clone();
-        let path = format!("spec.triggers.{http_key}");
-        let trigger_items: Vec<Item<'_>> = http.iter().map(|(i, _)| *i).collect();
-        let mut workers: Option<u64> = None;
-        for item in &trigger_items {
-            let given = item
-                .value
-                .get("numWorkers")
-                .or_else(|| item.value.get("maxWorkers"));
-            match given {
-                None => {}
-                Some(v) => match v.as_u64() {
-                    Some(n) => workers = Some(workers.map_or(n, |w| w.max(n))),
-                    None => problems.push(invalid(
-                        item,
-                        &format!("`{path}.numWorkers` must be a whole number"),
-                    )),
-                },
-            }
-        }
-        let mut merged = merge_keys(
-            &trigger_items,
-            &path,
-            &["name", "numWorkers", "maxWorkers"],
-            problems,
-            |key, items, problems| match key {
-                "attributes" => Value::Mapping(merge_keys(
-                    items,
-                    &format!("{path}.attributes"),
-                    &[],
-                    problems,
-                    |key, items, problems| {
-                        let field = format!("{path}.attributes.{key}");
-                        if key == "maxRequestBodySize" {
-                            largest(&field, items, problems, Value::as_f64)
-                        } else {
-                            generic(&field, items, problems)
-                        }
-                    },
-                )),
-                "annotations" => {
-                    Value::Mapping(string_map(items, &format!("{path}.annotations"), problems))
-                }
-                other => generic(&format!("{path}.{other}"), items, problems),
-            },
-        );
-        merged.insert("name".into(), Value::String(http_key.clone()));
-        if let Some(n) = workers {
-            merged.insert("numWorkers".into(), Value::Number(n.into()));
-            num_workers = usize::try_from(n).unwrap_or(usize::MAX);
-        }
-        out.insert(Value::String(http_key), Value::Mapping(merged));
-    }
-
-    let mut keys: Vec<&str> = others.iter().map(|(k, _)| k.as_str()).collect();
-    keys.sort_unstable();
-    keys.dedup();
-    for key in keys {
-        let path = format!("spec.triggers.{key}");
-        let with_key: Vec<Item<'_>> = others
-            .iter()
-            .filter(|(k, _)| k == key)
-            .map(|(_, i)| *i)
-            .collect();
-        if let Some((http_item, _)) = http.iter().find(|(_, k)| k == key) {
-            problems.push(conflict(&path, http_item, &with_key[0]));
-            continue;
-        }
-        equal(&path, &with_key, problems);
-        out.insert(Value::String(key.to_string()), with_key[0].value.clone());
-    }
-    (Value::Mapping(sorted(out)), num_workers)
-}
-
-/// `spec.resources`: every quantity under `requests`/`limits` the largest (Kubernetes quantity
-/// syntax: `500m`, `1.5`, `128Mi`, `1G`); anything else generic.
-fn resources(items: &[Item<'_>], problems: &mut Vec<FuseError>) -> Value {
-    Value::Mapping(merge_keys(
-        items,
-        "spec.resources",
-        &[],
-        problems,
-        |key, items, problems| {
-            let path = format!("spec.resources.{key}");
-            if key == "requests" || key == "limits" {
-                Value::Mapping(merge_keys(
-                    items,
-                    &path,
-                    &[],
-                    problems,
-                    |name, items, problems| {
-                        largest(&format!("{path}.{name}"), items, problems, quantity)
-                    },
-                ))
-            } else {
-                generic(&path, items, problems)
-            }
-        },
-    ))
-}
-
-/// The value whose `measure` is the largest (the first of equals, as written). Values that cannot
-/// be measured must be equal.
-fn largest(
-    path: &str,
-    items: &[Item<'_>],
-    problems: &mut Vec<FuseError>,
-    measure: impl Fn(&Value) -> Option<f64>,
-) -> Value {
-    let measured: Option<Vec<f64>> = items.iter().map(|i| measure(i.value)).collect();
-    match measured {
-        Some(sizes) if !sizes.is_empty() => {
-            let mut best = 0;
-            for (i, size) in sizes.iter().enumerate() {
-                if *size > sizes[best] {
-                    best = i;
-                }
-            }
-            items[best].value.clone()
-        }
-        _ => generic(path, items, problems),
-    }
-}
-
-/// `spec.volumes`: unioned; an entry is named by `volume.name` (Nuclio requires it to equal
-/// `volumeMount.name`). The same name with different content, or two volumes mounted at the
-/// same path, is a conflict.
-fn volumes(items: &[Item<'_>], problems: &mut Vec<FuseError>) -> Value {
-    let mut merged: Vec<Item<'_>> = Vec::new();
-    for item in items {
-        let Some(list) = item.value.as_sequence() else {
-            problems.push(invalid(item, "`spec.volumes` must be a list"));
-            continue;
-        };
-        for entry in list {
-            let this = Item {
-                task: item.task,
-                value: entry,
-            };
-            let name = volume_name(entry);
-            let mount = entry
-                .get("volumeMount")
-                .and_then(|m| m.get("mountPath"))
-                .and_then(Value::as_str);
-            let mut keep = true;
-            for first in &merged {
-                if first.value == entry {
-                    keep = false;
-                    break;
-                }
-                if name.is_some() && volume_name(first.value) == name {
-                    problems.push(conflict(
-                        &format!("spec.volumes[{}]", name.unwrap_or_default()),
-                        first,
-                        &this,
-                    ));
-                    keep = false;
-                    break;
-                }
-                let first_mount = first
-                    .value
-                    .get("volumeMount")
-                    .and_then(|m| m.get("mountPath"))
-                    .and_then(Value::as_str);
-                if mount.is_some() && first_mount == mount {
-                    problems.push(conflict(
-                        &format!("spec.volumes (mountPath `{}`)", mount.unwrap_or_default()),
-                        first,
-                        &this,
-                    ));
-                    keep = false;
-                    break;
-                }
-            }
-            if keep {
-                merged.push(this);
-            }
-        }
-    }
-    Value::Sequence(merged.into_iter().map(|i| i.value.clone()).collect())
-}
-
-fn volume_name(entry: &Value) -> Option<&str> {
-    entry
-        .get("volume")
-        .and_then(|v| v.get("name"))
-        .or_else(|| entry.get("volumeMount").and_then(|v| v.get("name")))
-        .and_then(Value::as_str)
-}
-
-fn invalid(item: &Item<'_>, message: &str) -> FuseError {
+pub(super) fn invalid(item: &Item<'_>, message: &str) -> FuseError {
     FuseError::Invalid {
         task: item.task.to_string(),
         message: message.to_string(),
     }
 }
 
-fn sorted(map: Mapping) -> Mapping {
+pub(super) fn sorted(map: Mapping) -> Mapping {
     let mut entries: Vec<(Value, Value)> = map.into_iter().collect();
     entries.sort_by_key(|(k, _)| key_text(k));
     entries.into_iter().collect()
@@ -708,7 +286,7 @@ pub(super) fn render(value: &Value) -> String {
     }
 }
 
-fn describe(value: &Value) -> &'static str {
+pub(super) fn describe(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -718,72 +296,4 @@ fn describe(value: &Value) -> &'static str {
         Value::Mapping(_) => "a mapping",
         Value::Tagged(_) => "a tagged value",
     }
-}
-
-/// A Kubernetes quantity (`500m`, `2`, `0.5`, `128Mi`, `1G`, `1e3`) in base units.
-pub(super) fn quantity(value: &Value) -> Option<f64> {
-    const SUFFIXES: &[(&str, f64)] = &[
-        ("Ki", 1024.0),
-        ("Mi", 1_048_576.0),
-        ("Gi", 1_073_741_824.0),
-        ("Ti", 1_099_511_627_776.0),
-        ("Pi", 1_125_899_906_842_624.0),
-        ("Ei", 1_152_921_504_606_846_976.0),
-        ("m", 1e-3),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-        ("P", 1e15),
-        ("E", 1e18),
-    ];
-    let text = match value {
-        Value::Number(n) => return n.as_f64(),
-        Value::String(s) => s.trim(),
-        _ => return None,
-    };
-    let (number, factor) = SUFFIXES
-        .iter()
-        .find_map(|(suffix, factor)| text.strip_suffix(suffix).map(|n| (n, *factor)))
-        .unwrap_or((text, 1.0));
-    number
-        .parse::<f64>()
-        .ok()
-        .filter(|n| n.is_finite())
-        .map(|n| n * factor)
-}
-
-/// A Go duration (`eventTimeout`: `30s`, `1m30s`, `500ms`, `0`) in seconds.
-pub(super) fn go_duration_seconds(text: &str) -> Option<f64> {
-    let text = text.trim();
-    if text == "0" {
-        return Some(0.0);
-    }
-    let mut rest = text.strip_prefix('+').unwrap_or(text);
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0.0;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let factor = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += number * factor;
-        rest = &rest[unit_len..];
-    }
-    Some(total)
 }

@@ -21,6 +21,7 @@
 
 mod files;
 mod merge;
+mod rules;
 #[cfg(test)]
 mod tests;
 
@@ -140,6 +141,8 @@ pub enum FuseError {
     Special { task: String, path: String },
     #[error("task `{task}` is listed twice in one group")]
     Duplicate { task: String },
+    #[error("a group needs at least one task")]
+    Empty,
     #[error("task `{task}` has no code to fuse")]
     Missing { task: String },
     #[error("task `{task}`: cannot read `{}`", path.display())]
@@ -169,7 +172,10 @@ impl FuseError {
             ),
             FuseError::Special { .. } => Some("remove it from the task directory"),
             FuseError::Invalid { .. } => Some("fix the task's function.yaml"),
-            FuseError::Duplicate { .. } | FuseError::Missing { .. } | FuseError::Io { .. } => None,
+            FuseError::Duplicate { .. }
+            | FuseError::Empty
+            | FuseError::Missing { .. }
+            | FuseError::Io { .. } => None,
         }
     }
 
@@ -291,10 +297,7 @@ fn fuse(project: &str, tasks: &[&TaskSpec]) -> Result<Artifact, Vec<FuseError>> 
     }
     tasks.dedup_by(|a, b| a.name == b.name);
     if tasks.is_empty() {
-        return Err(vec![FuseError::Invalid {
-            task: String::new(),
-            message: "a group needs at least one task".to_string(),
-        }]);
+        return Err(vec![FuseError::Empty]);
     }
     let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
     let name = function_name(project, &names);

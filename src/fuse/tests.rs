@@ -535,7 +535,7 @@ fn single_task_keeps_its_spec() {
 
 #[test]
 fn quantities_and_go_durations_parse() {
-    use merge::{go_duration_seconds, quantity};
+    use rules::{go_duration_seconds, quantity};
     assert_eq!(quantity(&"500m".into()), Some(0.5));
     assert_eq!(quantity(&"128Mi".into()), Some(128.0 * 1024.0 * 1024.0));
     assert_eq!(quantity(&"1e3".into()), Some(1000.0));
@@ -603,4 +603,20 @@ fn fuse_all_reports_every_conflict_of_every_group_at_once() {
     .unwrap();
     let names: Vec<&str> = ok.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, vec!["shop-e", "shop-a"]);
+}
+
+#[test]
+fn null_fields_count_as_absent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = simple(tmp.path(), "taska", "  env:\n  triggers:\n");
+    let b = simple(tmp.path(), "taskb", "  env:\n  - name: X\n    value: y\n");
+    let doc = yaml(&fuse_group("shop", &[&a, &b]).unwrap());
+    assert_eq!(doc["spec"]["env"][0]["name"], "X");
+    assert!(doc["spec"]["triggers"].is_null());
+}
+
+#[test]
+fn an_empty_group_is_an_error() {
+    let err = fuse_group("shop", &[]).unwrap_err();
+    assert!(err_text(&err).contains("a group needs at least one task"));
 }
