@@ -499,3 +499,188 @@ async fn refresh_follows_deploys_and_deletes_made_by_another_instance() {
     let store = temp.path().join(".fusionizer/local/store");
     assert_eq!(files_starting_with(&store, "shop-a"), 0);
 }
+
+/// Captures `tracing` output of the current thread (the tests' runtime is single-threaded, so
+/// the worker reader tasks log on it too).
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn the_fused_quickstart_runs_on_the_real_dispatcher_and_its_logs_reach_tracing() {
+    setup();
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let temp = tempfile::tempdir().unwrap();
+    let tasks = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart/tasks");
+    let a = fusionizer::taskspec::TaskSpec::load("taska", &tasks.join("taska")).unwrap();
+    let b = fusionizer::taskspec::TaskSpec::load("taskb", &tasks.join("taskb")).unwrap();
+    let artifact = fusionizer::fuse::fuse_group("quickstart", &[&a, &b]).unwrap();
+    let platform =
+        LocalPlatform::new(&config(temp.path()), hosted(Duration::from_secs(30))).unwrap();
+    platform.deploy(&artifact, &NoProgress).await.unwrap();
+    let live = platform.get(&artifact.name).await.unwrap().unwrap();
+    assert_eq!(live.digest(), Some(artifact.digest.as_str()));
+    assert_eq!(live.tasks(), vec!["taska", "taskb"]);
+
+    let invoker = platform.invoker(&artifact.name).await.unwrap();
+    // Nothing listens on the advertised proxy port: the answer proves the call ran in-process.
+    let response = invoker
+        .invoke(InvokeRequest {
+            task: "taska".to_string(),
+            method: "POST".to_string(),
+            path: "/".to_string(),
+            query: String::new(),
+            headers: vec![
+                ("Content-Type".to_string(), "application/json".to_string()),
+                (
+                    "Fusionizer-Server-Address".to_string(),
+                    "127.0.0.1".to_string(),
+                ),
+                ("Fusionizer-Server-Port".to_string(), "9".to_string()),
+            ],
+            body: Bytes::from_static(br#"{"value1": 3, "value2": 4}"#),
+        })
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200, "{}", text(&response));
+    let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(body, serde_json::json!({"result": 7}));
+
+    let mut unknown = request("{}");
+    unknown.task = "nope".to_string();
+    assert_eq!(invoker.invoke(unknown).await.unwrap().status, 404);
+    platform.shutdown().await;
+
+    let logs = captured.text();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("taskb answered"))
+        .unwrap_or_else(|| panic!("the task's log line is missing from:\n{logs}"));
+    assert!(line.contains("INFO fusionizer::task"), "{line}");
+    assert!(line.contains(r#"task="taska""#), "{line}");
+    assert!(
+        line.contains(r#"function="quickstart-taska-taskb""#),
+        "{line}"
+    );
+}
+
+/// Rough per-request cost of the invoker against the stub worker (not a benchmark: no
+/// assertion on time). Run with `cargo test --test it local::invoker_round_trip -- --ignored
+/// --nocapture`.
+#[tokio::test]
+#[ignore = "measurement, prints timings"]
+async fn invoker_round_trip_cost() {
+    setup();
+    let temp = tempfile::tempdir().unwrap();
+    let platform =
+        LocalPlatform::new(&config(temp.path()), hosted(Duration::from_secs(30))).unwrap();
+    platform
+        .deploy(&artifact(Spec::default()), &NoProgress)
+        .await
+        .unwrap();
+    let stub = platform.invoker("shop-a").await.unwrap();
+    measure("stub worker", &stub, request("x")).await;
+
+    // The real dispatcher with the quickstart's trivial `taskb`.
+    let tasks = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart/tasks");
+    let b = fusionizer::taskspec::TaskSpec::load("taskb", &tasks.join("taskb")).unwrap();
+    let artifact = fusionizer::fuse::fuse_group("quickstart", &[&b]).unwrap();
+    platform.deploy(&artifact, &NoProgress).await.unwrap();
+    let real = platform.invoker(&artifact.name).await.unwrap();
+    let mut add = request(r#"{"value1": 1, "value2": 2}"#);
+    add.task = "taskb".to_string();
+    add.headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+    measure("real dispatcher", &real, add).await;
+    platform.shutdown().await;
+}
+
+async fn measure(what: &str, invoker: &Arc<dyn Invoker>, request: InvokeRequest) {
+    for _ in 0..200 {
+        assert_eq!(invoker.invoke(request.clone()).await.unwrap().status, 200);
+    }
+    let mut samples = Vec::with_capacity(5000);
+    for _ in 0..5000 {
+        let start = std::time::Instant::now();
+        invoker.invoke(request.clone()).await.unwrap();
+        samples.push(start.elapsed());
+    }
+    samples.sort();
+    let pct = |p: usize| samples[samples.len() * p / 100];
+    println!(
+        "{what}: invoke round trip over {} requests: p50 {:?}, p90 {:?}, p99 {:?}",
+        samples.len(),
+        pct(50),
+        pct(90),
+        pct(99)
+    );
+}
+
+#[tokio::test]
+async fn a_hosted_redeploy_under_load_drops_no_request() {
+    setup();
+    let temp = tempfile::tempdir().unwrap();
+    let platform = Arc::new(
+        LocalPlatform::new(&config(temp.path()), hosted(Duration::from_secs(30))).unwrap(),
+    );
+    let v1 = artifact(Spec {
+        workers: 2,
+        ..Spec::default()
+    });
+    platform.deploy(&v1, &NoProgress).await.unwrap();
+    let invoker = platform.invoker("shop-a").await.unwrap();
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..3)
+        .map(|_| {
+            let invoker = invoker.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut versions = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let response = call(&invoker, "load").await.expect("no request fails");
+                    versions.push(header(&response, "X-Version").unwrap().to_string());
+                }
+                versions
+            })
+        })
+        .collect();
+    let v2 = artifact(Spec {
+        version: "v2",
+        workers: 2,
+        ..Spec::default()
+    });
+    platform.deploy(&v2, &NoProgress).await.unwrap();
+    // The deploy switched the pool before returning: every later request answers from v2.
+    let response = call(&invoker, "after").await.unwrap();
+    assert_eq!(header(&response, "X-Version"), Some("v2"));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut seen = Vec::new();
+    for task in load {
+        seen.extend(task.await.unwrap());
+    }
+    assert!(seen.iter().any(|v| v == "v1"), "load started on v1");
+    platform.shutdown().await;
+}

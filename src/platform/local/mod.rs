@@ -379,7 +379,9 @@ impl Platform for LocalPlatform {
             return Err(e);
         }
         inner.failed.lock().expect("failed poisoned").remove(name);
-        if inner.hosted {
+        // Keep the new workers when serving, or when this process already ran the function
+        // (through `invoker`); otherwise they only proved readiness.
+        if inner.hosted || slot.pool().is_some() {
             pool.keep(staged.hold);
             if let Some(old) = slot.replace(Some(pool)) {
                 inner.retire(old).await;
@@ -469,6 +471,16 @@ impl Platform for LocalPlatform {
         drop(pools);
         inner.state.collect();
     }
+}
+
+/// `text` as an indented `|` frame under `title`, for error details.
+fn framed(title: &str, text: &str) -> String {
+    let mut out = String::from(title);
+    for line in text.trim_end().lines() {
+        out.push_str("\n    | ");
+        out.push_str(line);
+    }
+    out
 }
 
 /// Where the environment cache lives (for messages and tests).

@@ -192,7 +192,7 @@ impl Pool {
                 Err(e)
             }
             None => {
-                tracing::info!(
+                tracing::debug!(
                     function = pool.shared.function(),
                     workers,
                     "all workers are ready"

@@ -141,11 +141,18 @@ pub struct EventMeta<'a> {
     pub trigger: Trigger,
 }
 
-/// Encodes `request` as an `E` frame with event id `id`.
+/// The header naming the task an event is for; the dispatcher routes on it.
+pub const TASK_HEADER: &str = "Task-Name";
+
+/// Encodes `request` as an `E` frame with event id `id`. The `Task-Name` header is set from
+/// `request.task` (replacing any the client sent).
 pub fn encode_event(request: &InvokeRequest, id: u64, timestamp: u64) -> Vec<u8> {
     let mut headers: BTreeMap<&str, String> = BTreeMap::new();
     let mut content_type = "";
     for (name, value) in &request.headers {
+        if !request.task.is_empty() && name.eq_ignore_ascii_case(TASK_HEADER) {
+            continue; // replaced by the task the request is routed to
+        }
         if name.eq_ignore_ascii_case("content-type") {
             content_type = value;
         }
@@ -156,6 +163,9 @@ pub fn encode_event(request: &InvokeRequest, id: u64, timestamp: u64) -> Vec<u8>
                 v.push_str(value);
             })
             .or_insert_with(|| value.clone());
+    }
+    if !request.task.is_empty() {
+        headers.insert(TASK_HEADER, request.task.clone());
     }
     let fields = form_urlencoded::parse(request.query.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -288,6 +298,11 @@ pub fn decode_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(payload).map_err(|e| FrameError::Invalid(format!("{what}: {e}")))
 }
 
+/// The `tracing` target of task log lines (filter with `FUSIONIZER_LOG=fusionizer::task=debug`).
+pub const TASK_LOG_TARGET: &str = "fusionizer::task";
+/// The `tracing` target of what workers write to their real stdout/stderr.
+pub const WORKER_LOG_TARGET: &str = "fusionizer::worker";
+
 /// Emits a worker's `L` frame as a `tracing` event at its level.
 pub fn emit_log(function: &str, line: &LogLine) {
     let task = line.task.as_deref().unwrap_or("-");
@@ -299,10 +314,16 @@ pub fn emit_log(function: &str, line: &LogLine) {
     let message = line.message.trim_end_matches('\n');
     let stream = line.stream.as_str();
     match line.level.as_str() {
-        "debug" => tracing::debug!(function, task, stream, with, "{message}"),
-        "warn" | "warning" => tracing::warn!(function, task, stream, with, "{message}"),
-        "error" | "critical" => tracing::error!(function, task, stream, with, "{message}"),
-        _ => tracing::info!(function, task, stream, with, "{message}"),
+        "debug" => {
+            tracing::debug!(target: TASK_LOG_TARGET, function, task, stream, with, "{message}")
+        }
+        "warn" | "warning" => {
+            tracing::warn!(target: TASK_LOG_TARGET, function, task, stream, with, "{message}")
+        }
+        "error" | "critical" => {
+            tracing::error!(target: TASK_LOG_TARGET, function, task, stream, with, "{message}")
+        }
+        _ => tracing::info!(target: TASK_LOG_TARGET, function, task, stream, with, "{message}"),
     }
 }
 
@@ -321,6 +342,7 @@ mod tests {
                 ("Content-Type".into(), "application/json".into()),
                 ("X-Many".into(), "1".into()),
                 ("X-Many".into(), "2".into()),
+                ("task-name".into(), "spoofed".into()),
             ],
             body: Bytes::from_static(b"{\"n\":1}"),
         };
@@ -336,6 +358,8 @@ mod tests {
         assert_eq!(meta["fields"]["a"], "3");
         assert_eq!(meta["fields"]["b"], "two words");
         assert_eq!(meta["headers"]["X-Many"], "1, 2");
+        assert_eq!(meta["headers"]["Task-Name"], "taska");
+        assert!(meta["headers"].get("task-name").is_none());
         assert_eq!(meta["trigger"]["kind"], "http");
     }
 

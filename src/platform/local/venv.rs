@@ -261,14 +261,7 @@ fn deploy_error(function: &str, what: &str, err: ProcError) -> PlatformError {
             PlatformError::Deploy {
                 function: function.to_string(),
                 message: format!("{what} exited {status}"),
-                detail: (!output.is_empty()).then(|| {
-                    let mut framed = String::from("output:");
-                    for line in output.lines() {
-                        framed.push_str("\n    | ");
-                        framed.push_str(line);
-                    }
-                    framed
-                }),
+                detail: (!output.is_empty()).then(|| super::framed("output:", output)),
             }
         }
         other => PlatformError::Deploy {

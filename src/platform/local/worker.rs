@@ -22,6 +22,7 @@ use tokio::process::Child;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
+use super::framed;
 use super::pool::{Conn, ConnState, Shared};
 use super::protocol::{self, FrameError, KIND_INIT_FAILED, KIND_LOG, KIND_READY, KIND_RESPONSE};
 use crate::platform::PlatformError;
@@ -125,6 +126,10 @@ pub(super) async fn supervise(
             quit(&shared, worker).await;
             return;
         }
+        if let End::Exited(_) = end {
+            // An answer written just before the exit is still delivered.
+            let _ = tokio::time::timeout(QUIT_GRACE, &mut worker.reader).await;
+        }
         let pending = worker.conn.close();
         let _ = worker.child.start_kill();
         let status = match &end {
@@ -196,6 +201,7 @@ async fn quit(shared: &Shared, mut worker: Running) {
             worker.conn.index
         )));
     }
+    settle(&mut worker.pumps).await;
     for pump in worker.pumps {
         pump.abort();
     }
@@ -221,16 +227,6 @@ fn describe_error(e: &PlatformError) -> String {
         } => format!("{message}\n{detail}"),
         other => other.to_string(),
     }
-}
-
-/// `text` as an indented `|` frame under `title`.
-pub(super) fn framed(title: &str, text: &str) -> String {
-    let mut out = String::from(title);
-    for line in text.trim_end().lines() {
-        out.push_str("\n    | ");
-        out.push_str(line);
-    }
-    out
 }
 
 /// Spawns worker `index` and waits until it is ready.
@@ -509,9 +505,9 @@ async fn pump<R: AsyncRead + Unpin>(
         }
         let function = function.as_str();
         if stderr {
-            tracing::warn!(function, worker = index, stream = "stderr", "{line}");
+            tracing::warn!(target: protocol::WORKER_LOG_TARGET, function, worker = index, stream = "stderr", "{line}");
         } else {
-            tracing::info!(function, worker = index, stream = "stdout", "{line}");
+            tracing::info!(target: protocol::WORKER_LOG_TARGET, function, worker = index, stream = "stdout", "{line}");
         }
     }
 }
