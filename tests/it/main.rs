@@ -4,4 +4,5 @@
 mod build;
 mod common;
 mod local;
+mod nuctl;
 mod plan;
