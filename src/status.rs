@@ -1,6 +1,7 @@
 //! `fusionizer status`: the live owned functions, their tasks, state and digest, and drift
-//! against the chosen grouping — `in sync`, `differs` (same name, other digest), `not desired`
-//! (owned but not in the grouping) — plus desired functions that are `missing`.
+//! against the chosen grouping — `in sync`, `differs` (same name but another digest, or broken:
+//! `error`, `unhealthy`, stuck provisioning), `not desired` (owned but not in the grouping) —
+//! plus desired functions that are `missing`. `in sync` means plan leaves it alone.
 //!
 //! [`compute`] is pure; [`command`] observes the platform and renders a table or JSON.
 
@@ -91,9 +92,15 @@ pub fn compute(project: &str, desired: &[Artifact], live_owned: &[LiveFunction])
     let mut rows: BTreeMap<String, FunctionStatus> = BTreeMap::new();
     for live in live_owned.iter().filter(|f| f.is_owned_by(project)) {
         let want = wanted.get(live.name.as_str());
+        // In sync means plan would leave it alone: the desired digest, and not broken.
         let drift = match want {
             None => Drift::NotDesired,
-            Some(a) if live.digest() == Some(a.digest.as_str()) => Drift::InSync,
+            Some(a)
+                if live.digest() == Some(a.digest.as_str())
+                    && live.state.needs_replacement().is_none() =>
+            {
+                Drift::InSync
+            }
             Some(_) => Drift::Differs,
         };
         let message = match &live.state {
@@ -257,15 +264,19 @@ mod tests {
             Fake::new("shop", &["taskc"]),
             Fake::new("shop", &["taskd"]),
         );
+        // taske is live with the desired digest but unhealthy: plan would replace it.
+        let e = Fake::new("shop", &["taske"]);
         let desired = vec![
             a.build(),
             b.clone().version("taskb", "v2").build(),
             d.build(),
+            e.build(),
         ];
         let live = vec![
             a.live(),
             b.live_in(FunctionState::Error("OOM".into())),
             c.live(),
+            e.live_in(FunctionState::Unhealthy(String::new())),
         ];
         let status = compute("shop", &desired, &live);
         let drift: Vec<(&str, Drift)> = status
@@ -280,6 +291,7 @@ mod tests {
                 ("shop-taskb", Drift::Differs),
                 ("shop-taskc", Drift::NotDesired),
                 ("shop-taskd", Drift::Missing),
+                ("shop-taske", Drift::Differs),
             ]
         );
         assert!(!status.in_sync());

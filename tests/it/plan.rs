@@ -518,3 +518,133 @@ fn same_named_unowned_function_is_refused() {
         "{err}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The same commands on the nuctl platform, against the fake `nuctl` (no plan/apply code knows
+// which platform it drives).
+
+const FAKE_NUCTL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fake_nuctl/nuctl");
+
+/// The quickstart on `platform = "nuctl"`, and the fake's state directory.
+fn quickstart_on_nuctl() -> (TestEnv, std::path::PathBuf) {
+    let env = quickstart();
+    let toml = env.project().join("fusion.toml");
+    let text = std::fs::read_to_string(&toml).unwrap().replace(
+        "name = \"quickstart\"\n",
+        "name = \"quickstart\"\nplatform = \"nuctl\"\n",
+    );
+    std::fs::write(&toml, format!("{text}\n[nuctl]\nplatform = \"local\"\n")).unwrap();
+    let state = env.root().join("nuctl-state");
+    std::fs::create_dir_all(&state).unwrap();
+    (env, state)
+}
+
+fn run_nuctl(
+    env: &TestEnv,
+    state: &std::path::Path,
+    fake: &[(&str, &str)],
+    args: &[&str],
+) -> std::process::Output {
+    let mut cmd = env.cmd();
+    cmd.env("FUSIONIZER_NUCTL", FAKE_NUCTL)
+        .env("FAKE_NUCTL_DIR", state);
+    for (k, v) in fake {
+        cmd.env(k, v);
+    }
+    cmd.args(args).output().expect("run fusionizer")
+}
+
+fn expect_nuctl(
+    env: &TestEnv,
+    state: &std::path::Path,
+    fake: &[(&str, &str)],
+    args: &[&str],
+    code: i32,
+) -> std::process::Output {
+    let output = run_nuctl(env, state, fake, args);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "`fusionizer {}`:\n{}",
+        args.join(" "),
+        transcript(&output)
+    );
+    output
+}
+
+#[test]
+fn nuctl_stuck_function_is_replaced_and_regroup_converges() {
+    let (env, state) = quickstart_on_nuctl();
+    let s = settings(&env);
+
+    // taska's deploy gets stuck in `building`: apply fails for it, taskb is created.
+    let out = expect_nuctl(
+        &env,
+        &state,
+        &[("FAKE_NUCTL_STUCK", "quickstart-taska")],
+        &["apply", "--auto-approve"],
+        1,
+    );
+    assert!(
+        stderr(&out).contains("error: apply incomplete: 1 applied, 1 failed, 0 not attempted"),
+        "{}",
+        stderr(&out)
+    );
+    // The next plan replaces it, saying why.
+    let out = expect_nuctl(&env, &state, &[], &["plan", "--detailed-exitcode"], 2);
+    s.bind(|| insta::assert_snapshot!("nuctl_plan_replace_stuck", stdout(&out)));
+    expect_nuctl(&env, &state, &[], &["apply", "--auto-approve"], 0);
+    expect_nuctl(&env, &state, &[], &["plan", "--detailed-exitcode"], 0);
+
+    // Regroup; the fused function fails to deploy: both old functions stay.
+    let fail = [("FAKE_NUCTL_FAIL_DEPLOY", "quickstart-taska-taskb")];
+    let out = expect_nuctl(
+        &env,
+        &state,
+        &fail,
+        &["apply", "--phase", "2", "--auto-approve"],
+        1,
+    );
+    assert!(
+        stderr(&out).contains("0 applied, 1 failed, 2 not attempted"),
+        "{}",
+        stderr(&out)
+    );
+    let out = expect_nuctl(&env, &state, &[], &["status", "--phase", "2"], 0);
+    s.bind(|| insta::assert_snapshot!("nuctl_status_after_failed_regroup", stdout(&out)));
+
+    // Fixed: the regroup converges.
+    expect_nuctl(
+        &env,
+        &state,
+        &[],
+        &["apply", "--phase", "2", "--auto-approve"],
+        0,
+    );
+    expect_nuctl(
+        &env,
+        &state,
+        &[],
+        &["plan", "--phase", "2", "--detailed-exitcode"],
+        0,
+    );
+}
+
+#[test]
+fn nuctl_missing_is_exit_69() {
+    let (env, _state) = quickstart_on_nuctl();
+    for args in [&["plan"][..], &["apply", "--auto-approve"], &["status"]] {
+        let out = env
+            .cmd()
+            .env("FUSIONIZER_NUCTL", env.root().join("no/such/nuctl"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(69),
+            "{args:?}:\n{}",
+            transcript(&out)
+        );
+    }
+}
