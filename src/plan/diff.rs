@@ -155,3 +155,41 @@ pub fn masked_diff(function: &str, old: &serde_yaml::Value, new: &serde_yaml::Va
         )
         .to_string()
 }
+
+/// The deployed part of a function.yaml in a canonical form, so a document as fuse wrote it and
+/// one as a platform gives it back compare equal when they deploy the same: only `metadata` and
+/// `spec`, empty values (null, `""`, `[]`, `{}`) dropped, mapping keys sorted.
+pub fn normalise(doc: &serde_yaml::Value) -> serde_yaml::Value {
+    use serde_yaml::{Mapping, Value};
+    fn canon(v: &Value) -> Option<Value> {
+        match v {
+            Value::Null => None,
+            Value::String(s) if s.is_empty() => None,
+            Value::Sequence(items) => {
+                let items: Vec<Value> = items.iter().filter_map(canon).collect();
+                (!items.is_empty()).then_some(Value::Sequence(items))
+            }
+            Value::Mapping(map) => {
+                let mut entries: Vec<(String, Value, Value)> = map
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        let sort_key = serde_yaml::to_string(k).unwrap_or_default();
+                        canon(v).map(|v| (sort_key, k.clone(), v))
+                    })
+                    .collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                let map: Mapping = entries.into_iter().map(|(_, k, v)| (k, v)).collect();
+                (!map.is_empty()).then_some(Value::Mapping(map))
+            }
+            Value::Tagged(t) => canon(&t.value),
+            other => Some(other.clone()),
+        }
+    }
+    let mut out = Mapping::new();
+    for key in ["metadata", "spec"] {
+        if let Some(v) = doc.get(key).and_then(canon) {
+            out.insert(Value::String(key.to_string()), v);
+        }
+    }
+    Value::Mapping(out)
+}

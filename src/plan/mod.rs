@@ -21,7 +21,7 @@ use crate::error::{Error, ExitCode};
 use crate::fuse::Artifact;
 use crate::platform::LiveFunction;
 
-use self::diff::{changed_paths, is_digest_annotation, masked_diff};
+use self::diff::{changed_paths, is_digest_annotation, masked_diff, normalise};
 
 pub use command::command;
 
@@ -381,11 +381,13 @@ fn update(artifact: &Artifact, live: &LiveFunction) -> Change {
             .cloned()
             .collect()
     };
-    let live_doc = live
-        .config_yaml
-        .as_deref()
-        .and_then(|y| serde_yaml::from_str::<serde_yaml::Value>(y).ok());
-    let desired_doc = serde_yaml::from_str::<serde_yaml::Value>(&artifact.function_yaml).ok();
+    let parse = |y: &str| {
+        serde_yaml::from_str::<serde_yaml::Value>(y)
+            .ok()
+            .map(|d| normalise(&d))
+    };
+    let live_doc = live.config_yaml.as_deref().and_then(parse);
+    let desired_doc = parse(&artifact.function_yaml);
     let (changed_fields, diff) = match (&live_doc, &desired_doc) {
         (Some(old), Some(new)) => {
             let mut fields = Vec::new();

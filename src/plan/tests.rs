@@ -463,3 +463,28 @@ fn saved_plan_with_another_format_version_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn platform_normalised_live_yaml_shows_only_real_changes() {
+    // A platform may give the live function.yaml back without `apiVersion`/`kind`, with keys
+    // reordered and empty values added; none of that is a change.
+    let a = Fake::new(P, &["taska"]);
+    let mut live = a.live();
+    let yaml = live.config_yaml.take().unwrap();
+    let mut lines: Vec<&str> = yaml.lines().skip(2).collect();
+    let spec = lines.iter().position(|l| *l == "spec:").unwrap();
+    lines.insert(spec + 1, "  description: ''");
+    lines.insert(spec + 1, "  volumes: []");
+    let metadata: Vec<&str> = lines.drain(..spec).collect();
+    lines.extend(metadata);
+    live.config_yaml = Some(lines.join("\n"));
+    let plan = plan(&[&a.clone().version("taska", "v2")], &[live]);
+    let change = &plan.changes[0];
+    assert_eq!(change.changed_fields, Vec::<String>::new());
+    assert_eq!(change.reason, "files of task `taska` changed");
+    let diff = change.diff.as_deref().unwrap();
+    assert!(
+        !diff.contains("apiVersion") && !diff.contains("volumes"),
+        "{diff}"
+    );
+}

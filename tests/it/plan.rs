@@ -596,6 +596,21 @@ fn nuctl_stuck_function_is_replaced_and_regroup_converges() {
     expect_nuctl(&env, &state, &[], &["apply", "--auto-approve"], 0);
     expect_nuctl(&env, &state, &[], &["plan", "--detailed-exitcode"], 0);
 
+    // An edit plans exactly one update; nuctl's normalised copy of the live function.yaml
+    // differs from fuse's only where the content does.
+    append(&env, "tasks/taskb/main.py", "\n# edited\n");
+    let out = expect_nuctl(&env, &state, &[], &["plan", "--detailed-exitcode"], 2);
+    s.bind(|| insta::assert_snapshot!("nuctl_plan_update", stdout(&out)));
+    let out = expect_nuctl(&env, &state, &[], &["plan", "--output", "json"], 0);
+    let plan: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(plan["changes"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        plan["changes"][0]["reason"],
+        "files of task `taskb` changed"
+    );
+    assert_eq!(plan["changes"][0]["changed_fields"], serde_json::json!([]));
+    expect_nuctl(&env, &state, &[], &["apply", "--auto-approve"], 0);
+
     // Regroup; the fused function fails to deploy: both old functions stay.
     let fail = [("FAKE_NUCTL_FAIL_DEPLOY", "quickstart-taska-taskb")];
     let out = expect_nuctl(
