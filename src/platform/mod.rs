@@ -5,6 +5,7 @@
 //! talk to [`Platform`]; nothing above this module knows which one it has.
 
 pub mod local;
+pub mod memory;
 pub mod nuctl;
 
 use std::collections::BTreeMap;

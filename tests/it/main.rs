@@ -5,4 +5,5 @@ mod build;
 mod common;
 mod local;
 mod nuctl;
+mod plan;
 mod serve;
