@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures_util::stream::{self, StreamExt};
+use futures_util::future::join_all;
 
 use crate::fuse::Artifact;
 use crate::plan::{Action, Change, Plan};
@@ -287,13 +287,20 @@ pub async fn execute(
     let parallelism = options.parallelism.max(1);
     let observer = options.observer;
 
-    let deploys: Vec<ChangeResult> =
-        stream::iter(plan.changes.iter().filter(|c| c.action.deploys()))
-            .map(|change| deploy_one(platform, change, artifacts, observer))
-            .buffer_unordered(parallelism)
-            .inspect(|r| observer.finished(r))
-            .collect()
-            .await;
+    // Futures are built eagerly and bounded by a semaphore (rather than stream combinators over
+    // borrowing closures) so the returned future is provably `Send` for callers that spawn it.
+    let permits = tokio::sync::Semaphore::new(parallelism);
+    let to_deploy: Vec<&Change> = plan.changes.iter().filter(|c| c.action.deploys()).collect();
+    let deploys: Vec<ChangeResult> = join_all(to_deploy.into_iter().map(|change| {
+        let permits = &permits;
+        async move {
+            let _permit = permits.acquire().await;
+            let result = deploy_one(platform, change, artifacts, observer).await;
+            observer.finished(&result);
+            result
+        }
+    }))
+    .await;
     let mut report = ApplyReport {
         results: in_plan_order(plan, deploys),
     };
@@ -319,12 +326,16 @@ pub async fn execute(
             None => to_delete.push(change),
         }
     }
-    let deletes: Vec<ChangeResult> = stream::iter(to_delete)
-        .map(|change| delete_one(platform, change, observer))
-        .buffer_unordered(parallelism)
-        .inspect(|r| observer.finished(r))
-        .collect()
-        .await;
+    let deletes: Vec<ChangeResult> = join_all(to_delete.into_iter().map(|change| {
+        let permits = &permits;
+        async move {
+            let _permit = permits.acquire().await;
+            let result = delete_one(platform, change, observer).await;
+            observer.finished(&result);
+            result
+        }
+    }))
+    .await;
     report.results.extend(deletes);
     report.results = in_plan_order(plan, report.results);
     report

@@ -5,8 +5,6 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use futures_util::stream::{self, StreamExt, TryStreamExt};
-
 use crate::cli::OutputFormat;
 use crate::config::Workspace;
 use crate::fuse::{self, Artifact};
@@ -79,11 +77,12 @@ pub async fn observe(
         .map(|a| a.name.as_str())
         .filter(|n| !known.contains(*n))
         .collect();
-    let found: Vec<Option<LiveFunction>> = stream::iter(missing)
-        .map(|name| platform.get(name))
-        .buffered(8)
-        .try_collect()
-        .await?;
+    // Plain `join_all` over eagerly built futures keeps this future provably `Send` for serve,
+    // which runs it on spawned tasks.
+    let found = futures_util::future::join_all(missing.into_iter().map(|name| platform.get(name)))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<Option<LiveFunction>>, PlatformError>>()?;
     for f in found.into_iter().flatten() {
         if f.is_owned_by(project) {
             owned.push(f);

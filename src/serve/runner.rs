@@ -18,10 +18,13 @@ use axum::http::StatusCode;
 use super::http::{AppState, Control, ControlError};
 use super::routes::{FunctionRoute, RouteTable};
 use super::uploads::{UploadError, UploadStore};
+use crate::apply::{ApplyHooks, ApplyObserver, ApplyOptions, ApplyReport, ChangeResult, Outcome};
 use crate::config::{TaskSource, Workspace};
 use crate::error::Error;
 use crate::fuse::Artifact;
-use crate::platform::{FunctionState, LiveFunction, NoProgress, Platform};
+use crate::plan::command::observe;
+use crate::plan::{Action, Change};
+use crate::platform::{FunctionState, LiveFunction, Platform};
 use crate::schedule::Selection;
 use crate::taskspec::TaskSpec;
 
@@ -147,88 +150,60 @@ impl Runner {
         result
     }
 
+    /// One regroup is one apply of the current phase (plan, then the apply engine), with the
+    /// route switch and the drain in the engine's hook between deploys and deletes.
     async fn regroup_locked(&self, why: &str, started: Instant) -> Result<RegroupReport, Error> {
         let artifacts = self.desired()?;
         let project = self.workspace().config.project.name.clone();
-        let live = self.platform.list(&project).await?;
-        let mut report = RegroupReport::default();
-
-        // 1. Deploy what is missing, changed or broken; wait until ready.
-        let todo: Vec<&Artifact> = artifacts.iter().filter(|a| !is_live(&live, a)).collect();
-        tracing::info!(
-            "{why}: {} function(s) desired, {} to deploy",
-            artifacts.len(),
-            todo.len()
-        );
-        let semaphore = Arc::new(tokio::sync::Semaphore::new(PARALLELISM));
-        let mut jobs = Vec::new();
-        for artifact in todo {
-            let platform = self.platform.clone();
-            let artifact = artifact.clone();
-            let semaphore = semaphore.clone();
-            jobs.push(tokio::spawn(async move {
-                let _permit = semaphore.acquire_owned().await;
-                let started = Instant::now();
-                let result = platform.deploy(&artifact, &NoProgress).await;
-                (artifact.name, result, started.elapsed())
-            }));
+        let observed = observe(self.platform.as_ref(), &project, &artifacts).await?;
+        let plan = crate::plan::compute(&project, &artifacts, &observed.owned, &observed.unowned)?;
+        if plan.has_changes() {
+            tracing::info!(
+                "{why}: {}",
+                crate::plan::render::footer(&plan.summary).trim_end()
+            );
         }
-        for job in jobs {
-            match job.await {
-                Ok((name, Ok(()), took)) => {
-                    tracing::info!(function = %name, "ready in {:.1?}", took);
-                    report.deployed.push(name);
-                }
-                Ok((name, Err(err), _)) => {
-                    let err: Error = err.into();
-                    tracing::error!(function = %name, "deploy failed: {err}");
-                    report.failed.push((name, err.to_string()));
-                }
-                Err(join) => report
-                    .failed
-                    .push(("(deploy task)".into(), join.to_string())),
-            }
-        }
-
-        // 2. Switch routes in one swap: each task to its desired function when that is live,
-        //    else to whatever live function still holds it.
-        self.platform.refresh().await?;
-        let live = self.platform.list(&project).await?;
-        let table = self.build_table(&artifacts, &live).await;
-        let routed: BTreeSet<String> = table.functions().into_keys().collect();
-        let old = match self.app() {
-            Some(app) => {
-                let old = app.routes.swap(table);
-                for (task, f) in &app.routes.current().by_task {
-                    let before = old.by_task.get(task).map(|o| o.name.clone());
-                    if before.as_deref() != Some(f.name.as_str()) {
-                        report.moved.insert(task.clone(), (before, f.name.clone()));
-                    }
-                }
-                old
-            }
-            None => Arc::new(RouteTable::default()),
+        let hooks = SwitchRoutes {
+            runner: self,
+            artifacts: &artifacts,
+            project: &project,
+            started,
+            moved: Mutex::new(BTreeMap::new()),
+            switched_after: Mutex::new(None),
         };
-        report.elapsed = started.elapsed();
-
-        // 3. Drain and delete owned functions that no longer have a route.
-        let old_functions = old.functions();
-        for function in live.iter().filter(|f| !routed.contains(&f.name)) {
-            if let Some(route) = old_functions.get(&function.name) {
-                if !route.drain(self.drain_timeout).await {
-                    tracing::warn!(
-                        function = %function.name,
-                        "drain timed out with {} request(s) in flight",
-                        route.inflight()
-                    );
-                }
-            }
-            match self.platform.delete(&function.name, false).await {
-                Ok(()) => report.deleted.push(function.name.clone()),
-                Err(err) => {
-                    let err: Error = err.into();
-                    tracing::error!(function = %function.name, "delete failed: {err}");
-                    report.failed.push((function.name.clone(), err.to_string()));
+        let options = ApplyOptions {
+            parallelism: PARALLELISM,
+            observer: &LogObserver,
+            hooks: &hooks,
+        };
+        // Boxed as `dyn Future + Send` so the compiler checks `Send` here, where the lifetimes
+        // are concrete (the engine's stream combinators otherwise trip its inference).
+        let execution: std::pin::Pin<
+            Box<dyn std::future::Future<Output = ApplyReport> + Send + '_>,
+        > = Box::pin(crate::apply::execute(
+            self.platform.as_ref(),
+            &plan,
+            &artifacts,
+            &options,
+        ));
+        let applied = execution.await;
+        let mut report = RegroupReport {
+            moved: hooks.moved.into_inner().unwrap_or_else(|e| e.into_inner()),
+            elapsed: hooks
+                .switched_after
+                .into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(|| started.elapsed()),
+            ..RegroupReport::default()
+        };
+        for result in &applied.results {
+            let name = result.change.function.clone();
+            match (&result.outcome, result.change.action) {
+                (Outcome::Applied, Action::Delete) => report.deleted.push(name),
+                (Outcome::Applied, _) => report.deployed.push(name),
+                (Outcome::Failed(why), _) => report.failed.push((name, why.clone())),
+                (Outcome::NotAttempted(why), _) => {
+                    tracing::warn!(function = %name, "not attempted: {why}");
                 }
             }
         }
@@ -328,13 +303,91 @@ impl Runner {
     }
 }
 
-fn is_same(artifact: &Artifact, live: &LiveFunction) -> bool {
-    artifact.name == live.name && live.digest() == Some(artifact.digest.as_str())
+/// The apply engine's hook for serve: once every new function is ready, switch the routes in
+/// one swap, then drain the functions that lost their routes before the engine deletes them.
+struct SwitchRoutes<'a> {
+    runner: &'a Runner,
+    artifacts: &'a [Artifact],
+    project: &'a str,
+    started: Instant,
+    moved: Mutex<BTreeMap<String, (Option<String>, String)>>,
+    switched_after: Mutex<Option<Duration>>,
 }
 
-fn is_live(live: &[LiveFunction], artifact: &Artifact) -> bool {
-    live.iter()
-        .any(|f| is_same(artifact, f) && f.state == FunctionState::Ready)
+#[async_trait]
+impl ApplyHooks for SwitchRoutes<'_> {
+    async fn before_deletes(&self, _so_far: &ApplyReport) -> Result<(), String> {
+        let runner = self.runner;
+        runner.platform.refresh().await.map_err(|e| e.to_string())?;
+        let live = runner
+            .platform
+            .list(self.project)
+            .await
+            .map_err(|e| e.to_string())?;
+        let table = runner.build_table(self.artifacts, &live).await;
+        let Some(app) = runner.app() else {
+            return Ok(());
+        };
+        let old = app.routes.swap(table);
+        *self
+            .switched_after
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(self.started.elapsed());
+        let new = app.routes.current();
+        {
+            let mut moved = self.moved.lock().unwrap_or_else(|e| e.into_inner());
+            for (task, f) in &new.by_task {
+                let before = old.by_task.get(task).map(|o| o.name.clone());
+                if before.as_deref() != Some(f.name.as_str()) {
+                    moved.insert(task.clone(), (before, f.name.clone()));
+                }
+            }
+        }
+        let still_routed = new.functions();
+        for (name, route) in old.functions() {
+            if still_routed.contains_key(&name) {
+                continue;
+            }
+            if !route.drain(runner.drain_timeout).await {
+                tracing::warn!(
+                    function = %name,
+                    "drain timed out with {} request(s) in flight",
+                    route.inflight()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Logs each deploy and delete of a regroup.
+struct LogObserver;
+
+impl ApplyObserver for LogObserver {
+    fn started(&self, change: &Change) {
+        tracing::debug!(function = %change.function, "{}: {}", change.action.word(), change.reason);
+    }
+
+    fn finished(&self, result: &ChangeResult) {
+        let name = &result.change.function;
+        match &result.outcome {
+            Outcome::Applied => tracing::info!(
+                function = %name,
+                "{} in {:.1?}",
+                match result.change.action {
+                    Action::Delete => "deleted",
+                    _ => "ready",
+                },
+                result.elapsed
+            ),
+            Outcome::Failed(why) => tracing::error!(function = %name, "failed: {why}"),
+            Outcome::NotAttempted(_) => {}
+        }
+    }
+}
+
+fn is_same(artifact: &Artifact, live: &LiveFunction) -> bool {
+    artifact.name == live.name && live.digest() == Some(artifact.digest.as_str())
 }
 
 fn log_report(why: &str, report: &RegroupReport) {
