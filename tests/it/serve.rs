@@ -236,6 +236,35 @@ fn quickstart_adds_alone_and_fused_in_both_call_styles() {
         );
         let (status, body) = add(&serve, "nope", 1, 1);
         assert_eq!(status, 404, "{body}");
+
+        // `fusionizer invoke` prints the body; a non-2xx answer exits 1.
+        let server = serve.base.trim_start_matches("http://").to_string();
+        let out = env
+            .cmd()
+            .args([
+                "invoke",
+                "taska",
+                "-d",
+                r#"{"value1": 1, "value2": 2}"#,
+                "--server",
+                &server,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            crate::common::transcript(&out)
+        );
+        assert_eq!(result_of(&String::from_utf8_lossy(&out.stdout)), Some(3));
+        let out = env
+            .cmd()
+            .args(["invoke", "nope", "--server", &server])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
     }
 }
 
