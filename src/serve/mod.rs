@@ -121,6 +121,9 @@ async fn serve(ctx: &Context, workspace: Workspace, args: ServeArgs) -> Result<E
         ));
     }
     let (start, upcoming) = schedule(&config, &args)?;
+    // Phase offsets count from here, the moment serve starts (not from when the first deploy
+    // finished).
+    let origin = tokio::time::Instant::now();
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::failure(format!("cannot listen on `{addr}`: {e}")))?;
@@ -216,6 +219,7 @@ async fn serve(ctx: &Context, workspace: Workspace, args: ServeArgs) -> Result<E
     let background = tokio::spawn(background(
         runner.clone(),
         state.clone(),
+        origin,
         upcoming,
         args.watch,
     ));
@@ -239,10 +243,10 @@ async fn serve(ctx: &Context, workspace: Workspace, args: ServeArgs) -> Result<E
 async fn background(
     runner: Arc<Runner>,
     state: Arc<AppState>,
-    upcoming: Vec<(Duration, usize)>,
+    origin: tokio::time::Instant,
+    upcoming: Upcoming,
     watch: bool,
 ) {
-    let origin = tokio::time::Instant::now();
     let mut upcoming = upcoming.into_iter().peekable();
     let mut tick = tokio::time::interval(RESYNC_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -261,8 +265,13 @@ async fn background(
                 runner.set_selection(Selection::Phase(i + 1));
                 let due = origin.elapsed();
                 let outcome = runner.regroup(&format!("phase {}", i + 1)).await;
-                if outcome.is_ok() {
-                    tracing::info!("phase {} in force {:.2?} after start", i + 1, due);
+                if let Ok(report) = outcome {
+                    tracing::info!(
+                        "phase {} due at +{:.2?}, routes switched {:.2?} later",
+                        i + 1,
+                        due,
+                        report.elapsed
+                    );
                 }
             }
             _ = tick.tick() => {

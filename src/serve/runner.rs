@@ -365,7 +365,11 @@ struct LogObserver;
 
 impl ApplyObserver for LogObserver {
     fn started(&self, change: &Change) {
-        tracing::debug!(function = %change.function, "{}: {}", change.action.word(), change.reason);
+        tracing::info!(function = %change.function, "{}: {}", change.action.word(), change.reason);
+    }
+
+    fn step(&self, change: &Change, message: &str) {
+        tracing::info!(function = %change.function, "{message}");
     }
 
     fn finished(&self, result: &ChangeResult) {
