@@ -172,6 +172,36 @@ impl Cmd {
         })
     }
 
+    /// Starts a long-running program (a worker process): stdin closed, stdout and stderr piped
+    /// for the caller to read, killed when the returned child is dropped.
+    pub fn spawn(&self) -> Result<tokio::process::Child, ProcError> {
+        let mut command = tokio::process::Command::new(&self.program);
+        command
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        if let Some(dir) = &self.cwd {
+            command.current_dir(dir);
+        }
+        command.spawn().map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ProcError::NotFound {
+                    program: self.program.to_string_lossy().into_owned(),
+                }
+            } else {
+                ProcError::Spawn {
+                    command: self.display(),
+                    source,
+                }
+            }
+        })
+    }
+
     /// Runs and requires exit 0.
     pub async fn run(&self) -> Result<Output, ProcError> {
         let out = self.output().await?;

@@ -5,6 +5,7 @@
 //! talk to [`Platform`]; nothing above this module knows which one it has.
 
 pub mod local;
+pub mod memory;
 pub mod nuctl;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,10 @@ pub const ANNOTATION_TASKS: &str = "fusionizer.io/tasks";
 pub const ANNOTATION_DIGEST: &str = "fusionizer.io/digest";
 /// Per-task digests, `a=sha256:…,b=sha256:…`, so a plan can say which task's files changed.
 pub const ANNOTATION_TASK_DIGESTS: &str = "fusionizer.io/task-digests";
+
+/// Response header through which a platform reports how many in-process sibling calls a
+/// request made (the proxy counts them in its metrics and strips the header).
+pub const HEADER_LOCAL_CALLS: &str = "x-fusionizer-local-calls";
 
 /// The live state of a function, normalised over both platforms (Nuclio's `status.state`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -294,6 +299,12 @@ pub trait Platform: Send + Sync {
 
     /// Stops everything this process runs for the platform (local: worker processes).
     async fn shutdown(&self) {}
+
+    /// How many worker processes this process restarted after a crash or timeout (local only;
+    /// Nuclio restarts its own). For serve's metrics.
+    fn worker_restarts(&self) -> u64 {
+        0
+    }
 }
 
 /// How `serve` hosts functions: given to a platform opened for serving.

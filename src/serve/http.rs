@@ -32,7 +32,7 @@ pub const SERVER_PORT: &str = "fusionizer-server-port";
 /// Header a task-to-task call carries (set by the dispatcher).
 pub const CALLER: &str = "x-fusionizer-caller";
 /// Response header through which a function reports in-process sibling calls (stripped).
-pub const LOCAL_CALLS: &str = "x-fusionizer-local-calls";
+pub const LOCAL_CALLS: &str = crate::platform::HEADER_LOCAL_CALLS;
 
 /// A refusal from the control plane, as an HTTP status and a message.
 #[derive(Debug)]
@@ -364,7 +364,7 @@ fn describe(state: &AppState, task: &str, headers: &HeaderMap) -> Response {
 }
 
 /// Checks `Authorization: Bearer <token>` in constant time when a token is configured.
-fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let Some(expected) = &state.token else {
         return Ok(());
     };
@@ -384,30 +384,30 @@ fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        Err(response)
+        Err(Box::new(response))
     }
 }
 
-fn valid_task_name(task: &str) -> Result<(), Response> {
+fn valid_task_name(task: &str) -> Result<(), Box<Response>> {
     if crate::config::is_dns_label(task, crate::taskspec::MAX_TASK_NAME) {
         Ok(())
     } else {
-        Err(text(
+        Err(Box::new(text(
             StatusCode::BAD_REQUEST,
             format!(
                 "`{task}` is not a valid task name: use a lowercase DNS-1123 label of at most {} characters",
                 crate::taskspec::MAX_TASK_NAME
             ),
-        ))
+        )))
     }
 }
 
 async fn upload(state: &AppState, task: &str, request: Request) -> Response {
     if let Err(response) = authorized(state, request.headers()) {
-        return response;
+        return *response;
     }
     if let Err(response) = valid_task_name(task) {
-        return response;
+        return *response;
     }
     let mut multipart =
         match <Multipart as axum::extract::FromRequest<()>>::from_request(request, &()).await {
@@ -464,10 +464,10 @@ fn multipart_error(state: &AppState, err: axum::extract::multipart::MultipartErr
 
 async fn remove(state: &AppState, task: &str, headers: &HeaderMap) -> Response {
     if let Err(response) = authorized(state, headers) {
-        return response;
+        return *response;
     }
     if let Err(response) = valid_task_name(task) {
-        return response;
+        return *response;
     }
     match state.control.remove(task).await {
         Ok(message) => text(StatusCode::OK, message),

@@ -55,9 +55,11 @@ pub fn command(ctx: &Context, args: ServeArgs) -> Result<ExitCode> {
     runtime.block_on(serve(ctx, workspace, args))
 }
 
-/// The phase serve starts in (0-based index), and the schedule after it: (delay from start,
-/// phase index) pairs.
-fn schedule(config: &Config, args: &ServeArgs) -> Result<(Option<usize>, Vec<(Duration, usize)>)> {
+/// Phases still to come: (delay from serve start, phase index) pairs.
+type Upcoming = Vec<(Duration, usize)>;
+
+/// The phase serve starts in (0-based index), and the schedule after it.
+fn schedule(config: &Config, args: &ServeArgs) -> Result<(Option<usize>, Upcoming)> {
     let start = match args.phase {
         Some(n) if n == 0 || n > config.phases.len() => {
             return Err(Error::usage(format!(
@@ -278,17 +280,12 @@ async fn background(
                 } else {
                     runner.resync().await;
                 }
-                if let Some(restarts) = platform_restarts(&runner) {
-                    state.metrics.worker_restarts_total(restarts);
-                }
+                state
+                    .metrics
+                    .worker_restarts_total(runner.platform().worker_restarts());
             }
         }
     }
-}
-
-fn platform_restarts(runner: &Runner) -> Option<u64> {
-    let _ = runner;
-    None
 }
 
 /// `--watch`: reload fusion.toml; on success re-apply the current phase.

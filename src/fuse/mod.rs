@@ -1,0 +1,447 @@
+//! Fuse: turn one group of tasks into a self-contained, Nuclio-deployable artifact.
+//!
+//! The artifact holds the merged `function.yaml` (Nuclio's merge rules, DESIGN.md), the generated
+//! entry module (`spec.handler`), the dispatcher runtime and every task's files under its own
+//! namespace. It is built in memory (relative path → bytes, sorted) so its digest is a pure
+//! function of its bytes; [`Artifact::write`] puts it on disk.
+//!
+//! Layout of an artifact:
+//! ```text
+//! function.yaml                      merged spec, metadata.name, ownership labels/annotations
+//! _fusionizer_entry.py               generated; spec.handler = "_fusionizer_entry:handler"
+//! fusionizer_dispatcher/…            the runtime from dispatcher/fusionizer_dispatcher
+//! fusionizer_tasks/<task>/…          each task's directory, verbatim
+//! ```
+//!
+//! The digest (`fusionizer.io/digest`) is sha256 over every file of the artifact with the framing
+//! in [`files`]; function.yaml enters it exactly as written, minus the `fusionizer.io/digest`
+//! annotation itself (which is then inserted, in its sorted place). Per-task digests
+//! (`fusionizer.io/task-digests`) use the same framing over each task's own directory, with paths
+//! relative to it. The merge rules live in [`merge`].
+
+mod files;
+mod merge;
+mod rules;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_yaml::{Mapping, Value};
+use sha2::{Digest as _, Sha256};
+
+use crate::config::{is_dns_label, Workspace};
+use crate::error::{Error, ExitCode};
+use crate::platform::{
+    ANNOTATION_DIGEST, ANNOTATION_TASKS, ANNOTATION_TASK_DIGESTS, LABEL_MANAGED_BY, LABEL_PROJECT,
+    MANAGED_BY,
+};
+use crate::schedule::Grouping;
+use crate::taskspec::TaskSpec;
+
+/// The dispatcher runtime files (relative path under `fusionizer_dispatcher/`, bytes), embedded
+/// at build time from `dispatcher/fusionizer_dispatcher/`.
+pub const DISPATCHER_FILES: &[(&str, &[u8])] =
+    include!(concat!(env!("OUT_DIR"), "/dispatcher_files.rs"));
+
+/// The generated entry module's name; `spec.handler` is `<ENTRY_MODULE>:handler`.
+pub const ENTRY_MODULE: &str = "_fusionizer_entry";
+/// Directory in an artifact under which each task's files live (`fusionizer_tasks/<task>/`).
+pub const TASKS_DIR: &str = "fusionizer_tasks";
+
+/// One fused function, ready to deploy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Artifact {
+    /// `metadata.name` (DESIGN.md naming rule).
+    pub name: String,
+    /// Sorted task names.
+    pub tasks: Vec<String>,
+    /// `sha256:<hex>` over every file (path and bytes, sorted by path) except the digest itself.
+    pub digest: String,
+    /// Task → `sha256:<hex>` over that task's own files.
+    pub task_digests: BTreeMap<String, String>,
+    /// The merged function.yaml as deployed (also present in `files`).
+    pub function_yaml: String,
+    /// The merged spec's HTTP trigger `numWorkers` (default 1): the local platform's pool size.
+    pub num_workers: usize,
+    /// `spec.build.commands`, merged.
+    pub build_commands: Vec<String>,
+    /// Every file of the artifact, relative path (with `/`) → bytes.
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+impl Artifact {
+    /// Writes the artifact into `dir` (created; existing content replaced).
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        std::fs::create_dir_all(dir)?;
+        for (rel, bytes) in &self.files {
+            let path = dir.join(rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&path, bytes)?;
+        }
+        Ok(())
+    }
+}
+
+/// Longest valid function name (a DNS-1123 label).
+const MAX_FUNCTION_NAME: usize = 63;
+
+/// The deployed function name for a task set: `<project>-<tasks sorted, joined by ->`, or, when
+/// that is not a valid ≤ 63-char DNS-1123 label, `<project>-<first task>-<hash>` where `<hash>`
+/// is the first 8 hex digits of sha256 over the sorted task names joined by `,` (the bytes of the
+/// `fusionizer.io/tasks` annotation). If even that is too long, `<project>-<first task>` is cut
+/// to fit (and never ends in `-`). The same task set always maps to the same name.
+pub fn function_name(project: &str, tasks: &[String]) -> String {
+    let mut sorted: Vec<&str> = tasks.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let plain = std::iter::once(project)
+        .chain(sorted.iter().copied())
+        .collect::<Vec<_>>()
+        .join("-");
+    if is_dns_label(&plain, MAX_FUNCTION_NAME) {
+        return plain;
+    }
+    let hash = hex::encode(Sha256::digest(sorted.join(",").as_bytes()));
+    let mut head = format!("{project}-{}", sorted.first().copied().unwrap_or("group"));
+    head.truncate(MAX_FUNCTION_NAME - 9);
+    let head = head.trim_end_matches('-');
+    format!("{head}-{}", &hash[..8])
+}
+
+/// Why a group cannot be fused. Every variant names the task(s) it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum FuseError {
+    /// Two tasks of one group set the same field differently.
+    #[error(
+        "tasks `{first}` and `{second}` conflict on `{field}`: `{first_value}` vs `{second_value}`"
+    )]
+    Conflict {
+        field: String,
+        first: String,
+        first_value: String,
+        second: String,
+        second_value: String,
+    },
+    /// A task sets a label or annotation that fusionizer owns.
+    #[error("task `{task}` sets `{field}`, which fusionizer reserves for itself")]
+    Reserved { task: String, field: String },
+    /// A task's function.yaml has a shape fusion cannot merge.
+    #[error("task `{task}`: {message}")]
+    Invalid { task: String, message: String },
+    #[error("task `{task}` contains a symbolic link `{path}`")]
+    Symlink { task: String, path: String },
+    #[error("task `{task}` contains `{path}`, which is neither a regular file nor a directory")]
+    Special { task: String, path: String },
+    #[error("task `{task}` is listed twice in one group")]
+    Duplicate { task: String },
+    #[error("a group needs at least one task")]
+    Empty,
+    #[error("task `{task}` has no code to fuse")]
+    Missing { task: String },
+    #[error("task `{task}`: cannot read `{}`", path.display())]
+    Io {
+        task: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl FuseError {
+    /// How to fix it.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            FuseError::Conflict { .. } => Some(
+                "the tasks of one group share one Nuclio function: make the values agree, or \
+                 put the tasks in different groups in fusion.toml",
+            ),
+            FuseError::Reserved { .. } => Some(
+                "remove it from the task's function.yaml: fusionizer sets the `fusionizer.io/` \
+                 labels and annotations itself",
+            ),
+            FuseError::Symlink { .. } => Some(
+                "task directories are deployed verbatim and links are not followed: replace the \
+                 link with a copy of its target",
+            ),
+            FuseError::Special { .. } => Some("remove it from the task directory"),
+            FuseError::Invalid { .. } => Some("fix the task's function.yaml"),
+            FuseError::Duplicate { .. }
+            | FuseError::Empty
+            | FuseError::Missing { .. }
+            | FuseError::Io { .. } => None,
+        }
+    }
+
+    fn is_io(&self) -> bool {
+        matches!(self, FuseError::Io { .. })
+    }
+}
+
+/// Fuses one group. Merge conflicts are errors naming both tasks and the field; every problem of
+/// the group is reported at once (exit 78; 1 when a file cannot be read).
+pub fn fuse_group(project: &str, tasks: &[&TaskSpec]) -> Result<Artifact, Error> {
+    fuse(project, tasks).map_err(|problems| {
+        let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
+        problems_error(
+            format!("cannot fuse `{}`", function_name(project, &names)),
+            problems.into_iter().map(|p| (None, p)).collect(),
+        )
+    })
+}
+
+/// Fuses every group of a grouping, reporting every conflict of every group at once (exit 78).
+/// Artifacts come back in the grouping's order.
+pub fn fuse_all(
+    workspace: &Workspace,
+    specs: &BTreeMap<String, TaskSpec>,
+    grouping: &Grouping,
+) -> Result<Vec<Artifact>, Error> {
+    let project = &workspace.config.project.name;
+    let mut artifacts = Vec::new();
+    let mut problems: Vec<(Option<String>, FuseError)> = Vec::new();
+    let mut failed_groups = 0;
+    for group in grouping {
+        let function = function_name(project, group);
+        let mut tasks = Vec::new();
+        let mut missing = Vec::new();
+        for name in group {
+            match specs.get(name) {
+                Some(spec) => tasks.push(spec),
+                None => missing.push(FuseError::Missing { task: name.clone() }),
+            }
+        }
+        let result = if missing.is_empty() {
+            fuse(project, &tasks)
+        } else {
+            Err(missing)
+        };
+        match result {
+            Ok(artifact) => artifacts.push(artifact),
+            Err(group_problems) => {
+                failed_groups += 1;
+                problems.extend(
+                    group_problems
+                        .into_iter()
+                        .map(|p| (Some(function.clone()), p)),
+                );
+            }
+        }
+    }
+    if problems.is_empty() {
+        return Ok(artifacts);
+    }
+    Err(problems_error(
+        format!(
+            "cannot fuse {failed_groups} group{}",
+            if failed_groups == 1 { "" } else { "s" }
+        ),
+        problems,
+    ))
+}
+
+/// One error listing every problem (each prefixed with its function when known) and their hints.
+fn problems_error(message: String, problems: Vec<(Option<String>, FuseError)>) -> Error {
+    let code = if problems.iter().any(|(_, p)| p.is_io()) {
+        ExitCode::Failure
+    } else {
+        ExitCode::Config
+    };
+    let n = problems.len();
+    let mut error = Error::new(
+        code,
+        format!("{message} ({n} problem{})", if n == 1 { "" } else { "s" }),
+    );
+    let mut hints: Vec<&'static str> = Vec::new();
+    for (function, problem) in &problems {
+        let mut text = match function {
+            Some(f) => format!("`{f}`: {problem}"),
+            None => problem.to_string(),
+        };
+        let mut source = std::error::Error::source(problem);
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        error.causes.push(text);
+        if let Some(hint) = problem.hint() {
+            if !hints.contains(&hint) {
+                hints.push(hint);
+            }
+        }
+    }
+    if !hints.is_empty() {
+        error.hint = Some(hints.join("\n      "));
+    }
+    error
+}
+
+/// The fusion itself: every problem of the group, or the artifact.
+fn fuse(project: &str, tasks: &[&TaskSpec]) -> Result<Artifact, Vec<FuseError>> {
+    let mut problems = Vec::new();
+    let mut tasks: Vec<&TaskSpec> = tasks.to_vec();
+    tasks.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut seen = BTreeSet::new();
+    for task in &tasks {
+        if !seen.insert(task.name.as_str()) {
+            problems.push(FuseError::Duplicate {
+                task: task.name.clone(),
+            });
+        }
+    }
+    tasks.dedup_by(|a, b| a.name == b.name);
+    if tasks.is_empty() {
+        return Err(vec![FuseError::Empty]);
+    }
+    let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
+    let name = function_name(project, &names);
+
+    let docs: Vec<merge::Item<'_>> = tasks
+        .iter()
+        .map(|t| merge::Item {
+            task: &t.name,
+            value: &t.function,
+        })
+        .collect();
+    let merged = merge::merge(&docs, &mut problems);
+
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut task_digests = BTreeMap::new();
+    let mut handlers = BTreeMap::new();
+    for task in &tasks {
+        handlers.insert(
+            task.name.clone(),
+            format!("{}:{}", task.handler_module, task.handler_function),
+        );
+        match files::task_files(&task.name, &task.dir) {
+            Ok(own) => {
+                task_digests.insert(task.name.clone(), files::digest(&own));
+                for (rel, bytes) in own {
+                    files.insert(format!("{TASKS_DIR}/{}/{rel}", task.name), bytes);
+                }
+            }
+            Err(problem) => problems.push(problem),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+
+    for (rel, bytes) in DISPATCHER_FILES {
+        files.insert(format!("fusionizer_dispatcher/{rel}"), bytes.to_vec());
+    }
+    files.insert(
+        files::entry_file_name(),
+        files::entry_module(&name, &handlers).into_bytes(),
+    );
+    let shape = Shape {
+        name: &name,
+        project,
+        tasks: &names,
+        task_digests: &task_digests,
+        merged: &merged,
+    };
+    files.insert("function.yaml".to_string(), shape.render(None).into_bytes());
+    let digest = files::digest(&files);
+    let function_yaml = shape.render(Some(&digest));
+    files.insert(
+        "function.yaml".to_string(),
+        function_yaml.clone().into_bytes(),
+    );
+
+    Ok(Artifact {
+        name,
+        tasks: names,
+        digest,
+        task_digests,
+        function_yaml,
+        num_workers: merged.num_workers,
+        build_commands: merged.build_commands,
+        files,
+    })
+}
+
+/// Everything the generated function.yaml is made of.
+struct Shape<'a> {
+    name: &'a str,
+    project: &'a str,
+    tasks: &'a [String],
+    task_digests: &'a BTreeMap<String, String>,
+    merged: &'a merge::Merged,
+}
+
+impl Shape<'_> {
+    /// The function.yaml text: a comment line, then `apiVersion`, `kind`, `metadata` (name, the
+    /// tasks' other metadata, labels and annotations sorted with fusionizer's own among them) and
+    /// `spec` (description, runtime, handler, then the merged rest in first-appearance order).
+    /// `digest` is `None` for the text that is hashed.
+    fn render(&self, digest: Option<&str>) -> String {
+        let merged = self.merged;
+        let list = self.tasks.join(",");
+
+        let mut labels = merged.labels.clone();
+        labels.insert(LABEL_PROJECT.into(), self.project.into());
+        labels.insert(LABEL_MANAGED_BY.into(), MANAGED_BY.into());
+        let mut annotations = merged.annotations.clone();
+        annotations.insert(ANNOTATION_TASKS.into(), list.as_str().into());
+        let task_digests = self
+            .task_digests
+            .iter()
+            .map(|(task, digest)| format!("{task}={digest}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        annotations.insert(ANNOTATION_TASK_DIGESTS.into(), task_digests.into());
+        if let Some(digest) = digest {
+            annotations.insert(ANNOTATION_DIGEST.into(), digest.into());
+        }
+
+        let mut metadata = Mapping::new();
+        metadata.insert("name".into(), self.name.into());
+        for (k, v) in &merged.metadata_extra {
+            metadata.insert(k.clone(), v.clone());
+        }
+        metadata.insert("labels".into(), Value::Mapping(sort(labels)));
+        metadata.insert("annotations".into(), Value::Mapping(sort(annotations)));
+
+        let mut spec = Mapping::new();
+        let described = self.tasks.join(", ");
+        spec.insert(
+            "description".into(),
+            format!(
+                "fusionizer group of tasks {described} (project {})",
+                self.project
+            )
+            .into(),
+        );
+        spec.insert("runtime".into(), merged.runtime.clone());
+        spec.insert("handler".into(), format!("{ENTRY_MODULE}:handler").into());
+        for (k, v) in &merged.spec_rest {
+            spec.insert(k.clone(), v.clone());
+        }
+
+        let mut doc = Mapping::new();
+        doc.insert("apiVersion".into(), "nuclio.io/v1beta1".into());
+        doc.insert("kind".into(), "NuclioFunction".into());
+        doc.insert("metadata".into(), Value::Mapping(metadata));
+        doc.insert("spec".into(), Value::Mapping(spec));
+        let body = serde_yaml::to_string(&Value::Mapping(doc))
+            .expect("a YAML value built from YAML values always serialises");
+        format!(
+            "# Generated by fusionizer from tasks {described} of project {}.\n\
+             # Do not edit: rebuild with `fusionizer build`.\n{body}",
+            self.project
+        )
+    }
+}
+
+fn sort(map: Mapping) -> Mapping {
+    let mut entries: Vec<(Value, Value)> = map.into_iter().collect();
+    entries.sort_by_key(|(k, _)| merge::key_text(k));
+    entries.into_iter().collect()
+}

@@ -1,0 +1,187 @@
+//! Renderings of a [`Plan`]: Terraform-like text, versioned JSON (`docs/plan-schema.json`) and a
+//! markdown summary for pull-request comments. Pure functions of the plan; colour only when the
+//! caller says so.
+
+use crate::plan::{Action, Change, Plan, Summary};
+use crate::ui::{paint, Style};
+
+/// The line printed when live state already matches.
+pub const NO_CHANGES: &str = "No changes. Live state matches fusion.toml.";
+
+fn style_of(action: Action) -> Style {
+    match action {
+        Action::Create => Style::Green,
+        Action::Update => Style::Yellow,
+        Action::Replace | Action::Delete => Style::Red,
+    }
+}
+
+fn legend_text(action: Action) -> &'static str {
+    match action {
+        Action::Create => "create",
+        Action::Update => "update in-place",
+        Action::Replace => "destroy and then create replacement",
+        Action::Delete => "destroy",
+    }
+}
+
+/// `Plan: X to add, Y to change, Z to destroy.`
+pub fn footer(summary: &Summary) -> String {
+    format!("Plan: {}.", counts(summary))
+}
+
+/// `X to add, Y to change, Z to destroy`
+pub fn counts(summary: &Summary) -> String {
+    format!(
+        "{} to add, {} to change, {} to destroy",
+        summary.add, summary.change, summary.destroy
+    )
+}
+
+fn short(digest: &str) -> &str {
+    // `sha256:` plus 12 hex digits is plenty to tell versions apart on screen.
+    let keep = "sha256:".len() + 12;
+    if digest.starts_with("sha256:") && digest.len() > keep {
+        &digest[..keep]
+    } else {
+        digest
+    }
+}
+
+fn digest_line(change: &Change) -> Option<String> {
+    match (&change.old_digest, &change.new_digest) {
+        (Some(old), Some(new)) if old != new => Some(format!("{} -> {}", short(old), short(new))),
+        (_, Some(new)) => Some(short(new).to_string()),
+        (Some(old), None) => Some(short(old).to_string()),
+        (None, None) => None,
+    }
+}
+
+/// The text rendering: a legend of the symbols used, one block per change, the masked diff of
+/// each update, and the footer; or [`NO_CHANGES`].
+pub fn text(plan: &Plan, color: bool) -> String {
+    if !plan.has_changes() {
+        return format!("{NO_CHANGES}\n");
+    }
+    let mut out = String::new();
+    out.push_str("Fusionizer will perform the following actions, shown with these symbols:\n");
+    let mut used: Vec<Action> = plan.changes.iter().map(|c| c.action).collect();
+    used.sort();
+    used.dedup();
+    for action in used {
+        out.push_str(&format!(
+            "{} {}\n",
+            paint(color, style_of(action), &format!("{:>3}", action.symbol())),
+            legend_text(action)
+        ));
+    }
+    for change in &plan.changes {
+        out.push('\n');
+        out.push_str(&format!(
+            "{} {}\n",
+            paint(
+                color,
+                style_of(change.action),
+                &format!("{:>3}", change.action.symbol())
+            ),
+            paint(color, Style::Bold, &change.function)
+        ));
+        out.push_str(&format!("      tasks:  {}\n", change.tasks.join(", ")));
+        out.push_str(&format!("      reason: {}\n", change.reason));
+        if let Some(line) = digest_line(change) {
+            out.push_str(&format!("      digest: {line}\n"));
+        }
+        if let Some(diff) = change.diff.as_deref().filter(|d| !d.is_empty()) {
+            out.push('\n');
+            for line in diff.lines() {
+                let styled = if line.starts_with("+++") || line.starts_with("---") {
+                    paint(color, Style::Bold, line)
+                } else if line.starts_with('+') {
+                    paint(color, Style::Green, line)
+                } else if line.starts_with('-') {
+                    paint(color, Style::Red, line)
+                } else if line.starts_with("@@") {
+                    paint(color, Style::Dim, line)
+                } else {
+                    line.to_string()
+                };
+                out.push_str(format!("      {styled}").trim_end());
+                out.push('\n');
+            }
+        }
+    }
+    out.push('\n');
+    out.push_str(&paint(color, Style::Bold, &footer(&plan.summary)));
+    out.push('\n');
+    out
+}
+
+/// The JSON rendering (`docs/plan-schema.json`), pretty-printed, with a trailing newline.
+pub fn json(plan: &Plan) -> String {
+    let mut text = serde_json::to_string_pretty(plan).expect("a plan always serialises");
+    text.push('\n');
+    text
+}
+
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+fn html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The markdown rendering: one collapsible `<details>` block for a pull-request comment, with a
+/// table of the changes and the diffs of updates; a single line when there are no changes.
+pub fn markdown(plan: &Plan) -> String {
+    if !plan.has_changes() {
+        return format!("**fusionizer plan** for `{}`: {NO_CHANGES}\n", plan.project);
+    }
+    let mut out = String::new();
+    out.push_str(&format!(
+        "<details>\n<summary><strong>fusionizer plan</strong> for <code>{}</code>: {}</summary>\n\n",
+        html(&plan.project),
+        html(&counts(&plan.summary))
+    ));
+    out.push_str("| | Function | Tasks | Reason |\n| --- | --- | --- | --- |\n");
+    for change in &plan.changes {
+        out.push_str(&format!(
+            "| `{}` {} | `{}` | {} | {} |\n",
+            change.action.symbol(),
+            change.action.word(),
+            change.function,
+            cell(&change.tasks.join(", ")),
+            cell(&change.reason)
+        ));
+    }
+    if !plan.unchanged.is_empty() {
+        out.push_str(&format!(
+            "\nUnchanged: {}\n",
+            plan.unchanged
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    for change in &plan.changes {
+        let Some(diff) = change.diff.as_deref().filter(|d| !d.is_empty()) else {
+            continue;
+        };
+        let mut fence = "```".to_string();
+        while diff.contains(&fence) {
+            fence.push('`');
+        }
+        out.push_str(&format!(
+            "\n`{} {}`, merged function.yaml:\n\n{fence}diff\n{}{}{fence}\n",
+            change.action.symbol(),
+            change.function,
+            diff,
+            if diff.ends_with('\n') { "" } else { "\n" }
+        ));
+    }
+    out.push_str("\n</details>\n");
+    out
+}

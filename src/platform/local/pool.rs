@@ -1,0 +1,374 @@
+//! A running function: `numWorkers` Python worker processes and the request path to them.
+//!
+//! Each worker is owned by a supervisor task that listens on the worker's Unix socket, spawns
+//! the process, accepts its one connection, waits for `S` (ready) or `F` (init failed), and then
+//! watches it: when the connection closes or the process exits, the request it was serving (if
+//! any) gets [`InvokeError::Crashed`], and the worker is started again after a backoff (100 ms
+//! doubling to 5 s, reset once a worker stayed up for 10 s).
+//!
+//! The request path is lean: encode the event frame, take an idle worker (a fair semaphore
+//! counts idle workers; requests queue on it, bounded by the request timeout), register a
+//! one-shot for the answer, write the frame (one write), await the answer. A per-worker reader
+//! task reads every frame the worker sends: `R` completes the pending request and puts the worker
+//! back to idle, `L` becomes a `tracing` event. No process or connection is set up per request.
+//! A request that times out kills its worker (which is then restarted): a worker that is stuck
+//! in a handler cannot take the next event anyway.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::{oneshot, watch, Notify, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::protocol;
+use super::worker::supervise;
+use crate::platform::{InvokeError, InvokeRequest, InvokeResponse, PlatformError};
+
+/// What a pool runs.
+#[derive(Debug, Clone)]
+pub struct PoolSpec {
+    pub function: String,
+    /// The store entry id of the version it runs.
+    pub version_id: String,
+    pub artifact_dir: PathBuf,
+    pub python: PathBuf,
+    /// Environment of every worker (spec env, proxy URL, PYTHONPATH…).
+    pub env: Vec<(OsString, OsString)>,
+    pub num_workers: usize,
+    pub request_timeout: Duration,
+}
+
+/// Why [`Pool::invoke`] did not answer.
+#[derive(Debug)]
+pub enum PoolError {
+    /// The pool is stopping: the caller should retry on the function's current pool.
+    Retired,
+    Invoke(InvokeError),
+}
+
+pub(super) type Answer = Result<InvokeResponse, String>;
+
+/// One connected, ready worker.
+pub(super) struct Conn {
+    pub(super) index: usize,
+    pub(super) pid: u32,
+    pub(super) writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    pub(super) state: Mutex<ConnState>,
+    /// Asks the supervisor to kill this worker (request timeout, broken write).
+    pub(super) kill: Notify,
+}
+
+#[derive(Default)]
+pub(super) struct ConnState {
+    pub(super) dead: bool,
+    pub(super) pending: Option<oneshot::Sender<Answer>>,
+}
+
+impl Conn {
+    /// Registers the request about to be sent; `false` when the worker is gone.
+    pub(super) fn begin(&self, answer: oneshot::Sender<Answer>) -> bool {
+        let mut state = self.state.lock().expect("conn state poisoned");
+        if state.dead {
+            return false;
+        }
+        state.pending = Some(answer);
+        true
+    }
+
+    /// Gives up on the pending request and has the worker killed. `false` when the answer was
+    /// already delivered (then the worker is healthy and back in the pool).
+    pub(super) fn abandon(&self) -> bool {
+        let mut state = self.state.lock().expect("conn state poisoned");
+        if state.pending.take().is_none() && !state.dead {
+            return false;
+        }
+        state.dead = true;
+        drop(state);
+        self.kill.notify_one();
+        true
+    }
+
+    /// Marks the worker gone, returning the request it was serving.
+    pub(super) fn close(&self) -> Option<oneshot::Sender<Answer>> {
+        let mut state = self.state.lock().expect("conn state poisoned");
+        state.dead = true;
+        state.pending.take()
+    }
+}
+
+pub(super) struct Shared {
+    pub(super) spec: PoolSpec,
+    pub(super) socket_dir: PathBuf,
+    pub(super) idle: Mutex<Vec<Arc<Conn>>>,
+    /// One permit per idle worker; closed when the pool stops.
+    permits: Semaphore,
+    /// Workers connected and ready.
+    pub(super) live: AtomicUsize,
+    in_flight: AtomicUsize,
+    in_flight_done: Notify,
+    next_event: AtomicU64,
+    pub(super) next_socket: AtomicU64,
+    pub(super) stop: watch::Sender<bool>,
+    pub(super) restarts: Arc<AtomicU64>,
+    pub(super) pids: Mutex<Vec<Option<u32>>>,
+}
+
+impl Shared {
+    pub(super) fn release(&self, conn: Arc<Conn>) {
+        self.idle.lock().expect("idle list poisoned").push(conn);
+        self.permits.add_permits(1);
+    }
+
+    pub(super) fn function(&self) -> &str {
+        &self.spec.function
+    }
+}
+
+/// A running set of workers for one version of one function.
+pub struct Pool {
+    shared: Arc<Shared>,
+    supervisors: Mutex<Vec<JoinHandle<()>>>,
+    /// Keeps the version's files from being collected while the pool runs.
+    hold: Mutex<Option<File>>,
+}
+
+impl Pool {
+    /// Starts every worker and returns once all of them are ready (every `init_context`
+    /// finished). If any worker fails to start, the others are stopped and the first failure
+    /// (by worker index) is returned.
+    pub async fn start(
+        spec: PoolSpec,
+        restarts: Arc<AtomicU64>,
+    ) -> Result<Arc<Pool>, PlatformError> {
+        let socket_dir = socket_dir()?;
+        let workers = spec.num_workers.max(1);
+        let (stop, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            socket_dir,
+            idle: Mutex::new(Vec::with_capacity(workers)),
+            permits: Semaphore::new(0),
+            live: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            in_flight_done: Notify::new(),
+            next_event: AtomicU64::new(1),
+            next_socket: AtomicU64::new(0),
+            stop,
+            restarts,
+            pids: Mutex::new(vec![None; workers]),
+            spec,
+        });
+        let mut firsts = Vec::with_capacity(workers);
+        let mut supervisors = Vec::with_capacity(workers);
+        for index in 0..workers {
+            let (tx, rx) = oneshot::channel();
+            firsts.push(rx);
+            supervisors.push(tokio::spawn(supervise(shared.clone(), index, tx)));
+        }
+        let pool = Arc::new(Pool {
+            shared,
+            supervisors: Mutex::new(supervisors),
+            hold: Mutex::new(None),
+        });
+        let mut failure = None;
+        for first in firsts {
+            let result = first.await.unwrap_or_else(|_| {
+                Err(PlatformError::Other(
+                    "a worker supervisor ended unexpectedly".to_string(),
+                ))
+            });
+            if let Err(e) = result {
+                failure.get_or_insert(e);
+            }
+        }
+        match failure {
+            Some(e) => {
+                pool.stop(Duration::ZERO).await;
+                Err(e)
+            }
+            None => {
+                tracing::debug!(
+                    function = pool.shared.function(),
+                    workers,
+                    "all workers are ready"
+                );
+                Ok(pool)
+            }
+        }
+    }
+
+    pub fn version_id(&self) -> &str {
+        &self.shared.spec.version_id
+    }
+
+    /// Keeps `hold` (the version's in-use lock) for the pool's life.
+    pub fn keep(&self, hold: File) {
+        *self.hold.lock().expect("hold poisoned") = Some(hold);
+    }
+
+    /// Process ids of the workers currently running (by worker index).
+    pub fn worker_pids(&self) -> Vec<Option<u32>> {
+        self.shared.pids.lock().expect("pids poisoned").clone()
+    }
+
+    /// Runs one request on an idle worker, waiting for one up to the request timeout.
+    pub async fn invoke(&self, request: &InvokeRequest) -> Result<InvokeResponse, PoolError> {
+        let shared = &self.shared;
+        let timeout = shared.spec.request_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let id = shared.next_event.fetch_add(1, Ordering::Relaxed);
+        let frame = protocol::encode_event(request, id, unix_now());
+        let _in_flight = InFlight::enter(shared);
+        let function = || shared.spec.function.clone();
+        loop {
+            let permit = match tokio::time::timeout_at(deadline, shared.permits.acquire()).await {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(_closed)) => return Err(PoolError::Retired),
+                Err(_elapsed) if shared.live.load(Ordering::Acquire) == 0 => {
+                    return Err(PoolError::Invoke(InvokeError::Unavailable {
+                        function: function(),
+                        reason: "no worker is running (they are restarting after a crash)"
+                            .to_string(),
+                    }))
+                }
+                Err(_elapsed) => {
+                    return Err(PoolError::Invoke(InvokeError::Timeout {
+                        function: function(),
+                        timeout,
+                    }))
+                }
+            };
+            permit.forget();
+            let Some(conn) = shared.idle.lock().expect("idle list poisoned").pop() else {
+                continue;
+            };
+            let (tx, mut rx) = oneshot::channel();
+            if !conn.begin(tx) {
+                // Died while idle; its supervisor restarts it. Take the next one.
+                continue;
+            }
+            let mut armed = KillUnlessSent(Some(&conn));
+            let written = conn.writer.lock().await.write_all(&frame).await;
+            armed.0 = None;
+            if let Err(e) = written {
+                conn.abandon();
+                return Err(PoolError::Invoke(InvokeError::Crashed {
+                    function: function(),
+                    reason: format!("could not send the request to worker {}: {e}", conn.index),
+                }));
+            }
+            let answer: Answer = match tokio::time::timeout_at(deadline, &mut rx).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(_)) => Err(format!("worker {} stopped before answering", conn.index)),
+                Err(_elapsed) => {
+                    if conn.abandon() {
+                        tracing::warn!(
+                            function = shared.function(),
+                            worker = conn.index,
+                            pid = conn.pid,
+                            "request timed out after {timeout:?}; killing the worker"
+                        );
+                        return Err(PoolError::Invoke(InvokeError::Timeout {
+                            function: function(),
+                            timeout,
+                        }));
+                    }
+                    // The answer arrived right at the deadline: use it.
+                    rx.try_recv().unwrap_or_else(|_| {
+                        Err(format!("worker {} stopped before answering", conn.index))
+                    })
+                }
+            };
+            return answer.map_err(|reason| {
+                PoolError::Invoke(InvokeError::Crashed {
+                    function: function(),
+                    reason,
+                })
+            });
+        }
+    }
+
+    /// Stops the pool: no new requests (they get [`PoolError::Retired`]), requests in flight
+    /// may finish for up to `drain`, then every worker gets `Q` and, after a grace period, is
+    /// killed. Idempotent.
+    pub async fn stop(&self, drain: Duration) {
+        let shared = &self.shared;
+        shared.permits.close();
+        let deadline = tokio::time::Instant::now() + drain;
+        loop {
+            let done = shared.in_flight_done.notified();
+            if shared.in_flight.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, done).await.is_err() {
+                break;
+            }
+        }
+        shared.stop.send_replace(true);
+        let supervisors = std::mem::take(&mut *self.supervisors.lock().expect("poisoned"));
+        for handle in supervisors {
+            let _ = handle.await;
+        }
+        let _ = std::fs::remove_dir_all(&shared.socket_dir);
+        self.hold.lock().expect("hold poisoned").take();
+    }
+}
+
+/// Counts a request in flight for the drain in [`Pool::stop`].
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.in_flight_done.notify_waiters();
+        }
+    }
+}
+
+/// Kills the worker if the request future is dropped halfway through writing its frame (the
+/// stream would be out of sync).
+struct KillUnlessSent<'a>(Option<&'a Conn>);
+
+impl Drop for KillUnlessSent<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0 {
+            conn.abandon();
+        }
+    }
+}
+
+/// A fresh private directory for a pool's sockets, short enough for `sun_path` (108 bytes).
+pub(super) fn socket_dir() -> Result<PathBuf, PlatformError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = std::env::temp_dir();
+    let base = if base.as_os_str().len() <= 60 {
+        base
+    } else {
+        PathBuf::from("/tmp")
+    };
+    let dir = base.join(format!("fz-{}", super::state::nonce()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| PlatformError::io(format!("cannot create `{}`", dir.display()), e))?;
+    Ok(dir)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,403 @@
+//! The framed wire protocol between the Rust side and one Python worker process.
+//!
+//! One Unix stream socket per worker: the Rust side listens, the worker connects once and keeps
+//! the connection for its whole life. Every message in either direction is a frame:
+//!
+//! ```text
+//! frame   := length:u32 big-endian | kind:u8 (ASCII letter) | payload (length - 1 bytes)
+//! ```
+//!
+//! `length` counts the kind byte plus the payload.
+//!
+//! Rust → worker:
+//! - `E` event: `meta_len:u32 BE | meta JSON | body bytes` with meta
+//!   `{"id", "method", "path", "fields", "headers", "content_type", "timestamp", "trigger"}`
+//!   ([`EventMeta`]);
+//! - `Q` quit: the worker takes no more events and exits 0.
+//!
+//! Worker → Rust:
+//! - `S` ready, once, after every task's `init_context` finished: `{"pid", "tasks"}`
+//!   ([`Ready`]);
+//! - `F` init failed: `{"task", "error"}` ([`InitFailed`]), then the worker exits 1;
+//! - `R` response, exactly one per `E` and in order: `meta_len:u32 BE | meta JSON | body bytes`
+//!   with meta `{"status_code", "content_type", "headers", "task", "calls"}`
+//!   ([`ResponseMeta`]); the body is the raw bytes (no base64);
+//! - `L` log line, at any time: `{"task", "level", "message", "with", "stream"}` ([`LogLine`]).
+//!
+//! Encoding builds a whole frame in one buffer so that sending it is a single write; decoding
+//! reads the 4-byte length, then exactly that many bytes.
+
+use std::collections::BTreeMap;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::platform::{InvokeRequest, InvokeResponse};
+
+/// A frame larger than this is a protocol error (the proxy caps bodies far below it).
+pub const MAX_FRAME: u32 = 256 * 1024 * 1024;
+
+pub const KIND_EVENT: u8 = b'E';
+pub const KIND_QUIT: u8 = b'Q';
+pub const KIND_READY: u8 = b'S';
+pub const KIND_INIT_FAILED: u8 = b'F';
+pub const KIND_RESPONSE: u8 = b'R';
+pub const KIND_LOG: u8 = b'L';
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The worker closed the connection (cleanly, between frames).
+    #[error("the worker closed its connection")]
+    Closed,
+    #[error("reading from the worker failed")]
+    Io(#[from] std::io::Error),
+    #[error("the worker sent an invalid frame: {0}")]
+    Invalid(String),
+}
+
+/// One decoded frame.
+#[derive(Debug)]
+pub struct Frame {
+    pub kind: u8,
+    pub payload: Bytes,
+}
+
+/// Reads one frame. A clean EOF before the length is [`FrameError::Closed`].
+pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Frame, FrameError> {
+    let mut len = [0u8; 4];
+    match reader.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
+        Err(e) => return Err(FrameError::Io(e)),
+    }
+    let len = u32::from_be_bytes(len);
+    if len == 0 || len > MAX_FRAME {
+        return Err(FrameError::Invalid(format!("frame length {len}")));
+    }
+    let mut buf = BytesMut::zeroed(len as usize);
+    reader.read_exact(&mut buf).await?;
+    let mut buf = buf.freeze();
+    let kind = buf[0];
+    let payload = buf.split_off(1);
+    Ok(Frame { kind, payload })
+}
+
+/// A frame with no payload structure (`Q`).
+pub fn encode_simple(kind: u8) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5);
+    out.extend_from_slice(&1u32.to_be_bytes());
+    out.push(kind);
+    out
+}
+
+/// `meta_len | meta | body` framed as `kind`, in one buffer.
+fn encode_with_meta(kind: u8, meta: &[u8], body: &[u8]) -> Vec<u8> {
+    let len = 1 + 4 + meta.len() + body.len();
+    let mut out = Vec::with_capacity(4 + len);
+    out.put_u32(len as u32);
+    out.put_u8(kind);
+    out.put_u32(meta.len() as u32);
+    out.put_slice(meta);
+    out.put_slice(body);
+    out
+}
+
+/// Splits a `meta_len | meta | body` payload.
+fn split_meta(payload: &Bytes) -> Result<(&[u8], Bytes), FrameError> {
+    if payload.len() < 4 {
+        return Err(FrameError::Invalid(
+            "payload shorter than its meta length".into(),
+        ));
+    }
+    let meta_len = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]) as usize;
+    if payload.len() < 4 + meta_len {
+        return Err(FrameError::Invalid(format!(
+            "meta length {meta_len} exceeds the payload"
+        )));
+    }
+    Ok((&payload[4..4 + meta_len], payload.slice(4 + meta_len..)))
+}
+
+/// The trigger an event came from (always the default HTTP trigger locally).
+#[derive(Debug, serde::Serialize)]
+pub struct Trigger {
+    pub kind: &'static str,
+    pub name: &'static str,
+}
+
+/// Meta of an `E` frame: Nuclio's event fields.
+#[derive(Debug, serde::Serialize)]
+pub struct EventMeta<'a> {
+    pub id: String,
+    pub method: &'a str,
+    pub path: &'a str,
+    /// Query arguments (the last value wins when a name repeats, as in Nuclio).
+    pub fields: BTreeMap<String, String>,
+    /// Headers as sent; repeated names are joined with `, `.
+    pub headers: BTreeMap<&'a str, String>,
+    pub content_type: &'a str,
+    pub timestamp: u64,
+    pub trigger: Trigger,
+}
+
+/// The header naming the task an event is for; the dispatcher routes on it.
+pub const TASK_HEADER: &str = "Task-Name";
+
+/// Encodes `request` as an `E` frame with event id `id`. The `Task-Name` header is set from
+/// `request.task` (replacing any the client sent).
+pub fn encode_event(request: &InvokeRequest, id: u64, timestamp: u64) -> Vec<u8> {
+    let mut headers: BTreeMap<&str, String> = BTreeMap::new();
+    let mut content_type = "";
+    for (name, value) in &request.headers {
+        if !request.task.is_empty() && name.eq_ignore_ascii_case(TASK_HEADER) {
+            continue; // replaced by the task the request is routed to
+        }
+        if name.eq_ignore_ascii_case("content-type") {
+            content_type = value;
+        }
+        headers
+            .entry(name.as_str())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(value);
+            })
+            .or_insert_with(|| value.clone());
+    }
+    if !request.task.is_empty() {
+        headers.insert(TASK_HEADER, request.task.clone());
+    }
+    let fields = form_urlencoded::parse(request.query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let method = if request.method.is_empty() {
+        "POST"
+    } else {
+        &request.method
+    };
+    let path = if request.path.is_empty() {
+        "/"
+    } else {
+        &request.path
+    };
+    let meta = EventMeta {
+        id: id.to_string(),
+        method,
+        path,
+        fields,
+        headers,
+        content_type,
+        timestamp,
+        trigger: Trigger {
+            kind: "http",
+            name: "default-http",
+        },
+    };
+    let meta = serde_json::to_vec(&meta).expect("event meta always serialises");
+    encode_with_meta(KIND_EVENT, &meta, &request.body)
+}
+
+/// Task-to-task call counts of one event, as the dispatcher reports them.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+pub struct Calls {
+    #[serde(default)]
+    pub local: u64,
+    #[serde(default)]
+    pub remote: u64,
+}
+
+/// Meta of an `R` frame.
+#[derive(Debug, serde::Deserialize)]
+pub struct ResponseMeta {
+    pub status_code: u16,
+    #[serde(default)]
+    pub content_type: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub task: Option<String>,
+    #[serde(default)]
+    pub calls: Calls,
+}
+
+/// A decoded `R` frame.
+#[derive(Debug)]
+pub struct WorkerResponse {
+    pub meta: ResponseMeta,
+    pub body: Bytes,
+}
+
+impl WorkerResponse {
+    pub fn decode(payload: &Bytes) -> Result<Self, FrameError> {
+        let (meta, body) = split_meta(payload)?;
+        let meta = serde_json::from_slice(meta)
+            .map_err(|e| FrameError::Invalid(format!("response meta: {e}")))?;
+        Ok(WorkerResponse { meta, body })
+    }
+
+    /// The HTTP answer: the worker's headers (numbers as text) plus `Content-Type` from
+    /// `content_type` unless the headers already carry one.
+    pub fn into_response(self) -> InvokeResponse {
+        let mut headers = Vec::with_capacity(self.meta.headers.len() + 1);
+        let mut has_content_type = false;
+        for (name, value) in self.meta.headers {
+            has_content_type |= name.eq_ignore_ascii_case("content-type");
+            let value = match value {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            headers.push((name, value));
+        }
+        if !has_content_type && !self.meta.content_type.is_empty() {
+            headers.push(("Content-Type".to_string(), self.meta.content_type));
+        }
+        if self.meta.calls.local > 0 {
+            // For the proxy's metrics; it strips the header before answering the client.
+            headers.push((
+                crate::platform::HEADER_LOCAL_CALLS.to_string(),
+                self.meta.calls.local.to_string(),
+            ));
+        }
+        InvokeResponse {
+            status: self.meta.status_code,
+            headers,
+            body: self.body,
+        }
+    }
+}
+
+/// Payload of `S`.
+#[derive(Debug, serde::Deserialize)]
+pub struct Ready {
+    pub pid: u32,
+    #[serde(default)]
+    pub tasks: Vec<String>,
+}
+
+/// Payload of `F`.
+#[derive(Debug, serde::Deserialize)]
+pub struct InitFailed {
+    #[serde(default)]
+    pub task: Option<String>,
+    pub error: String,
+}
+
+/// Payload of `L`.
+#[derive(Debug, serde::Deserialize)]
+pub struct LogLine {
+    #[serde(default)]
+    pub task: Option<String>,
+    #[serde(default)]
+    pub level: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub with: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub stream: String,
+}
+
+/// Decodes a JSON payload (`S`, `F`, `L`).
+pub fn decode_json<T: serde::de::DeserializeOwned>(
+    what: &str,
+    payload: &[u8],
+) -> Result<T, FrameError> {
+    serde_json::from_slice(payload).map_err(|e| FrameError::Invalid(format!("{what}: {e}")))
+}
+
+/// The `tracing` target of task log lines (filter with `FUSIONIZER_LOG=fusionizer::task=debug`).
+pub const TASK_LOG_TARGET: &str = "fusionizer::task";
+/// The `tracing` target of what workers write to their real stdout/stderr.
+pub const WORKER_LOG_TARGET: &str = "fusionizer::worker";
+
+/// Emits a worker's `L` frame as a `tracing` event at its level.
+pub fn emit_log(function: &str, line: &LogLine) {
+    let task = line.task.as_deref().unwrap_or("-");
+    let with = if line.with.is_empty() {
+        String::new()
+    } else {
+        serde_json::Value::Object(line.with.clone()).to_string()
+    };
+    let message = line.message.trim_end_matches('\n');
+    let stream = line.stream.as_str();
+    match line.level.as_str() {
+        "debug" => {
+            tracing::debug!(target: TASK_LOG_TARGET, function, task, stream, with, "{message}")
+        }
+        "warn" | "warning" => {
+            tracing::warn!(target: TASK_LOG_TARGET, function, task, stream, with, "{message}")
+        }
+        "error" | "critical" => {
+            tracing::error!(target: TASK_LOG_TARGET, function, task, stream, with, "{message}")
+        }
+        _ => tracing::info!(target: TASK_LOG_TARGET, function, task, stream, with, "{message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn event_frame_round_trips_through_the_framing() {
+        let request = InvokeRequest {
+            task: "taska".into(),
+            method: "POST".into(),
+            path: "/x".into(),
+            query: "a=1&b=two%20words&a=3".into(),
+            headers: vec![
+                ("Content-Type".into(), "application/json".into()),
+                ("X-Many".into(), "1".into()),
+                ("X-Many".into(), "2".into()),
+                ("task-name".into(), "spoofed".into()),
+            ],
+            body: Bytes::from_static(b"{\"n\":1}"),
+        };
+        let bytes = encode_event(&request, 7, 1_700_000_000);
+        let frame = read_frame(&mut bytes.as_slice()).await.unwrap();
+        assert_eq!(frame.kind, KIND_EVENT);
+        let (meta, body) = split_meta(&frame.payload).unwrap();
+        let meta: serde_json::Value = serde_json::from_slice(meta).unwrap();
+        assert_eq!(&body[..], b"{\"n\":1}");
+        assert_eq!(meta["id"], "7");
+        assert_eq!(meta["path"], "/x");
+        assert_eq!(meta["content_type"], "application/json");
+        assert_eq!(meta["fields"]["a"], "3");
+        assert_eq!(meta["fields"]["b"], "two words");
+        assert_eq!(meta["headers"]["X-Many"], "1, 2");
+        assert_eq!(meta["headers"]["Task-Name"], "taska");
+        assert!(meta["headers"].get("task-name").is_none());
+        assert_eq!(meta["trigger"]["kind"], "http");
+    }
+
+    #[tokio::test]
+    async fn response_frame_decodes_headers_and_content_type() {
+        let meta = br#"{"status_code": 201, "content_type": "text/plain",
+            "headers": {"X-N": 3, "X-S": "s"}, "task": "a", "calls": {"local": 2, "remote": 0}}"#;
+        let frame = encode_with_meta(KIND_RESPONSE, meta, b"hello");
+        let frame = read_frame(&mut frame.as_slice()).await.unwrap();
+        let response = WorkerResponse::decode(&frame.payload).unwrap();
+        assert_eq!(response.meta.calls.local, 2);
+        let response = response.into_response();
+        assert_eq!(response.status, 201);
+        assert_eq!(&response.body[..], b"hello");
+        assert!(response.headers.contains(&("X-N".into(), "3".into())));
+        assert!(response
+            .headers
+            .contains(&("Content-Type".into(), "text/plain".into())));
+    }
+
+    #[tokio::test]
+    async fn eof_between_frames_is_closed_and_a_zero_length_is_invalid() {
+        let empty: &[u8] = &[];
+        assert!(matches!(
+            read_frame(&mut &empty[..]).await,
+            Err(FrameError::Closed)
+        ));
+        let zero = 0u32.to_be_bytes();
+        assert!(matches!(
+            read_frame(&mut &zero[..]).await,
+            Err(FrameError::Invalid(_))
+        ));
+    }
+}

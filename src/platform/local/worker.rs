@@ -1,0 +1,513 @@
+//! One worker process of a pool: starting it, waiting for it to be ready, reading its frames,
+//! and supervising it (restart with backoff after a crash, `Q` then kill when the pool stops).
+//!
+//! A worker is started by binding a fresh Unix socket in the pool's private directory, spawning
+//! `python -u -m fusionizer_dispatcher.worker --socket … --handler _fusionizer_entry:handler
+//! --worker-id N --function NAME` in the artifact directory, accepting its one connection and
+//! reading frames until `S` (ready) or `F` (an `init_context` failed). Its own stdout and stderr
+//! (what could not be framed, such as an interpreter crash) are logged line by line, tagged with
+//! the function, and the last lines explain a failed start.
+
+use std::collections::VecDeque;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedReadHalf;
+use tokio::net::UnixListener;
+use tokio::process::Child;
+use tokio::sync::{oneshot, watch, Notify};
+use tokio::task::JoinHandle;
+
+use super::framed;
+use super::pool::{Conn, ConnState, Shared};
+use super::protocol::{self, FrameError, KIND_INIT_FAILED, KIND_LOG, KIND_READY, KIND_RESPONSE};
+use crate::platform::PlatformError;
+use crate::proc::Cmd;
+
+/// How long a worker may take to connect to its socket after it was spawned.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long every task's `init_context` may take in one worker.
+const READY_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a worker gets to exit after `Q` before it is killed.
+const QUIT_GRACE: Duration = Duration::from_secs(2);
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A worker that stayed up this long resets the backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+/// Lines of a worker's own stdout/stderr kept to explain a failed start.
+const TAIL_LINES: usize = 40;
+
+/// A started worker, as its supervisor holds it.
+struct Running {
+    child: Child,
+    conn: Arc<Conn>,
+    /// The reader task; ends with the reason the connection ended.
+    reader: JoinHandle<String>,
+    /// The stdout/stderr pumps.
+    pumps: Vec<JoinHandle<()>>,
+}
+
+/// How a running worker's life ended.
+enum End {
+    Closed(String),
+    Exited(std::io::Result<ExitStatus>),
+    Killed,
+    Stop,
+}
+
+/// Owns worker `index` of a pool: starts it, reports the first start through `first`, restarts
+/// it with backoff whenever it dies, and stops it when the pool stops.
+pub(super) async fn supervise(
+    shared: Arc<Shared>,
+    index: usize,
+    first: oneshot::Sender<Result<(), PlatformError>>,
+) {
+    let mut first = Some(first);
+    let mut stop = shared.stop.subscribe();
+    let mut backoff = BACKOFF_START;
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        let started = tokio::select! {
+            started = start_worker(&shared, index) => started,
+            // Dropping the start kills the half-started process (kill_on_drop).
+            _ = stop.changed() => return,
+        };
+        let mut worker = match started {
+            Ok(worker) => worker,
+            Err(e) => {
+                if let Some(first) = first.take() {
+                    let _ = first.send(Err(e));
+                    return;
+                }
+                tracing::warn!(
+                    function = shared.function(),
+                    worker = index,
+                    "could not restart the worker, retrying in {backoff:?}: {}",
+                    describe_error(&e)
+                );
+                if !pause(&mut stop, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+        };
+        let pid = worker.conn.pid;
+        match first.take() {
+            Some(first) => {
+                let _ = first.send(Ok(()));
+            }
+            None => tracing::info!(
+                function = shared.function(),
+                worker = index,
+                pid,
+                "worker restarted"
+            ),
+        }
+        shared.pids.lock().expect("pids poisoned")[index] = Some(pid);
+        let up_since = Instant::now();
+        shared.live.fetch_add(1, Ordering::AcqRel);
+        shared.release(worker.conn.clone());
+        let end = tokio::select! {
+            reason = &mut worker.reader => End::Closed(reason.unwrap_or_else(|e| e.to_string())),
+            status = worker.child.wait() => End::Exited(status),
+            _ = worker.conn.kill.notified() => End::Killed,
+            _ = stop.changed() => End::Stop,
+        };
+        shared.live.fetch_sub(1, Ordering::AcqRel);
+        shared.pids.lock().expect("pids poisoned")[index] = None;
+        if let End::Stop = end {
+            quit(&shared, worker).await;
+            return;
+        }
+        if let End::Exited(_) = end {
+            // An answer written just before the exit is still delivered.
+            let _ = tokio::time::timeout(QUIT_GRACE, &mut worker.reader).await;
+        }
+        let pending = worker.conn.close();
+        let _ = worker.child.start_kill();
+        let status = match &end {
+            End::Exited(status) => status.as_ref().ok().copied(),
+            _ => tokio::time::timeout(QUIT_GRACE, worker.child.wait())
+                .await
+                .ok()
+                .and_then(Result::ok),
+        };
+        worker.reader.abort();
+        let what = match end {
+            End::Killed => {
+                format!("worker {index} (pid {pid}) was killed after a request timed out")
+            }
+            End::Closed(reason) if status.is_none() => {
+                format!("worker {index} (pid {pid}) {reason}")
+            }
+            _ => format!("worker {index} (pid {pid}) {}", describe_status(status)),
+        };
+        if let Some(pending) = pending {
+            let _ = pending.send(Err(what.clone()));
+        }
+        shared.restarts.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            function = shared.function(),
+            worker = index,
+            "{what}; restarting it in {backoff:?}"
+        );
+        if up_since.elapsed() >= STABLE_AFTER {
+            backoff = BACKOFF_START;
+        }
+        if !pause(&mut stop, backoff).await {
+            return;
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Waits `backoff`; `false` when the pool is stopping instead.
+async fn pause(stop: &mut watch::Receiver<bool>, backoff: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(backoff) => true,
+        _ = stop.changed() => false,
+    }
+}
+
+/// Stops a running worker: `Q`, then a grace period, then kill.
+async fn quit(shared: &Shared, mut worker: Running) {
+    let quit = protocol::encode_simple(protocol::KIND_QUIT);
+    let _ = worker.conn.writer.lock().await.write_all(&quit).await;
+    if tokio::time::timeout(QUIT_GRACE, worker.child.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            function = shared.function(),
+            worker = worker.conn.index,
+            "worker did not exit after `Q`; killing it"
+        );
+        let _ = worker.child.start_kill();
+        let _ = worker.child.wait().await;
+    }
+    // Answers already written before the exit are still delivered.
+    let _ = tokio::time::timeout(QUIT_GRACE, &mut worker.reader).await;
+    worker.reader.abort();
+    if let Some(pending) = worker.conn.close() {
+        let _ = pending.send(Err(format!(
+            "worker {} was stopped before it answered",
+            worker.conn.index
+        )));
+    }
+    settle(&mut worker.pumps).await;
+    for pump in worker.pumps {
+        pump.abort();
+    }
+}
+
+fn describe_status(status: Option<ExitStatus>) -> String {
+    match status {
+        None => "closed its connection".to_string(),
+        Some(status) => match (status.code(), status.signal()) {
+            (_, Some(signal)) => format!("was killed by signal {signal}"),
+            (Some(code), _) => format!("exited with status {code}"),
+            (None, None) => "exited".to_string(),
+        },
+    }
+}
+
+fn describe_error(e: &PlatformError) -> String {
+    match e {
+        PlatformError::Deploy {
+            message,
+            detail: Some(detail),
+            ..
+        } => format!("{message}\n{detail}"),
+        other => other.to_string(),
+    }
+}
+
+/// Spawns worker `index` and waits until it is ready.
+async fn start_worker(shared: &Arc<Shared>, index: usize) -> Result<Running, PlatformError> {
+    let spec = &shared.spec;
+    let function = spec.function.clone();
+    let n = shared.next_socket.fetch_add(1, Ordering::Relaxed);
+    let path = shared.socket_dir.join(format!("w{index}-{n}.sock"));
+    let listener = UnixListener::bind(&path)
+        .map_err(|e| PlatformError::io(format!("cannot listen on `{}`", path.display()), e))?;
+    let mut cmd = Cmd::new(&spec.python)
+        .args(["-u", "-m", "fusionizer_dispatcher.worker", "--socket"])
+        .arg(&path)
+        .arg("--handler")
+        .arg(format!("{}:handler", crate::fuse::ENTRY_MODULE))
+        .arg("--worker-id")
+        .arg(index.to_string())
+        .arg("--function")
+        .arg(&spec.function)
+        .cwd(&spec.artifact_dir);
+    for (key, value) in &spec.env {
+        cmd = cmd.env(key, value);
+    }
+    let mut child = cmd.spawn().map_err(|e| PlatformError::Deploy {
+        function: function.clone(),
+        message: format!("could not start worker {index}"),
+        detail: Some(e.to_string()),
+    })?;
+    let tail = Arc::new(Mutex::new(VecDeque::new()));
+    let mut pumps = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        pumps.push(tokio::spawn(pump(
+            stdout,
+            function.clone(),
+            index,
+            false,
+            tail.clone(),
+        )));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        pumps.push(tokio::spawn(pump(
+            stderr,
+            function.clone(),
+            index,
+            true,
+            tail.clone(),
+        )));
+    }
+    let fail = |message: String, with_tail: bool| {
+        let output = tail
+            .lock()
+            .expect("tail poisoned")
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n");
+        PlatformError::Deploy {
+            function: function.clone(),
+            message,
+            detail: (with_tail && !output.is_empty()).then(|| framed("worker output:", &output)),
+        }
+    };
+    let accepted = tokio::select! {
+        accepted = listener.accept() => accepted.map_err(|e| format!("worker {index} could not connect: {e}")),
+        status = child.wait() => Err(format!(
+            "worker {index} {} before it connected",
+            describe_status(status.ok())
+        )),
+        _ = tokio::time::sleep(CONNECT_TIMEOUT) => Err(format!(
+            "worker {index} did not connect within {CONNECT_TIMEOUT:?}"
+        )),
+    };
+    drop(listener);
+    let _ = std::fs::remove_file(&path);
+    let stream = match accepted {
+        Ok((stream, _)) => stream,
+        Err(message) => {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            settle(&mut pumps).await;
+            return Err(fail(message, true));
+        }
+    };
+    let (read, write) = stream.into_split();
+    let mut reader = BufReader::with_capacity(64 * 1024, read);
+    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+    let ready = loop {
+        let frame = tokio::select! {
+            frame = protocol::read_frame(&mut reader) => frame,
+            _ = tokio::time::sleep_until(deadline) => {
+                let _ = child.start_kill();
+                return Err(fail(format!(
+                    "worker {index} did not finish `init_context` within {READY_TIMEOUT:?}"
+                ), true));
+            }
+        };
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => {
+                let reason = match e {
+                    FrameError::Closed | FrameError::Io(_) => {
+                        let status = tokio::time::timeout(QUIT_GRACE, child.wait()).await;
+                        describe_status(status.ok().and_then(Result::ok))
+                    }
+                    invalid => invalid.to_string(),
+                };
+                let _ = child.start_kill();
+                settle(&mut pumps).await;
+                return Err(fail(
+                    format!("worker {index} {reason} before it was ready"),
+                    true,
+                ));
+            }
+        };
+        match frame.kind {
+            KIND_READY => break protocol::decode_json::<protocol::Ready>("ready", &frame.payload),
+            KIND_INIT_FAILED => {
+                let _ = child.start_kill();
+                let failed: protocol::InitFailed =
+                    protocol::decode_json("init failure", &frame.payload).unwrap_or_else(|e| {
+                        protocol::InitFailed {
+                            task: None,
+                            error: e.to_string(),
+                        }
+                    });
+                let message = match &failed.task {
+                    Some(task) => format!("`init_context` of task `{task}` failed"),
+                    None => format!("worker {index} failed to initialise"),
+                };
+                return Err(PlatformError::Deploy {
+                    function,
+                    message,
+                    detail: Some(framed("traceback:", &failed.error)),
+                });
+            }
+            KIND_LOG => log_frame(&function, &frame.payload),
+            other => {
+                let _ = child.start_kill();
+                return Err(fail(
+                    format!(
+                        "worker {index} sent frame `{}` before it was ready",
+                        char::from(other).escape_default()
+                    ),
+                    false,
+                ));
+            }
+        }
+    };
+    let ready = match ready {
+        Ok(ready) => ready,
+        Err(e) => {
+            let _ = child.start_kill();
+            return Err(fail(e.to_string(), false));
+        }
+    };
+    tracing::debug!(
+        function = function.as_str(),
+        worker = index,
+        pid = ready.pid,
+        tasks = ?ready.tasks,
+        "worker ready"
+    );
+    let conn = Arc::new(Conn {
+        index,
+        pid: child.id().unwrap_or(ready.pid),
+        writer: tokio::sync::Mutex::new(write),
+        state: Mutex::new(ConnState::default()),
+        kill: Notify::new(),
+    });
+    let reader = tokio::spawn(read_loop(shared.clone(), conn.clone(), reader));
+    Ok(Running {
+        child,
+        conn,
+        reader,
+        pumps,
+    })
+}
+
+/// Lets the output pumps drain what the dead process wrote (bounded).
+async fn settle(pumps: &mut [JoinHandle<()>]) {
+    for pump in pumps.iter_mut() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), pump).await;
+    }
+}
+
+fn log_frame(function: &str, payload: &[u8]) {
+    match protocol::decode_json::<protocol::LogLine>("log", payload) {
+        Ok(line) => protocol::emit_log(function, &line),
+        Err(e) => tracing::warn!(function, "{e}"),
+    }
+}
+
+/// Reads a ready worker's frames until its connection ends; returns why it ended.
+async fn read_loop(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    mut reader: BufReader<OwnedReadHalf>,
+) -> String {
+    loop {
+        let frame = match protocol::read_frame(&mut reader).await {
+            Ok(frame) => frame,
+            Err(FrameError::Closed) => return "closed its connection".to_string(),
+            Err(e) => return e.to_string(),
+        };
+        match frame.kind {
+            KIND_RESPONSE => {
+                let response = match protocol::WorkerResponse::decode(&frame.payload) {
+                    Ok(response) => response,
+                    Err(e) => return e.to_string(),
+                };
+                tracing::trace!(
+                    function = shared.function(),
+                    task = response.meta.task.as_deref().unwrap_or("-"),
+                    status = response.meta.status_code,
+                    local_calls = response.meta.calls.local,
+                    remote_calls = response.meta.calls.remote,
+                    "response"
+                );
+                let pending = conn
+                    .state
+                    .lock()
+                    .expect("conn state poisoned")
+                    .pending
+                    .take();
+                match pending {
+                    Some(answer) => {
+                        let _ = answer.send(Ok(response.into_response()));
+                        shared.release(conn.clone());
+                    }
+                    None => {
+                        if !conn.state.lock().expect("conn state poisoned").dead {
+                            tracing::warn!(
+                                function = shared.function(),
+                                worker = conn.index,
+                                "worker answered a request it was not given"
+                            );
+                        }
+                    }
+                }
+            }
+            KIND_LOG => log_frame(shared.function(), &frame.payload),
+            other => tracing::warn!(
+                function = shared.function(),
+                worker = conn.index,
+                "ignoring unexpected frame `{}`",
+                char::from(other).escape_default()
+            ),
+        }
+    }
+}
+
+/// Logs a worker's own stdout (info) or stderr (warn) line by line, keeping a short tail.
+async fn pump<R: AsyncRead + Unpin>(
+    stream: R,
+    function: String,
+    index: usize,
+    stderr: bool,
+    tail: Arc<Mutex<VecDeque<String>>>,
+) {
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim_end_matches(['\n', '\r']);
+        {
+            let mut tail = tail.lock().expect("tail poisoned");
+            if tail.len() == TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line.to_string());
+        }
+        let function = function.as_str();
+        if stderr {
+            tracing::warn!(target: protocol::WORKER_LOG_TARGET, function, worker = index, stream = "stderr", "{line}");
+        } else {
+            tracing::info!(target: protocol::WORKER_LOG_TARGET, function, worker = index, stream = "stdout", "{line}");
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! The `nuctl` platform: real Nuclio (Docker or Kubernetes) driven through the `nuctl` CLI.
+//!
+//! Every call goes through [`cli::Nuctl`]; state comes only from `get … -o json`
+//! ([`function`]); invocations go straight to the function's invocation URL over a pooled HTTP
+//! client ([`invoke`]), with the URL cached here and refreshed after every deploy, on
+//! [`Platform::refresh`], and when a connection is refused. Deploys write the artifact under
+//! `.fusionizer/build/<name>/` and run `nuctl deploy <name> --path <dir> --file
+//! <dir>/function.yaml`; ownership labels and annotations travel in that function.yaml, never as
+//! flags (nuctl's `--labels` truncates values containing `,` or `=`).
+
+pub mod cli;
+pub mod function;
+pub mod invoke;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use crate::config::{Config, NuctlConfig};
+use crate::fuse::Artifact;
+use crate::platform::{
+    DeployProgress, FunctionState, HostOptions, InvokeError, Invoker, LiveFunction, Platform,
+    PlatformError, LABEL_PROJECT,
+};
+
+pub use cli::{Nuctl, NuctlError, BINARY_ENV, NUCTL_VERSION};
+use function::NuclioFunction;
+use invoke::{HttpClient, NuctlInvoker};
+
+/// Nuclio creates this project itself; it never needs `nuctl create project`.
+const DEFAULT_NUCLIO_PROJECT: &str = "default";
+
+/// How long "this function has no endpoint" is believed before asking nuctl again.
+const NEGATIVE_CACHE: Duration = Duration::from_secs(1);
+
+/// Real Nuclio through `nuctl`.
+pub struct NuctlPlatform {
+    inner: Arc<Inner>,
+}
+
+/// What the platform and its invokers share.
+pub(crate) struct Inner {
+    nuctl: Nuctl,
+    settings: NuctlConfig,
+    /// The fusionizer project (the `fusionizer.io/project` label value).
+    project: String,
+    /// `<root>/.fusionizer/build`: one directory per deployed function.
+    build_dir: PathBuf,
+    http: HttpClient,
+    request_timeout: Duration,
+    endpoints: Mutex<HashMap<String, Endpoint>>,
+    /// Serialises endpoint look-ups so a burst of refused connections runs one `nuctl get`.
+    lookup: tokio::sync::Mutex<()>,
+    /// Whether the Nuclio project is known to exist (checked once per process).
+    nuclio_project_ready: tokio::sync::Mutex<bool>,
+}
+
+#[derive(Debug, Clone)]
+struct Endpoint {
+    /// `host:port[/path]`, or why there is none.
+    address: Result<String, String>,
+    fetched: Instant,
+}
+
+impl NuctlPlatform {
+    /// Opens the platform for `config`; the binary is `[nuctl] binary` unless env
+    /// `FUSIONIZER_NUCTL` names another. Nothing runs yet: a missing nuctl shows on first use.
+    pub fn new(config: &Config, host: Option<HostOptions>) -> Result<Self, PlatformError> {
+        let nuctl = Nuctl::new(&config.nuctl, std::env::var_os(BINARY_ENV));
+        Self::with_nuctl(config, host, nuctl)
+    }
+
+    /// Like [`NuctlPlatform::new`] with an explicitly configured [`Nuctl`] (e.g. with a timeout).
+    pub fn with_nuctl(
+        config: &Config,
+        host: Option<HostOptions>,
+        nuctl: Nuctl,
+    ) -> Result<Self, PlatformError> {
+        let request_timeout = host
+            .map(|h| h.request_timeout)
+            .unwrap_or(config.serve.request_timeout);
+        Ok(NuctlPlatform {
+            inner: Arc::new(Inner {
+                nuctl,
+                settings: config.nuctl.clone(),
+                project: config.project.name.clone(),
+                build_dir: config.state_dir().join("build"),
+                http: invoke::http_client(),
+                request_timeout,
+                endpoints: Mutex::new(HashMap::new()),
+                lookup: tokio::sync::Mutex::new(()),
+                nuclio_project_ready: tokio::sync::Mutex::new(false),
+            }),
+        })
+    }
+
+    /// The wrapper every call goes through.
+    pub fn nuctl(&self) -> &Nuctl {
+        &self.inner.nuctl
+    }
+
+    /// Where `deploy` writes the artifact of function `name`.
+    pub fn build_dir(&self, name: &str) -> PathBuf {
+        self.inner.build_dir.join(name)
+    }
+
+    /// Replaces a function: `nuctl delete function <name> --force` (which works even while it
+    /// is stuck provisioning), then a fresh deploy. For functions a plan marked `replace`.
+    pub async fn replace(
+        &self,
+        artifact: &Artifact,
+        progress: &dyn DeployProgress,
+    ) -> Result<(), PlatformError> {
+        progress.step(&artifact.name, "deleting the old function (--force)");
+        self.delete(&artifact.name, true).await?;
+        self.deploy(artifact, progress).await
+    }
+}
+
+impl Inner {
+    /// `nuctl get function <name> -o json`; also refreshes the endpoint cache.
+    async fn fetch(&self, name: &str) -> Result<Option<NuclioFunction>, NuctlError> {
+        let cmd = self.nuctl.command(["get", "function", name, "-o", "json"]);
+        let found = match self.nuctl.get_json(&cmd).await? {
+            None => None,
+            Some(values) => {
+                let mut functions = parse_functions(&cmd, values)?;
+                functions.retain(|f| f.metadata.name == name);
+                functions.pop()
+            }
+        };
+        self.remember(name, found.as_ref());
+        Ok(found)
+    }
+
+    fn remember(&self, name: &str, function: Option<&NuclioFunction>) {
+        let address = match function {
+            None => Err("it is not deployed".to_string()),
+            Some(f) => match f.state() {
+                state @ (FunctionState::Provisioning(_)
+                | FunctionState::Error(_)
+                | FunctionState::Unhealthy(_)) => Err(format!("its state is `{}`", state.word())),
+                _ => f
+                    .address(self.settings.invocation_url)
+                    .ok_or_else(|| "nuctl reports no invocation URL and no HTTP port".to_string()),
+            },
+        };
+        self.endpoints.lock().expect("endpoint cache").insert(
+            name.to_string(),
+            Endpoint {
+                address,
+                fetched: Instant::now(),
+            },
+        );
+    }
+
+    fn forget(&self, name: &str) {
+        self.endpoints.lock().expect("endpoint cache").remove(name);
+    }
+
+    /// The cached address of `name`, looked up with nuctl when missing or (with `refresh`)
+    /// when it was cached before this call.
+    async fn address(&self, name: &str, refresh: bool) -> Result<String, InvokeError> {
+        let asked = Instant::now();
+        let usable = |e: &Endpoint| {
+            if refresh {
+                e.fetched > asked
+            } else {
+                e.address.is_ok() || e.fetched.elapsed() < NEGATIVE_CACHE
+            }
+        };
+        let cached = |this: &Self| {
+            this.endpoints
+                .lock()
+                .expect("endpoint cache")
+                .get(name)
+                .filter(|e| usable(e))
+                .cloned()
+        };
+        let endpoint = match cached(self) {
+            Some(e) => e,
+            None => {
+                let _guard = self.lookup.lock().await;
+                match cached(self) {
+                    Some(e) => e,
+                    None => {
+                        self.fetch(name)
+                            .await
+                            .map_err(|e| InvokeError::Unavailable {
+                                function: name.to_string(),
+                                reason: PlatformError::from(e).to_string(),
+                            })?;
+                        cached(self).ok_or_else(|| InvokeError::Unavailable {
+                            function: name.to_string(),
+                            reason: "no endpoint was recorded".to_string(),
+                        })?
+                    }
+                }
+            }
+        };
+        endpoint.address.map_err(|reason| InvokeError::Unavailable {
+            function: name.to_string(),
+            reason,
+        })
+    }
+
+    /// Creates the Nuclio project `[nuctl] project` once, if nuctl does not know it.
+    async fn ensure_nuclio_project(&self) -> Result<(), NuctlError> {
+        let Some(project) = self.settings.project.as_deref() else {
+            return Ok(());
+        };
+        if project == DEFAULT_NUCLIO_PROJECT {
+            return Ok(());
+        }
+        let mut ready = self.nuclio_project_ready.lock().await;
+        if *ready {
+            return Ok(());
+        }
+        let get = self
+            .nuctl
+            .command(["get", "project", project, "-o", "json"]);
+        if self.nuctl.get_json(&get).await?.is_none() {
+            let create = self.nuctl.command(["create", "project", project]);
+            self.nuctl.run(&create).await?;
+        }
+        *ready = true;
+        Ok(())
+    }
+
+    fn deploy_command(&self, name: &str, dir: &std::path::Path) -> crate::proc::Cmd {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "deploy".into(),
+            name.into(),
+            "--path".into(),
+            dir.into(),
+            "--file".into(),
+            dir.join("function.yaml").into(),
+        ];
+        let s = &self.settings;
+        if let Some(registry) = &s.registry {
+            args.extend(["--registry".into(), registry.into()]);
+        }
+        if let Some(run_registry) = &s.run_registry {
+            args.extend(["--run-registry".into(), run_registry.into()]);
+        }
+        if let Some(project) = &s.project {
+            args.extend(["--project-name".into(), project.into()]);
+        }
+        if let Some(timeout) = s.readiness_timeout {
+            // nuctl takes whole seconds; round up so a sub-second setting is not 0 (unset).
+            let secs = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
+            args.extend(["--readiness-timeout".into(), secs.to_string().into()]);
+        }
+        self.nuctl.command(args)
+    }
+}
+
+fn parse_functions(
+    cmd: &crate::proc::Cmd,
+    values: Vec<serde_json::Value>,
+) -> Result<Vec<NuclioFunction>, NuctlError> {
+    values
+        .into_iter()
+        .map(NuclioFunction::from_value)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| NuctlError::Unparsable {
+            command: cmd.display(),
+            source,
+        })
+}
+
+fn deploy_error(function: &str, err: NuctlError) -> PlatformError {
+    match err {
+        failed @ NuctlError::Failed { .. } => PlatformError::Deploy {
+            function: function.to_string(),
+            message: failed.to_string(),
+            detail: failed.detail(),
+        },
+        other => other.into(),
+    }
+}
+
+#[async_trait]
+impl Platform for NuctlPlatform {
+    fn kind(&self) -> &'static str {
+        "nuctl"
+    }
+
+    fn identity(&self) -> String {
+        let s = &self.inner.settings;
+        let mut id = format!(
+            "nuctl:{}/{}",
+            s.platform.as_deref().unwrap_or("auto"),
+            s.namespace.as_deref().unwrap_or("default-namespace")
+        );
+        if let Some(kubeconfig) = &s.kubeconfig {
+            id.push_str(&format!("@{}", kubeconfig.display()));
+        }
+        id
+    }
+
+    async fn list(&self, project: &str) -> Result<Vec<LiveFunction>, PlatformError> {
+        let selector = format!("{LABEL_PROJECT}={project}");
+        let cmd = self
+            .inner
+            .nuctl
+            .command(["get", "function", "-o", "json", "-l", &selector]);
+        let Some(values) = self.inner.nuctl.get_json(&cmd).await? else {
+            return Ok(Vec::new());
+        };
+        let functions = parse_functions(&cmd, values)?;
+        let mut live: Vec<LiveFunction> = functions
+            .iter()
+            .inspect(|f| self.inner.remember(&f.metadata.name, Some(f)))
+            .map(NuclioFunction::to_live)
+            .collect();
+        live.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(live)
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<LiveFunction>, PlatformError> {
+        Ok(self.inner.fetch(name).await?.map(|f| f.to_live()))
+    }
+
+    async fn deploy(
+        &self,
+        artifact: &Artifact,
+        progress: &dyn DeployProgress,
+    ) -> Result<(), PlatformError> {
+        let name = artifact.name.as_str();
+        let inner = &self.inner;
+        progress.step(name, "checking the live function");
+        if let Some(live) = inner.fetch(name).await? {
+            if let FunctionState::Provisioning(state) = live.state() {
+                return Err(PlatformError::Deploy {
+                    function: name.to_string(),
+                    message: format!(
+                        "it is stuck in state `{state}` from an earlier deploy that did not \
+                         finish, and nuctl refuses to update it"
+                    ),
+                    detail: Some(format!(
+                        "`fusionizer plan` marks it `replace`, and `apply` then runs `nuctl \
+                         delete function {name} --force` before deploying"
+                    )),
+                });
+            }
+        }
+        inner.ensure_nuclio_project().await?;
+
+        let dir = inner.build_dir.join(name);
+        progress.step(name, "writing the artifact");
+        artifact.write(&dir).map_err(|e| {
+            PlatformError::io(
+                format!("cannot write the artifact to `{}`", dir.display()),
+                e,
+            )
+        })?;
+
+        progress.step(name, "deploying with nuctl");
+        let cmd = inner.deploy_command(name, &dir);
+        if let Err(e) = inner.nuctl.run(&cmd).await {
+            // Whatever was cached before the attempt says nothing about the function now.
+            inner.forget(name);
+            return Err(deploy_error(name, e));
+        }
+
+        progress.step(name, "checking readiness");
+        match inner.fetch(name).await? {
+            Some(f) if f.state() == FunctionState::Ready => Ok(()),
+            Some(f) => Err(PlatformError::Deploy {
+                function: name.to_string(),
+                message: format!(
+                    "nuctl finished, but the function's state is `{}`",
+                    f.state().word()
+                ),
+                detail: f.status.message.clone().filter(|m| !m.is_empty()),
+            }),
+            None => Err(PlatformError::Deploy {
+                function: name.to_string(),
+                message: "nuctl finished, but the function does not exist".to_string(),
+                detail: None,
+            }),
+        }
+    }
+
+    async fn delete(&self, name: &str, force: bool) -> Result<(), PlatformError> {
+        let mut args = vec!["delete", "function", name];
+        if force {
+            args.push("--force");
+        }
+        let cmd = self.inner.nuctl.command(args);
+        self.inner.nuctl.run(&cmd).await?;
+        self.inner.remember(name, None);
+        Ok(())
+    }
+
+    async fn invoker(&self, name: &str) -> Result<Arc<dyn Invoker>, PlatformError> {
+        Ok(Arc::new(NuctlInvoker {
+            name: name.to_string(),
+            inner: Arc::clone(&self.inner),
+        }))
+    }
+
+    async fn refresh(&self) -> Result<(), PlatformError> {
+        let selector = format!("{LABEL_PROJECT}={}", self.inner.project);
+        let cmd = self
+            .inner
+            .nuctl
+            .command(["get", "function", "-o", "json", "-l", &selector]);
+        let functions = match self.inner.nuctl.get_json(&cmd).await? {
+            None => Vec::new(),
+            Some(values) => parse_functions(&cmd, values)?,
+        };
+        self.inner.endpoints.lock().expect("endpoint cache").clear();
+        for f in &functions {
+            self.inner.remember(&f.metadata.name, Some(f));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,132 @@
+//! Shared helpers: a temp project, the `fusionizer` binary with a clean environment, and insta
+//! settings that hide temp paths and digests.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// A temp dir holding a project directory (`project/`) and a `home/` used as `HOME`.
+pub struct TestEnv {
+    tmp: tempfile::TempDir,
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("create a temp dir");
+        std::fs::create_dir_all(tmp.path().join("home")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("project")).unwrap();
+        TestEnv { tmp }
+    }
+
+    /// A test env whose project is a copy of `examples/<name>` from this repository.
+    pub fn example(name: &str) -> Self {
+        let env = TestEnv::new();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(name);
+        for entry in walkdir::WalkDir::new(&src).sort_by_file_name() {
+            let entry = entry.unwrap();
+            let rel = entry.path().strip_prefix(&src).unwrap();
+            if rel.components().any(|c| c.as_os_str() == ".fusionizer") {
+                continue;
+            }
+            let dest = env.project().join(rel);
+            if entry.file_type().is_dir() {
+                std::fs::create_dir_all(&dest).unwrap();
+            } else {
+                std::fs::copy(entry.path(), &dest).unwrap();
+            }
+        }
+        env
+    }
+
+    /// The temp dir itself.
+    pub fn root(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// The project directory (the working directory of [`TestEnv::cmd`]).
+    pub fn project(&self) -> PathBuf {
+        self.tmp.path().join("project")
+    }
+
+    /// Writes `(path, content)` pairs below the project directory, creating parents.
+    pub fn write(&self, files: &[(&str, &str)]) -> &Self {
+        for (rel, content) in files {
+            let path = self.project().join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        self
+    }
+
+    /// The `fusionizer` binary, run in the project directory with nothing inherited from the
+    /// environment but `PATH`; `HOME` is the temp home and `NO_COLOR=1`.
+    pub fn cmd(&self) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_fusionizer"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.root().join("home"))
+            .env("NO_COLOR", "1")
+            .current_dir(self.project());
+        cmd
+    }
+
+    /// insta settings replacing this env's temp paths with `[TEMP]` and sha256 digests with
+    /// `sha256:[DIGEST]` (they change whenever the dispatcher runtime does).
+    pub fn settings(&self) -> insta::Settings {
+        let mut settings = insta::Settings::clone_current();
+        let mut roots = vec![self.root().to_path_buf()];
+        if let Ok(canonical) = self.root().canonicalize() {
+            if canonical != self.root() {
+                roots.push(canonical);
+            }
+        }
+        for root in roots {
+            settings.add_filter(&regex_escape(&root.display().to_string()), "[TEMP]");
+        }
+        settings.add_filter(r"sha256:[0-9a-f]{64}", "sha256:[DIGEST]");
+        settings
+    }
+}
+
+/// `text` with every regex metacharacter escaped.
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The whole output of a finished command: exit code, stdout, stderr.
+pub fn transcript(output: &std::process::Output) -> String {
+    format!(
+        "exit: {}\n--- stdout\n{}--- stderr\n{}",
+        output
+            .status
+            .code()
+            .map_or("signal".to_string(), |c| c.to_string()),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Every file below `dir`: relative path → bytes, sorted.
+pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() {
+            let rel = entry.path().strip_prefix(dir).unwrap();
+            files.push((
+                rel.to_string_lossy().replace('\\', "/"),
+                std::fs::read(entry.path()).unwrap(),
+            ));
+        }
+    }
+    files
+}

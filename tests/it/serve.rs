@@ -1,0 +1,588 @@
+//! `fusionizer serve` end to end on the local platform: real worker processes, real HTTP on
+//! 127.0.0.1, the quickstart in both call styles, regrouping under load, the original project's
+//! upload scenario, and graceful shutdown.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::common::TestEnv;
+
+/// A running `fusionizer serve`; killed on drop.
+pub struct Serve {
+    child: Child,
+    pub base: String,
+    log: Arc<Mutex<String>>,
+}
+
+/// The shared virtualenv cache, so the runtime's venv is built once per test run.
+pub fn cache_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fusionizer-cache")
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Serve {
+    /// Starts serve in `env`'s project with `args`, waits until `/-/health` is 200.
+    pub fn start(env: &TestEnv, args: &[&str]) -> Serve {
+        Serve::start_with(env, &[], args)
+    }
+
+    /// [`Serve::start`] with extra environment variables.
+    pub fn start_with(env: &TestEnv, vars: &[(&str, &str)], args: &[&str]) -> Serve {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fusionizer"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", env.root().join("home"))
+            .env("NO_COLOR", "1")
+            .env("FUSIONIZER_CACHE_DIR", cache_dir())
+            .current_dir(env.project())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        if let Some(python) = std::env::var_os("FUSIONIZER_PYTHON") {
+            cmd.env("FUSIONIZER_PYTHON", python);
+        }
+        let mut child = cmd.spawn().expect("spawn fusionizer serve");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Some(rest) = line.split("Listening on ").nth(1) {
+                        let url = rest.split_whitespace().next().unwrap_or("").to_string();
+                        let _ = tx.send(url);
+                    }
+                    log.lock().unwrap().push_str(&line);
+                    log.lock().unwrap().push('\n');
+                }
+            });
+        }
+        let base = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(base) => base,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("serve did not start:\n{}", log.lock().unwrap());
+            }
+        };
+        let mut serve = Serve { child, base, log };
+        let client = client();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            if let Ok(r) = client.get(format!("{}/-/health", serve.base)).send() {
+                if r.status() == 200 {
+                    break;
+                }
+            }
+            if let Ok(Some(status)) = serve.child.try_wait() {
+                panic!("serve exited with {status}:\n{}", serve.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve never became healthy:\n{}",
+                serve.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        serve
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A counter or gauge value from `/-/metrics` (sum over label sets matching `filter`).
+    pub fn metric(&self, name: &str, filter: &str) -> f64 {
+        let text = client()
+            .get(self.url("/-/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(name) && l.contains(filter))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+fn add(serve: &Serve, task: &str, a: i64, b: i64) -> (u16, String) {
+    let response = client()
+        .post(serve.url(&format!("/{task}")))
+        .json(&serde_json::json!({"value1": a, "value2": b}))
+        .send()
+        .unwrap();
+    (response.status().as_u16(), response.text().unwrap())
+}
+
+fn result_of(body: &str) -> Option<i64> {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()?
+        .get("result")?
+        .as_i64()
+}
+
+/// The quickstart (original call style) and the native example (`call_function`), alone and
+/// fused: the right sum either way; only the unfused call reaches the proxy.
+#[test]
+fn quickstart_adds_alone_and_fused_in_both_call_styles() {
+    for example in ["quickstart", "native"] {
+        let env = TestEnv::example(example);
+        // Phase 1: every task alone — the call crosses the proxy.
+        let serve = Serve::start(&env, &["--phase", "1", "--no-schedule"]);
+        let (status, body) = add(&serve, "taska", 5, 3);
+        assert_eq!(
+            (status, result_of(&body)),
+            (200, Some(8)),
+            "{example}: {body}\n{}",
+            serve.log()
+        );
+        assert_eq!(
+            serve.metric("fusionizer_task_calls_total", "proxied"),
+            1.0,
+            "{example}"
+        );
+        assert_eq!(
+            serve.metric("fusionizer_task_calls_total", "in_process"),
+            0.0,
+            "{example}"
+        );
+        assert_eq!(
+            serve.terminate(),
+            Some(0),
+            "{example}: serve did not exit 0 on SIGTERM"
+        );
+
+        // Phase 2: fused — the same call runs in-process; nothing reaches the proxy.
+        let serve = Serve::start(&env, &["--phase", "2", "--no-schedule"]);
+        let (status, body) = add(&serve, "taska", 40, 2);
+        assert_eq!(
+            (status, result_of(&body)),
+            (200, Some(42)),
+            "{example}: {body}\n{}",
+            serve.log()
+        );
+        assert_eq!(
+            serve.metric("fusionizer_task_calls_total", "proxied"),
+            0.0,
+            "{example}"
+        );
+        assert_eq!(
+            serve.metric("fusionizer_task_calls_total", "in_process"),
+            1.0,
+            "{example}"
+        );
+        let info = client()
+            .get(serve.url("/taska"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        assert!(
+            info.contains("Currently deployed with other Tasks: taskb"),
+            "{info}"
+        );
+        let (status, body) = add(&serve, "nope", 1, 1);
+        assert_eq!(status, 404, "{body}");
+    }
+}
+
+/// Issue: regrouping must never refuse or fail a request. Bounded concurrent load runs while
+/// serve passes through at least three regroupings.
+#[test]
+fn regrouping_under_load_fails_no_request() {
+    let env = TestEnv::example("quickstart");
+    env.write(&[(
+        "fusion.toml",
+        r#"[project]
+name = "loadtest"
+
+[tasks]
+taska = "tasks/taska"
+taskb = "tasks/taskb"
+
+[[phase]]
+after = "0s"
+groups = [["taska"], ["taskb"]]
+
+[[phase]]
+after = "4s"
+groups = [["taska", "taskb"]]
+
+[[phase]]
+after = "8s"
+groups = [["taska"], ["taskb"]]
+
+[[phase]]
+after = "12s"
+groups = [["taska", "taskb"]]
+"#,
+    )]);
+    // Warm the venv cache so the schedule, not the first build, dominates.
+    drop(Serve::start(&env, &["--no-schedule"]));
+    let serve = Arc::new(Serve::start(&env, &[]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let max_latency = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for worker in 0..4i64 {
+        let (serve, stop, ok, failures, max_latency) = (
+            serve.clone(),
+            stop.clone(),
+            ok.clone(),
+            failures.clone(),
+            max_latency.clone(),
+        );
+        clients.push(std::thread::spawn(move || {
+            let client = client();
+            // Bounded in count and time.
+            for i in 0..20_000i64 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let started = Instant::now();
+                let outcome = client
+                    .post(serve.url("/taska"))
+                    .json(&serde_json::json!({"value1": worker, "value2": i}))
+                    .send()
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| {
+                        let status = r.status().as_u16();
+                        let body = r.text().map_err(|e| e.to_string())?;
+                        if status == 200 && result_of(&body) == Some(worker + i) {
+                            Ok(())
+                        } else {
+                            Err(format!("{status}: {body}"))
+                        }
+                    });
+                max_latency.fetch_max(started.elapsed().as_micros() as u64, Ordering::SeqCst);
+                match outcome {
+                    Ok(()) => {
+                        ok.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(e) => failures.lock().unwrap().push(e),
+                }
+            }
+        }));
+    }
+    // Start phase + three scheduled regroupings.
+    let transitions = wait_for("three regroupings", Duration::from_secs(180), || {
+        let n = serve.metric("fusionizer_transitions_total", "result=\"ok\"");
+        (n >= 4.0).then_some(n)
+    });
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let failures = failures.lock().unwrap();
+    eprintln!(
+        "regroup under load: {} requests ok, {} failed, {} regroupings, max latency {} µs",
+        ok.load(Ordering::SeqCst),
+        failures.len(),
+        transitions - 1.0,
+        max_latency.load(Ordering::SeqCst)
+    );
+    assert!(
+        failures.is_empty(),
+        "failed requests: {:?}\n{}",
+        &failures[..failures.len().min(5)],
+        serve.log()
+    );
+    assert!(ok.load(Ordering::SeqCst) > 0);
+}
+
+fn zip_dir(dir: &std::path::Path) -> Vec<u8> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut buf);
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() {
+            let rel = entry
+                .path()
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            zip.start_file(rel, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            zip.write_all(&std::fs::read(entry.path()).unwrap())
+                .unwrap();
+        }
+    }
+    zip.finish().unwrap();
+    buf.into_inner()
+}
+
+fn put_zip(serve: &Serve, task: &str, zip: Vec<u8>, token: Option<&str>) -> (u16, String) {
+    let form = reqwest::blocking::multipart::Form::new().part(
+        "zip_file",
+        reqwest::blocking::multipart::Part::bytes(zip).file_name("task.zip"),
+    );
+    let mut request = client().put(serve.url(&format!("/{task}"))).multipart(form);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().unwrap();
+    (response.status().as_u16(), response.text().unwrap())
+}
+
+/// The original project's scenario over HTTP: upload two tasks, invoke, wait for fusion, invoke
+/// again, delete one; the other is redeployed alone and still answers. Uploads survive restarts.
+#[test]
+fn original_upload_scenario() {
+    let env = TestEnv::example("quickstart");
+    let code = env.root().join("code");
+    std::fs::rename(env.project().join("tasks"), &code).unwrap();
+    env.write(&[(
+        "fusion.toml",
+        r#"[project]
+name = "uploads"
+
+[tasks]
+taska = { upload = true }
+taskb = { upload = true }
+
+[[phase]]
+after = "0s"
+groups = [["taska"], ["taskb"]]
+
+[[phase]]
+after = "3s"
+groups = [["taska", "taskb"]]
+"#,
+    )]);
+    let serve = Serve::start(&env, &["--no-schedule"]);
+    // Nothing uploaded yet: declared but absent.
+    assert_eq!(add(&serve, "taska", 1, 1).0, 503);
+    let (status, body) = put_zip(&serve, "taskb", zip_dir(&code.join("taskb")), None);
+    assert_eq!(
+        (status, body.trim()),
+        (200, "Successfully deployed Task 'taskb'")
+    );
+    let (status, body) = put_zip(&serve, "taska", zip_dir(&code.join("taska")), None);
+    assert_eq!(
+        (status, body.trim()),
+        (200, "Successfully deployed Task 'taska'")
+    );
+    assert_eq!(result_of(&add(&serve, "taska", 2, 3).1), Some(5));
+    let info = client()
+        .get(serve.url("/taska"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        info.contains("Currently deployed with other Tasks: None"),
+        "{info}"
+    );
+    drop(serve);
+
+    // Restart with the schedule: the uploads are still there and get fused at 3s.
+    let serve = Serve::start(&env, &[]);
+    assert_eq!(result_of(&add(&serve, "taska", 2, 3).1), Some(5));
+    wait_for("fusion", Duration::from_secs(120), || {
+        let info = client().get(serve.url("/taska")).send().ok()?.text().ok()?;
+        info.contains("Currently deployed with other Tasks: taskb")
+            .then_some(())
+    });
+    assert_eq!(result_of(&add(&serve, "taska", 20, 22).1), Some(42));
+
+    // Delete one: the other is redeployed alone and still answers.
+    let response = client().delete(serve.url("/taska")).send().unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.text().unwrap().trim(),
+        "Successfully deleted Task 'taska'"
+    );
+    assert_eq!(result_of(&add(&serve, "taskb", 4, 4).1), Some(8));
+    let info = client()
+        .get(serve.url("/taskb"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        info.contains("Currently deployed with other Tasks: None"),
+        "{info}"
+    );
+    assert!(!env.project().join(".fusionizer/uploads/taska").exists());
+}
+
+/// Uploads that try to escape, link or explode are refused with a 4xx and write nothing outside
+/// their own directory; a path-declared task cannot be replaced or deleted over HTTP; with a
+/// token configured, PUT/DELETE need it.
+#[test]
+fn upload_rejections_and_auth() {
+    let env = TestEnv::example("quickstart");
+    env.write(&[(
+        "fusion.toml",
+        "[project]\nname = \"guarded\"\n\n[tasks]\ntaskb = \"tasks/taskb\"\n\n[serve]\ntoken-env = \"TEST_TOKEN\"\n",
+    )]);
+    let serve = Serve::start_with(&env, &[("TEST_TOKEN", "s3cret")], &[]);
+    let code = env.project().join("tasks");
+    let good = zip_dir(&code.join("taskb"));
+    assert_eq!(put_zip(&serve, "newtask", good.clone(), None).0, 401);
+    assert_eq!(
+        put_zip(&serve, "newtask", good.clone(), Some("nope")).0,
+        401
+    );
+    let (status, body) = put_zip(&serve, "taskb", good.clone(), Some("s3cret"));
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("fusion.toml"), "{body}");
+
+    let mut evil = std::io::Cursor::new(Vec::new());
+    {
+        let mut zip = zip::ZipWriter::new(&mut evil);
+        zip.start_file("../../escaped.py", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(b"x").unwrap();
+        zip.finish().unwrap();
+    }
+    let (status, body) = put_zip(&serve, "evil", evil.into_inner(), Some("s3cret"));
+    assert_eq!(status, 422, "{body}");
+    let mut link = std::io::Cursor::new(Vec::new());
+    {
+        let mut zip = zip::ZipWriter::new(&mut link);
+        zip.add_symlink(
+            "function.yaml",
+            "/etc/passwd",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        zip.finish().unwrap();
+    }
+    assert_eq!(
+        put_zip(&serve, "evil", link.into_inner(), Some("s3cret")).0,
+        422
+    );
+    let mut bomb = std::io::Cursor::new(Vec::new());
+    {
+        let mut zip = zip::ZipWriter::new(&mut bomb);
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file("zeros.bin", options).unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..80 {
+            zip.write_all(&chunk).unwrap();
+        }
+        zip.finish().unwrap();
+    }
+    assert_eq!(
+        put_zip(&serve, "evil", bomb.into_inner(), Some("s3cret")).0,
+        413
+    );
+    assert!(!env.root().join("escaped.py").exists());
+    assert!(!env.project().join("escaped.py").exists());
+    assert!(!env.project().join(".fusionizer/uploads/evil").exists());
+    let response = client()
+        .delete(serve.url("/taskb"))
+        .bearer_auth("s3cret")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 409);
+    assert_eq!(
+        client()
+            .delete(serve.url("/taskb"))
+            .send()
+            .unwrap()
+            .status(),
+        401
+    );
+}
+
+/// `--watch`: a changed task file is redeployed without a restart; a change that fails to build
+/// keeps the previous version serving (a failed regroup leaves the routes alone).
+#[test]
+fn watch_reloads_changed_tasks_and_keeps_old_routes_on_failure() {
+    let env = TestEnv::example("quickstart");
+    let serve = Serve::start(&env, &["--phase", "2", "--no-schedule", "--watch"]);
+    assert_eq!(result_of(&add(&serve, "taska", 1, 2).1), Some(3));
+    let main = env.project().join("tasks/taskb/main.py");
+    let code = std::fs::read_to_string(&main).unwrap();
+    std::fs::write(
+        &main,
+        code.replace(
+            "body[\"value1\"] + body[\"value2\"]",
+            "body[\"value1\"] + body[\"value2\"] + 1000",
+        ),
+    )
+    .unwrap();
+    wait_for(
+        "the edited task to answer",
+        Duration::from_secs(120),
+        || (result_of(&add(&serve, "taska", 1, 2).1) == Some(1003)).then_some(()),
+    );
+
+    let yaml = env.project().join("tasks/taskb/function.yaml");
+    let spec = std::fs::read_to_string(&yaml).unwrap();
+    std::fs::write(
+        &yaml,
+        spec.replace(
+            "handler: \"main:handler\"",
+            "handler: \"main:handler\"\n  build:\n    commands:\n      - \"exit 3\"",
+        ),
+    )
+    .unwrap();
+    wait_for("the failed regroup", Duration::from_secs(120), || {
+        (serve.metric("fusionizer_transitions_total", "result=\"failed\"") >= 1.0).then_some(())
+    });
+    assert_eq!(
+        result_of(&add(&serve, "taska", 1, 2).1),
+        Some(1003),
+        "{}",
+        serve.log()
+    );
+}
