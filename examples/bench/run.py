@@ -121,6 +121,19 @@ def rss_kib(pid):
     return None
 
 
+def cpu_seconds(pids):
+    """User+system CPU seconds of these processes (all their threads), from /proc/<pid>/stat."""
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/{0}/stat".format(pid)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / float(os.sysconf("SC_CLK_TCK"))
+
+
 def children(pid):
     """Direct children of `pid`, from /proc/*/stat."""
     out = []
@@ -264,7 +277,8 @@ def load_worker(args):
 def run_load(procs, port, path, body, concurrency, seconds, max_count, warmup=0.3):
     """Closed-loop load at `concurrency` from client processes (threads spread over at most two
     processes, so the client's GIL is not the bottleneck). Returns (samples, measured seconds):
-    samples are (t0_ns, latency_ns, status) with t0 in the measured window."""
+    samples are (t0_ns, latency_ns, status) with t0 in the measured window; the count includes
+    the warm-up's requests."""
     nproc = 1 if concurrency == 1 else 2
     start = time.monotonic() + 0.4
     until = start + warmup + seconds
@@ -282,7 +296,7 @@ def run_load(procs, port, path, body, concurrency, seconds, max_count, warmup=0.
         procs.stop(w)
     begin = int((start + warmup) * 1e9)
     measured = [s for s in samples if s[0] >= begin]
-    return measured, seconds
+    return measured, seconds, len(samples)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,7 +360,7 @@ def plan_project(root, count):
         with open(os.path.join(directory, "function.yaml"), "w") as f:
             f.write('apiVersion: "nuclio.io/v1beta1"\nkind: "NuclioFunction"\nmetadata:\n'
                     '  name: {0}\nspec:\n  runtime: "python:3.11"\n  handler: "main:handler"\n'
-                    '  env:\n    - name: TASK\n      value: "{0}"\n'.format(name))
+                    '  env:\n    - name: {1}_ID\n      value: "{0}"\n'.format(name, name.upper()))
         with open(os.path.join(directory, "main.py"), "w") as f:
             f.write("def handler(context, event):\n    return {0!r}\n".format(name))
         lines.append('{0} = "tasks/{0}"'.format(name))
@@ -480,7 +494,7 @@ def payoff(settings, fused, unfused):
     return results
 
 
-def proxy_cost(settings, procs, serve_port, bare_port):
+def proxy_cost(settings, procs, serve_port, bare_port, serve_pid, bare_pid):
     """Trivial task through serve vs the bare server: latency and throughput per concurrency,
     the two targets alternating in rounds."""
     results = {}
@@ -488,12 +502,22 @@ def proxy_cost(settings, procs, serve_port, bare_port):
     for concurrency in CONCURRENCY:
         cell = {"serve": [], "bare": []}
         durations = {"serve": 0.0, "bare": 0.0}
+        cpu = {"serve": {"proxy": 0.0, "workers": 0.0}, "bare": {"server": 0.0}}
+        workers = children(serve_pid)
         for r in range(settings.load_rounds):
             order = ("bare", "serve") if r % 2 == 0 else ("serve", "bare")
             for target in order:
                 port = serve_port if target == "serve" else bare_port
-                samples, seconds = run_load(procs, port, "/hello", body, concurrency,
+                before = (cpu_seconds([serve_pid]), cpu_seconds(workers), cpu_seconds([bare_pid]))
+                samples, seconds, total = run_load(procs, port, "/hello", body, concurrency,
                                             settings.load_seconds, settings.load_max)
+                after = (cpu_seconds([serve_pid]), cpu_seconds(workers), cpu_seconds([bare_pid]))
+                if target == "serve":
+                    cpu["serve"]["proxy"] += after[0] - before[0]
+                    cpu["serve"]["workers"] += after[1] - before[1]
+                else:
+                    cpu["bare"]["server"] += after[2] - before[2]
+                cpu[target]["requests"] = cpu[target].get("requests", 0) + total
                 cell[target] += samples
                 durations[target] += seconds
         entry = {}
@@ -503,6 +527,9 @@ def proxy_cost(settings, procs, serve_port, bare_port):
             entry[target] = {"latency_us": summary_us(ok), "failed": failed,
                              "throughput_rps": len(ok) / durations[target],
                              "raw_latency_ns": sorted(ok)[::max(1, len(ok) // 4000)]}
+        for target in cpu:
+            n = max(1, cpu[target].pop("requests", 1))
+            entry[target]["cpu_us_per_request"] = {k: v * 1e6 / n for k, v in cpu[target].items()}
         entry["latency_ratio_p50"] = entry["serve"]["latency_us"]["p50"] / entry["bare"]["latency_us"]["p50"]
         entry["latency_ratio_p99"] = entry["serve"]["latency_us"]["p99"] / entry["bare"]["latency_us"]["p99"]
         entry["throughput_ratio"] = entry["serve"]["throughput_rps"] / entry["bare"]["throughput_rps"]
@@ -512,6 +539,9 @@ def proxy_cost(settings, procs, serve_port, bare_port):
                 concurrency, entry["serve"]["latency_us"]["p50"], entry["serve"]["throughput_rps"],
                 entry["bare"]["latency_us"]["p50"], entry["bare"]["throughput_rps"],
                 entry["latency_ratio_p50"], entry["throughput_ratio"]))
+        log("      CPU per request: serve proxy {0:.0f} µs + workers {1:.0f} µs | bare server {2:.0f} µs".format(
+            entry["serve"]["cpu_us_per_request"]["proxy"], entry["serve"]["cpu_us_per_request"]["workers"],
+            entry["bare"]["cpu_us_per_request"]["server"]))
     return results
 
 
@@ -525,7 +555,7 @@ def regroup(settings, procs, binary, work, env):
         [("0s", [["entrycall"], ["leaf"]]),
          ("{0}ms".format(int(first * 1000)), [["entrycall", "leaf"]]),
          ("{0}ms".format(int((first + gap) * 1000)), [["entrycall"], ["leaf"]])])
-    serve = Serve(procs, binary, project, dict(env, FUSIONIZER_LOG="info"), [],
+    serve = Serve(procs, binary, project, dict(env, FUSIONIZER_LOG="fusionizer=info"), [],
                   os.path.join(work, "serve-regroup.log"))
     try:
         serve.wait_ready(settings.start_timeout)
@@ -538,7 +568,7 @@ def regroup(settings, procs, binary, work, env):
         load = {}
 
         def drive():
-            load["samples"], _ = run_load(procs, serve.port, "/entrycall", '{"k": 1}', 2,
+            load["samples"], _, _ = run_load(procs, serve.port, "/entrycall", '{"k": 1}', 2,
                                           end - time.monotonic() - 0.7, 1_000_000, warmup=0.3)
 
         driver = threading.Thread(target=drive)
@@ -811,7 +841,7 @@ def main():
             for style, _ in STYLES}
         procs.stop(fused.proc)
 
-        results["proxy"] = proxy_cost(settings, procs, unfused.port, bare_port)
+        results["proxy"] = proxy_cost(settings, procs, unfused.port, bare_port, unfused.proc.pid, bare.pid)
         results["footprint"] = {"idle": fp_idle, "loaded": footprint(unfused)}
         results["footprint"]["serve_rss_kib"] = fp_idle["serve_rss_kib"]
         log("footprint: serve {0:.1f} MiB idle, {1:.1f} MiB loaded; workers {2}".format(

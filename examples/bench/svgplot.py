@@ -22,7 +22,7 @@ def _text(x, y, text, size=12, anchor="middle", weight="normal", extra=""):
 
 def _decades(values):
     low = math.floor(math.log10(max(min(values), 1e-3)))
-    high = math.ceil(math.log10(max(values)))
+    high = math.ceil(math.log10(max(values) * 2.5))  # headroom for the labels
     if high == low:
         high += 1
     return low, high
@@ -31,7 +31,7 @@ def _decades(values):
 def _panel(out, top, height, title, groups, series, note):
     """groups: [(label, {series: summary})]; draws one box per series per group."""
     left, right = 90, WIDTH - 20
-    plot_top, plot_bottom = top + 40, top + height - 60
+    plot_top, plot_bottom = top + 52, top + height - 60
     values = [s[p] for _, cells in groups for s in cells.values() if s.get("n")
               for p in ("p1", "p99")]
     low, high = _decades(values)
@@ -88,7 +88,7 @@ def _panel(out, top, height, title, groups, series, note):
             lx, plot_top + 8, COLORS[name]))
         out.append(_text(lx + 20, plot_top + 17, LABELS[name], size=11, anchor="start"))
         lx += 30 + 6.5 * len(LABELS[name])
-    out.append(_text(right - 6, plot_top + 17, note, size=10, anchor="end", extra='fill="#555"'))
+    out.append(_text(WIDTH / 2, top + 40, note, size=10, extra='fill="#555"'))
 
 
 def render(results, ks, styles, concurrency):
@@ -104,11 +104,9 @@ def render(results, ks, styles, concurrency):
     proxy_groups = []
     for c in concurrency:
         e = results["proxy"]["c{0}".format(c)]
-        cells = {}
-        for target in ("serve", "bare"):
-            cells[target] = dict(e[target]["latency_us"],
-                                 extra="{0:,.0f}/s".format(e[target]["throughput_rps"]))
-        proxy_groups.append(("concurrency {0}".format(c), cells))
+        cells = {target: e[target]["latency_us"] for target in ("serve", "bare")}
+        proxy_groups.append(("concurrency {0}\nserve {1:,.0f} req/s, bare {2:,.0f} req/s".format(
+            c, e["serve"]["throughput_rps"], e["bare"]["throughput_rps"]), cells))
     height1, height2 = 420, 360
     m = results["machine"]
     out.append('<svg xmlns="http://www.w3.org/2000/svg" width="{0}" height="{1}" viewBox="0 0 {0} {1}">'.format(
@@ -117,7 +115,7 @@ def render(results, ks, styles, concurrency):
     _panel(out, 0, height1, "Fusion payoff: entry task making K synchronous calls to a sibling (end to end)",
            payoff_groups, ("fused", "unfused"), "box p25–p75, line p50, whiskers p1–p99; label: unfused/fused p50")
     _panel(out, height1, height2, "Proxy cost: trivial task, serve vs bare Python server",
-           proxy_groups, ("serve", "bare"), "box p25–p75, line p50, whiskers p1–p99; label: throughput")
+           proxy_groups, ("serve", "bare"), "box p25–p75, line p50, whiskers p1–p99; throughput below each group")
     out.append(_text(WIDTH / 2, height1 + height2 + 18,
                      "fusionizer bench, {0}; {1} cores, {2}; load average {3}".format(
                          results["date"], m["cores"], m["cpu"], " / ".join(map(str, m["loadavg_start"]))),
