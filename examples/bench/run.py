@@ -722,15 +722,18 @@ def render_markdown(results):
     lines += ["", "## Proxy cost: trivial task, `fusionizer serve` (2 workers) vs bare Python "
               "`ThreadingHTTPServer`", "",
               "| Concurrency | serve p50 | serve p99 | serve req/s | bare p50 | bare p99 | bare req/s "
-              "| p50 ratio | p99 ratio | throughput ratio |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| p50 ratio | p99 ratio | throughput ratio | CPU µs/request: serve proxy + workers, bare |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for c in CONCURRENCY:
         e = results["proxy"]["c{0}".format(c)]
         s, b = e["serve"], e["bare"]
-        lines.append("| {0} | {1} | {2} | {3} | {4} | {5} | {6} | {7:.2f}× | {8:.2f}× | {9:.2f}× |".format(
-            c, fmt(s["latency_us"]["p50"]), fmt(s["latency_us"]["p99"]), fmt(s["throughput_rps"]),
-            fmt(b["latency_us"]["p50"]), fmt(b["latency_us"]["p99"]), fmt(b["throughput_rps"]),
-            e["latency_ratio_p50"], e["latency_ratio_p99"], e["throughput_ratio"]))
+        lines.append("| {0} | {1} | {2} | {3} | {4} | {5} | {6} | {7:.2f}× | {8:.2f}× | {9:.2f}× "
+                     "| {10:.0f} + {11:.0f}, {12:.0f} |".format(
+                         c, fmt(s["latency_us"]["p50"]), fmt(s["latency_us"]["p99"]), fmt(s["throughput_rps"]),
+                         fmt(b["latency_us"]["p50"]), fmt(b["latency_us"]["p99"]), fmt(b["throughput_rps"]),
+                         e["latency_ratio_p50"], e["latency_ratio_p99"], e["throughput_ratio"],
+                         s["cpu_us_per_request"]["proxy"], s["cpu_us_per_request"]["workers"],
+                         b["cpu_us_per_request"]["server"]))
     rg = results["regroup"]
     lines += ["", "## Regroup under load (entry K=1 at concurrency 2; fuse, then split again)", "",
               "| Switch | due → routes switched | requests | failed | p50 during | p99 during | max during "
@@ -753,7 +756,7 @@ def render_markdown(results):
               "| worker RSS | – |",
               "| `fusionizer {0}` over {1} tasks (median of {2}) | {3:.0f} ms |".format(
                   plan["command"], plan["tasks"], len(plan["wall_ms"]), plan["median_ms"]),
-              "| `cargo build --release` (this run) | {0:.0f} s |".format(results["build_seconds"])]
+              "| `cargo build --release` in this run (near 0 when already up to date) | {0:.0f} s |".format(results["build_seconds"])]
     lines += ["", "The original nuclio_fusionizer's only published number is a median of 33 ms per "
               "fused invocation (one sibling call, 100 sequential POSTs through kubectl port-forward "
               "on minikube). Here a fused entry task with one sibling call answers in a median of "
