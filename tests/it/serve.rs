@@ -615,3 +615,27 @@ fn watch_reloads_changed_tasks_and_keeps_old_routes_on_failure() {
         serve.log()
     );
 }
+
+/// serve refuses a non-loopback listen address unless a token is configured or `--insecure`
+/// is given; it says how to fix it.
+#[test]
+fn non_loopback_listen_needs_a_token_or_insecure() {
+    let env = TestEnv::example("quickstart");
+    let out = env
+        .cmd()
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(64),
+        "{}",
+        crate::common::transcript(&out)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to listen on `0.0.0.0:0` (not loopback) without a token"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--insecure"), "{stderr}");
+}
