@@ -297,6 +297,13 @@ pub trait Platform: Send + Sync {
         Ok(())
     }
 
+    /// How often a long-running `serve` should call [`Platform::refresh`] and re-list to pick
+    /// up changes made elsewhere. Cheap on the local platform; a `nuctl` call per look on
+    /// Nuclio, so much less often there.
+    fn resync_interval(&self) -> Duration {
+        Duration::from_millis(500)
+    }
+
     /// Stops everything this process runs for the platform (local: worker processes).
     async fn shutdown(&self) {}
 

@@ -4,9 +4,9 @@
 //! Start-up binds the listener first (so `/-/health` answers 503 while the start phase deploys),
 //! applies the start phase, prints the route table and the schedule, then follows the schedule:
 //! each phase fires at its `after` offset from start (counted from the start phase's own offset
-//! with `--phase N`). A ticker re-reads the platform every 500 ms (so a separate `apply` is
-//! picked up), retries a failed regroup every few seconds, and with `--watch` reloads
-//! fusion.toml and the task files when they change.
+//! with `--phase N`). A ticker re-reads the platform (every 500 ms on the local platform, every
+//! 15 s through nuctl) so a separate `apply` is picked up, retries a failed regroup every few
+//! seconds, and with `--watch` reloads fusion.toml and the task files when they change.
 
 pub mod http;
 pub mod metrics;
@@ -30,8 +30,9 @@ use self::metrics::Metrics;
 use self::routes::Routes;
 use self::runner::Runner;
 
-/// How often serve re-reads the platform for changes made by a separate `apply`.
-const RESYNC_EVERY: Duration = Duration::from_millis(500);
+/// How often the background loop wakes: for `--watch`, retries, and platform resyncs (each
+/// platform says how often it wants those).
+const TICK: Duration = Duration::from_millis(500);
 /// How long after a failed regroup serve tries again.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 
@@ -248,9 +249,11 @@ async fn background(
     watch: bool,
 ) {
     let mut upcoming = upcoming.into_iter().peekable();
-    let mut tick = tokio::time::interval(RESYNC_EVERY);
+    let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_retry = tokio::time::Instant::now();
+    let resync_every = runner.platform().resync_interval();
+    let mut last_resync = tokio::time::Instant::now();
     let mut watcher = watch.then(|| Watcher::new(&runner.workspace().config));
     loop {
         let next_phase = upcoming.peek().map(|(delay, _)| origin + *delay);
@@ -286,7 +289,8 @@ async fn background(
                     if runner.regroup("retry").await.is_ok_and(|r| r.failed.is_empty()) {
                         state.ready.store(true, Ordering::SeqCst);
                     }
-                } else {
+                } else if last_resync.elapsed() >= resync_every {
+                    last_resync = tokio::time::Instant::now();
                     runner.resync().await;
                 }
                 state

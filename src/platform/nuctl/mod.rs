@@ -404,6 +404,12 @@ impl Platform for NuctlPlatform {
         }))
     }
 
+    /// Each look runs `nuctl get` (a second or so on a real cluster): serve looks every 15 s,
+    /// and also right after every deploy and whenever a connection is refused.
+    fn resync_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(15)
+    }
+
     async fn refresh(&self) -> Result<(), PlatformError> {
         let selector = format!("{LABEL_PROJECT}={}", self.inner.project);
         let cmd = self
