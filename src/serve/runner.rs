@@ -420,19 +420,27 @@ fn upload_status(err: &UploadError) -> StatusCode {
     }
 }
 
+impl Runner {
+    /// The path a task is declared with in fusion.toml, when its code is not an upload.
+    fn declared_path(&self, task: &str) -> Option<String> {
+        let workspace = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
+        match workspace.config.tasks.get(task).map(|t| &t.source) {
+            Some(TaskSource::Path { written, .. }) => Some(written.clone()),
+            _ => None,
+        }
+    }
+}
+
 #[async_trait]
 impl Control for Runner {
     async fn upload(&self, task: &str, zip: Bytes) -> Result<String, ControlError> {
-        let workspace = self.workspace();
-        if let Some(decl) = workspace.config.tasks.get(task) {
-            if let TaskSource::Path { written, .. } = &decl.source {
-                return Err(ControlError::new(
-                    StatusCode::CONFLICT,
-                    format!(
-                        "task `{task}` is declared in fusion.toml with path `{written}`; change its code there, or declare it as `{{ upload = true }}`"
-                    ),
-                ));
-            }
+        if let Some(written) = self.declared_path(task) {
+            return Err(ControlError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "task `{task}` is declared in fusion.toml with path `{written}`; change its code there, or declare it as `{{ upload = true }}`"
+                ),
+            ));
         }
         let staged = self
             .uploads
@@ -469,16 +477,13 @@ impl Control for Runner {
     }
 
     async fn remove(&self, task: &str) -> Result<String, ControlError> {
-        let workspace = self.workspace();
-        if let Some(decl) = workspace.config.tasks.get(task) {
-            if let TaskSource::Path { written, .. } = &decl.source {
-                return Err(ControlError::new(
-                    StatusCode::CONFLICT,
-                    format!(
-                        "task `{task}` is declared in fusion.toml with path `{written}`; remove it from fusion.toml instead"
-                    ),
-                ));
-            }
+        if let Some(written) = self.declared_path(task) {
+            return Err(ControlError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "task `{task}` is declared in fusion.toml with path `{written}`; remove it from fusion.toml instead"
+                ),
+            ));
         }
         if !self.uploads.contains(task) {
             return Err(ControlError::new(
