@@ -144,8 +144,7 @@ async fn serve(ctx: &Context, workspace: Workspace, args: ServeArgs) -> Result<E
     )?;
     // A platform that cannot be reached at all (no nuctl) is exit 69, like plan and apply,
     // rather than a failed start-phase deploy.
-    if let Err(err @ PlatformError::Unavailable { .. }) =
-        platform.list(&config.project.name).await
+    if let Err(err @ PlatformError::Unavailable { .. }) = platform.list(&config.project.name).await
     {
         return Err(err.into());
     }

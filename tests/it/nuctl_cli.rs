@@ -20,6 +20,24 @@ fn calls(state: &Path) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// `calls` with the plan's lookups of the `missing` functions (right after its project-wide
+/// `get function -l`) in name order: the plan runs them concurrently, so they land in any order.
+fn with_lookups_sorted(mut calls: Vec<Vec<String>>, missing: usize) -> Vec<Vec<String>> {
+    assert!(
+        calls[0]
+            .iter()
+            .any(|a| a.starts_with("fusionizer.io/project=")),
+        "{calls:?}"
+    );
+    let lookups = &mut calls[1..=missing];
+    assert!(
+        lookups.iter().all(|argv| argv[..2] == ["get", "function"]),
+        "{lookups:?}"
+    );
+    lookups.sort();
+    calls
+}
+
 /// Calls as command lines, one per line.
 fn command_lines(calls: &[Vec<String>]) -> String {
     calls
@@ -48,8 +66,15 @@ fn quickstart_plan_apply_regroup_on_fake_nuctl() {
         stdout(&out)
     );
     let before = calls(&state).len();
-    expect_nuctl(&env, &state, &[], &["apply", "--auto-approve"], 0);
-    let first_apply = calls(&state)[before..].to_vec();
+    // One deploy at a time, so the sequence is exact.
+    expect_nuctl(
+        &env,
+        &state,
+        &[],
+        &["apply", "--auto-approve", "--parallelism", "1"],
+        0,
+    );
+    let first_apply = with_lookups_sorted(calls(&state)[before..].to_vec(), 2);
     s.bind(|| insta::assert_snapshot!("first_apply_calls", command_lines(&first_apply)));
     expect_nuctl(&env, &state, &[], &["plan", "--detailed-exitcode"], 0);
 
@@ -59,10 +84,17 @@ fn quickstart_plan_apply_regroup_on_fake_nuctl() {
         &env,
         &state,
         &[],
-        &["apply", "--phase", "2", "--auto-approve"],
+        &[
+            "apply",
+            "--phase",
+            "2",
+            "--auto-approve",
+            "--parallelism",
+            "1",
+        ],
         0,
     );
-    let regroup = calls(&state)[before..].to_vec();
+    let regroup = with_lookups_sorted(calls(&state)[before..].to_vec(), 1);
     s.bind(|| insta::assert_snapshot!("regroup_calls", command_lines(&regroup)));
     let deploys: Vec<usize> = (0..regroup.len())
         .filter(|&i| is_deploy_of(&regroup[i], "quickstart-taska-taskb"))
@@ -81,7 +113,10 @@ fn quickstart_plan_apply_regroup_on_fake_nuctl() {
             "`{old}` was not deleted:\n{lines}"
         );
     }
-    assert!(!deploys.is_empty(), "no deploy of the fused function:\n{lines}");
+    assert!(
+        !deploys.is_empty(),
+        "no deploy of the fused function:\n{lines}"
+    );
     assert!(
         deploys.iter().max() < deletes.iter().min(),
         "a delete ran before the fused function was deployed:\n{lines}"
@@ -221,11 +256,15 @@ impl Served {
     /// Closes the gate and waits until a nuctl call is parked at it.
     fn close_gate(&self) {
         std::fs::write(&self.gate, "").unwrap();
-        wait_for("a nuctl call parked at the gate", Duration::from_secs(60), || {
-            std::fs::read_to_string(self.state.join("gated"))
-                .ok()
-                .filter(|text| !text.is_empty())
-        });
+        wait_for(
+            "a nuctl call parked at the gate",
+            Duration::from_secs(60),
+            || {
+                std::fs::read_to_string(self.state.join("gated"))
+                    .ok()
+                    .filter(|text| !text.is_empty())
+            },
+        );
     }
 
     /// The calls that waited at the gate.
