@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use crate::config::{Config, Workspace};
 use crate::error::{Error, ExitCode, Result};
-use crate::platform::HostOptions;
+use crate::platform::{HostOptions, PlatformError};
 use crate::schedule::Selection;
 use crate::Context;
 
@@ -146,6 +146,12 @@ async fn serve(ctx: &Context, workspace: Workspace, args: ServeArgs) -> Result<E
             request_timeout: config.serve.request_timeout,
         }),
     )?;
+    // A platform that cannot be reached at all (no nuctl) is exit 69, like plan and apply,
+    // rather than a failed start-phase deploy.
+    if let Err(err @ PlatformError::Unavailable { .. }) = platform.list(&config.project.name).await
+    {
+        return Err(err.into());
+    }
     let runner = Arc::new(Runner::new(
         workspace,
         platform.clone(),

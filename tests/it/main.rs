@@ -5,5 +5,6 @@ mod build;
 mod common;
 mod local;
 mod nuctl;
+mod nuctl_cli;
 mod plan;
 mod serve;

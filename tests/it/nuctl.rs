@@ -601,8 +601,14 @@ async fn a_silent_function_times_out() {
 
 /// A venv with `nuclio-sdk==0.6.3`, built once under the shared test cache.
 fn sdk_python() -> PathBuf {
+    sdk_venv_python("fake-nuctl-sdk-venv", &[])
+}
+
+/// The python of a venv named `name` under the shared test cache, holding `nuclio-sdk==0.6.3`
+/// and `extra` packages; built once (concurrent builders wait for each other).
+pub(crate) fn sdk_venv_python(name: &str, extra: &[&str]) -> PathBuf {
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fusionizer-cache");
-    let venv = cache.join("fake-nuctl-sdk-venv");
+    let venv = cache.join(name);
     let python = venv.join("bin/python");
     if python.is_file() && venv.join("ready").is_file() {
         return python;
@@ -612,16 +618,18 @@ fn sdk_python() -> PathBuf {
     let status = std::process::Command::new("sh")
         .arg("-c")
         .arg(
-            "{ flock 9 && { [ -f \"$1/ready\" ] || { python3 -m venv \"$1\" && \
-             \"$1/bin/pip\" install -q nuclio-sdk==0.6.3 && touch \"$1/ready\"; }; }; } \
-             9>\"$2\"",
+            "venv=$1; lock=$2; shift 2; \
+             { flock 9 && { [ -f \"$venv/ready\" ] || { python3 -m venv \"$venv\" && \
+             \"$venv/bin/pip\" install -q nuclio-sdk==0.6.3 \"$@\" && touch \"$venv/ready\"; }; }; } \
+             9>\"$lock\"",
         )
         .arg("sh")
         .arg(&venv)
-        .arg(cache.join("fake-nuctl-sdk-venv.lock"))
+        .arg(cache.join(format!("{name}.lock")))
+        .args(extra)
         .status()
         .unwrap();
-    assert!(status.success(), "could not build the nuclio-sdk venv");
+    assert!(status.success(), "could not build the `{name}` venv");
     python
 }
 

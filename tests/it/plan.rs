@@ -194,11 +194,11 @@ fn run(env: &TestEnv, args: &[&str]) -> std::process::Output {
         .expect("run fusionizer")
 }
 
-fn stdout(output: &std::process::Output) -> String {
+pub(crate) fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn stderr(output: &std::process::Output) -> String {
+pub(crate) fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
@@ -216,7 +216,7 @@ fn expect(env: &TestEnv, args: &[&str], code: i32) -> std::process::Output {
 }
 
 /// The common filters plus short digests and durations.
-fn settings(env: &TestEnv) -> insta::Settings {
+pub(crate) fn settings(env: &TestEnv) -> insta::Settings {
     let mut settings = env.settings();
     // Same width as the 12 hex digits, so tables stay aligned.
     settings.add_filter(r"sha256:[0-9a-f]{12}\b", "sha256:[HEX DIGEST]");
@@ -523,10 +523,10 @@ fn same_named_unowned_function_is_refused() {
 // The same commands on the nuctl platform, against the fake `nuctl` (no plan/apply code knows
 // which platform it drives).
 
-const FAKE_NUCTL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fake_nuctl/nuctl");
+pub(crate) const FAKE_NUCTL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fake_nuctl/nuctl");
 
 /// The quickstart on `platform = "nuctl"`, and the fake's state directory.
-fn quickstart_on_nuctl() -> (TestEnv, std::path::PathBuf) {
+pub(crate) fn quickstart_on_nuctl() -> (TestEnv, std::path::PathBuf) {
     let env = quickstart();
     let toml = env.project().join("fusion.toml");
     let text = std::fs::read_to_string(&toml).unwrap().replace(
@@ -539,7 +539,7 @@ fn quickstart_on_nuctl() -> (TestEnv, std::path::PathBuf) {
     (env, state)
 }
 
-fn run_nuctl(
+pub(crate) fn run_nuctl(
     env: &TestEnv,
     state: &std::path::Path,
     fake: &[(&str, &str)],
@@ -554,7 +554,7 @@ fn run_nuctl(
     cmd.args(args).output().expect("run fusionizer")
 }
 
-fn expect_nuctl(
+pub(crate) fn expect_nuctl(
     env: &TestEnv,
     state: &std::path::Path,
     fake: &[(&str, &str)],
