@@ -23,6 +23,8 @@ import nuclio_sdk
 from . import _codec, _imports
 
 _HANDLER_RE = re.compile(r"^([\w|-]+(\.[\w|-]+)*):(\w+)$")
+# handler results that are never awaitable: skips `inspect.isawaitable`'s ABC check
+_PLAIN_OUTPUTS = frozenset((dict, list, str, bytes, tuple, int, float, bool, type(None), nuclio_sdk.Response))
 _DEFAULT_PROXY_PORT = 8000
 
 
@@ -313,9 +315,10 @@ class Dispatcher(object):
     # ----------------------------------------------------------------- the proxy
 
     def _proxy_of(self, event):
-        host = event.get_header("Fusionizer-Server-Address")
+        headers = event.headers
+        host = _codec.first_header(headers, "fusionizer-server-address")
         if host:
-            port = event.get_header("Fusionizer-Server-Port")
+            port = _codec.first_header(headers, "fusionizer-server-port")
             try:
                 return host, int(port) if port else _DEFAULT_PROXY_PORT
             except ValueError:
@@ -346,28 +349,28 @@ class Dispatcher(object):
         env = self._env_proxy()
         return env is not None and env[0].lower() == host
 
-    def _proxy_headers(self, headers, caller, callee):
+    def _proxy_headers(self, caller, callee, proxy):
         """Headers the proxy adds when it forwards a call, plus the caller's own marker."""
-        _codec.set_header(headers, "X-Fusionizer-Caller", caller)
-        _codec.set_header(headers, "Task-Name", callee)
-        proxy = self._proxy()
-        if proxy is not None:
-            _codec.set_header(headers, "Fusionizer-Server-Address", proxy[0])
-            _codec.set_header(headers, "Fusionizer-Server-Port", str(proxy[1]))
+        if proxy is None:
+            return (("X-Fusionizer-Caller", caller), ("Task-Name", callee))
+        return (
+            ("X-Fusionizer-Caller", caller), ("Task-Name", callee),
+            ("Fusionizer-Server-Address", proxy[0]), ("Fusionizer-Server-Port", str(proxy[1])),
+        )
 
     # ----------------------------------------------------------------- in-process calls
 
-    def _run_task(self, callee, event):
+    def _run_task(self, callee, event, proxy):
         """Run a sibling's handler on `event` and encode its result as Nuclio would."""
         task = self.tasks[callee]
-        frame = _Frame(callee, self._proxy())
+        frame = _Frame(callee, proxy)
         token = _CURRENT.set(frame)
         try:
             if task.wants_session:
                 output = task.handler(task.context, event, self._session(task))
             else:
                 output = task.handler(task.context, event)
-            if inspect.isawaitable(output):
+            if type(output) not in _PLAIN_OUTPUTS and inspect.isawaitable(output):
                 output = self.run_coroutine(_in_frame(output, frame))
             return _codec.encode_output(output)
         except Exception as exc:
@@ -389,15 +392,17 @@ class Dispatcher(object):
 
     def _call_function_in_process(self, caller, callee, event):
         self.calls["local"] += 1
-        body, content_type, headers = _codec.call_function_request(callee, event)
-        headers = {_codec.canonical_header(name): value for name, value in headers.items()}
-        self._proxy_headers(headers, caller, callee)
-        _codec.set_header(headers, "Content-Length", str(len(body)))
+        body, content_type, target = _codec.call_function_body(callee, event)
+        proxy = self._proxy()
+        headers = _codec.call_function_headers(
+            event.headers, content_type, target, len(body),
+            self._proxy_headers(caller, callee, proxy),
+        )
         callee_event = _codec.new_event(
             body, content_type, headers, event.method or "POST", event.path or "/",
             dict(event.fields or {}), self._trigger(),
         )
-        return self._run_task(callee, callee_event)
+        return self._run_task(callee, callee_event, proxy)
 
     def _call_function_via_proxy(self, caller, callee, event, proxy, timeout):
         self.calls["remote"] += 1
@@ -425,16 +430,16 @@ class Dispatcher(object):
             body = body.read() if hasattr(body, "read") else b"".join(
                 chunk.encode("utf-8") if isinstance(chunk, str) else chunk for chunk in body
             )
-        headers = {_codec.canonical_header(k): v for k, v in request.headers.items()}
-        _codec.set_header(headers, "Host", parts.netloc)
-        _codec.set_header(headers, "Content-Length", str(len(body)))
-        self._proxy_headers(headers, caller, callee)
+        proxy = self._proxy()
+        headers = _codec.requests_headers(
+            request.headers, parts.netloc, len(body), self._proxy_headers(caller, callee, proxy)
+        )
         content_type = headers.get("Content-Type", "")
-        fields = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+        fields = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True)) if parts.query else {}
         event = _codec.new_event(
             body, content_type, headers, request.method, parts.path or "/", fields, self._trigger()
         )
-        status, content_type, out_headers, out_body = self._run_task(callee, event)
+        status, content_type, out_headers, out_body = self._run_task(callee, event, proxy)
         import requests
         import requests.structures
         import requests.utils
