@@ -5,11 +5,16 @@ this call style: a fused function made only of Nuclio-native tasks needs nothing
 `nuclio_sdk` at run time.
 """
 
-import urllib.parse
-
 import requests
 import requests.adapters
+import requests.cookies
+import requests.hooks
+import requests.models
 import requests.sessions
+import requests.structures
+import requests.utils
+
+_DEFAULT_HOOKS = requests.hooks.default_hooks()
 
 
 class TaskSession(requests.Session):
@@ -24,9 +29,76 @@ class TaskSession(requests.Session):
     def __init__(self, dispatcher, task):
         super(TaskSession, self).__init__()
         self._dispatcher = dispatcher
+        self._prepared_urls = {}
         adapter = _SiblingAdapter(dispatcher, task)
         self.mount("http://", adapter)
         self.mount("https://", adapter)
+
+    def request(self, method, url, params=None, data=None, headers=None, cookies=None, files=None,
+                auth=None, timeout=None, allow_redirects=True, proxies=None, hooks=None,
+                stream=None, verify=None, cert=None, json=None):
+        """`requests.Session.request`, preparing sibling calls without the generic steps.
+
+        Only when those steps provably do nothing (no params, files, auth, cookies, hooks or
+        extra adapters anywhere, a str/bytes/empty body): the request is then prepared by the
+        same `PreparedRequest` methods, with its URL prepared once per distinct URL, and sent
+        through `send` exactly as `requests` does, so redirects, hooks and the response stay
+        `requests`' own. Anything else takes the unchanged `requests` path.
+        """
+        prepared_url = None
+        if (
+            not (params or files or auth or cookies or hooks or self.auth or self.params)
+            and type(url) is str
+            and (data is None or type(data) is bytes or type(data) is str)
+            and self.hooks == _DEFAULT_HOOKS
+            and len(self.adapters) == 2
+            and not self.cookies
+        ):
+            prepared_url = self._sibling_url(url)
+        if prepared_url is None:
+            return super(TaskSession, self).request(
+                method, url, params=params, data=data, headers=headers, cookies=cookies,
+                files=files, auth=auth, timeout=timeout, allow_redirects=allow_redirects,
+                proxies=proxies, hooks=hooks, stream=stream, verify=verify, cert=cert, json=json,
+            )
+        prep = requests.models.PreparedRequest()
+        prep.prepare_method(method.upper())
+        prep.url = prepared_url
+        # `Request` turns `headers=None` into `{}`, so None-valued session headers are dropped
+        prep.prepare_headers(requests.sessions.merge_setting(
+            headers if headers is not None else {}, self.headers,
+            dict_class=requests.structures.CaseInsensitiveDict,
+        ))
+        # an empty jar adds no Cookie header; the URL carries no credentials (`_sibling_url`)
+        prep._cookies = requests.cookies.RequestsCookieJar()
+        prep.prepare_body(data or {}, None, json)
+        settings = self.merge_environment_settings(prep.url, proxies or {}, stream, verify, cert)
+        send_kwargs = {"timeout": timeout, "allow_redirects": allow_redirects}
+        send_kwargs.update(settings)
+        return self.send(prep, **send_kwargs)
+
+    def _sibling_url(self, url):
+        """`url` as `PreparedRequest.prepare_url` prepares it, if raw and prepared both address a
+        sibling and it carries no credentials; else None."""
+        prepared = self._prepared_urls.get(url)
+        if prepared is None:
+            try:
+                scratch = requests.models.PreparedRequest()
+                scratch.prepare_url(url, None)
+                prepared = scratch.url
+            except Exception:
+                prepared = ""
+            if any(requests.utils.get_auth_from_url(prepared or url)):
+                prepared = ""
+            if len(self._prepared_urls) >= 1024:
+                self._prepared_urls.clear()
+            self._prepared_urls[url] = prepared
+        if not prepared:
+            return None
+        dispatcher = self._dispatcher
+        if dispatcher._sibling_of_url(url) is None or dispatcher._sibling_of_url(prepared) is None:
+            return None
+        return prepared
 
     def prepare_request(self, request):
         if self.trust_env and self._dispatcher._sibling_of_url(request.url) is not None:
@@ -63,10 +135,9 @@ class _SiblingAdapter(requests.adapters.HTTPAdapter):
 
     def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
         dispatcher = self._dispatcher
-        parts = urllib.parse.urlsplit(request.url)
-        if parts.hostname is not None and dispatcher._is_proxy_host(parts.hostname):
-            callee = urllib.parse.unquote(parts.path.lstrip("/").partition("/")[0])
-            if callee in dispatcher.tasks:
+        parts, host, callee = dispatcher._url_target(request.url)
+        if host is not None and dispatcher._is_proxy_host(host):
+            if callee is not None:
                 return dispatcher._requests_in_process(self, self._task, callee, request, parts)
             request.headers["X-Fusionizer-Caller"] = self._task
             dispatcher.calls["remote"] += 1

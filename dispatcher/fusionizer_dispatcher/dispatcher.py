@@ -168,6 +168,7 @@ class Dispatcher(object):
         self._signal_callbacks = {"termination": {}, "drain": {}}
         self._top = None
         self._env_proxy_cache = (None, None)
+        self._url_targets = {}
         self._async_runner = None
         module = module or sys._getframe(1).f_globals.get("__name__", __name__)
         self._load(tasks)
@@ -306,11 +307,27 @@ class Dispatcher(object):
 
     def _sibling_of_url(self, url):
         """The sibling task a URL addresses through the proxy, else None."""
-        parts = urllib.parse.urlsplit(url)
-        if parts.hostname is None or not self._is_proxy_host(parts.hostname):
+        parts, host, callee = self._url_target(url)
+        if callee is None or not self._is_proxy_host(host):
             return None
-        callee = urllib.parse.unquote(parts.path.lstrip("/").partition("/")[0])
-        return callee if callee in self.tasks else None
+        return callee
+
+    def _url_target(self, url):
+        """(urlsplit parts, host, callee task or None), memoised: every part depends on `url` only."""
+        target = self._url_targets.get(url)
+        if target is None:
+            parts = urllib.parse.urlsplit(url)
+            host = parts.hostname
+            callee = None
+            if host is not None:
+                callee = urllib.parse.unquote(parts.path.lstrip("/").partition("/")[0])
+                if callee not in self.tasks:
+                    callee = None
+            target = (parts, host, callee)
+            if len(self._url_targets) >= 1024:
+                self._url_targets.clear()
+            self._url_targets[url] = target
+        return target
 
     # ----------------------------------------------------------------- the proxy
 
