@@ -289,7 +289,7 @@ class Dispatcher(object):
                 result = task.handler(task.context, event)
         finally:
             _CURRENT.reset(token)
-        if inspect.isawaitable(result):
+        if type(result) not in _PLAIN_OUTPUTS and inspect.isawaitable(result):
             return _in_frame(result, frame)
         return result
 

@@ -49,6 +49,8 @@ _CONNECT_TIMEOUT = 10.0
 _HANDLER_RE = re.compile(r"^([\w|-]+(\.[\w|-]+)*):(\w+)$")
 _LEVELS = {"DEBUG": "debug", "INFO": "info", "WARNING": "warn", "ERROR": "error", "CRITICAL": "error"}
 _U32 = 4
+# handler results that are never awaitable: skips `inspect.isawaitable`'s ABC check
+_PLAIN_OUTPUTS = frozenset((dict, list, str, bytes, tuple, int, float, bool, type(None), nuclio_sdk.Response))
 
 
 class _Disconnected(Exception):
@@ -255,7 +257,7 @@ class Worker(object):
         try:
             event = self._event(json.loads(meta), body)
             output = self._entrypoint(self._context, event)
-            if inspect.isawaitable(output):
+            if type(output) not in _PLAIN_OUTPUTS and inspect.isawaitable(output):
                 output = self._loop.run_until_complete(output)
             status, content_type, headers, out = _codec.encode_output(output)
         except Exception as exc:
