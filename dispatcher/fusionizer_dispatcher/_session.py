@@ -5,6 +5,8 @@ this call style: a fused function made only of Nuclio-native tasks needs nothing
 `nuclio_sdk` at run time.
 """
 
+import collections
+
 import requests
 import requests.adapters
 import requests.cookies
@@ -15,6 +17,41 @@ import requests.structures
 import requests.utils
 
 _DEFAULT_HOOKS = requests.hooks.default_hooks()
+_CaseInsensitiveDict = requests.structures.CaseInsensitiveDict
+_VALID_HEADERS = set()
+
+
+def _prepare_headers(prep, headers, session_headers):
+    """`prep.prepare_headers(merge_setting(headers, session_headers, CaseInsensitiveDict))`.
+
+    For plain str-named dicts it merges in one pass and checks each distinct (name, value) str
+    pair with `requests`' own `check_header_validity` once; the resulting headers are equal, in
+    the same order, and invalid ones raise the same error. Anything unusual takes `requests`'
+    own functions.
+    """
+    if type(session_headers) is _CaseInsensitiveDict and type(headers) in (dict, _CaseInsensitiveDict):
+        merged = {}
+        for source in (session_headers, headers):
+            for name, value in source.items():
+                if type(name) is not str:
+                    merged = None
+                    break
+                # like CaseInsensitiveDict: the first spelling's place, the last spelling and value
+                merged[name.lower()] = (name, value)
+            if merged is None:
+                break
+        if merged is not None:
+            pairs = [pair for pair in merged.values() if pair[1] is not None]
+            for pair in pairs:
+                if pair not in _VALID_HEADERS:
+                    requests.utils.check_header_validity(pair)
+                    if type(pair[1]) is str and len(_VALID_HEADERS) < 4096:
+                        _VALID_HEADERS.add(pair)
+            prep.headers = _CaseInsensitiveDict(pairs)
+            return
+    prep.prepare_headers(
+        requests.sessions.merge_setting(headers, session_headers, dict_class=_CaseInsensitiveDict)
+    )
 
 
 class TaskSession(requests.Session):
@@ -65,10 +102,7 @@ class TaskSession(requests.Session):
         prep.prepare_method(method.upper())
         prep.url = prepared_url
         # `Request` turns `headers=None` into `{}`, so None-valued session headers are dropped
-        prep.prepare_headers(requests.sessions.merge_setting(
-            headers if headers is not None else {}, self.headers,
-            dict_class=requests.structures.CaseInsensitiveDict,
-        ))
+        _prepare_headers(prep, headers if headers is not None else {}, self.headers)
         # an empty jar adds no Cookie header; the URL carries no credentials (`_sibling_url`)
         prep._cookies = requests.cookies.RequestsCookieJar()
         prep.prepare_body(data or {}, None, json)
@@ -111,8 +145,12 @@ class TaskSession(requests.Session):
 
     def merge_environment_settings(self, url, proxies, stream, verify, cert):
         if self.trust_env and self._dispatcher._sibling_of_url(url) is not None:
+            if type(proxies) is dict and type(self.proxies) is dict and not proxies and not self.proxies:
+                merged_proxies = collections.OrderedDict()  # what merge_setting({}, {}) returns
+            else:
+                merged_proxies = requests.sessions.merge_setting(proxies, self.proxies)
             return {
-                "proxies": requests.sessions.merge_setting(proxies, self.proxies),
+                "proxies": merged_proxies,
                 "stream": requests.sessions.merge_setting(stream, self.stream),
                 "verify": requests.sessions.merge_setting(verify, self.verify),
                 "cert": requests.sessions.merge_setting(cert, self.cert),
