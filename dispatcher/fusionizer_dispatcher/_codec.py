@@ -285,11 +285,12 @@ def call_function_headers(headers, content_type, target, body_length, proxy_head
     return out
 
 
-def requests_headers(headers, host, body_length, proxy_headers):
-    """The callee's headers for an in-process `requests_session` call (see `call_function_headers`)."""
+def requests_headers(items, host, body_length, proxy_headers):
+    """The callee's headers for an in-process `requests_session` call (see `call_function_headers`);
+    `items` are the request's (name, value) pairs."""
     out = {}
     cache = _REQUESTS_NAMES
-    for name, value in headers.items():
+    for name, value in items:
         kept = cache.get(name)
         if kept is None:
             kept = _kept_name(cache, name, _REQUESTS_SET)

@@ -19,6 +19,35 @@ import requests.utils
 _DEFAULT_HOOKS = requests.hooks.default_hooks()
 _CaseInsensitiveDict = requests.structures.CaseInsensitiveDict
 _VALID_HEADERS = set()
+_ENCODINGS = {}
+
+
+def header_items(headers):
+    """`headers.items()`; for a plain `CaseInsensitiveDict` read from its store, which holds
+    exactly those (name, value) pairs in that order, without the per-key lookups."""
+    if type(headers) is _CaseInsensitiveDict:
+        store = getattr(headers, "_store", None)
+        if type(store) is collections.OrderedDict:
+            return store.values()
+    return headers.items()
+
+
+def case_insensitive_dict(pairs):
+    """`CaseInsensitiveDict(pairs)` for a plain dict of str names."""
+    return _CaseInsensitiveDict(pairs)
+
+
+def encoding_of(headers):
+    """`requests.utils.get_encoding_from_headers`, memoised on the Content-Type it reads."""
+    content_type = headers.get("content-type")
+    if type(content_type) is not str:
+        return requests.utils.get_encoding_from_headers(headers)
+    encoding = _ENCODINGS.get(content_type, _ENCODINGS)
+    if encoding is _ENCODINGS:
+        encoding = requests.utils.get_encoding_from_headers(headers)
+        if len(_ENCODINGS) < 256:
+            _ENCODINGS[content_type] = encoding
+    return encoding
 
 
 def _prepare_headers(prep, headers, session_headers):
@@ -32,7 +61,7 @@ def _prepare_headers(prep, headers, session_headers):
     if type(session_headers) is _CaseInsensitiveDict and type(headers) in (dict, _CaseInsensitiveDict):
         merged = {}
         for source in (session_headers, headers):
-            for name, value in source.items():
+            for name, value in header_items(source):
                 if type(name) is not str:
                     merged = None
                     break

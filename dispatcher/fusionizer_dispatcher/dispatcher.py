@@ -448,8 +448,10 @@ class Dispatcher(object):
                 chunk.encode("utf-8") if isinstance(chunk, str) else chunk for chunk in body
             )
         proxy = self._proxy()
+        _session = _requests_support()
         headers = _codec.requests_headers(
-            request.headers, parts.netloc, len(body), self._proxy_headers(caller, callee, proxy)
+            _session.header_items(request.headers), parts.netloc, len(body),
+            self._proxy_headers(caller, callee, proxy),
         )
         content_type = headers.get("Content-Type", "")
         fields = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True)) if parts.query else {}
@@ -457,18 +459,14 @@ class Dispatcher(object):
             body, content_type, headers, request.method, parts.path or "/", fields, self._trigger()
         )
         status, content_type, out_headers, out_body = self._run_task(callee, event, proxy)
-        import requests
-        import requests.structures
-        import requests.utils
-
-        response = requests.Response()
+        response = _session.requests.Response()
         response.status_code = status
-        response.headers = requests.structures.CaseInsensitiveDict(
+        response.headers = _session.case_insensitive_dict(
             _codec.wire_headers(content_type, out_headers, out_body)
         )
         response._content = out_body
         response._content_consumed = True
-        response.encoding = requests.utils.get_encoding_from_headers(response.headers)
+        response.encoding = _session.encoding_of(response.headers)
         response.reason = http.client.responses.get(status, "")
         response.url = request.url
         response.request = request
@@ -516,6 +514,18 @@ class Dispatcher(object):
             if task.context is not None:
                 return task.context.platform._platform
         return None
+
+
+_SESSION_MODULE = []
+
+
+def _requests_support():
+    """The `_session` module, imported on first use (it imports `requests`)."""
+    if not _SESSION_MODULE:
+        from . import _session
+
+        _SESSION_MODULE.append(_session)
+    return _SESSION_MODULE[0]
 
 
 async def _in_frame(awaitable, frame):
