@@ -88,12 +88,24 @@ def set_header(headers, name, value):
     headers[name] = value
 
 
-def first_header(headers, lowered):
-    """`Event.get_header`: the value of the first name equal to `lowered` ignoring case."""
+def proxy_headers(headers):
+    """(`Fusionizer-Server-Address`, `Fusionizer-Server-Port`) as `Event.get_header` finds each
+    (the first name equal ignoring case), in one pass."""
+    host = port = None
+    found_host = found_port = False
     for key, value in headers.items():
-        if key.lower() == lowered:
-            return value
-    return None
+        lowered = key.lower()
+        if lowered == "fusionizer-server-address":
+            if not found_host:
+                host, found_host = value, True
+                if found_port:
+                    break
+        elif lowered == "fusionizer-server-port":
+            if not found_port:
+                port, found_port = value, True
+                if found_host:
+                    break
+    return host, port
 
 
 def decode_body(body, content_type):

@@ -332,10 +332,8 @@ class Dispatcher(object):
     # ----------------------------------------------------------------- the proxy
 
     def _proxy_of(self, event):
-        headers = event.headers
-        host = _codec.first_header(headers, "fusionizer-server-address")
+        host, port = _codec.proxy_headers(event.headers)
         if host:
-            port = _codec.first_header(headers, "fusionizer-server-port")
             try:
                 return host, int(port) if port else _DEFAULT_PROXY_PORT
             except ValueError:
