@@ -33,8 +33,19 @@ def header_items(headers):
 
 
 def case_insensitive_dict(pairs):
-    """`CaseInsensitiveDict(pairs)` for a plain dict of str names."""
-    return _CaseInsensitiveDict(pairs)
+    """`CaseInsensitiveDict(pairs)` for a plain dict of str names.
+
+    Fills the store as `__setitem__` does (lower-case name -> (name, value), in order) without
+    a Python call per item, when the store is the `OrderedDict` it has always been.
+    """
+    headers = _CaseInsensitiveDict()
+    store = getattr(headers, "_store", None)
+    if type(store) is not collections.OrderedDict:
+        headers.update(pairs)
+        return headers
+    for name, value in pairs.items():
+        store[name.lower()] = (name, value)
+    return headers
 
 
 def encoding_of(headers):
@@ -76,7 +87,14 @@ def _prepare_headers(prep, headers, session_headers):
                     requests.utils.check_header_validity(pair)
                     if type(pair[1]) is str and len(_VALID_HEADERS) < 4096:
                         _VALID_HEADERS.add(pair)
-            prep.headers = _CaseInsensitiveDict(pairs)
+            headers = _CaseInsensitiveDict()
+            store = getattr(headers, "_store", None)
+            if type(store) is collections.OrderedDict:
+                for pair in pairs:
+                    store[pair[0].lower()] = pair
+            else:
+                headers.update(pairs)
+            prep.headers = headers
             return
     prep.prepare_headers(
         requests.sessions.merge_setting(headers, session_headers, dict_class=_CaseInsensitiveDict)
