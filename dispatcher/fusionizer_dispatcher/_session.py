@@ -177,7 +177,9 @@ class TaskSession(requests.Session):
         if not prepared:
             return None
         dispatcher = self._dispatcher
-        if dispatcher._sibling_of_url(url) is None or dispatcher._sibling_of_url(prepared) is None:
+        if dispatcher._sibling_of_url(url) is None or (
+            prepared != url and dispatcher._sibling_of_url(prepared) is None
+        ):
             return None
         return prepared
 
