@@ -207,14 +207,15 @@ def _measure_worker(root, calls):
             worker.kill()
             worker.wait()
     samples.sort()
-    return (samples[len(samples) // 2] / 1000.0, samples[min(len(samples) - 1, len(samples) * 99 // 100)] / 1000.0,
-            cpu / calls * 1e6)
+    p99 = samples[min(len(samples) - 1, len(samples) * 99 // 100)]
+    return samples[len(samples) // 2] / 1000.0, p99 / 1000.0, cpu / calls * 1e6
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000, help="measured calls per case")
-    parser.add_argument("--worker", action="store_true", help="also measure the local worker's per-event path")
+    parser.add_argument("--worker", action="store_true",
+                        help="also measure the local worker's per-event path")
     parser.add_argument("--serve-callee", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_callee:

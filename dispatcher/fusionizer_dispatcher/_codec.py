@@ -23,6 +23,10 @@ import nuclio_sdk.json_encoder
 
 _SDK_ENCODER = nuclio_sdk.json_encoder.Encoder()
 _HANDLER_ERROR = 'Exception caught in handler - "{0}": {1}'
+# handler results that are never awaitable (exact types): skips `inspect.isawaitable`'s ABC check
+PLAIN_OUTPUTS = frozenset(
+    (dict, list, str, bytes, tuple, int, float, bool, type(None), nuclio_sdk.Response)
+)
 _CANONICAL = {}
 _CACHE_LIMIT = 4096
 

@@ -194,7 +194,7 @@ class TaskSession(requests.Session):
 
     def merge_environment_settings(self, url, proxies, stream, verify, cert):
         if self.trust_env and self._dispatcher._sibling_of_url(url) is not None:
-            if type(proxies) is dict and type(self.proxies) is dict and not proxies and not self.proxies:
+            if type(proxies) is dict and type(self.proxies) is dict and not (proxies or self.proxies):
                 merged_proxies = collections.OrderedDict()  # what merge_setting({}, {}) returns
             else:
                 merged_proxies = requests.sessions.merge_setting(proxies, self.proxies)

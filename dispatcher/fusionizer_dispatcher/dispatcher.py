@@ -23,8 +23,7 @@ import nuclio_sdk
 from . import _codec, _imports
 
 _HANDLER_RE = re.compile(r"^([\w|-]+(\.[\w|-]+)*):(\w+)$")
-# handler results that are never awaitable: skips `inspect.isawaitable`'s ABC check
-_PLAIN_OUTPUTS = frozenset((dict, list, str, bytes, tuple, int, float, bool, type(None), nuclio_sdk.Response))
+_PLAIN_OUTPUTS = _codec.PLAIN_OUTPUTS
 _DEFAULT_PROXY_PORT = 8000
 
 
@@ -452,7 +451,9 @@ class Dispatcher(object):
             self._proxy_headers(caller, callee, proxy),
         )
         content_type = headers.get("Content-Type", "")
-        fields = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True)) if parts.query else {}
+        fields = {}
+        if parts.query:
+            fields = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
         event = _codec.new_event(
             body, content_type, headers, request.method, parts.path or "/", fields, self._trigger()
         )

@@ -49,8 +49,7 @@ _CONNECT_TIMEOUT = 10.0
 _HANDLER_RE = re.compile(r"^([\w|-]+(\.[\w|-]+)*):(\w+)$")
 _LEVELS = {"DEBUG": "debug", "INFO": "info", "WARNING": "warn", "ERROR": "error", "CRITICAL": "error"}
 _U32 = 4
-# handler results that are never awaitable: skips `inspect.isawaitable`'s ABC check
-_PLAIN_OUTPUTS = frozenset((dict, list, str, bytes, tuple, int, float, bool, type(None), nuclio_sdk.Response))
+_PLAIN_OUTPUTS = _codec.PLAIN_OUTPUTS
 
 
 class _Disconnected(Exception):
