@@ -1,6 +1,6 @@
 """Benchmark: a sibling call run in-process by the dispatcher vs the same call over loopback HTTP.
 
-    .venv/bin/python dispatcher/bench_calls.py [--calls N]
+    .venv/bin/python dispatcher/bench_calls.py [--calls N] [--worker]
 
 Both sides run in one process and one run. The callee task sums two numbers. "fused" is a
 dispatcher holding caller and callee; "remote" is a dispatcher holding only the caller, whose
@@ -9,10 +9,17 @@ proxy address points at a `ThreadingHTTPServer` (keep-alive, TCP_NODELAY) in a c
 difference is the transport. Each style is measured: `context.platform.call_function` (a new
 connection per call, as the SDK does) and `requests_session.post` (pooled keep-alive
 connection). Prints p50/p99 in microseconds and the remote/fused ratio of the p50s.
+
+`--worker` also measures the local platform's worker process on a trivial task: one E frame
+at a time over its Unix socket (as the Rust side sends them, with the headers the proxy
+forwards), printing the round-trip p50/p99 and the worker's CPU time per event (from
+`/proc/<pid>/stat`, so Linux only).
 """
 
 import argparse
 import http.server
+import json
+import socket
 import subprocess
 import logging
 import os
@@ -113,9 +120,102 @@ def _measure(dispatcher, context, event, calls):
     return samples[len(samples) // 2] / 1000.0, samples[min(len(samples) - 1, len(samples) * 99 // 100)] / 1000.0
 
 
+HELLO = """
+def handler(context, event):
+    return "hello"
+"""
+
+ENTRY = """import os
+from fusionizer_dispatcher import Dispatcher
+_dispatcher = Dispatcher(function="bench", tasks={"hello": "main:handler"},
+                         root=os.path.dirname(os.path.abspath(__file__)))
+init_context = _dispatcher.init_context
+handler = _dispatcher.handler
+"""
+
+
+def _worker_cpu_seconds(pid):
+    with open("/proc/{0}/stat".format(pid)) as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measure_worker(root, calls):
+    """Round trips of E frames through a real worker subprocess; (p50, p99, CPU us per event)."""
+    _artifact(root, {"hello": HELLO})
+    with open(os.path.join(root, "_fusionizer_entry.py"), "w") as out:
+        out.write(ENTRY)
+    here = os.path.dirname(os.path.abspath(__file__))
+    shutil.copytree(os.path.join(here, "fusionizer_dispatcher"), os.path.join(root, "fusionizer_dispatcher"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    path = os.path.join(root, "w.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    listener.settimeout(30)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FUSIONIZER_")}
+    env["PYTHONPATH"] = root
+    worker = subprocess.Popen(
+        [sys.executable, "-u", "-m", "fusionizer_dispatcher.worker", "--socket", path,
+         "--handler", "_fusionizer_entry:handler", "--worker-id", "0", "--function", "bench"],
+        cwd=root, env=env)
+    try:
+        conn, _ = listener.accept()
+        conn.settimeout(30)
+        reader = conn.makefile("rb")
+
+        def read_frame():
+            length = int.from_bytes(reader.read(4), "big")
+            payload = reader.read(length)
+            if len(payload) != length:
+                raise SystemExit("worker closed the socket")
+            return payload[:1]
+
+        if read_frame() != b"S":
+            raise SystemExit("worker did not start")
+        meta = json.dumps({
+            "id": "bench", "method": "POST", "path": "/hello", "fields": {},
+            "headers": {"Host": "127.0.0.1:8000", "User-Agent": "bench", "Accept-Encoding": "identity",
+                        "Content-Length": "0", "Task-Name": "hello",
+                        "Fusionizer-Server-Address": "127.0.0.1", "Fusionizer-Server-Port": "8000"},
+            "content_type": "", "timestamp": int(time.time()),
+            "trigger": {"kind": "http", "name": "default-http"},
+        }).encode()
+        payload = b"E" + len(meta).to_bytes(4, "big") + meta
+        frame = len(payload).to_bytes(4, "big") + payload
+        for _ in range(min(500, calls)):
+            conn.sendall(frame)
+            if read_frame() != b"R":
+                raise SystemExit("unexpected frame from the worker")
+        samples = []
+        clock = time.perf_counter_ns
+        cpu = _worker_cpu_seconds(worker.pid)
+        for _ in range(calls):
+            start = clock()
+            conn.sendall(frame)
+            kind = read_frame()
+            samples.append(clock() - start)
+            if kind != b"R":
+                raise SystemExit("unexpected frame from the worker")
+        cpu = _worker_cpu_seconds(worker.pid) - cpu
+        conn.sendall((1).to_bytes(4, "big") + b"Q")
+        worker.wait(timeout=30)
+        conn.close()
+    finally:
+        listener.close()
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    samples.sort()
+    p99 = samples[min(len(samples) - 1, len(samples) * 99 // 100)]
+    return samples[len(samples) // 2] / 1000.0, p99 / 1000.0, cpu / calls * 1e6
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000, help="measured calls per case")
+    parser.add_argument("--worker", action="store_true",
+                        help="also measure the local worker's per-event path")
     parser.add_argument("--serve-callee", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_callee:
@@ -146,6 +246,10 @@ def main():
             print("{0:<17} fused p50 {1:8.1f} us  p99 {2:8.1f} us | remote p50 {3:8.1f} us  p99 {4:8.1f} us"
                   " | ratio remote/fused (p50) {5:6.1f}x".format(
                       style, fused[0], fused[1], remote[0], remote[1], remote[0] / fused[0]))
+        if args.worker:
+            p50, p99, cpu = _measure_worker(os.path.join(root, "worker"), max(args.calls, 5000))
+            print("{0:<17} round trip p50 {1:8.1f} us  p99 {2:8.1f} us | worker CPU {3:6.1f} us/event".format(
+                "worker", p50, p99, cpu))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -13,17 +13,65 @@ lowercased headers and parses the body only for exactly `application/json`
 import base64
 import datetime
 import json
+import os
 import sys
 import time
 import traceback
-import uuid
 
 import nuclio_sdk
 import nuclio_sdk.json_encoder
 
-_ENCODE = nuclio_sdk.json_encoder.Encoder().encode
+_SDK_ENCODER = nuclio_sdk.json_encoder.Encoder()
 _HANDLER_ERROR = 'Exception caught in handler - "{0}": {1}'
+# handler results that are never awaitable (exact types): skips `inspect.isawaitable`'s ABC check
+PLAIN_OUTPUTS = frozenset(
+    (dict, list, str, bytes, tuple, int, float, bool, type(None), nuclio_sdk.Response)
+)
 _CANONICAL = {}
+_CACHE_LIMIT = 4096
+
+
+def _strict_encoder(sdk):
+    """The SDK encoder's output through the C encoder, or None when that cannot be proved equal.
+
+    The SDK's `Encoder` re-implements `iterencode` in Python only to spell non-finite floats as
+    the strings `"NaN"`/`"Infinity"`; for every other value it yields what `json.JSONEncoder`
+    with the same settings yields. The C encoder with `allow_nan=False` raises `ValueError` on
+    exactly those floats (and on circular references, which the SDK encoder rejects too), so
+    `encode` falls back to the SDK's own encoder then and is byte-identical always.
+    """
+    if sdk.indent is not None:
+        return None
+    strict = json.JSONEncoder(
+        skipkeys=sdk.skipkeys, ensure_ascii=sdk.ensure_ascii, check_circular=sdk.check_circular,
+        allow_nan=False, sort_keys=sdk.sort_keys,
+        separators=(sdk.item_separator, sdk.key_separator), default=sdk.default,
+    ).encode
+    probe = {"s": "é\u2028\"", "i": [1, -2, True, False, None], "f": 0.1, 2: 1e300, 1.5: (), "o": {}}
+    try:
+        if strict(probe) != sdk.encode(probe):
+            return None
+    except Exception:
+        return None
+    return strict
+
+
+def _encoder(sdk):
+    strict = _strict_encoder(sdk)
+    if strict is None:
+        return sdk.encode
+    fallback = sdk.encode
+
+    def encode(output):
+        try:
+            return strict(output)
+        except ValueError:
+            return fallback(output)
+
+    return encode
+
+
+_ENCODE = _encoder(_SDK_ENCODER)
 
 
 def canonical_header(name):
@@ -31,7 +79,7 @@ def canonical_header(name):
     canonical = _CANONICAL.get(name)
     if canonical is None:
         canonical = "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
-        if len(_CANONICAL) < 4096:
+        if len(_CANONICAL) < _CACHE_LIMIT:
             _CANONICAL[name] = canonical
     return canonical
 
@@ -44,6 +92,26 @@ def set_header(headers, name, value):
     headers[name] = value
 
 
+def proxy_headers(headers):
+    """(`Fusionizer-Server-Address`, `Fusionizer-Server-Port`) as `Event.get_header` finds each
+    (the first name equal ignoring case), in one pass."""
+    host = port = None
+    found_host = found_port = False
+    for key, value in headers.items():
+        lowered = key.lower()
+        if lowered == "fusionizer-server-address":
+            if not found_host:
+                host, found_host = value, True
+                if found_port:
+                    break
+        elif lowered == "fusionizer-server-port":
+            if not found_port:
+                port, found_port = value, True
+                if found_host:
+                    break
+    return host, port
+
+
 def decode_body(body, content_type):
     """Nuclio's body rule: JSON only for exactly `application/json`, else the raw bytes."""
     if content_type == "application/json":
@@ -54,9 +122,27 @@ def decode_body(body, content_type):
     return body
 
 
+_TIMESTAMPS = {}
+
+
 def utc_timestamp(seconds):
     """`datetime.utcfromtimestamp(seconds)` without its deprecation warning on Python 3.12+."""
-    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).replace(tzinfo=None)
+    stamp = _TIMESTAMPS.get(seconds)
+    if stamp is None:
+        stamp = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).replace(tzinfo=None)
+        if len(_TIMESTAMPS) >= 64:
+            _TIMESTAMPS.clear()
+        _TIMESTAMPS[seconds] = stamp
+    return stamp
+
+
+def uuid4_string():
+    """`str(uuid.uuid4())`, computed the same way without building a `UUID` object."""
+    number = int.from_bytes(os.urandom(16), "big")
+    number = (number & ~(0xC000 << 48)) | (0x8000 << 48)  # RFC 4122 variant
+    number = (number & ~(0xF000 << 64)) | (4 << 76)  # version 4
+    text = "%032x" % number
+    return "{0}-{1}-{2}-{3}-{4}".format(text[:8], text[8:12], text[12:16], text[16:20], text[20:])
 
 
 def new_event(body, content_type, headers, method, path, fields, trigger):
@@ -67,7 +153,7 @@ def new_event(body, content_type, headers, method, path, fields, trigger):
         trigger=trigger,
         fields=fields,
         headers=headers,
-        _id=str(uuid.uuid4()),
+        _id=uuid4_string(),
         method=method,
         path=path,
         size=len(body),
@@ -102,15 +188,20 @@ def error_output(exc):
     return 500, "text/plain", {}, message.encode("utf-8")
 
 
+_WIRE_DROPPED = frozenset(("content-type", "content-length"))
+
+
 def wire_headers(content_type, headers, body):
     """Response headers as an HTTP client receives them from Nuclio's HTTP trigger."""
     out = {}
     for name, value in headers.items():
-        # the trigger keeps str and int values only (bool is not an int there)
-        if type(value) is str or type(value) is int:
+        # the trigger keeps str and int values only (bool is not an int there); the
+        # trigger's own Content-Type and Content-Length replace any spelling of them
+        kind = type(value)
+        if (kind is str or kind is int) and name.lower() not in _WIRE_DROPPED:
             out[name] = str(value)
-    set_header(out, "Content-Type", content_type)
-    set_header(out, "Content-Length", str(len(body)))
+    out["Content-Type"] = content_type
+    out["Content-Length"] = str(len(body))
     return out
 
 
@@ -127,6 +218,17 @@ def sdk_response(status, headers, body):
 
 def call_function_request(function_name, event):
     """Body, content type and headers `call_function` would send, without touching `event`."""
+    body, content_type, target = call_function_body(function_name, event)
+    headers = dict(event.headers or {})
+    set_header(headers, "Content-Type", content_type)
+    set_header(headers, "X-Nuclio-Target", target)
+    for key in [key for key in headers if key.lower() == "content-length"]:
+        del headers[key]
+    return body, content_type, headers
+
+
+def call_function_body(function_name, event):
+    """Body, content type and `X-Nuclio-Target` `call_function` would send."""
     if isinstance(event.body, dict):
         body = json.dumps(event.body).encode("utf-8")
         content_type = "application/json"
@@ -146,10 +248,73 @@ def call_function_request(function_name, event):
                     type(body).__name__
                 )
             )
-    headers = dict(event.headers or {})
-    set_header(headers, "Content-Type", content_type)
-    target = (event.headers or {}).get("X-Nuclio-Target", function_name)
-    set_header(headers, "X-Nuclio-Target", target)
-    for key in [key for key in headers if key.lower() == "content-length"]:
-        del headers[key]
-    return body, content_type, headers
+    return body, content_type, (event.headers or {}).get("X-Nuclio-Target", function_name)
+
+
+# Names the in-process call replaces, by the comparison the step that replaces them uses:
+# `call_function` itself compares the caller's names in lower case; the proxy's headers and
+# Content-Length are replaced after the names were canonicalised, comparing those in lower case.
+_CALL_SET = frozenset(("content-type", "x-nuclio-target", "content-length"))
+_PROXY_SET = frozenset((
+    "x-fusionizer-caller", "task-name", "fusionizer-server-address", "fusionizer-server-port",
+    "content-length",
+))
+_REQUESTS_SET = _PROXY_SET | {"host"}
+_CALL_NAMES = {}
+_REQUESTS_NAMES = {}
+
+
+def _kept_name(cache, name, own):
+    """Canonical `name`, or "" when the in-process call replaces it (memoised)."""
+    kept = cache.get(name)
+    if kept is None:
+        canonical = canonical_header(name)
+        drop = (own is _CALL_SET and name.lower() in own) or canonical.lower() in (
+            _PROXY_SET if own is _CALL_SET else own
+        )
+        kept = "" if drop else canonical
+        if len(cache) < _CACHE_LIMIT:
+            cache[name] = kept
+    return kept
+
+
+def call_function_headers(headers, content_type, target, body_length, proxy_headers):
+    """The callee's headers for an in-process `call_function`, in the order the HTTP call has.
+
+    Equal to `call_function_request`'s headers, canonicalised, then `proxy_headers` (name,
+    value pairs with canonical names) and `Content-Length` set with `set_header`.
+    """
+    out = {}
+    if headers:
+        cache = _CALL_NAMES
+        for name, value in headers.items():
+            kept = cache.get(name)
+            if kept is None:
+                kept = _kept_name(cache, name, _CALL_SET)
+            if kept:
+                out[kept] = value
+    out["Content-Type"] = content_type
+    out["X-Nuclio-Target"] = target
+    for name, value in proxy_headers:
+        out[name] = value
+    out["Content-Length"] = str(body_length)
+    return out
+
+
+def requests_headers(items, host, body_length, proxy_headers):
+    """The callee's headers for an in-process `requests_session` call (see `call_function_headers`);
+    `items` are the request's (name, value) pairs."""
+    out = {}
+    cache = _REQUESTS_NAMES
+    for name, value in items:
+        kept = cache.get(name)
+        if kept is None:
+            kept = _kept_name(cache, name, _REQUESTS_SET)
+        if kept:
+            out[kept] = value
+    out["Host"] = host
+    out["Content-Length"] = str(body_length)
+    for name, value in proxy_headers:
+        out[name] = value
+    return out
+

@@ -23,6 +23,7 @@ import nuclio_sdk
 from . import _codec, _imports
 
 _HANDLER_RE = re.compile(r"^([\w|-]+(\.[\w|-]+)*):(\w+)$")
+_PLAIN_OUTPUTS = _codec.PLAIN_OUTPUTS
 _DEFAULT_PROXY_PORT = 8000
 
 
@@ -166,6 +167,7 @@ class Dispatcher(object):
         self._signal_callbacks = {"termination": {}, "drain": {}}
         self._top = None
         self._env_proxy_cache = (None, None)
+        self._url_targets = {}
         self._async_runner = None
         module = module or sys._getframe(1).f_globals.get("__name__", __name__)
         self._load(tasks)
@@ -286,7 +288,7 @@ class Dispatcher(object):
                 result = task.handler(task.context, event)
         finally:
             _CURRENT.reset(token)
-        if inspect.isawaitable(result):
+        if type(result) not in _PLAIN_OUTPUTS and inspect.isawaitable(result):
             return _in_frame(result, frame)
         return result
 
@@ -304,18 +306,33 @@ class Dispatcher(object):
 
     def _sibling_of_url(self, url):
         """The sibling task a URL addresses through the proxy, else None."""
-        parts = urllib.parse.urlsplit(url)
-        if parts.hostname is None or not self._is_proxy_host(parts.hostname):
+        parts, host, callee = self._url_target(url)
+        if callee is None or not self._is_proxy_host(host):
             return None
-        callee = urllib.parse.unquote(parts.path.lstrip("/").partition("/")[0])
-        return callee if callee in self.tasks else None
+        return callee
+
+    def _url_target(self, url):
+        """(urlsplit parts, host, callee task or None), memoised: every part depends on `url` only."""
+        target = self._url_targets.get(url)
+        if target is None:
+            parts = urllib.parse.urlsplit(url)
+            host = parts.hostname
+            callee = None
+            if host is not None:
+                callee = urllib.parse.unquote(parts.path.lstrip("/").partition("/")[0])
+                if callee not in self.tasks:
+                    callee = None
+            target = (parts, host, callee)
+            if len(self._url_targets) >= 1024:
+                self._url_targets.clear()
+            self._url_targets[url] = target
+        return target
 
     # ----------------------------------------------------------------- the proxy
 
     def _proxy_of(self, event):
-        host = event.get_header("Fusionizer-Server-Address")
+        host, port = _codec.proxy_headers(event.headers)
         if host:
-            port = event.get_header("Fusionizer-Server-Port")
             try:
                 return host, int(port) if port else _DEFAULT_PROXY_PORT
             except ValueError:
@@ -346,28 +363,28 @@ class Dispatcher(object):
         env = self._env_proxy()
         return env is not None and env[0].lower() == host
 
-    def _proxy_headers(self, headers, caller, callee):
+    def _proxy_headers(self, caller, callee, proxy):
         """Headers the proxy adds when it forwards a call, plus the caller's own marker."""
-        _codec.set_header(headers, "X-Fusionizer-Caller", caller)
-        _codec.set_header(headers, "Task-Name", callee)
-        proxy = self._proxy()
-        if proxy is not None:
-            _codec.set_header(headers, "Fusionizer-Server-Address", proxy[0])
-            _codec.set_header(headers, "Fusionizer-Server-Port", str(proxy[1]))
+        if proxy is None:
+            return (("X-Fusionizer-Caller", caller), ("Task-Name", callee))
+        return (
+            ("X-Fusionizer-Caller", caller), ("Task-Name", callee),
+            ("Fusionizer-Server-Address", proxy[0]), ("Fusionizer-Server-Port", str(proxy[1])),
+        )
 
     # ----------------------------------------------------------------- in-process calls
 
-    def _run_task(self, callee, event):
+    def _run_task(self, callee, event, proxy):
         """Run a sibling's handler on `event` and encode its result as Nuclio would."""
         task = self.tasks[callee]
-        frame = _Frame(callee, self._proxy())
+        frame = _Frame(callee, proxy)
         token = _CURRENT.set(frame)
         try:
             if task.wants_session:
                 output = task.handler(task.context, event, self._session(task))
             else:
                 output = task.handler(task.context, event)
-            if inspect.isawaitable(output):
+            if type(output) not in _PLAIN_OUTPUTS and inspect.isawaitable(output):
                 output = self.run_coroutine(_in_frame(output, frame))
             return _codec.encode_output(output)
         except Exception as exc:
@@ -389,15 +406,17 @@ class Dispatcher(object):
 
     def _call_function_in_process(self, caller, callee, event):
         self.calls["local"] += 1
-        body, content_type, headers = _codec.call_function_request(callee, event)
-        headers = {_codec.canonical_header(name): value for name, value in headers.items()}
-        self._proxy_headers(headers, caller, callee)
-        _codec.set_header(headers, "Content-Length", str(len(body)))
+        body, content_type, target = _codec.call_function_body(callee, event)
+        proxy = self._proxy()
+        headers = _codec.call_function_headers(
+            event.headers, content_type, target, len(body),
+            self._proxy_headers(caller, callee, proxy),
+        )
         callee_event = _codec.new_event(
             body, content_type, headers, event.method or "POST", event.path or "/",
             dict(event.fields or {}), self._trigger(),
         )
-        return self._run_task(callee, callee_event)
+        return self._run_task(callee, callee_event, proxy)
 
     def _call_function_via_proxy(self, caller, callee, event, proxy, timeout):
         self.calls["remote"] += 1
@@ -425,28 +444,28 @@ class Dispatcher(object):
             body = body.read() if hasattr(body, "read") else b"".join(
                 chunk.encode("utf-8") if isinstance(chunk, str) else chunk for chunk in body
             )
-        headers = {_codec.canonical_header(k): v for k, v in request.headers.items()}
-        _codec.set_header(headers, "Host", parts.netloc)
-        _codec.set_header(headers, "Content-Length", str(len(body)))
-        self._proxy_headers(headers, caller, callee)
+        proxy = self._proxy()
+        _session = _requests_support()
+        headers = _codec.requests_headers(
+            _session.header_items(request.headers), parts.netloc, len(body),
+            self._proxy_headers(caller, callee, proxy),
+        )
         content_type = headers.get("Content-Type", "")
-        fields = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+        fields = {}
+        if parts.query:
+            fields = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
         event = _codec.new_event(
             body, content_type, headers, request.method, parts.path or "/", fields, self._trigger()
         )
-        status, content_type, out_headers, out_body = self._run_task(callee, event)
-        import requests
-        import requests.structures
-        import requests.utils
-
-        response = requests.Response()
+        status, content_type, out_headers, out_body = self._run_task(callee, event, proxy)
+        response = _session.requests.Response()
         response.status_code = status
-        response.headers = requests.structures.CaseInsensitiveDict(
+        response.headers = _session.case_insensitive_dict(
             _codec.wire_headers(content_type, out_headers, out_body)
         )
         response._content = out_body
         response._content_consumed = True
-        response.encoding = requests.utils.get_encoding_from_headers(response.headers)
+        response.encoding = _session.encoding_of(response.headers)
         response.reason = http.client.responses.get(status, "")
         response.url = request.url
         response.request = request
@@ -494,6 +513,18 @@ class Dispatcher(object):
             if task.context is not None:
                 return task.context.platform._platform
         return None
+
+
+_SESSION_MODULE = []
+
+
+def _requests_support():
+    """The `_session` module, imported on first use (it imports `requests`)."""
+    if not _SESSION_MODULE:
+        from . import _session
+
+        _SESSION_MODULE.append(_session)
+    return _SESSION_MODULE[0]
 
 
 async def _in_frame(awaitable, frame):

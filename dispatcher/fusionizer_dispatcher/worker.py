@@ -49,6 +49,7 @@ _CONNECT_TIMEOUT = 10.0
 _HANDLER_RE = re.compile(r"^([\w|-]+(\.[\w|-]+)*):(\w+)$")
 _LEVELS = {"DEBUG": "debug", "INFO": "info", "WARNING": "warn", "ERROR": "error", "CRITICAL": "error"}
 _U32 = 4
+_PLAIN_OUTPUTS = _codec.PLAIN_OUTPUTS
 
 
 class _Disconnected(Exception):
@@ -227,6 +228,7 @@ class Worker(object):
         self._loop = loop
         self._dispatcher = getattr(entrypoint, "fusionizer_dispatcher", None)
         self._triggers = {}
+        self._metas = {}
 
     def _event(self, meta, body):
         content_type = meta.get("content_type") or ""
@@ -255,7 +257,7 @@ class Worker(object):
         try:
             event = self._event(json.loads(meta), body)
             output = self._entrypoint(self._context, event)
-            if inspect.isawaitable(output):
+            if type(output) not in _PLAIN_OUTPUTS and inspect.isawaitable(output):
                 output = self._loop.run_until_complete(output)
             status, content_type, headers, out = _codec.encode_output(output)
         except Exception as exc:
@@ -288,7 +290,36 @@ class Worker(object):
             response, out = self.handle(meta, body)
             sys.stdout.flush()
             sys.stderr.flush()
-            channel.send(b"R", dumps(response).encode("utf-8"), out)
+            channel.send(b"R", self._encode_meta(response, dumps), out)
+
+    def _encode_meta(self, response, dumps):
+        """`dumps(response)` as UTF-8, memoised for the common shape (no headers, int counts).
+
+        The key holds every value the JSON text depends on, with the types of those whose equal
+        values could spell differently (True == 1), so a hit is byte-identical to a fresh dump.
+        """
+        calls = response["calls"]
+        status = response["status_code"]
+        content_type = response["content_type"]
+        task = response["task"]
+        if (
+            response["headers"]
+            or type(calls) is not dict or len(calls) != 2
+            or type(status) is not int or type(content_type) is not str
+            or (task is not None and type(task) is not str)
+        ):
+            return dumps(response).encode("utf-8")
+        local, remote = calls.get("local"), calls.get("remote")
+        if type(local) is not int or type(remote) is not int or list(calls) != ["local", "remote"]:
+            return dumps(response).encode("utf-8")
+        key = (status, content_type, task, local, remote)
+        encoded = self._metas.get(key)
+        if encoded is None:
+            encoded = dumps(response).encode("utf-8")
+            if len(self._metas) >= 256:
+                self._metas.clear()
+            self._metas[key] = encoded
+        return encoded
 
 
 def _parse_args(argv):
