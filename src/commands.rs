@@ -278,7 +278,7 @@ pub fn init(ctx: &Context, dir: Option<PathBuf>, name: Option<String>) -> Result
     }
     ctx.ui.status(&format!(
         "created project `{name}` in {}: fusion.toml, tasks/taska, tasks/taskb\n\
-         next: `fusionizer validate`, then `fusionizer build --phase 2`",
+         next: `fusionizer serve` in it, then `curl -X POST http://127.0.0.1:8000/taska -d '{{\"value1\": 5, \"value2\": 3}}' -H 'Content-Type: application/json'`",
         config::display_path(&dir)
     ));
     Ok(ExitCode::Success)
