@@ -639,3 +639,49 @@ fn non_loopback_listen_needs_a_token_or_insecure() {
     );
     assert!(stderr.contains("--insecure"), "{stderr}");
 }
+
+/// A running serve picks up what a separate `fusionizer apply` wrote (within its resync
+/// interval) and routes to the new functions, without a restart.
+#[test]
+fn serve_picks_up_a_separate_apply() {
+    let env = TestEnv::example("quickstart");
+    let serve = Serve::start(&env, &["--phase", "1", "--no-schedule"]);
+    let info = client()
+        .get(serve.url("/taska"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(info.contains("Function: quickstart-taska\n"), "{info}");
+    let out = env
+        .cmd()
+        .env("FUSIONIZER_CACHE_DIR", cache_dir())
+        .args(["apply", "--phase", "2", "--auto-approve"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        crate::common::transcript(&out)
+    );
+    wait_for(
+        "serve to route to the fused function",
+        Duration::from_secs(30),
+        || {
+            let info = client().get(serve.url("/taska")).send().ok()?.text().ok()?;
+            info.contains("Function: quickstart-taska-taskb\n")
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        result_of(&add(&serve, "taska", 20, 22).1),
+        Some(42),
+        "{}",
+        serve.log()
+    );
+    assert_eq!(
+        serve.metric("fusionizer_task_calls_total", "in_process"),
+        1.0
+    );
+}
