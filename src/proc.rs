@@ -126,31 +126,7 @@ impl Cmd {
 
     /// Runs to completion, capturing both streams. Any exit status is returned as `Ok`.
     pub async fn output(&self) -> Result<Output, ProcError> {
-        let mut command = tokio::process::Command::new(&self.program);
-        command
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        for (k, v) in &self.env {
-            command.env(k, v);
-        }
-        if let Some(dir) = &self.cwd {
-            command.current_dir(dir);
-        }
-        let child = command.spawn().map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                ProcError::NotFound {
-                    program: self.program.to_string_lossy().into_owned(),
-                }
-            } else {
-                ProcError::Spawn {
-                    command: self.display(),
-                    source,
-                }
-            }
-        })?;
+        let child = self.spawn()?;
         let waited = child.wait_with_output();
         let output = match self.timeout {
             Some(t) => tokio::time::timeout(t, waited)

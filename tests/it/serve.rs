@@ -180,50 +180,29 @@ fn result_of(body: &str) -> Option<i64> {
 fn quickstart_adds_alone_and_fused_in_both_call_styles() {
     for example in ["quickstart", "native"] {
         let env = TestEnv::example(example);
-        // Phase 1: every task alone — the call crosses the proxy.
-        let serve = Serve::start(&env, &["--phase", "1", "--no-schedule"]);
-        let (status, body) = add(&serve, "taska", 5, 3);
-        assert_eq!(
-            (status, result_of(&body)),
-            (200, Some(8)),
-            "{example}: {body}\n{}",
-            serve.log()
-        );
-        assert_eq!(
-            serve.metric("fusionizer_task_calls_total", "proxied"),
-            1.0,
-            "{example}"
-        );
-        assert_eq!(
-            serve.metric("fusionizer_task_calls_total", "in_process"),
-            0.0,
-            "{example}"
-        );
-        assert_eq!(
-            serve.terminate(),
-            Some(0),
-            "{example}: serve did not exit 0 on SIGTERM"
-        );
-
-        // Phase 2: fused — the same call runs in-process; nothing reaches the proxy.
-        let serve = Serve::start(&env, &["--phase", "2", "--no-schedule"]);
-        let (status, body) = add(&serve, "taska", 40, 2);
-        assert_eq!(
-            (status, result_of(&body)),
-            (200, Some(42)),
-            "{example}: {body}\n{}",
-            serve.log()
-        );
-        assert_eq!(
-            serve.metric("fusionizer_task_calls_total", "proxied"),
-            0.0,
-            "{example}"
-        );
-        assert_eq!(
-            serve.metric("fusionizer_task_calls_total", "in_process"),
-            1.0,
-            "{example}"
-        );
+        // Phase 1: every task alone, so the call crosses the proxy. Phase 2: fused, so the same
+        // call runs in-process and nothing reaches the proxy.
+        let mut last = None;
+        for (phase, proxied, in_process) in [("1", 1.0, 0.0), ("2", 0.0, 1.0)] {
+            if let Some(serve) = last.take() {
+                let code = Serve::terminate(serve);
+                assert_eq!(code, Some(0), "{example}: serve did not exit 0 on SIGTERM");
+            }
+            let serve = Serve::start(&env, &["--phase", phase, "--no-schedule"]);
+            let (status, body) = add(&serve, "taska", 40, 2);
+            let context = format!("{example}, phase {phase}: {body}");
+            assert_eq!(
+                (status, result_of(&body)),
+                (200, Some(42)),
+                "{context}\n{}",
+                serve.log()
+            );
+            let calls = |path| serve.metric("fusionizer_task_calls_total", path);
+            assert_eq!(calls("proxied"), proxied, "{context}");
+            assert_eq!(calls("in_process"), in_process, "{context}");
+            last = Some(serve);
+        }
+        let serve = last.expect("phase 2 ran");
         let info = client()
             .get(serve.url("/taska"))
             .send()
