@@ -442,10 +442,17 @@ impl Control for Runner {
                 ),
             ));
         }
-        let staged = self
-            .uploads
-            .stage(task, &zip, self.max_upload, self.max_unpacked)
-            .map_err(|e| ControlError::new(upload_status(&e), e.to_string()))?;
+        // Unpacking may take a while for a large archive: keep it off the proxy's threads.
+        let (uploads, name, limits) = (
+            self.uploads.clone(),
+            task.to_string(),
+            (self.max_upload, self.max_unpacked),
+        );
+        let staged =
+            tokio::task::spawn_blocking(move || uploads.stage(&name, &zip, limits.0, limits.1))
+                .await
+                .map_err(|e| ControlError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+                .map_err(|e| ControlError::new(upload_status(&e), e.to_string()))?;
         let replaced = self
             .uploads
             .commit(task, staged)
