@@ -42,7 +42,7 @@ pub fn validate(ctx: &Context) -> Result<ExitCode> {
             return Err(err);
         }
         hint = hint.or(err.hint);
-        for cause in err.causes {
+        for cause in err.details {
             match problems.iter_mut().find(|(c, _)| *c == cause) {
                 Some((_, labels)) => labels.push(label.clone()),
                 None => problems.push((cause, vec![label.clone()])),
@@ -58,7 +58,7 @@ pub fn validate(ctx: &Context) -> Result<ExitCode> {
                 plural(n)
             ),
         );
-        err.causes = problems
+        err.details = problems
             .into_iter()
             .map(|(cause, labels)| format!("{}: {cause}", labels.join(", ")))
             .collect();

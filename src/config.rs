@@ -260,7 +260,7 @@ impl From<Diagnostics> for Error {
                 if n == 1 { "" } else { "s" }
             ),
         );
-        e.causes = d.0.iter().map(ToString::to_string).collect();
+        e.details = d.0.iter().map(ToString::to_string).collect();
         e
     }
 }

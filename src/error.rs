@@ -34,6 +34,9 @@ pub struct Error {
     pub code: ExitCode,
     pub message: String,
     pub causes: Vec<String>,
+    /// Items listed under the message as they are (e.g. every problem of a config), each
+    /// indented; unlike `causes` they are not a chain.
+    pub details: Vec<String>,
     pub hint: Option<String>,
 }
 
@@ -43,6 +46,7 @@ impl Error {
             code,
             message: message.into(),
             causes: Vec::new(),
+            details: Vec::new(),
             hint: None,
         }
     }
@@ -81,6 +85,11 @@ impl fmt::Display for Error {
     /// Renders the whole error: the message, one `caused by:` line per cause, then the hint.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "error: {}", self.message)?;
+        for detail in &self.details {
+            for line in detail.lines() {
+                write!(f, "\n  {line}")?;
+            }
+        }
         for cause in &self.causes {
             write!(f, "\n  caused by: {cause}")?;
         }

@@ -601,7 +601,7 @@ fusion.toml:18:1: unknown key `listn` in `[serve]`
     let error = Error::from(diagnostics);
     assert_eq!(error.code, ExitCode::Config);
     assert_eq!(error.message, "invalid configuration (5 problems)");
-    assert_eq!(error.causes.len(), 5);
+    assert_eq!(error.details.len(), 5);
 }
 
 #[test]

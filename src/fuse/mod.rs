@@ -269,7 +269,7 @@ fn problems_error(message: String, problems: Vec<(Option<String>, FuseError)>) -
             text.push_str(&format!(": {cause}"));
             source = cause.source();
         }
-        error.causes.push(text);
+        error.details.push(text);
         if let Some(hint) = problem.hint() {
             if !hints.contains(&hint) {
                 hints.push(hint);

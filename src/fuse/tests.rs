@@ -588,7 +588,7 @@ fn fuse_all_reports_every_conflict_of_every_group_at_once() {
     assert_eq!(err.code, ExitCode::Config);
     assert_eq!(err.message, "cannot fuse 2 groups (2 problems)");
     assert_eq!(
-        err.causes,
+        err.details,
         vec![
             "`shop-a-b`: tasks `a` and `b` conflict on `spec.env[MODE]`: `x` vs `y`",
             "`shop-c-d`: tasks `c` and `d` conflict on `spec.minReplicas`: `1` vs `2`",
