@@ -114,6 +114,11 @@ impl Serve {
         format!("{}{path}", self.base)
     }
 
+    /// The body of `GET path`.
+    pub fn text(&self, path: &str) -> String {
+        client().get(self.url(path)).send().unwrap().text().unwrap()
+    }
+
     /// A counter or gauge value from `/-/metrics` (sum over label sets matching `filter`).
     pub fn metric(&self, name: &str, filter: &str) -> f64 {
         let text = client()
@@ -203,12 +208,7 @@ fn quickstart_adds_alone_and_fused_in_both_call_styles() {
             last = Some(serve);
         }
         let serve = last.expect("phase 2 ran");
-        let info = client()
-            .get(serve.url("/taska"))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
+        let info = serve.text("/taska");
         assert!(
             info.contains("Currently deployed with other Tasks: taskb"),
             "{info}"
@@ -426,12 +426,7 @@ groups = [["taska", "taskb"]]
         (200, "Successfully deployed Task 'taska'")
     );
     assert_eq!(result_of(&add(&serve, "taska", 2, 3).1), Some(5));
-    let info = client()
-        .get(serve.url("/taska"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let info = serve.text("/taska");
     assert!(
         info.contains("Currently deployed with other Tasks: None"),
         "{info}"
@@ -456,12 +451,7 @@ groups = [["taska", "taskb"]]
         "Successfully deleted Task 'taska'"
     );
     assert_eq!(result_of(&add(&serve, "taskb", 4, 4).1), Some(8));
-    let info = client()
-        .get(serve.url("/taskb"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let info = serve.text("/taskb");
     assert!(
         info.contains("Currently deployed with other Tasks: None"),
         "{info}"
@@ -625,12 +615,7 @@ fn non_loopback_listen_needs_a_token_or_insecure() {
 fn serve_picks_up_a_separate_apply() {
     let env = TestEnv::example("quickstart");
     let serve = Serve::start(&env, &["--phase", "1", "--no-schedule"]);
-    let info = client()
-        .get(serve.url("/taska"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let info = serve.text("/taska");
     assert!(info.contains("Function: quickstart-taska\n"), "{info}");
     let out = env
         .cmd()
