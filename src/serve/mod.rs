@@ -208,6 +208,11 @@ async fn serve(ctx: &Context, workspace: Workspace, args: ServeArgs) -> Result<E
             report.failed.len(),
             RETRY_AFTER.as_secs()
         )),
+        Err(err) if err.code == ExitCode::TempFail => ctx.ui.status(&format!(
+            "warning: {}; retrying every {}s",
+            err.message,
+            RETRY_AFTER.as_secs()
+        )),
         Err(err) => {
             shutdown.notify_one();
             let _ = server.await;

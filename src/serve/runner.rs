@@ -137,7 +137,21 @@ impl Runner {
     pub async fn regroup(&self, why: &str) -> Result<RegroupReport, Error> {
         let _guard = self.regroup_lock.lock().await;
         let started = Instant::now();
-        let result = self.regroup_locked(why, started).await;
+        // The same advisory lock as `fusionizer apply`, held for this regroup only: a CLI apply
+        // and serve never change the platform at once (whichever comes second waits: the CLI
+        // exits 75 naming serve; serve retries its regroup a few seconds later).
+        let lock_path = crate::lock::lock_path(
+            &self.workspace().config.state_dir(),
+            &self.platform.identity(),
+        );
+        let result = match crate::lock::acquire(
+            &lock_path,
+            &format!("fusionizer serve ({why})"),
+            Duration::ZERO,
+        ) {
+            Ok(_apply_lock) => self.regroup_locked(why, started).await,
+            Err(err) => Err(err.into()),
+        };
         let ok = matches!(&result, Ok(report) if report.failed.is_empty());
         self.failed.store(!ok, Ordering::SeqCst);
         if let Some(app) = self.app() {
@@ -410,6 +424,14 @@ fn log_report(why: &str, report: &RegroupReport) {
     );
 }
 
+/// The answer while another apply holds the platform's lock.
+fn busy(err: &Error) -> ControlError {
+    ControlError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("another apply is changing the platform; retry shortly\n{err}"),
+    )
+}
+
 fn upload_status(err: &UploadError) -> StatusCode {
     match err {
         UploadError::TooLarge { .. } | UploadError::UnpackedTooLarge { .. } => {
@@ -461,6 +483,13 @@ impl Control for Runner {
             Ok(report) if report.failed.is_empty() => {
                 Ok(format!("Successfully deployed Task '{task}'"))
             }
+            Err(err) if err.code == crate::error::ExitCode::TempFail => {
+                // Another apply holds the platform: nothing was deployed; put the old code back.
+                if let Err(e) = self.uploads.restore(replaced) {
+                    tracing::error!("restoring the previous code of `{task}` failed: {e}");
+                }
+                Err(busy(&err))
+            }
             outcome => {
                 let reason = match outcome {
                     Ok(report) => report
@@ -506,11 +535,16 @@ impl Control for Runner {
             Ok(report) if report.failed.is_empty() => {
                 Ok(format!("Successfully deleted Task '{task}'"))
             }
-            _ => {
+            outcome => {
                 let _ = self.uploads.restore(super::uploads::Replaced {
                     task: task.to_string(),
                     backup: aside,
                 });
+                if let Err(err) = &outcome {
+                    if err.code == crate::error::ExitCode::TempFail {
+                        return Err(busy(err));
+                    }
+                }
                 let _ = self.regroup(&format!("rollback of `{task}` removal")).await;
                 Err(ControlError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,

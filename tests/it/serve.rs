@@ -649,3 +649,34 @@ fn serve_picks_up_a_separate_apply() {
         1.0
     );
 }
+
+/// serve takes the same advisory lock as `fusionizer apply` for each regroup: while another
+/// apply holds it, an upload is refused with 503 and nothing changes; once it is free, the same
+/// upload goes through.
+#[test]
+fn serve_regroups_wait_for_the_apply_lock() {
+    let env = TestEnv::example("quickstart");
+    let serve = Serve::start(&env, &["--phase", "1", "--no-schedule"]);
+    let lock_path = {
+        let ws = fusionizer::config::load(&env.project().join("fusion.toml")).unwrap();
+        let platform = fusionizer::platform::open(&ws.config, None).unwrap();
+        fusionizer::lock::lock_path(&ws.config.state_dir(), &platform.identity())
+    };
+    let zip = zip_dir(&env.project().join("tasks/taskb"));
+    let held =
+        fusionizer::lock::acquire(&lock_path, "fusionizer apply (test)", Duration::ZERO).unwrap();
+    let (status, body) = put_zip(&serve, "extra", zip.clone(), None);
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("another apply is changing the platform"),
+        "{body}"
+    );
+    assert!(!env.project().join(".fusionizer/uploads/extra").exists());
+    drop(held);
+    let (status, body) = put_zip(&serve, "extra", zip, None);
+    assert_eq!(
+        (status, body.trim()),
+        (200, "Successfully deployed Task 'extra'")
+    );
+    assert_eq!(result_of(&add(&serve, "extra", 2, 2).1), Some(4));
+}
