@@ -1,4 +1,5 @@
 //! In-process tests of the proxy's router: answers, error mapping, limits, auth, drain.
+
 use std::sync::atomic::AtomicU64;
 
 use axum::body::to_bytes;
