@@ -246,9 +246,18 @@ impl Runner {
                 .copied()
                 .filter(|f| !artifacts.iter().any(|a| is_same(a, f))),
         );
+        // Only tasks that are present get routes: a task whose code was removed must answer
+        // 404 even while its old function is still live (about to be deleted).
+        let present: BTreeSet<&str> = artifacts
+            .iter()
+            .flat_map(|a| a.tasks.iter().map(String::as_str))
+            .collect();
         for function in order {
             let tasks = function.tasks();
-            if tasks.iter().all(|t| table.by_task.contains_key(t)) {
+            if tasks
+                .iter()
+                .all(|t| table.by_task.contains_key(t) || !present.contains(t.as_str()))
+            {
                 continue;
             }
             let digest = function.digest().unwrap_or_default().to_string();
@@ -269,7 +278,9 @@ impl Runner {
                 },
             };
             for task in tasks {
-                table.by_task.entry(task).or_insert_with(|| route.clone());
+                if present.contains(task.as_str()) {
+                    table.by_task.entry(task).or_insert_with(|| route.clone());
+                }
             }
         }
         table
@@ -310,7 +321,13 @@ impl Runner {
         if !stale && !unrouted_task {
             return;
         }
-        let artifacts = self.desired().unwrap_or_default();
+        let artifacts = match self.desired() {
+            Ok(artifacts) => artifacts,
+            Err(err) => {
+                tracing::debug!("not rebuilding routes: {err}");
+                return;
+            }
+        };
         let table = self.build_table(&artifacts, &live).await;
         tracing::info!("live functions changed outside serve; routes rebuilt");
         app.routes.swap(table);

@@ -680,3 +680,60 @@ fn serve_regroups_wait_for_the_apply_lock() {
     );
     assert_eq!(result_of(&add(&serve, "extra", 2, 2).1), Some(4));
 }
+
+/// The original project's README commands, with curl exactly as written there (PUT with
+/// `-H "Content-Type: multipart/form-data" -F "zip_file=@…"`, POST, GET, DELETE). Skipped, saying
+/// so, where curl is not installed.
+#[test]
+fn original_readme_curl_commands_work() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("skipped: curl is not installed");
+        return;
+    }
+    let env = TestEnv::example("quickstart");
+    env.write(&[("fusion.toml", "[project]\nname = \"curls\"\n\n[tasks]\n")]);
+    let zip = env.root().join("taskb.zip");
+    std::fs::write(&zip, zip_dir(&env.project().join("tasks/taskb"))).unwrap();
+    let serve = Serve::start(&env, &[]);
+    let port = serve.base.rsplit(':').next().unwrap().to_string();
+    let url = format!("http://localhost:{port}/taskb");
+    let curl = |args: &[&str]| -> String {
+        let out = Command::new("curl").arg("-sS").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "curl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let zip_arg = format!("zip_file=@{}", zip.display());
+    let put = curl(&[
+        "-X",
+        "PUT",
+        &url,
+        "-H",
+        "Content-Type: multipart/form-data",
+        "-F",
+        &zip_arg,
+    ]);
+    assert_eq!(put.trim(), "Successfully deployed Task 'taskb'");
+    let post = curl(&[
+        "-X",
+        "POST",
+        &url,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"value1": 5, "value2": 3}"#,
+    ]);
+    assert_eq!(result_of(&post), Some(8), "{post}");
+    let get = curl(&["-X", "GET", &url]);
+    assert!(
+        get.starts_with("Task 'taskb':\nCurrently deployed with other Tasks: None\n"),
+        "{get}"
+    );
+    let delete = curl(&["-X", "DELETE", &url]);
+    assert_eq!(delete.trim(), "Successfully deleted Task 'taskb'");
+    let after = curl(&["-X", "POST", &url, "-d", "{}"]);
+    assert!(after.starts_with("no task `taskb`"), "{after}");
+}
