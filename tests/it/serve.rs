@@ -737,3 +737,69 @@ fn original_readme_curl_commands_work() {
     let after = curl(&["-X", "POST", &url, "-d", "{}"]);
     assert!(after.starts_with("no task `taskb`"), "{after}");
 }
+
+/// Re-uploading a task replaces its code without dropping a request: every answer under
+/// concurrent load is either the old code's or the new code's, and none fails.
+#[test]
+fn reupload_under_load_drops_no_request() {
+    let env = TestEnv::example("quickstart");
+    env.write(&[("fusion.toml", "[project]\nname = \"reup\"\n\n[tasks]\n")]);
+    let code = env.project().join("tasks/taskb");
+    let v1 = zip_dir(&code);
+    let main = code.join("main.py");
+    let source = std::fs::read_to_string(&main).unwrap();
+    std::fs::write(
+        &main,
+        source.replace(
+            "body[\"value1\"] + body[\"value2\"]",
+            "body[\"value1\"] + body[\"value2\"] + 1000",
+        ),
+    )
+    .unwrap();
+    let v2 = zip_dir(&code);
+    let serve = Arc::new(Serve::start(&env, &[]));
+    assert_eq!(put_zip(&serve, "taskb", v1.clone(), None).0, 200);
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let answered = Arc::new(AtomicU64::new(0));
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let (serve, stop, failures, answered) = (
+                serve.clone(),
+                stop.clone(),
+                failures.clone(),
+                answered.clone(),
+            );
+            std::thread::spawn(move || {
+                for i in 0..20_000i64 {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let (status, body) = add(&serve, "taskb", i, 1);
+                    match result_of(&body) {
+                        Some(r) if status == 200 && (r == i + 1 || r == i + 1001) => {
+                            answered.fetch_add(1, Ordering::SeqCst);
+                        }
+                        _ => failures.lock().unwrap().push(format!("{status}: {body}")),
+                    }
+                }
+            })
+        })
+        .collect();
+    for zip in [v2.clone(), v1, v2] {
+        let (status, body) = put_zip(&serve, "taskb", zip, None);
+        assert_eq!(status, 200, "{body}");
+    }
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{:?}",
+        &failures[..failures.len().min(5)]
+    );
+    assert!(answered.load(Ordering::SeqCst) > 0);
+    assert_eq!(result_of(&add(&serve, "taskb", 1, 1).1), Some(1002));
+}
