@@ -179,6 +179,98 @@ fn result_of(body: &str) -> Option<i64> {
         .as_i64()
 }
 
+/// Bounded concurrent load on `POST /<task>` with `{"value1": client, "value2": i}`, until
+/// [`Load::finish`]. `accept(client, i, result)` says whether an answer is correct.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failures: Arc<Mutex<Vec<String>>>,
+    max_latency_us: Arc<AtomicU64>,
+    clients: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// What a [`Load`] saw.
+struct LoadReport {
+    ok: u64,
+    failures: Vec<String>,
+    max_latency_us: u64,
+}
+
+impl Load {
+    fn start(
+        serve: &Arc<Serve>,
+        task: &'static str,
+        clients: i64,
+        accept: fn(i64, i64, i64) -> bool,
+    ) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let max_latency_us = Arc::new(AtomicU64::new(0));
+        let clients = (0..clients)
+            .map(|n| {
+                let (serve, stop, ok, failures, max_latency_us) = (
+                    serve.clone(),
+                    stop.clone(),
+                    ok.clone(),
+                    failures.clone(),
+                    max_latency_us.clone(),
+                );
+                std::thread::spawn(move || {
+                    let client = client();
+                    // Bounded in count as well as by `finish`.
+                    for i in 0..20_000i64 {
+                        if stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let started = Instant::now();
+                        let outcome = client
+                            .post(serve.url(&format!("/{task}")))
+                            .json(&serde_json::json!({"value1": n, "value2": i}))
+                            .send()
+                            .map_err(|e| e.to_string())
+                            .and_then(|r| {
+                                let status = r.status().as_u16();
+                                let body = r.text().map_err(|e| e.to_string())?;
+                                match result_of(&body) {
+                                    Some(r) if status == 200 && accept(n, i, r) => Ok(()),
+                                    _ => Err(format!("{status}: {body}")),
+                                }
+                            });
+                        let took = started.elapsed().as_micros() as u64;
+                        max_latency_us.fetch_max(took, Ordering::SeqCst);
+                        match outcome {
+                            Ok(()) => {
+                                ok.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Err(e) => failures.lock().unwrap().push(e),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failures,
+            max_latency_us,
+            clients,
+        }
+    }
+
+    fn finish(self) -> LoadReport {
+        self.stop.store(true, Ordering::SeqCst);
+        for c in self.clients {
+            c.join().unwrap();
+        }
+        LoadReport {
+            ok: self.ok.load(Ordering::SeqCst),
+            failures: std::mem::take(&mut *self.failures.lock().unwrap()),
+            max_latency_us: self.max_latency_us.load(Ordering::SeqCst),
+        }
+    }
+}
+
 /// The quickstart (original call style) and the native example (`call_function`), alone and
 /// fused: the right sum either way; only the unfused call reaches the proxy.
 #[test]
@@ -281,75 +373,28 @@ groups = [["taska", "taskb"]]
     // Warm the venv cache so the schedule, not the first build, dominates.
     drop(Serve::start(&env, &["--no-schedule"]));
     let serve = Arc::new(Serve::start(&env, &[]));
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicU64::new(0));
-    let failures = Arc::new(Mutex::new(Vec::new()));
-    let max_latency = Arc::new(AtomicU64::new(0));
-    let mut clients = Vec::new();
-    for worker in 0..4i64 {
-        let (serve, stop, ok, failures, max_latency) = (
-            serve.clone(),
-            stop.clone(),
-            ok.clone(),
-            failures.clone(),
-            max_latency.clone(),
-        );
-        clients.push(std::thread::spawn(move || {
-            let client = client();
-            // Bounded in count and time.
-            for i in 0..20_000i64 {
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let started = Instant::now();
-                let outcome = client
-                    .post(serve.url("/taska"))
-                    .json(&serde_json::json!({"value1": worker, "value2": i}))
-                    .send()
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| {
-                        let status = r.status().as_u16();
-                        let body = r.text().map_err(|e| e.to_string())?;
-                        if status == 200 && result_of(&body) == Some(worker + i) {
-                            Ok(())
-                        } else {
-                            Err(format!("{status}: {body}"))
-                        }
-                    });
-                max_latency.fetch_max(started.elapsed().as_micros() as u64, Ordering::SeqCst);
-                match outcome {
-                    Ok(()) => {
-                        ok.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Err(e) => failures.lock().unwrap().push(e),
-                }
-            }
-        }));
-    }
+    let load = Load::start(&serve, "taska", 4, |n, i, sum| sum == n + i);
     // Start phase + three scheduled regroupings.
     let transitions = wait_for("three regroupings", Duration::from_secs(180), || {
         let n = serve.metric("fusionizer_transitions_total", "result=\"ok\"");
         (n >= 4.0).then_some(n)
     });
-    stop.store(true, Ordering::SeqCst);
-    for c in clients {
-        c.join().unwrap();
-    }
-    let failures = failures.lock().unwrap();
+    let report = load.finish();
     eprintln!(
         "regroup under load: {} requests ok, {} failed, {} regroupings, max latency {} µs",
-        ok.load(Ordering::SeqCst),
-        failures.len(),
+        report.ok,
+        report.failures.len(),
         transitions - 1.0,
-        max_latency.load(Ordering::SeqCst)
+        report.max_latency_us
     );
+    let failures = &report.failures;
     assert!(
         failures.is_empty(),
         "failed requests: {:?}\n{}",
         &failures[..failures.len().min(5)],
         serve.log()
     );
-    assert!(ok.load(Ordering::SeqCst) > 0);
+    assert!(report.ok > 0);
 }
 
 fn zip_dir(dir: &std::path::Path) -> Vec<u8> {
@@ -759,47 +804,20 @@ fn reupload_under_load_drops_no_request() {
     let v2 = zip_dir(&code);
     let serve = Arc::new(Serve::start(&env, &[]));
     assert_eq!(put_zip(&serve, "taskb", v1.clone(), None).0, 200);
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(Mutex::new(Vec::new()));
-    let answered = Arc::new(AtomicU64::new(0));
-    let clients: Vec<_> = (0..3)
-        .map(|_| {
-            let (serve, stop, failures, answered) = (
-                serve.clone(),
-                stop.clone(),
-                failures.clone(),
-                answered.clone(),
-            );
-            std::thread::spawn(move || {
-                for i in 0..20_000i64 {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let (status, body) = add(&serve, "taskb", i, 1);
-                    match result_of(&body) {
-                        Some(r) if status == 200 && (r == i + 1 || r == i + 1001) => {
-                            answered.fetch_add(1, Ordering::SeqCst);
-                        }
-                        _ => failures.lock().unwrap().push(format!("{status}: {body}")),
-                    }
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(&serve, "taskb", 3, |n, i, r| {
+        r == n + i || r == n + i + 1000
+    });
     for zip in [v2.clone(), v1, v2] {
         let (status, body) = put_zip(&serve, "taskb", zip, None);
         assert_eq!(status, 200, "{body}");
     }
-    stop.store(true, Ordering::SeqCst);
-    for c in clients {
-        c.join().unwrap();
-    }
-    let failures = failures.lock().unwrap();
+    let report = load.finish();
+    let failures = &report.failures;
     assert!(
         failures.is_empty(),
         "{:?}",
         &failures[..failures.len().min(5)]
     );
-    assert!(answered.load(Ordering::SeqCst) > 0);
+    assert!(report.ok > 0);
     assert_eq!(result_of(&add(&serve, "taskb", 1, 1).1), Some(1002));
 }
