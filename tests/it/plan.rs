@@ -204,7 +204,11 @@ pub(crate) fn stderr(output: &std::process::Output) -> String {
 
 /// Runs and asserts the exit code, showing the whole transcript when it differs.
 fn expect(env: &TestEnv, args: &[&str], code: i32) -> std::process::Output {
-    let output = run(env, args);
+    exited(run(env, args), args, code)
+}
+
+/// `output`, after asserting that `fusionizer ARGS` exited `code` (else the whole transcript).
+fn exited(output: std::process::Output, args: &[&str], code: i32) -> std::process::Output {
     assert_eq!(
         output.status.code(),
         Some(code),
@@ -561,15 +565,7 @@ pub(crate) fn expect_nuctl(
     args: &[&str],
     code: i32,
 ) -> std::process::Output {
-    let output = run_nuctl(env, state, fake, args);
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "`fusionizer {}`:\n{}",
-        args.join(" "),
-        transcript(&output)
-    );
-    output
+    exited(run_nuctl(env, state, fake, args), args, code)
 }
 
 #[test]
