@@ -104,6 +104,11 @@ impl Runner {
             .clone()
     }
 
+    /// Reads from the current configuration without cloning the whole workspace.
+    fn with_config<T>(&self, read: impl FnOnce(&crate::config::Config) -> T) -> T {
+        read(&self.workspace.lock().unwrap_or_else(|e| e.into_inner()).config)
+    }
+
     /// Replaces the configuration (after `--watch` saw a change).
     pub fn set_workspace(&self, workspace: Workspace) {
         *self.workspace.lock().unwrap_or_else(|e| e.into_inner()) = workspace;
@@ -141,7 +146,7 @@ impl Runner {
         // and serve never change the platform at once (whichever comes second waits: the CLI
         // exits 75 naming serve; serve retries its regroup a few seconds later).
         let lock_path = crate::lock::lock_path(
-            &self.workspace().config.state_dir(),
+            &self.with_config(|c| c.state_dir()),
             &self.platform.identity(),
         );
         let result = match crate::lock::acquire(
@@ -168,7 +173,7 @@ impl Runner {
     /// route switch and the drain in the engine's hook between deploys and deletes.
     async fn regroup_locked(&self, why: &str, started: Instant) -> Result<RegroupReport, Error> {
         let artifacts = self.desired()?;
-        let project = self.workspace().config.project.name.clone();
+        let project = self.with_config(|c| c.project.name.clone());
         let observed = observe(self.platform.as_ref(), &project, &artifacts).await?;
         let plan = crate::plan::compute(&project, &artifacts, &observed.owned, &observed.unowned)?;
         if plan.has_changes() {
@@ -296,7 +301,7 @@ impl Runner {
             tracing::debug!("refresh failed: {err}");
             return;
         }
-        let project = self.workspace().config.project.name.clone();
+        let project = self.with_config(|c| c.project.name.clone());
         let Ok(live) = self.platform.list(&project).await else {
             return;
         };
@@ -462,11 +467,10 @@ fn upload_status(err: &UploadError) -> StatusCode {
 impl Runner {
     /// The path a task is declared with in fusion.toml, when its code is not an upload.
     fn declared_path(&self, task: &str) -> Option<String> {
-        let workspace = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
-        match workspace.config.tasks.get(task).map(|t| &t.source) {
+        self.with_config(|c| match c.tasks.get(task).map(|t| &t.source) {
             Some(TaskSource::Path { written, .. }) => Some(written.clone()),
             _ => None,
-        }
+        })
     }
 }
 
@@ -572,7 +576,6 @@ impl Control for Runner {
     }
 
     fn is_known(&self, task: &str) -> bool {
-        let workspace = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
-        workspace.config.tasks.contains_key(task) || self.uploads.contains(task)
+        self.with_config(|c| c.tasks.contains_key(task)) || self.uploads.contains(task)
     }
 }
