@@ -61,6 +61,9 @@ pub trait Control: Send + Sync {
     fn is_known(&self, task: &str) -> bool;
 }
 
+/// How much of a refused upload's body is read before answering (see `upload`).
+const REFUSED_BODY_DRAIN: usize = 64 * 1024;
+
 /// Everything the handlers share.
 pub struct AppState {
     pub routes: Routes,
@@ -403,10 +406,12 @@ fn valid_task_name(task: &str) -> Result<(), Box<Response>> {
 }
 
 async fn upload(state: &AppState, task: &str, request: Request) -> Response {
-    if let Err(response) = authorized(state, request.headers()) {
-        return *response;
-    }
-    if let Err(response) = valid_task_name(task) {
+    let refused = authorized(state, request.headers()).and_then(|()| valid_task_name(task));
+    if let Err(response) = refused {
+        // Read (at most a little of) the body before refusing: closing a socket that still
+        // holds unread data makes the kernel reset the connection, and the client may then
+        // lose this answer.
+        let _ = axum::body::to_bytes(request.into_body(), REFUSED_BODY_DRAIN).await;
         return *response;
     }
     let mut multipart =

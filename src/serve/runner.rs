@@ -106,7 +106,13 @@ impl Runner {
 
     /// Reads from the current configuration without cloning the whole workspace.
     fn with_config<T>(&self, read: impl FnOnce(&crate::config::Config) -> T) -> T {
-        read(&self.workspace.lock().unwrap_or_else(|e| e.into_inner()).config)
+        read(
+            &self
+                .workspace
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .config,
+        )
     }
 
     /// Replaces the configuration (after `--watch` saw a change).

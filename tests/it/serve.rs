@@ -428,7 +428,9 @@ fn put_zip(serve: &Serve, task: &str, zip: Vec<u8>, token: Option<&str>) -> (u16
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
-    let response = request.send().unwrap();
+    let response = request
+        .send()
+        .unwrap_or_else(|e| panic!("PUT /{task}: {e:?}"));
     (response.status().as_u16(), response.text().unwrap())
 }
 
