@@ -1,12 +1,12 @@
 //! Top-level errors and exit codes.
 //!
 //! Every layer has its own `thiserror` enum; they all convert into [`Error`], which knows its exit
-//! code (DESIGN.md "CLI and exit codes") and renders once, at the top, as
+//! code (README, "Commands") and renders once, at the edge ([`Error::render`]), as
 //! `error: …` / `  caused by: …` / `hint: …`.
 
 use std::fmt;
 
-/// Exit codes, exactly as DESIGN.md lists them.
+/// Exit codes (sysexits), as the README lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitCode {
     Success = 0,
@@ -69,37 +69,60 @@ impl Error {
         self
     }
 
-    /// Builds an error from any `std::error::Error`, walking its `source()` chain into `causes`.
+    /// Builds an error from any `std::error::Error`, its `source()` chain becoming `causes`.
     pub fn from_std(code: ExitCode, err: &(dyn std::error::Error + 'static)) -> Self {
         let mut out = Error::new(code, err.to_string());
-        let mut source = err.source();
-        while let Some(cause) = source {
-            out.causes.push(cause.to_string());
-            source = cause.source();
+        out.causes = sources(err).map(ToString::to_string).collect();
+        out
+    }
+
+    /// `err` and its causes on one line: `message: cause: cause`.
+    pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+        std::iter::once(err.to_string())
+            .chain(sources(err).map(ToString::to_string))
+            .collect::<Vec<_>>()
+            .join(": ")
+    }
+}
+
+impl Error {
+    /// The whole terminal form, rendered once at the edge: `<label> message`, the details
+    /// indented, one `  caused by:` line per cause, then `hint:`. `label` is `error:`, possibly
+    /// coloured.
+    pub fn render(&self, label: &str) -> String {
+        use fmt::Write as _;
+        let mut out = format!("{label} {}", self.message);
+        for detail in &self.details {
+            for line in detail.lines() {
+                let _ = write!(out, "\n  {line}");
+            }
+        }
+        for cause in &self.causes {
+            let _ = write!(out, "\n  caused by: {cause}");
+        }
+        if let Some(hint) = &self.hint {
+            let _ = write!(out, "\nhint: {hint}");
         }
         out
     }
 }
 
 impl fmt::Display for Error {
-    /// Renders the whole error: the message, one `caused by:` line per cause, then the hint.
+    /// The message alone, so an error can be a cause of another without nesting `error:`;
+    /// [`Error::render`] gives the whole terminal form.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "error: {}", self.message)?;
-        for detail in &self.details {
-            for line in detail.lines() {
-                write!(f, "\n  {line}")?;
-            }
-        }
-        for cause in &self.causes {
-            write!(f, "\n  caused by: {cause}")?;
-        }
-        if let Some(hint) = &self.hint {
-            write!(f, "\nhint: {hint}")?;
-        }
-        Ok(())
+        f.write_str(&self.message)
     }
 }
 
 impl std::error::Error for Error {}
 
+/// The causes of `err`, nearest first (the one place the `source()` chain is walked).
+pub fn sources<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(err.source(), |e| e.source())
+}
+
+/// A fusionizer result: [`Error`] unless said otherwise.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -230,7 +230,7 @@ mod tests {
             let err = grouping(&c, Selection::Phase(n), &present(&["a"])).unwrap_err();
             assert_eq!(err.code, ExitCode::Usage);
             assert_eq!(
-                err.to_string(),
+                err.render("error:"),
                 format!(
                     "error: phase `{n}` does not exist\nhint: `fusion.toml` declares 2 phases: use `--phase 1` to `--phase 2`"
                 )
@@ -238,7 +238,7 @@ mod tests {
         }
         let err = grouping(&config(&[]), Selection::Phase(1), &present(&[])).unwrap_err();
         assert_eq!(
-            err.to_string(),
+            err.render("error:"),
             "error: phase `1` does not exist\nhint: `fusion.toml` declares no `[[phase]]`; omit `--phase`"
         );
         let err = grouping(&config(&[(0, &[])]), Selection::Phase(2), &present(&[])).unwrap_err();

@@ -9,13 +9,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::OutputFormat;
 use crate::fuse::Artifact;
-use crate::plan::command::{observe, prepare, runtime};
 use crate::platform::LiveFunction;
-use crate::schedule::Selection;
-use crate::ui::{self, paint, Style};
-use crate::{Context, ExitCode, Result};
+use crate::ui::{paint, Style};
 
 /// The version of the status JSON.
 pub const FORMAT_VERSION: u32 = 1;
@@ -231,23 +227,6 @@ pub fn render_text(status: &Status, color: bool) -> String {
         ));
     }
     out
-}
-
-/// `fusionizer status`.
-pub fn command(ctx: &Context, selection: Selection, output: OutputFormat) -> Result<ExitCode> {
-    let rt = runtime()?;
-    let prepared = prepare(ctx, selection)?;
-    let observed = rt.block_on(observe(prepared.platform.as_ref(), prepared.project(), &[]))?;
-    let status = compute(prepared.project(), &prepared.artifacts, &observed.owned);
-    match output {
-        OutputFormat::Json => {
-            let mut text = serde_json::to_string_pretty(&status).expect("serialisable");
-            text.push('\n');
-            ui::out(&text);
-        }
-        _ => ui::out(&render_text(&status, ctx.ui.color)),
-    }
-    Ok(ExitCode::Success)
 }
 
 #[cfg(test)]

@@ -2,9 +2,32 @@
 //! rendering and log setup. Data goes to stdout; progress, logs and errors to stderr.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::cli::ColorChoice;
 use crate::error::Error;
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// Colour on a terminal unless `NO_COLOR` is set.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+/// `--output`: how a command renders its result on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum OutputFormat {
+    /// For people.
+    #[default]
+    Text,
+    /// For programs (schemas in `docs/`).
+    Json,
+    /// For pull requests.
+    Markdown,
+}
 
 /// How to talk to the user.
 #[derive(Debug, Clone)]
@@ -22,16 +45,10 @@ pub struct Ui {
 
 impl Ui {
     pub fn new(choice: ColorChoice, quiet: bool, verbose: u8) -> Self {
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        let decide = |tty: bool| match choice {
-            ColorChoice::Always => true,
-            ColorChoice::Never => false,
-            ColorChoice::Auto => tty && !no_color,
-        };
         let stderr_is_tty = std::io::stderr().is_terminal();
         Ui {
-            color: decide(std::io::stdout().is_terminal()),
-            color_stderr: decide(stderr_is_tty),
+            color: decide(choice, std::io::stdout().is_terminal()),
+            color_stderr: decide(choice, stderr_is_tty),
             quiet,
             verbose,
             interactive: std::io::stdin().is_terminal() && stderr_is_tty,
@@ -65,6 +82,30 @@ impl Ui {
     }
 }
 
+/// Whether to colour stderr under `choice` (for errors rendered before a [`Ui`] exists).
+pub fn stderr_color(choice: ColorChoice) -> bool {
+    decide(choice, std::io::stderr().is_terminal())
+}
+
+/// `--color` and `NO_COLOR` applied to a stream that is (`tty`) or is not a terminal.
+fn decide(choice: ColorChoice, tty: bool) -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => tty && !no_color,
+    }
+}
+
+/// `""` for one, `"s"` otherwise.
+pub fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
 /// The few styles fusionizer uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Style {
@@ -90,17 +131,29 @@ pub fn paint(on: bool, style: Style, text: &str) -> String {
     format!("\x1b[{code}m{text}\x1b[0m")
 }
 
-/// Writes data to stdout. A closed pipe (`fusionizer plan | head`) ends the process with 0.
+/// Set once stdout turned out to be a closed pipe.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Writes data to stdout. Once the reader has gone (`fusionizer plan | head`), further output is
+/// dropped and [`stdout_closed`] says so; the command still finishes, and exits 0.
 pub fn out(text: &str) {
+    if stdout_closed() {
+        return;
+    }
     let mut stdout = std::io::stdout().lock();
     let result = stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush());
     if let Err(e) = result {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
         }
     }
+}
+
+/// Whether stdout's reader has gone (see [`out`]).
+pub fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(Ordering::Relaxed)
 }
 
 /// [`out`] plus a newline.
@@ -108,15 +161,10 @@ pub fn outln(text: &str) {
     out(&format!("{text}\n"));
 }
 
-/// Prints an error once, at the top: `error: …`, `  caused by: …`, `hint: …`.
-pub fn print_error(err: &Error) {
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    let color = std::io::stderr().is_terminal() && !no_color;
-    let rendered = err.to_string();
-    let rendered = match rendered.strip_prefix("error:") {
-        Some(rest) if color => format!("{}{rest}", paint(true, Style::Red, "error:")),
-        _ => rendered,
-    };
+/// Prints an error once, at the edge: `error: …`, its details, `  caused by: …`, `hint: …`;
+/// `error:` in red when `color`.
+pub fn print_error(err: &Error, color: bool) {
+    let rendered = err.render(&paint(color, Style::Red, "error:"));
     let _ = writeln!(std::io::stderr().lock(), "{rendered}");
 }
 
@@ -130,8 +178,8 @@ pub fn init_logging(ui: &Ui) {
         (false, 1) => "fusionizer=debug",
         _ => "debug",
     };
-    let filter =
-        EnvFilter::try_from_env("FUSIONIZER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let filter = EnvFilter::try_from_env(crate::contract::ENV_LOG)
+        .unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -164,15 +164,7 @@ fn describe(err: &PlatformError) -> String {
             Some(detail) => format!("{message}\n{detail}"),
             None => message.clone(),
         },
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(cause) = source {
-                text.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            text
-        }
+        other => crate::error::Error::chain(other),
     }
 }
 

@@ -13,26 +13,15 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::units::{self, UnitError};
-use super::{is_dns_label, Config, Diagnostic, PlatformKind, ProjectConfig, TaskDecl, TaskSource};
-use crate::taskspec::MAX_TASK_NAME;
+use super::{Config, Diagnostic, PlatformKind, ProjectConfig, TaskDecl, TaskSource};
+use crate::contract::{dns_label_hint, is_dns_label, MAX_PROJECT_NAME, MAX_TASK_NAME};
 
 mod phases;
 mod serve;
 
-/// Maximum length of a project name (it prefixes every function name).
-pub const MAX_PROJECT_NAME: usize = 40;
-
 const ROOT_KEYS: &[&str] = &["project", "tasks", "phase", "serve", "nuctl"];
 const PROJECT_KEYS: &[&str] = &["name", "platform"];
 const TASK_KEYS: &[&str] = &["path", "upload"];
-
-/// The hint for a name that must be a lowercase DNS-1123 label.
-pub(crate) fn dns_label_hint(what: &str, max: usize) -> String {
-    format!(
-        "a {what} is a lowercase DNS-1123 label of at most {max} characters: `a-z`, `0-9` and `-`, \
-         starting and ending with a letter or digit"
-    )
-}
 
 /// The declared name closest to `name`, when it is close enough to be a likely typo.
 pub(crate) fn closest<'a>(

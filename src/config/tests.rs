@@ -6,6 +6,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use super::*;
+use crate::error::{Error, ExitCode};
 
 const FUNCTION_YAML: &str =
     "metadata:\n  name: task\nspec:\n  runtime: \"python:3.11\"\n  handler: \"main:handler\"\n";

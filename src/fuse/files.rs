@@ -11,7 +11,8 @@ use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
 
-use super::{FuseError, ENTRY_MODULE};
+use super::FuseError;
+use crate::contract::ENTRY_MODULE;
 
 /// Names never copied from a task directory: caches, version control and fusionizer's own state.
 const SKIPPED_DIRS: &[&str] = &["__pycache__", ".git", ".fusionizer"];
@@ -103,7 +104,7 @@ pub(super) fn digest<'a>(files: impl IntoIterator<Item = (&'a String, &'a Vec<u8
     format!("sha256:{}", hex::encode(hasher.finalize()))
 }
 
-/// The generated entry module (PROTOCOL.md "Artifact layout"): `handlers` maps task → its own
+/// The generated entry module (`docs/architecture.md`, "Artifact layout"): `handlers` maps task → its own
 /// `spec.handler`, relative to its task directory.
 pub(super) fn entry_module(function: &str, handlers: &BTreeMap<String, String>) -> String {
     let tasks = handlers

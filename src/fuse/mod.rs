@@ -1,6 +1,6 @@
 //! Fuse: turn one group of tasks into a self-contained, Nuclio-deployable artifact.
 //!
-//! The artifact holds the merged `function.yaml` (Nuclio's merge rules, DESIGN.md), the generated
+//! The artifact holds the merged `function.yaml` (Nuclio's merge rules, `docs/architecture.md`), the generated
 //! entry module (`spec.handler`), the dispatcher runtime and every task's files under its own
 //! namespace. It is built in memory (relative path → bytes, sorted) so its digest is a pure
 //! function of its bytes; [`Artifact::write`] puts it on disk.
@@ -20,7 +20,9 @@
 //! relative to it. The merge rules live in [`merge`].
 
 mod files;
+mod item;
 mod merge;
+pub mod metadata;
 mod rules;
 #[cfg(test)]
 mod tests;
@@ -28,32 +30,28 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use serde_yaml::{Mapping, Value};
+use serde_norway::{Mapping, Value};
 use sha2::{Digest as _, Sha256};
 
-use crate::config::{is_dns_label, Workspace};
-use crate::error::{Error, ExitCode};
-use crate::platform::{
-    ANNOTATION_DIGEST, ANNOTATION_TASKS, ANNOTATION_TASK_DIGESTS, LABEL_MANAGED_BY, LABEL_PROJECT,
-    MANAGED_BY,
+pub use self::metadata::Metadata;
+
+use crate::config::{TaskSpec, Workspace};
+use crate::contract::{
+    is_dns_label, ANNOTATION_DIGEST, ANNOTATION_TASKS, ANNOTATION_TASK_DIGESTS, ENTRY_HANDLER,
+    ENTRY_MODULE, LABEL_MANAGED_BY, LABEL_PROJECT, MANAGED_BY, MAX_FUNCTION_NAME, TASKS_DIR,
 };
+use crate::error::{Error, ExitCode};
 use crate::schedule::Grouping;
-use crate::taskspec::TaskSpec;
 
 /// The dispatcher runtime files (relative path under `fusionizer_dispatcher/`, bytes), embedded
 /// at build time from `dispatcher/fusionizer_dispatcher/`.
 pub const DISPATCHER_FILES: &[(&str, &[u8])] =
     include!(concat!(env!("OUT_DIR"), "/dispatcher_files.rs"));
 
-/// The generated entry module's name; `spec.handler` is `<ENTRY_MODULE>:handler`.
-pub const ENTRY_MODULE: &str = "_fusionizer_entry";
-/// Directory in an artifact under which each task's files live (`fusionizer_tasks/<task>/`).
-pub const TASKS_DIR: &str = "fusionizer_tasks";
-
 /// One fused function, ready to deploy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Artifact {
-    /// `metadata.name` (DESIGN.md naming rule).
+    /// `metadata.name` ([`function_name`]).
     pub name: String,
     /// Sorted task names.
     pub tasks: Vec<String>,
@@ -88,9 +86,6 @@ impl Artifact {
         Ok(())
     }
 }
-
-/// Longest valid function name (a DNS-1123 label).
-const MAX_FUNCTION_NAME: usize = 63;
 
 /// The deployed function name for a task set: `<project>-<tasks sorted, joined by ->`, or, when
 /// that is not a valid ≤ 63-char DNS-1123 label, `<project>-<first task>-<hash>` where `<hash>`
@@ -179,8 +174,64 @@ impl FuseError {
         }
     }
 
-    fn is_io(&self) -> bool {
+    /// Whether the problem is a file that could not be read (exit 1, not 78).
+    pub fn is_io(&self) -> bool {
         matches!(self, FuseError::Io { .. })
+    }
+}
+
+impl PartialEq for FuseError {
+    /// The same problem: the same variant with the same fields (an I/O error by its kind).
+    fn eq(&self, other: &Self) -> bool {
+        use FuseError as E;
+        match (self, other) {
+            (
+                E::Conflict {
+                    field,
+                    first,
+                    first_value,
+                    second,
+                    second_value,
+                },
+                E::Conflict {
+                    field: f2,
+                    first: a2,
+                    first_value: av2,
+                    second: b2,
+                    second_value: bv2,
+                },
+            ) => (field, first, first_value, second, second_value) == (f2, a2, av2, b2, bv2),
+            (
+                E::Reserved { task, field },
+                E::Reserved {
+                    task: t2,
+                    field: f2,
+                },
+            ) => (task, field) == (t2, f2),
+            (
+                E::Invalid { task, message },
+                E::Invalid {
+                    task: t2,
+                    message: m2,
+                },
+            ) => (task, message) == (t2, m2),
+            (E::Symlink { task, path }, E::Symlink { task: t2, path: p2 })
+            | (E::Special { task, path }, E::Special { task: t2, path: p2 }) => {
+                (task, path) == (t2, p2)
+            }
+            (E::Duplicate { task }, E::Duplicate { task: t2 })
+            | (E::Missing { task }, E::Missing { task: t2 }) => task == t2,
+            (E::Empty, E::Empty) => true,
+            (
+                E::Io { task, path, source },
+                E::Io {
+                    task: t2,
+                    path: p2,
+                    source: s2,
+                },
+            ) => (task, path, source.kind()) == (t2, p2, s2.kind()),
+            _ => false,
+        }
     }
 }
 
@@ -191,7 +242,13 @@ pub fn fuse_group(project: &str, tasks: &[&TaskSpec]) -> Result<Artifact, Error>
         let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
         problems_error(
             format!("cannot fuse `{}`", function_name(project, &names)),
-            problems.into_iter().map(|p| (None, p)).collect(),
+            problems
+                .into_iter()
+                .map(|error| FuseProblem {
+                    function: None,
+                    error,
+                })
+                .collect(),
         )
     })
 }
@@ -203,10 +260,18 @@ pub fn fuse_all(
     specs: &BTreeMap<String, TaskSpec>,
     grouping: &Grouping,
 ) -> Result<Vec<Artifact>, Error> {
-    let project = &workspace.config.project.name;
+    fuse_grouping(&workspace.config.project.name, specs, grouping).map_err(Error::from)
+}
+
+/// [`fuse_all`] with its problems kept structured (for `validate`, which merges the problems
+/// of several groupings).
+pub fn fuse_grouping(
+    project: &str,
+    specs: &BTreeMap<String, TaskSpec>,
+    grouping: &Grouping,
+) -> Result<Vec<Artifact>, FuseFailure> {
     let mut artifacts = Vec::new();
-    let mut problems: Vec<(Option<String>, FuseError)> = Vec::new();
-    let mut failed_groups = 0;
+    let mut failure = FuseFailure::default();
     for group in grouping {
         let function = function_name(project, group);
         let mut tasks = Vec::new();
@@ -225,30 +290,77 @@ pub fn fuse_all(
         match result {
             Ok(artifact) => artifacts.push(artifact),
             Err(group_problems) => {
-                failed_groups += 1;
-                problems.extend(
-                    group_problems
-                        .into_iter()
-                        .map(|p| (Some(function.clone()), p)),
-                );
+                failure.failed_groups += 1;
+                failure
+                    .problems
+                    .extend(group_problems.into_iter().map(|error| FuseProblem {
+                        function: Some(function.clone()),
+                        error,
+                    }));
             }
         }
     }
-    if problems.is_empty() {
-        return Ok(artifacts);
+    if failure.problems.is_empty() {
+        Ok(artifacts)
+    } else {
+        Err(failure)
     }
-    Err(problems_error(
-        format!(
-            "cannot fuse {failed_groups} group{}",
-            if failed_groups == 1 { "" } else { "s" }
-        ),
-        problems,
-    ))
+}
+
+/// One problem of a fusion, with the function it is about when known.
+#[derive(Debug, PartialEq)]
+pub struct FuseProblem {
+    /// The function whose group failed.
+    pub function: Option<String>,
+    /// What went wrong.
+    pub error: FuseError,
+}
+
+impl std::fmt::Display for FuseProblem {
+    /// `` `function`: problem: cause… `` (the function when known, then the source chain).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(function) = &self.function {
+            write!(f, "`{function}`: ")?;
+        }
+        write!(f, "{}", Error::chain(&self.error))
+    }
+}
+
+/// Every problem of a grouping that could not be fused.
+#[derive(Debug, Default)]
+pub struct FuseFailure {
+    /// How many groups failed.
+    pub failed_groups: usize,
+    /// Every problem, in group order.
+    pub problems: Vec<FuseProblem>,
+}
+
+impl From<FuseFailure> for Error {
+    fn from(failure: FuseFailure) -> Self {
+        let n = failure.failed_groups;
+        problems_error(
+            format!("cannot fuse {n} group{}", if n == 1 { "" } else { "s" }),
+            failure.problems,
+        )
+    }
+}
+
+/// The hints of `problems`, each once, in order of first appearance.
+pub fn hints(problems: &[&FuseProblem]) -> Option<String> {
+    let mut hints: Vec<&'static str> = Vec::new();
+    for problem in problems {
+        if let Some(hint) = problem.error.hint() {
+            if !hints.contains(&hint) {
+                hints.push(hint);
+            }
+        }
+    }
+    (!hints.is_empty()).then(|| hints.join("\n      "))
 }
 
 /// One error listing every problem (each prefixed with its function when known) and their hints.
-fn problems_error(message: String, problems: Vec<(Option<String>, FuseError)>) -> Error {
-    let code = if problems.iter().any(|(_, p)| p.is_io()) {
+fn problems_error(message: String, problems: Vec<FuseProblem>) -> Error {
+    let code = if problems.iter().any(|p| p.error.is_io()) {
         ExitCode::Failure
     } else {
         ExitCode::Config
@@ -258,27 +370,8 @@ fn problems_error(message: String, problems: Vec<(Option<String>, FuseError)>) -
         code,
         format!("{message} ({n} problem{})", if n == 1 { "" } else { "s" }),
     );
-    let mut hints: Vec<&'static str> = Vec::new();
-    for (function, problem) in &problems {
-        let mut text = match function {
-            Some(f) => format!("`{f}`: {problem}"),
-            None => problem.to_string(),
-        };
-        let mut source = std::error::Error::source(problem);
-        while let Some(cause) = source {
-            text.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
-        error.details.push(text);
-        if let Some(hint) = problem.hint() {
-            if !hints.contains(&hint) {
-                hints.push(hint);
-            }
-        }
-    }
-    if !hints.is_empty() {
-        error.hint = Some(hints.join("\n      "));
-    }
+    error.hint = hints(&problems.iter().collect::<Vec<_>>());
+    error.details = problems.iter().map(ToString::to_string).collect();
     error
 }
 
@@ -302,9 +395,9 @@ fn fuse(project: &str, tasks: &[&TaskSpec]) -> Result<Artifact, Vec<FuseError>> 
     let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
     let name = function_name(project, &names);
 
-    let docs: Vec<merge::Item<'_>> = tasks
+    let docs: Vec<item::Item<'_>> = tasks
         .iter()
-        .map(|t| merge::Item {
+        .map(|t| item::Item {
             task: &t.name,
             value: &t.function,
         })
@@ -420,7 +513,10 @@ impl Shape<'_> {
             .into(),
         );
         spec.insert("runtime".into(), merged.runtime.clone());
-        spec.insert("handler".into(), format!("{ENTRY_MODULE}:handler").into());
+        spec.insert(
+            "handler".into(),
+            format!("{ENTRY_MODULE}:{ENTRY_HANDLER}").into(),
+        );
         for (k, v) in &merged.spec_rest {
             spec.insert(k.clone(), v.clone());
         }
@@ -430,7 +526,7 @@ impl Shape<'_> {
         doc.insert("kind".into(), "NuclioFunction".into());
         doc.insert("metadata".into(), Value::Mapping(metadata));
         doc.insert("spec".into(), Value::Mapping(spec));
-        let body = serde_yaml::to_string(&Value::Mapping(doc))
+        let body = serde_norway::to_string(&Value::Mapping(doc))
             .expect("a YAML value built from YAML values always serialises");
         format!(
             "# Generated by fusionizer from tasks {described} of project {}.\n\
@@ -442,6 +538,6 @@ impl Shape<'_> {
 
 fn sort(map: Mapping) -> Mapping {
     let mut entries: Vec<(Value, Value)> = map.into_iter().collect();
-    entries.sort_by_key(|(k, _)| merge::key_text(k));
+    entries.sort_by_key(|(k, _)| item::key_text(k));
     entries.into_iter().collect()
 }

@@ -2,13 +2,12 @@
 //! timeouts, volumes, labels and annotations of several tasks become one (the list is in
 //! [`super::merge`]), plus the Kubernetes quantity and Go duration parsers they compare with.
 
-use serde_yaml::{Mapping, Value};
+use serde_norway::{Mapping, Value};
 
-use super::merge::{conflict, equal, generic, invalid, key_text, merge_keys, sorted, Item};
+use super::item::{conflict, equal, generic, invalid, key_text, merge_keys, sorted, Item};
 use super::FuseError;
+use crate::contract::RESERVED_PREFIX;
 
-/// Keys of `metadata.labels` / `metadata.annotations` that fusionizer owns.
-const RESERVED_PREFIX: &str = "fusionizer.io/";
 /// Nuclio's marker that switches the following `build.commands` to after the code copy.
 const POST_COPY: &str = "@nuclio.postCopy";
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde_yaml::Value;
+use serde_norway::Value;
 
 use super::*;
 
@@ -17,7 +17,7 @@ fn task(root: &Path, name: &str, yaml: &str, files: &[(&str, &str)]) -> TaskSpec
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, content).unwrap();
     }
-    let function: Value = serde_yaml::from_str(yaml).unwrap();
+    let function: Value = serde_norway::from_str(yaml).unwrap();
     let runtime = function["spec"]["runtime"].as_str().unwrap().to_string();
     let handler = function["spec"]["handler"].as_str().unwrap().to_string();
     let (module, func) = handler.split_once(':').unwrap();
@@ -45,11 +45,11 @@ fn simple(root: &Path, name: &str, extra_spec: &str) -> TaskSpec {
 }
 
 fn yaml(artifact: &Artifact) -> Value {
-    serde_yaml::from_str(&artifact.function_yaml).unwrap()
+    serde_norway::from_str(&artifact.function_yaml).unwrap()
 }
 
 fn err_text(err: &Error) -> String {
-    err.to_string()
+    err.render("error:")
 }
 
 #[test]
@@ -489,7 +489,7 @@ fn labels_annotations_volumes_unioned_and_other_fields_kept_or_conflicting() {
     assert_eq!(doc["spec"]["volumes"].as_sequence().unwrap().len(), 1);
 
     let mut c = simple(tmp.path(), "taskc", "  minReplicas: 2\n");
-    c.function["metadata"]["labels"] = serde_yaml::from_str("team: blue").unwrap();
+    c.function["metadata"]["labels"] = serde_norway::from_str("team: blue").unwrap();
     let err = err_text(&fuse_group("shop", &[&a, &c]).unwrap_err());
     assert!(
         err.contains("tasks `taska` and `taskc` conflict on `spec.minReplicas`: `1` vs `2`"),
@@ -508,7 +508,7 @@ fn reserved_labels_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let mut a = simple(tmp.path(), "taska", "");
     a.function["metadata"]["labels"] =
-        serde_yaml::from_str("fusionizer.io/project: other").unwrap();
+        serde_norway::from_str("fusionizer.io/project: other").unwrap();
     let err = err_text(&fuse_group("shop", &[&a]).unwrap_err());
     assert!(
         err.contains(

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::platform::{ANNOTATION_DIGEST, ANNOTATION_TASK_DIGESTS};
+use crate::contract::{ANNOTATION_DIGEST, ANNOTATION_TASK_DIGESTS};
 
 /// Whether `path` is one of the digest annotations, which change with every content change and
 /// are reported through `changed_tasks` instead.
@@ -14,15 +14,15 @@ pub(crate) fn is_digest_annotation(path: &str) -> bool {
         .any(|a| {
             path == path_join(
                 "metadata.annotations",
-                &serde_yaml::Value::String(a.to_string()),
+                &serde_norway::Value::String(a.to_string()),
             )
         })
 }
 
-fn path_join(prefix: &str, key: &serde_yaml::Value) -> String {
+fn path_join(prefix: &str, key: &serde_norway::Value) -> String {
     let key = match key {
-        serde_yaml::Value::String(s) => s.clone(),
-        other => serde_yaml::to_string(other)
+        serde_norway::Value::String(s) => s.clone(),
+        other => serde_norway::to_string(other)
             .unwrap_or_default()
             .trim()
             .to_string(),
@@ -41,12 +41,12 @@ fn path_join(prefix: &str, key: &serde_yaml::Value) -> String {
 /// Dotted paths where `old` and `new` differ, descending through mappings only (a changed list
 /// is reported as the list), in sorted order.
 pub(crate) fn changed_paths(
-    old: &serde_yaml::Value,
-    new: &serde_yaml::Value,
+    old: &serde_norway::Value,
+    new: &serde_norway::Value,
     prefix: &str,
     out: &mut Vec<String>,
 ) {
-    use serde_yaml::Value;
+    use serde_norway::Value;
     match (old, new) {
         (Value::Mapping(a), Value::Mapping(b)) => {
             let mut keys: Vec<(String, &Value)> = a
@@ -86,7 +86,7 @@ pub const MASKED: &str = "(sensitive value)";
 pub const MASKED_CHANGED: &str = "(sensitive value, changed)";
 
 /// Secret-looking env values anywhere in the document (`env: [{name, value}]` lists), by name.
-fn secret_env_values(doc: &serde_yaml::Value) -> BTreeMap<String, serde_yaml::Value> {
+fn secret_env_values(doc: &serde_norway::Value) -> BTreeMap<String, serde_norway::Value> {
     let mut out = BTreeMap::new();
     visit_env(&mut doc.clone(), &mut |name, value| {
         out.insert(name.to_string(), value.clone());
@@ -95,8 +95,8 @@ fn secret_env_values(doc: &serde_yaml::Value) -> BTreeMap<String, serde_yaml::Va
 }
 
 /// Calls `f(name, value)` for every secret-looking `env` entry, letting it rewrite the value.
-fn visit_env(doc: &mut serde_yaml::Value, f: &mut dyn FnMut(&str, &mut serde_yaml::Value)) {
-    use serde_yaml::Value;
+fn visit_env(doc: &mut serde_norway::Value, f: &mut dyn FnMut(&str, &mut serde_norway::Value)) {
+    use serde_norway::Value;
     match doc {
         Value::Mapping(map) => {
             for (key, value) in map.iter_mut() {
@@ -129,23 +129,23 @@ fn visit_env(doc: &mut serde_yaml::Value, f: &mut dyn FnMut(&str, &mut serde_yam
 /// Masks secret-looking env values in `doc`; where `previous` holds a different value under the
 /// same name, the mask says it changed.
 pub fn mask_secrets(
-    doc: &serde_yaml::Value,
-    previous: Option<&serde_yaml::Value>,
-) -> serde_yaml::Value {
+    doc: &serde_norway::Value,
+    previous: Option<&serde_norway::Value>,
+) -> serde_norway::Value {
     let before = previous.map(secret_env_values).unwrap_or_default();
     let mut doc = doc.clone();
     visit_env(&mut doc, &mut |name, value| {
         let changed = previous.is_some() && before.get(name) != Some(&*value);
-        *value = serde_yaml::Value::String(if changed { MASKED_CHANGED } else { MASKED }.into());
+        *value = serde_norway::Value::String(if changed { MASKED_CHANGED } else { MASKED }.into());
     });
     doc
 }
 
 /// A unified diff (3 lines of context) of the live and desired merged function.yaml of
 /// `function`, secret-looking env values masked. Empty when the documents render the same.
-pub fn masked_diff(function: &str, old: &serde_yaml::Value, new: &serde_yaml::Value) -> String {
-    let old_text = serde_yaml::to_string(&mask_secrets(old, None)).unwrap_or_default();
-    let new_text = serde_yaml::to_string(&mask_secrets(new, Some(old))).unwrap_or_default();
+pub fn masked_diff(function: &str, old: &serde_norway::Value, new: &serde_norway::Value) -> String {
+    let old_text = serde_norway::to_string(&mask_secrets(old, None)).unwrap_or_default();
+    let new_text = serde_norway::to_string(&mask_secrets(new, Some(old))).unwrap_or_default();
     similar::TextDiff::from_lines(&old_text, &new_text)
         .unified_diff()
         .context_radius(3)
@@ -159,8 +159,8 @@ pub fn masked_diff(function: &str, old: &serde_yaml::Value, new: &serde_yaml::Va
 /// The deployed part of a function.yaml in a canonical form, so a document as fuse wrote it and
 /// one as a platform gives it back compare equal when they deploy the same: only `metadata` and
 /// `spec`, empty values (null, `""`, `[]`, `{}`) dropped, mapping keys sorted.
-pub fn normalise(doc: &serde_yaml::Value) -> serde_yaml::Value {
-    use serde_yaml::{Mapping, Value};
+pub fn normalise(doc: &serde_norway::Value) -> serde_norway::Value {
+    use serde_norway::{Mapping, Value};
     fn canon(v: &Value) -> Option<Value> {
         match v {
             Value::Null => None,
@@ -173,7 +173,7 @@ pub fn normalise(doc: &serde_yaml::Value) -> serde_yaml::Value {
                 let mut entries: Vec<(String, Value, Value)> = map
                     .iter()
                     .filter_map(|(k, v)| {
-                        let sort_key = serde_yaml::to_string(k).unwrap_or_default();
+                        let sort_key = serde_norway::to_string(k).unwrap_or_default();
                         canon(v).map(|v| (sort_key, k.clone(), v))
                     })
                     .collect();

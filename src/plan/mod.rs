@@ -7,7 +7,6 @@
 //! the ownership labels are ever planned for change. [`render`] turns a plan into text, JSON or
 //! markdown; [`saved`] writes and checks plan files; [`command`] is `fusionizer plan`.
 
-pub mod command;
 pub mod diff;
 pub mod render;
 pub mod saved;
@@ -22,8 +21,6 @@ use crate::fuse::Artifact;
 use crate::platform::LiveFunction;
 
 use self::diff::{changed_paths, is_digest_annotation, masked_diff, normalise};
-
-pub use command::command;
 
 /// The version of the plan JSON schema (`docs/plan-schema.json`) this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -308,7 +305,7 @@ pub fn compute(
 }
 
 fn describe_owner(f: &LiveFunction) -> String {
-    match f.labels.get(crate::platform::LABEL_PROJECT) {
+    match f.labels.get(crate::contract::LABEL_PROJECT) {
         Some(other) => format!("`{}` belongs to project `{other}`", f.name),
         None => format!("`{}` has no fusionizer ownership labels", f.name),
     }
@@ -382,7 +379,7 @@ fn update(artifact: &Artifact, live: &LiveFunction) -> Change {
             .collect()
     };
     let parse = |y: &str| {
-        serde_yaml::from_str::<serde_yaml::Value>(y)
+        serde_norway::from_str::<serde_norway::Value>(y)
             .ok()
             .map(|d| normalise(&d))
     };
@@ -475,6 +472,7 @@ pub fn live_fingerprint<'a>(live: impl IntoIterator<Item = &'a LiveFunction>) ->
     }))
 }
 
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 #[cfg(test)]

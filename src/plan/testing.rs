@@ -1,15 +1,16 @@
-//! Test fixtures (for plan, apply and serve tests, unit and integration): artifacts shaped like the fuse step's (merged function.yaml with ownership
+//! Test fixtures for the unit tests of plan and apply: artifacts shaped like the fuse step's (merged function.yaml with ownership
 //! labels and annotations, per-task digests), built without reading any files.
 
 use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::fuse::Artifact;
-use crate::platform::{
-    FunctionState, LiveFunction, ANNOTATION_DIGEST, ANNOTATION_TASKS, ANNOTATION_TASK_DIGESTS,
-    LABEL_MANAGED_BY, LABEL_PROJECT, MANAGED_BY,
+use crate::contract::{
+    ANNOTATION_DIGEST, ANNOTATION_TASKS, ANNOTATION_TASK_DIGESTS, LABEL_MANAGED_BY, LABEL_PROJECT,
+    MANAGED_BY,
 };
+use crate::fuse::Artifact;
+use crate::platform::{FunctionState, LiveFunction};
 
 fn sha(text: &str) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))

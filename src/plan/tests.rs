@@ -346,9 +346,9 @@ fn live_function_without_details_still_plans_an_update() {
     let mut live = a.live();
     live.config_yaml = None;
     live.annotations
-        .remove(crate::platform::ANNOTATION_TASK_DIGESTS);
+        .remove(crate::contract::ANNOTATION_TASK_DIGESTS);
     live.annotations.insert(
-        crate::platform::ANNOTATION_DIGEST.into(),
+        crate::contract::ANNOTATION_DIGEST.into(),
         "sha256:old".into(),
     );
     let plan = plan(&[&a], &[live]);

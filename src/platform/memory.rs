@@ -184,27 +184,9 @@ impl MemoryPlatform {
 /// The live view of a deployed artifact: labels and annotations from its function.yaml's
 /// `metadata`, with the ownership annotations taken from the artifact itself.
 pub fn live_from_artifact(artifact: &Artifact) -> LiveFunction {
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(&artifact.function_yaml).unwrap_or(serde_yaml::Value::Null);
-    let string_map = |key: &str| -> BTreeMap<String, String> {
-        doc.get("metadata")
-            .and_then(|m| m.get(key))
-            .and_then(|v| v.as_mapping())
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| {
-                        let v = match v {
-                            serde_yaml::Value::String(s) => s.clone(),
-                            other => serde_yaml::to_string(other).ok()?.trim().to_string(),
-                        };
-                        Some((k.as_str()?.to_string(), v))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let labels = string_map("labels");
-    let mut annotations = string_map("annotations");
+    let metadata = crate::fuse::Metadata::from_yaml(&artifact.function_yaml).unwrap_or_default();
+    let labels = metadata.labels;
+    let mut annotations = metadata.annotations;
     annotations.insert(ANNOTATION_TASKS.to_string(), artifact.tasks.join(","));
     annotations.insert(ANNOTATION_DIGEST.to_string(), artifact.digest.clone());
     annotations.insert(

@@ -1,10 +1,11 @@
 //! The platform abstraction: where fused functions live.
 //!
-//! One trait, two implementations: [`local`] (embedded, Python worker processes on this machine)
-//! and [`nuctl`] (real Nuclio through the `nuctl` command line). Plan, apply and serve only ever
+//! One trait, implemented by [`local`] (embedded, Python worker processes on this machine) and
+//! [`nuctl`] (real Nuclio through the `nuctl` command line); the unit tests add an in-memory one. Plan, apply and serve only ever
 //! talk to [`Platform`]; nothing above this module knows which one it has.
 
 pub mod local;
+#[cfg(any(test, feature = "testing"))]
 pub mod memory;
 pub mod nuctl;
 
@@ -15,20 +16,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::contract::{
+    ANNOTATION_DIGEST, ANNOTATION_TASKS, ANNOTATION_TASK_DIGESTS, LABEL_MANAGED_BY, LABEL_PROJECT,
+    MANAGED_BY,
+};
 use crate::fuse::Artifact;
-
-/// Ownership labels and annotations (DESIGN.md "Deployed functions").
-pub const LABEL_PROJECT: &str = "fusionizer.io/project";
-pub const LABEL_MANAGED_BY: &str = "fusionizer.io/managed-by";
-pub const MANAGED_BY: &str = "fusionizer";
-pub const ANNOTATION_TASKS: &str = "fusionizer.io/tasks";
-pub const ANNOTATION_DIGEST: &str = "fusionizer.io/digest";
-/// Per-task digests, `a=sha256:…,b=sha256:…`, so a plan can say which task's files changed.
-pub const ANNOTATION_TASK_DIGESTS: &str = "fusionizer.io/task-digests";
-
-/// Response header through which a platform reports how many in-process sibling calls a
-/// request made (the proxy counts them in its metrics and strips the header).
-pub const HEADER_LOCAL_CALLS: &str = "x-fusionizer-local-calls";
 
 /// The live state of a function, normalised over both platforms (Nuclio's `status.state`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -268,9 +260,9 @@ pub trait Platform: Send + Sync {
     /// `local:<state dir>` or `nuctl:kube/<namespace>`.
     fn identity(&self) -> String;
 
-    /// Every function owned by `project` (label selector), in name order. Unowned functions that
-    /// share a name with a desired one must also be returned (with their labels) so plan can
-    /// refuse to overwrite them; `list_named` covers that.
+    /// The functions of `project` (by label selector where the platform honours it), in name
+    /// order, each with its labels. Callers keep only the owned ones ([`LiveFunction::is_owned_by`]);
+    /// same-named unowned functions are found with [`Platform::get`].
     async fn list(&self, project: &str) -> Result<Vec<LiveFunction>, PlatformError>;
 
     /// A single function by name, owned or not; `None` when it does not exist.

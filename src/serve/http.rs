@@ -1,4 +1,4 @@
-//! The proxy's HTTP API (DESIGN.md "serve: HTTP API"): `POST /<task>` invokes, `GET /<task>`
+//! The proxy's HTTP API (README, "serve: HTTP API"): `POST /<task>` invokes, `GET /<task>`
 //! describes, `PUT`/`DELETE /<task>` upload and remove ad-hoc tasks, and `/-/health`,
 //! `/-/routes`, `/-/metrics` serve operations. [`router`] builds it from shared state so tests
 //! can drive it in-process.
@@ -21,18 +21,11 @@ use axum::Router;
 
 use super::metrics::Metrics;
 use super::routes::Routes;
+use crate::contract::{
+    is_hop_by_hop, HEADER_CALLER, HEADER_LOCAL_CALLS, HEADER_SERVER_ADDRESS, HEADER_SERVER_PORT,
+    HEADER_TASK_NAME,
+};
 use crate::platform::{InvokeError, InvokeRequest};
-
-/// Header naming the task a request is for, read by the dispatcher.
-pub const TASK_NAME: &str = "task-name";
-/// Header with the host tasks use to reach the proxy.
-pub const SERVER_ADDRESS: &str = "fusionizer-server-address";
-/// Header with the proxy's port.
-pub const SERVER_PORT: &str = "fusionizer-server-port";
-/// Header a task-to-task call carries (set by the dispatcher).
-pub const CALLER: &str = "x-fusionizer-caller";
-/// Response header through which a function reports in-process sibling calls (stripped).
-pub const LOCAL_CALLS: &str = crate::platform::HEADER_LOCAL_CALLS;
 
 /// A refusal from the control plane, as an HTTP status and a message.
 #[derive(Debug)]
@@ -78,12 +71,27 @@ pub struct AppState {
     pub max_body: usize,
     pub max_upload: usize,
     pub request_timeout: Duration,
-    pub control: Arc<dyn Control>,
+}
+
+/// What the handlers see: the shared state, and the control plane that changes it. The runner
+/// holds the same [`AppState`] but never this, so neither points back at the other.
+pub struct App {
+    state: Arc<AppState>,
+    control: Arc<dyn Control>,
+}
+
+impl std::ops::Deref for App {
+    type Target = AppState;
+
+    fn deref(&self) -> &AppState {
+        &self.state
+    }
 }
 
 /// The proxy's router.
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(state: Arc<AppState>, control: Arc<dyn Control>) -> Router {
     let upload_limit = state.max_upload + 64 * 1024;
+    let state = Arc::new(App { state, control });
     Router::new()
         .route("/-/health", get(health))
         .route("/-/routes", get(routes))
@@ -96,7 +104,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn health(State(state): State<Arc<AppState>>) -> Response {
+async fn health(State(state): State<Arc<App>>) -> Response {
     if state.ready.load(Ordering::SeqCst) {
         (StatusCode::OK, "ok\n").into_response()
     } else {
@@ -109,11 +117,11 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn routes(State(state): State<Arc<AppState>>) -> Response {
+async fn routes(State(state): State<Arc<App>>) -> Response {
     axum::Json(state.routes.current().to_json()).into_response()
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+async fn metrics(State(state): State<Arc<App>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -125,7 +133,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn task_root(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<App>>,
     Path(task): Path<String>,
     request: Request,
 ) -> Response {
@@ -138,7 +146,7 @@ async fn task_root(
 }
 
 async fn task_sub(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<App>>,
     Path((task, _rest)): Path<(String, String)>,
     request: Request,
 ) -> Response {
@@ -177,28 +185,17 @@ fn unavailable(message: String) -> Response {
     response
 }
 
-/// Hop-by-hop headers that a proxy must not forward (RFC 9110 §7.6.1), plus ones it rewrites.
+/// Whether a client's header is forwarded to the function: not hop-by-hop, and not one the proxy
+/// sets itself.
 fn forwardable(name: &HeaderName) -> bool {
-    !matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "host"
-            | "content-length"
-            | TASK_NAME
-            | SERVER_ADDRESS
-            | SERVER_PORT
-    )
+    let name = name.as_str();
+    !is_hop_by_hop(name)
+        && ![HEADER_TASK_NAME, HEADER_SERVER_ADDRESS, HEADER_SERVER_PORT]
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h))
 }
 
-async fn invoke(state: &Arc<AppState>, task: &str, request: Request) -> Response {
+async fn invoke(state: &Arc<App>, task: &str, request: Request) -> Response {
     let started = Instant::now();
     let table = state.routes.current();
     let Some(route) = table.by_task.get(task).cloned() else {
@@ -211,7 +208,7 @@ async fn invoke(state: &Arc<AppState>, task: &str, request: Request) -> Response
     };
     drop(table);
     let (parts, body) = request.into_parts();
-    let from_task = parts.headers.contains_key(CALLER);
+    let from_task = parts.headers.contains_key(HEADER_CALLER);
     let body = match axum::body::to_bytes(body, state.max_body).await {
         Ok(body) => body,
         Err(_) => {
@@ -236,12 +233,9 @@ async fn invoke(state: &Arc<AppState>, task: &str, request: Request) -> Response
             }
         }
     }
-    headers.push(("Task-Name".into(), task.to_string()));
-    headers.push((
-        "Fusionizer-Server-Address".into(),
-        state.advertise_host.clone(),
-    ));
-    headers.push(("Fusionizer-Server-Port".into(), state.port.to_string()));
+    headers.push((HEADER_TASK_NAME.into(), task.to_string()));
+    headers.push((HEADER_SERVER_ADDRESS.into(), state.advertise_host.clone()));
+    headers.push((HEADER_SERVER_PORT.into(), state.port.to_string()));
     let invoke_request = InvokeRequest {
         task: task.to_string(),
         method: parts.method.as_str().to_string(),
@@ -270,7 +264,7 @@ async fn invoke(state: &Arc<AppState>, task: &str, request: Request) -> Response
             let mut builder = Response::builder().status(answer.status);
             let mut local_calls = 0;
             for (name, value) in &answer.headers {
-                if name.eq_ignore_ascii_case(LOCAL_CALLS) {
+                if name.eq_ignore_ascii_case(HEADER_LOCAL_CALLS) {
                     local_calls = value.parse().unwrap_or(0);
                     continue;
                 }
@@ -328,7 +322,7 @@ fn wants_json(headers: &HeaderMap) -> bool {
 }
 
 /// `GET /<task>`: the original project's text, or JSON on `Accept: application/json`.
-fn describe(state: &AppState, task: &str, headers: &HeaderMap) -> Response {
+fn describe(state: &App, task: &str, headers: &HeaderMap) -> Response {
     let table = state.routes.current();
     let Some(route) = table.by_task.get(task) else {
         if state.control.is_known(task) {
@@ -392,20 +386,20 @@ fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>
 }
 
 fn valid_task_name(task: &str) -> Result<(), Box<Response>> {
-    if crate::config::is_dns_label(task, crate::taskspec::MAX_TASK_NAME) {
+    if crate::contract::is_dns_label(task, crate::contract::MAX_TASK_NAME) {
         Ok(())
     } else {
         Err(Box::new(text(
             StatusCode::BAD_REQUEST,
             format!(
                 "`{task}` is not a valid task name: use a lowercase DNS-1123 label of at most {} characters",
-                crate::taskspec::MAX_TASK_NAME
+                crate::contract::MAX_TASK_NAME
             ),
         )))
     }
 }
 
-async fn upload(state: &AppState, task: &str, request: Request) -> Response {
+async fn upload(state: &App, task: &str, request: Request) -> Response {
     let refused = authorized(state, request.headers()).and_then(|()| valid_task_name(task));
     if let Err(response) = refused {
         // Read (at most a little of) the body before refusing: closing a socket that still
@@ -467,7 +461,7 @@ fn multipart_error(state: &AppState, err: axum::extract::multipart::MultipartErr
     }
 }
 
-async fn remove(state: &AppState, task: &str, headers: &HeaderMap) -> Response {
+async fn remove(state: &App, task: &str, headers: &HeaderMap) -> Response {
     if let Err(response) = authorized(state, headers) {
         return *response;
     }

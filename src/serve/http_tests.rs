@@ -48,7 +48,7 @@ impl Invoker for Echo {
                     headers: vec![
                         ("Content-Type".into(), "application/json".into()),
                         ("X-Custom".into(), "yes".into()),
-                        (LOCAL_CALLS.into(), "3".into()),
+                        (HEADER_LOCAL_CALLS.into(), "3".into()),
                     ],
                     body: Bytes::from(body.to_string()),
                 })
@@ -100,7 +100,6 @@ fn state(mode: &'static str, token: Option<&str>) -> Arc<AppState> {
         max_body: 1024,
         max_upload: 4096,
         request_timeout: Duration::from_millis(200),
-        control: Arc::new(NoControl),
     };
     state.routes.swap(table);
     Arc::new(state)
@@ -110,7 +109,10 @@ async fn send(
     state: &Arc<AppState>,
     request: axum::http::Request<Body>,
 ) -> (u16, HeaderMap, String) {
-    let response = router(state.clone()).oneshot(request).await.unwrap();
+    let response = router(state.clone(), Arc::new(NoControl))
+        .oneshot(request)
+        .await
+        .unwrap();
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
@@ -131,7 +133,10 @@ async fn post_passes_body_query_headers_and_returns_the_answer() {
     let (status, headers, body) = send(&state, post("/taska/sub?x=1", r#"{"a":1}"#)).await;
     assert_eq!(status, 201);
     assert_eq!(headers["x-custom"], "yes");
-    assert!(!headers.contains_key(LOCAL_CALLS), "internal header leaked");
+    assert!(
+        !headers.contains_key(HEADER_LOCAL_CALLS),
+        "internal header leaked"
+    );
     let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(echo["task"], "taska");
     assert_eq!(echo["path"], "/taska/sub");

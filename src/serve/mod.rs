@@ -21,9 +21,9 @@ use std::time::Duration;
 
 use crate::config::{Config, Workspace};
 use crate::error::{Error, ExitCode, Result};
-use crate::platform::{HostOptions, PlatformError};
+use crate::platform::{HostOptions, Platform, PlatformError};
 use crate::schedule::Selection;
-use crate::Context;
+use crate::ui::Ui;
 
 use self::http::AppState;
 use self::metrics::Metrics;
@@ -46,9 +46,8 @@ pub struct ServeArgs {
     pub watch: bool,
 }
 
-/// `fusionizer serve`.
-pub fn command(ctx: &Context, args: ServeArgs) -> Result<ExitCode> {
-    let workspace = ctx.workspace()?;
+/// Runs serve until SIGINT/SIGTERM on its own runtime: see the module docs.
+pub fn run(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCode> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
         // The proxy's work per request is tiny next to the workers' (Python processes that need
@@ -62,7 +61,7 @@ pub fn command(ctx: &Context, args: ServeArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .map_err(|e| Error::failure(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(serve(ctx, workspace, args))
+    runtime.block_on(serve(ui, workspace, args))
 }
 
 /// Phases still to come: (delay from serve start, phase index) pairs.
@@ -109,8 +108,24 @@ async fn resolve_listen(text: &str) -> Result<SocketAddr> {
         .ok_or_else(|| Error::usage(format!("listen address `{text}` resolves to nothing")))
 }
 
-async fn serve(ctx: &Context, workspace: Workspace, args: ServeArgs) -> Result<ExitCode> {
-    let config = workspace.config.clone();
+/// Where serve listens and how tasks reach it.
+struct Bound {
+    listener: tokio::net::TcpListener,
+    local: SocketAddr,
+    token: Option<String>,
+    /// The host tasks use to reach the proxy (`[serve] advertise`, else the listen address).
+    advertise: String,
+}
+
+impl Bound {
+    /// The proxy's base URL as tasks see it.
+    fn proxy_url(&self) -> String {
+        format!("http://{}:{}", self.advertise, self.local.port())
+    }
+}
+
+/// Checks the listen address against the token rule and binds it.
+async fn bind(config: &Config, args: &ServeArgs) -> Result<Bound> {
     let listen_text = args
         .listen
         .clone()
@@ -130,10 +145,6 @@ async fn serve(ctx: &Context, workspace: Workspace, args: ServeArgs) -> Result<E
             "set `[serve] token-env` and that environment variable, or pass `--insecure` to expose PUT/DELETE without authentication",
         ));
     }
-    let (start, upcoming) = schedule(&config, &args)?;
-    // Phase offsets count from here, the moment serve starts (not from when the first deploy
-    // finished).
-    let origin = tokio::time::Instant::now();
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::failure(format!("cannot listen on `{addr}`: {e}")))?;
@@ -147,47 +158,68 @@ async fn serve(ctx: &Context, workspace: Workspace, args: ServeArgs) -> Result<E
             local.ip().to_string()
         }
     });
-    let proxy_url = format!("http://{advertise}:{}", local.port());
-    let platform = crate::platform::open(
-        &config,
+    Ok(Bound {
+        listener,
+        local,
+        token,
+        advertise,
+    })
+}
+
+/// Opens the platform with serve's settings; one that cannot be reached at all (no nuctl) is
+/// exit 69, like plan and apply, rather than a failed start-phase deploy.
+async fn open_platform(workspace: &Workspace, proxy_url: String) -> Result<Arc<dyn Platform>> {
+    let config = &workspace.config;
+    let platform = crate::workspace::open_platform(
+        workspace,
         Some(HostOptions {
-            proxy_url: proxy_url.clone(),
+            proxy_url,
             request_timeout: config.serve.request_timeout,
         }),
     )?;
-    // A platform that cannot be reached at all (no nuctl) is exit 69, like plan and apply,
-    // rather than a failed start-phase deploy.
     if let Err(err @ PlatformError::Unavailable { .. }) = platform.list(&config.project.name).await
     {
         return Err(err.into());
     }
-    let runner = Arc::new(Runner::new(
-        workspace,
-        platform.clone(),
-        selection_for(start),
-    ));
+    Ok(platform)
+}
+
+async fn serve(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCode> {
+    let config = workspace.config.clone();
+    let (start, upcoming) = schedule(&config, &args)?;
+    let bound = bind(&config, &args).await?;
+    // Phase offsets count from here, the moment serve starts (not from when the first deploy
+    // finished).
+    let origin = tokio::time::Instant::now();
+    let platform = open_platform(&workspace, bound.proxy_url()).await?;
     let state = Arc::new(AppState {
         routes: Routes::default(),
         metrics: Metrics::new(),
         ready: AtomicBool::new(false),
-        token,
-        advertise_host: advertise,
-        port: local.port(),
+        token: bound.token.clone(),
+        advertise_host: bound.advertise.clone(),
+        port: bound.local.port(),
         max_body: config.serve.max_body_bytes as usize,
         max_upload: config.serve.max_upload_bytes as usize,
         request_timeout: config.serve.request_timeout,
-        control: runner.clone(),
     });
-    runner.attach(&state);
+    let runner = Arc::new(Runner::new(
+        workspace,
+        platform.clone(),
+        selection_for(start),
+        state.clone(),
+    ));
 
-    ctx.ui.status(&format!(
-        "Listening on http://{local} ({} platform)",
+    ui.status(&format!(
+        "Listening on http://{} ({} platform)",
+        bound.local,
         platform.kind()
     ));
     let shutdown = Arc::new(tokio::sync::Notify::new());
     let server = {
         let shutdown = shutdown.clone();
-        let app = http::router(state.clone());
+        let app = http::router(state.clone(), runner.clone());
+        let listener = bound.listener;
         tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move { shutdown.notified().await })
@@ -199,43 +231,14 @@ async fn serve(ctx: &Context, workspace: Workspace, args: ServeArgs) -> Result<E
         Some(i) => format!("phase {}", i + 1),
         None => "the initial grouping (every task alone)".to_string(),
     };
-    ctx.ui.status(&format!("Deploying {start_name}..."));
-    let first = runner.regroup(&format!("start ({start_name})")).await;
-    match &first {
-        Ok(report) if report.failed.is_empty() => state.ready.store(true, Ordering::SeqCst),
-        Ok(report) => ctx.ui.status(&format!(
-            "warning: {} function(s) failed to deploy; retrying every {}s",
-            report.failed.len(),
-            RETRY_AFTER.as_secs()
-        )),
-        Err(err) if err.code == ExitCode::TempFail => ctx.ui.status(&format!(
-            "warning: {}; retrying every {}s",
-            err.message,
-            RETRY_AFTER.as_secs()
-        )),
-        Err(err) => {
-            shutdown.notify_one();
-            let _ = server.await;
-            platform.shutdown().await;
-            return Err(
-                Error::failure(format!("could not deploy {start_name}")).caused_by(err.to_string())
-            );
-        }
+    ui.status(&format!("Deploying {start_name}..."));
+    if let Err(err) = deploy_start(ui, &runner, &state, &start_name).await {
+        shutdown.notify_one();
+        let _ = server.await;
+        platform.shutdown().await;
+        return Err(err);
     }
-    ctx.ui.status("Routes:");
-    ctx.ui.status(state.routes.current().render().trim_end());
-    if upcoming.is_empty() {
-        ctx.ui.status("Schedule: none (staying in this grouping)");
-    } else {
-        ctx.ui.status("Schedule:");
-        for (delay, i) in &upcoming {
-            ctx.ui.status(&format!(
-                "  +{:<8} phase {}",
-                humantime::format_duration(*delay).to_string(),
-                i + 1
-            ));
-        }
-    }
+    print_start(ui, &state, &upcoming);
 
     let background = tokio::spawn(background(
         runner.clone(),
@@ -246,8 +249,7 @@ async fn serve(ctx: &Context, workspace: Workspace, args: ServeArgs) -> Result<E
     ));
 
     wait_for_signal().await;
-    ctx.ui
-        .status("Shutting down: draining in-flight requests...");
+    ui.status("Shutting down: draining in-flight requests...");
     background.abort();
     shutdown.notify_one();
     match server.await {
@@ -256,8 +258,50 @@ async fn serve(ctx: &Context, workspace: Workspace, args: ServeArgs) -> Result<E
         Err(e) => tracing::error!("server task failed: {e}"),
     }
     platform.shutdown().await;
-    ctx.ui.status("Stopped");
+    ui.status("Stopped");
     Ok(ExitCode::Success)
+}
+
+/// Deploys the start phase. A failed function or a held lock is retried in the background; any
+/// other failure ends serve.
+async fn deploy_start(ui: &Ui, runner: &Runner, state: &AppState, start_name: &str) -> Result<()> {
+    match runner.regroup(&format!("start ({start_name})")).await {
+        Ok(report) if report.failed.is_empty() => state.ready.store(true, Ordering::SeqCst),
+        Ok(report) => ui.status(&format!(
+            "warning: {} function(s) failed to deploy; retrying every {}s",
+            report.failed.len(),
+            RETRY_AFTER.as_secs()
+        )),
+        Err(err) if err.code == ExitCode::TempFail => ui.status(&format!(
+            "warning: {}; retrying every {}s",
+            err.message,
+            RETRY_AFTER.as_secs()
+        )),
+        Err(err) => {
+            return Err(
+                Error::failure(format!("could not deploy {start_name}")).caused_by(err.to_string())
+            )
+        }
+    }
+    Ok(())
+}
+
+/// The route table and the schedule, once the start phase is up.
+fn print_start(ui: &Ui, state: &AppState, upcoming: &Upcoming) {
+    ui.status("Routes:");
+    ui.status(state.routes.current().render().trim_end());
+    if upcoming.is_empty() {
+        ui.status("Schedule: none (staying in this grouping)");
+    } else {
+        ui.status("Schedule:");
+        for (delay, i) in upcoming {
+            ui.status(&format!(
+                "  +{:<8} phase {}",
+                humantime::format_duration(*delay).to_string(),
+                i + 1
+            ));
+        }
+    }
 }
 
 /// The schedule, the resync ticker, retries and `--watch`, until aborted.
@@ -400,89 +444,5 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
-    }
-}
-
-/// `fusionizer invoke TASK`: posts to the running proxy and prints the body; non-2xx exits 1.
-pub fn invoke_command(
-    ctx: &Context,
-    task: &str,
-    data: Option<String>,
-    headers: Vec<String>,
-    server: Option<String>,
-) -> Result<ExitCode> {
-    let server = match server {
-        Some(s) => s,
-        None => match ctx.config_path().ok().map(|p| crate::config::load(&p)) {
-            Some(Ok(ws)) => ws.config.serve.listen.clone(),
-            _ => crate::config::ServeConfig::default().listen,
-        },
-    };
-    let base = if server.starts_with("http://") || server.starts_with("https://") {
-        server
-    } else {
-        format!("http://{server}")
-    };
-    let body: Vec<u8> = match data.as_deref() {
-        None => Vec::new(),
-        Some("-") => {
-            let mut buf = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
-                .map_err(|e| Error::failure(format!("cannot read stdin: {e}")))?;
-            buf
-        }
-        Some(text) if text.starts_with('@') => std::fs::read(&text[1..])
-            .map_err(|e| Error::failure(format!("cannot read `{}`: {e}", &text[1..])))?,
-        Some(text) => text.as_bytes().to_vec(),
-    };
-    let client = reqwest::blocking::Client::builder()
-        .timeout(None)
-        .build()
-        .map_err(|e| Error::failure(format!("cannot create an HTTP client: {e}")))?;
-    let mut request = client.post(format!("{base}/{task}"));
-    let mut has_content_type = false;
-    for header in &headers {
-        let Some((name, value)) = header.split_once(':') else {
-            return Err(Error::usage(format!(
-                "invalid header `{header}`: use `Name: value`"
-            )));
-        };
-        has_content_type |= name.trim().eq_ignore_ascii_case("content-type");
-        request = request.header(name.trim(), value.trim());
-    }
-    if !has_content_type && !body.is_empty() {
-        let looks_json = serde_json::from_slice::<serde_json::Value>(&body).is_ok();
-        request = request.header(
-            "Content-Type",
-            if looks_json {
-                "application/json"
-            } else {
-                "text/plain"
-            },
-        );
-    }
-    let response = request.body(body).send().map_err(|e| {
-        Error::new(
-            ExitCode::Unavailable,
-            format!("could not reach fusionizer serve at `{base}`: {e}"),
-        )
-        .with_hint("start it with `fusionizer serve`, or pass `--server HOST:PORT`")
-    })?;
-    let status = response.status();
-    let bytes = response
-        .bytes()
-        .map_err(|e| Error::failure(format!("reading the response failed: {e}")))?;
-    let mut text = String::from_utf8_lossy(&bytes).into_owned();
-    if !text.ends_with('\n') && !text.is_empty() {
-        text.push('\n');
-    }
-    if status.is_success() {
-        crate::ui::out(&text);
-        Ok(ExitCode::Success)
-    } else {
-        Err(Error::failure(format!(
-            "`{task}` answered {status}: {}",
-            text.trim_end()
-        )))
     }
 }

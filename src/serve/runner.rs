@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -19,14 +19,13 @@ use super::http::{AppState, Control, ControlError};
 use super::routes::{FunctionRoute, RouteTable};
 use super::uploads::{UploadError, UploadStore};
 use crate::apply::{ApplyHooks, ApplyObserver, ApplyOptions, ApplyReport, ChangeResult, Outcome};
-use crate::config::{TaskSource, Workspace};
+use crate::config::{TaskSource, TaskSpec, Workspace};
 use crate::error::Error;
 use crate::fuse::Artifact;
-use crate::plan::command::observe;
 use crate::plan::{Action, Change};
 use crate::platform::{FunctionState, LiveFunction, Platform};
 use crate::schedule::Selection;
-use crate::taskspec::TaskSpec;
+use crate::workspace::{fuse_selection_over, observe};
 
 /// How many functions a regroup deploys at once.
 const PARALLELISM: usize = 4;
@@ -42,7 +41,8 @@ pub struct Runner {
     regroup_lock: tokio::sync::Mutex<()>,
     /// Set when the last regroup failed, so the ticker retries it.
     pub failed: std::sync::atomic::AtomicBool,
-    state: OnceLock<Weak<AppState>>,
+    /// The routes and metrics this runner switches and counts (shared with the HTTP handlers).
+    state: Arc<AppState>,
     drain_timeout: Duration,
     max_upload: u64,
     max_unpacked: u64,
@@ -60,7 +60,12 @@ pub struct RegroupReport {
 }
 
 impl Runner {
-    pub fn new(workspace: Workspace, platform: Arc<dyn Platform>, selection: Selection) -> Self {
+    pub fn new(
+        workspace: Workspace,
+        platform: Arc<dyn Platform>,
+        selection: Selection,
+        state: Arc<AppState>,
+    ) -> Self {
         let serve = &workspace.config.serve;
         Runner {
             uploads: UploadStore::new(&workspace.config.state_dir()),
@@ -72,17 +77,8 @@ impl Runner {
             selection: Mutex::new(selection),
             regroup_lock: tokio::sync::Mutex::new(()),
             failed: std::sync::atomic::AtomicBool::new(false),
-            state: OnceLock::new(),
+            state,
         }
-    }
-
-    /// Connects the runner to the HTTP state whose routes it switches.
-    pub fn attach(&self, state: &Arc<AppState>) {
-        let _ = self.state.set(Arc::downgrade(state));
-    }
-
-    fn app(&self) -> Option<Arc<AppState>> {
-        self.state.get().and_then(Weak::upgrade)
     }
 
     pub fn platform(&self) -> &Arc<dyn Platform> {
@@ -139,9 +135,7 @@ impl Runner {
     fn desired(&self) -> Result<Vec<Artifact>, Error> {
         let workspace = self.workspace();
         let specs = self.present_specs(&workspace);
-        let present: BTreeSet<String> = specs.keys().cloned().collect();
-        let grouping = crate::schedule::grouping(&workspace.config, self.selection(), &present)?;
-        crate::fuse::fuse_all(&workspace, &specs, &grouping)
+        fuse_selection_over(&workspace, &specs, self.selection())
     }
 
     /// Applies the current phase: deploy, switch routes, drain, delete.
@@ -165,9 +159,7 @@ impl Runner {
         };
         let ok = matches!(&result, Ok(report) if report.failed.is_empty());
         self.failed.store(!ok, Ordering::SeqCst);
-        if let Some(app) = self.app() {
-            app.metrics.transition(ok, started.elapsed());
-        }
+        self.state.metrics.transition(ok, started.elapsed());
         match &result {
             Ok(report) => log_report(why, report),
             Err(err) => tracing::error!("{why}: regroup failed, routes unchanged: {err}"),
@@ -238,7 +230,7 @@ impl Runner {
     /// Builds a route table over the live functions, reusing existing routes (and their
     /// in-flight counters) for functions that did not change.
     async fn build_table(&self, artifacts: &[Artifact], live: &[LiveFunction]) -> RouteTable {
-        let current = self.app().map(|a| a.routes.current()).unwrap_or_default();
+        let current = self.state.routes.current();
         let current_functions = current.functions();
         let mut table = RouteTable::default();
         let ready: Vec<&LiveFunction> = live
@@ -311,7 +303,7 @@ impl Runner {
         let Ok(live) = self.platform.list(&project).await else {
             return;
         };
-        let Some(app) = self.app() else { return };
+        let app = &self.state;
         let current = app.routes.current();
         let live_ready: BTreeMap<String, String> = live
             .iter()
@@ -367,9 +359,7 @@ impl ApplyHooks for SwitchRoutes<'_> {
             .await
             .map_err(|e| e.to_string())?;
         let table = runner.build_table(self.artifacts, &live).await;
-        let Some(app) = runner.app() else {
-            return Ok(());
-        };
+        let app = &runner.state;
         let old = app.routes.swap(table);
         *self
             .switched_after

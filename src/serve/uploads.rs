@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
+use crate::config::taskspec::TaskSpec;
 use crate::config::Diagnostic;
-use crate::taskspec::TaskSpec;
 
 /// Most entries an upload may hold.
 const MAX_ENTRIES: usize = 10_000;

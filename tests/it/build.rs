@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::common::{transcript, tree, TestEnv};
+use crate::support::{transcript, tree, TestEnv};
 
 const PY_TASK: &str = "apiVersion: nuclio.io/v1beta1\nkind: NuclioFunction\nmetadata:\n  name: x\n\
 spec:\n  runtime: python:3.11\n  handler: main:handler\n";

@@ -535,8 +535,8 @@ async fn the_fused_quickstart_runs_on_the_real_dispatcher_and_its_logs_reach_tra
 
     let temp = tempfile::tempdir().unwrap();
     let tasks = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart/tasks");
-    let a = fusionizer::taskspec::TaskSpec::load("taska", &tasks.join("taska")).unwrap();
-    let b = fusionizer::taskspec::TaskSpec::load("taskb", &tasks.join("taskb")).unwrap();
+    let a = fusionizer::config::TaskSpec::load("taska", &tasks.join("taska")).unwrap();
+    let b = fusionizer::config::TaskSpec::load("taskb", &tasks.join("taskb")).unwrap();
     let artifact = fusionizer::fuse::fuse_group("quickstart", &[&a, &b]).unwrap();
     let platform =
         LocalPlatform::new(&config(temp.path()), hosted(Duration::from_secs(30))).unwrap();
@@ -606,7 +606,7 @@ async fn invoker_round_trip_cost() {
 
     // The real dispatcher with the quickstart's trivial `taskb`.
     let tasks = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart/tasks");
-    let b = fusionizer::taskspec::TaskSpec::load("taskb", &tasks.join("taskb")).unwrap();
+    let b = fusionizer::config::TaskSpec::load("taskb", &tasks.join("taskb")).unwrap();
     let artifact = fusionizer::fuse::fuse_group("quickstart", &[&b]).unwrap();
     platform.deploy(&artifact, &NoProgress).await.unwrap();
     let real = platform.invoker(&artifact.name).await.unwrap();

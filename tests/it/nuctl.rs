@@ -133,7 +133,7 @@ fn artifact(tasks: &[&str], port: Option<u16>) -> Artifact {
 
 fn render(err: PlatformError) -> String {
     let err: fusionizer::Error = err.into();
-    err.to_string()
+    err.render("error:")
 }
 
 #[tokio::test]
@@ -310,7 +310,7 @@ async fn a_failed_deploy_surfaces_nuctl_stderr_framed() {
     let err: fusionizer::Error = err.into();
     assert_eq!(err.code, fusionizer::ExitCode::Failure);
     let tmp = fake.path().display().to_string();
-    insta::assert_snapshot!(err.to_string().replace(&tmp, "[TMP]"));
+    insta::assert_snapshot!(err.render("error:").replace(&tmp, "[TMP]"));
     let live = platform.get("shop-a").await.unwrap().unwrap();
     assert!(matches!(live.state, FunctionState::Error(_)));
 }
@@ -343,7 +343,7 @@ async fn no_nuctl_is_unavailable_with_an_install_hint() {
     let err: fusionizer::Error = err.into();
     assert_eq!(err.code, fusionizer::ExitCode::Unavailable);
     let tmp = fake.path().display().to_string();
-    insta::assert_snapshot!(err.to_string().replace(&tmp, "[TMP]"));
+    insta::assert_snapshot!(err.render("error:").replace(&tmp, "[TMP]"));
 }
 
 #[test]

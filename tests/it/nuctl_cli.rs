@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::common::{transcript, TestEnv};
 use crate::nuctl::sdk_venv_python;
 use crate::plan::{expect_nuctl, quickstart_on_nuctl, settings, stderr, stdout, FAKE_NUCTL};
 use crate::serve::{client, wait_for, Serve};
+use crate::support::{transcript, TestEnv};
 
 /// The argv of every nuctl call recorded by the fake so far.
 fn calls(state: &Path) -> Vec<Vec<String>> {

@@ -115,7 +115,7 @@ fn validate(root: &Value, schema: &Value, value: &Value, at: &str, errors: &mut 
 }
 
 /// The schema violations of `json` (a whole `plan --output json`).
-pub fn schema_errors(json: &str) -> Vec<String> {
+pub(crate) fn schema_errors(json: &str) -> Vec<String> {
     let schema = plan_schema();
     let value: Value = serde_json::from_str(json).expect("plan JSON parses");
     let mut errors = Vec::new();
@@ -174,7 +174,7 @@ fn the_schema_check_catches_a_broken_plan() {
 // ---------------------------------------------------------------------------------------------
 // The CLI on the local platform (real Python workers; venvs cached under the target dir).
 
-use crate::common::{transcript, TestEnv};
+use crate::support::{transcript, TestEnv};
 
 /// The quickstart project (taska, taskb; phase 2 fuses them), with a shared venv cache.
 fn quickstart() -> TestEnv {
@@ -510,9 +510,7 @@ fn same_named_unowned_function_is_refused() {
     let desired = vec![Fake::new("shop", &["taska"]).build()];
     let rt = tokio::runtime::Runtime::new().unwrap();
     let observed = rt
-        .block_on(fusionizer::plan::command::observe(
-            &platform, "shop", &desired,
-        ))
+        .block_on(fusionizer::workspace::observe(&platform, "shop", &desired))
         .unwrap();
     assert!(observed.owned.is_empty());
     assert_eq!(observed.unowned.len(), 1);

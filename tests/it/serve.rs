@@ -8,22 +8,26 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::TestEnv;
+use crate::support::TestEnv;
 
 /// A running `fusionizer serve`; killed on drop.
-pub struct Serve {
+pub(crate) struct Serve {
     child: Child,
     pub base: String,
     log: Arc<Mutex<String>>,
 }
 
 /// The shared virtualenv cache, so the runtime's venv is built once per test run.
-pub fn cache_dir() -> std::path::PathBuf {
+pub(crate) fn cache_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fusionizer-cache")
 }
 
 /// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = check() {
@@ -36,12 +40,12 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
 
 impl Serve {
     /// Starts serve in `env`'s project with `args`, waits until `/-/health` is 200.
-    pub fn start(env: &TestEnv, args: &[&str]) -> Serve {
+    pub(crate) fn start(env: &TestEnv, args: &[&str]) -> Serve {
         Serve::start_with(env, &[], args)
     }
 
     /// [`Serve::start`] with extra environment variables.
-    pub fn start_with(env: &TestEnv, vars: &[(&str, &str)], args: &[&str]) -> Serve {
+    pub(crate) fn start_with(env: &TestEnv, vars: &[(&str, &str)], args: &[&str]) -> Serve {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fusionizer"));
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -106,21 +110,21 @@ impl Serve {
         serve
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// The body of `GET path`.
-    pub fn text(&self, path: &str) -> String {
+    pub(crate) fn text(&self, path: &str) -> String {
         client().get(self.url(path)).send().unwrap().text().unwrap()
     }
 
     /// A counter or gauge value from `/-/metrics` (sum over label sets matching `filter`).
-    pub fn metric(&self, name: &str, filter: &str) -> f64 {
+    pub(crate) fn metric(&self, name: &str, filter: &str) -> f64 {
         let text = client()
             .get(self.url("/-/metrics"))
             .send()
@@ -134,7 +138,7 @@ impl Serve {
     }
 
     /// Sends SIGTERM and waits for the exit code.
-    pub fn terminate(mut self) -> Option<i32> {
+    pub(crate) fn terminate(mut self) -> Option<i32> {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -156,7 +160,7 @@ impl Drop for Serve {
     }
 }
 
-pub fn client() -> reqwest::blocking::Client {
+pub(crate) fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
@@ -326,7 +330,7 @@ fn quickstart_adds_alone_and_fused_in_both_call_styles() {
             out.status.code(),
             Some(0),
             "{}",
-            crate::common::transcript(&out)
+            crate::support::transcript(&out)
         );
         assert_eq!(result_of(&String::from_utf8_lossy(&out.stdout)), Some(3));
         let out = env
@@ -646,7 +650,7 @@ fn non_loopback_listen_needs_a_token_or_insecure() {
         out.status.code(),
         Some(64),
         "{}",
-        crate::common::transcript(&out)
+        crate::support::transcript(&out)
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -674,7 +678,7 @@ fn serve_picks_up_a_separate_apply() {
         out.status.code(),
         Some(0),
         "{}",
-        crate::common::transcript(&out)
+        crate::support::transcript(&out)
     );
     wait_for(
         "serve to route to the fused function",

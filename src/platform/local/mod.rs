@@ -16,6 +16,7 @@
 
 pub mod pool;
 pub mod protocol;
+mod shared;
 pub mod state;
 pub mod venv;
 mod worker;
@@ -205,10 +206,13 @@ impl Inner {
             .collect();
         env.extend([
             (
-                "FUSIONIZER_PROXY_URL".into(),
+                crate::contract::ENV_PROXY_URL.into(),
                 self.host.proxy_url.clone().into(),
             ),
-            ("FUSIONIZER_FUNCTION".into(), record.name.clone().into()),
+            (
+                crate::contract::ENV_FUNCTION.into(),
+                record.name.clone().into(),
+            ),
             ("PYTHONPATH".into(), artifact_dir.clone().into()),
             ("VIRTUAL_ENV".into(), venv.dir.clone().into()),
             ("PATH".into(), venv.path_var()),

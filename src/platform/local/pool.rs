@@ -14,7 +14,6 @@
 //! A request that times out kills its worker (which is then restarted): a worker that is stuck
 //! in a handler cannot take the next event anyway.
 
-use std::ffi::OsString;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -22,27 +21,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{oneshot, watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::protocol;
+pub use super::shared::PoolSpec;
+use super::shared::{Answer, Conn, Shared};
 use super::worker::supervise;
 use crate::platform::{InvokeError, InvokeRequest, InvokeResponse, PlatformError};
-
-/// What a pool runs.
-#[derive(Debug, Clone)]
-pub struct PoolSpec {
-    pub function: String,
-    /// The store entry id of the version it runs.
-    pub version_id: String,
-    pub artifact_dir: PathBuf,
-    pub python: PathBuf,
-    /// Environment of every worker (spec env, proxy URL, PYTHONPATH…).
-    pub env: Vec<(OsString, OsString)>,
-    pub num_workers: usize,
-    pub request_timeout: Duration,
-}
 
 /// Why [`Pool::invoke`] did not answer.
 #[derive(Debug)]
@@ -50,84 +36,6 @@ pub enum PoolError {
     /// The pool is stopping: the caller should retry on the function's current pool.
     Retired,
     Invoke(InvokeError),
-}
-
-pub(super) type Answer = Result<InvokeResponse, String>;
-
-/// One connected, ready worker.
-pub(super) struct Conn {
-    pub(super) index: usize,
-    pub(super) pid: u32,
-    pub(super) writer: tokio::sync::Mutex<OwnedWriteHalf>,
-    pub(super) state: Mutex<ConnState>,
-    /// Asks the supervisor to kill this worker (request timeout, broken write).
-    pub(super) kill: Notify,
-}
-
-#[derive(Default)]
-pub(super) struct ConnState {
-    pub(super) dead: bool,
-    pub(super) pending: Option<oneshot::Sender<Answer>>,
-}
-
-impl Conn {
-    /// Registers the request about to be sent; `false` when the worker is gone.
-    pub(super) fn begin(&self, answer: oneshot::Sender<Answer>) -> bool {
-        let mut state = self.state.lock().expect("conn state poisoned");
-        if state.dead {
-            return false;
-        }
-        state.pending = Some(answer);
-        true
-    }
-
-    /// Gives up on the pending request and has the worker killed. `false` when the answer was
-    /// already delivered (then the worker is healthy and back in the pool).
-    pub(super) fn abandon(&self) -> bool {
-        let mut state = self.state.lock().expect("conn state poisoned");
-        if state.pending.take().is_none() && !state.dead {
-            return false;
-        }
-        state.dead = true;
-        drop(state);
-        self.kill.notify_one();
-        true
-    }
-
-    /// Marks the worker gone, returning the request it was serving.
-    pub(super) fn close(&self) -> Option<oneshot::Sender<Answer>> {
-        let mut state = self.state.lock().expect("conn state poisoned");
-        state.dead = true;
-        state.pending.take()
-    }
-}
-
-pub(super) struct Shared {
-    pub(super) spec: PoolSpec,
-    pub(super) socket_dir: PathBuf,
-    pub(super) idle: Mutex<Vec<Arc<Conn>>>,
-    /// One permit per idle worker; closed when the pool stops.
-    permits: Semaphore,
-    /// Workers connected and ready.
-    pub(super) live: AtomicUsize,
-    in_flight: AtomicUsize,
-    in_flight_done: Notify,
-    next_event: AtomicU64,
-    pub(super) next_socket: AtomicU64,
-    pub(super) stop: watch::Sender<bool>,
-    pub(super) restarts: Arc<AtomicU64>,
-    pub(super) pids: Mutex<Vec<Option<u32>>>,
-}
-
-impl Shared {
-    pub(super) fn release(&self, conn: Arc<Conn>) {
-        self.idle.lock().expect("idle list poisoned").push(conn);
-        self.permits.add_permits(1);
-    }
-
-    pub(super) fn function(&self) -> &str {
-        &self.spec.function
-    }
 }
 
 /// A running set of workers for one version of one function.

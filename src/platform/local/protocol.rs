@@ -141,16 +141,14 @@ pub struct EventMeta<'a> {
     pub trigger: Trigger,
 }
 
-/// The header naming the task an event is for; the dispatcher routes on it.
-pub const TASK_HEADER: &str = "Task-Name";
-
 /// Encodes `request` as an `E` frame with event id `id`. The `Task-Name` header is set from
 /// `request.task` (replacing any the client sent).
 pub fn encode_event(request: &InvokeRequest, id: u64, timestamp: u64) -> Vec<u8> {
     let mut headers: BTreeMap<&str, String> = BTreeMap::new();
     let mut content_type = "";
     for (name, value) in &request.headers {
-        if !request.task.is_empty() && name.eq_ignore_ascii_case(TASK_HEADER) {
+        if !request.task.is_empty() && name.eq_ignore_ascii_case(crate::contract::HEADER_TASK_NAME)
+        {
             continue; // replaced by the task the request is routed to
         }
         if name.eq_ignore_ascii_case("content-type") {
@@ -165,7 +163,7 @@ pub fn encode_event(request: &InvokeRequest, id: u64, timestamp: u64) -> Vec<u8>
             .or_insert_with(|| value.clone());
     }
     if !request.task.is_empty() {
-        headers.insert(TASK_HEADER, request.task.clone());
+        headers.insert(crate::contract::HEADER_TASK_NAME, request.task.clone());
     }
     let fields = form_urlencoded::parse(request.query.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -189,8 +187,8 @@ pub fn encode_event(request: &InvokeRequest, id: u64, timestamp: u64) -> Vec<u8>
         content_type,
         timestamp,
         trigger: Trigger {
-            kind: "http",
-            name: "default-http",
+            kind: crate::contract::TRIGGER_KIND_HTTP,
+            name: crate::contract::DEFAULT_HTTP_TRIGGER,
         },
     };
     let meta = serde_json::to_vec(&meta).expect("event meta always serialises");
@@ -254,7 +252,7 @@ impl WorkerResponse {
         if self.meta.calls.local > 0 {
             // For the proxy's metrics; it strips the header before answering the client.
             headers.push((
-                crate::platform::HEADER_LOCAL_CALLS.to_string(),
+                crate::contract::HEADER_LOCAL_CALLS.to_string(),
                 self.meta.calls.local.to_string(),
             ));
         }

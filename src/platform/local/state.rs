@@ -21,7 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::fuse::Artifact;
+use crate::fuse::metadata::scalar;
+use crate::fuse::{Artifact, Metadata};
 use crate::platform::{FunctionState, LiveFunction, PlatformError};
 
 const FUNCTION_JSON: &str = "function.json";
@@ -57,24 +58,14 @@ impl FunctionRecord {
             message,
             detail: None,
         };
-        let doc: serde_yaml::Value = serde_yaml::from_str(&artifact.function_yaml)
+        let doc: serde_norway::Value = serde_norway::from_str(&artifact.function_yaml)
             .map_err(|e| invalid(format!("its function.yaml is not valid YAML: {e}")))?;
-        let string_map = |value: Option<&serde_yaml::Value>| -> BTreeMap<String, String> {
-            value
-                .and_then(serde_yaml::Value::as_mapping)
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| Some((scalar(k)?, scalar(v)?)))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let metadata = doc.get("metadata");
+        let metadata = Metadata::from_value(&doc);
         let mut env = Vec::new();
         if let Some(list) = doc
             .get("spec")
             .and_then(|s| s.get("env"))
-            .and_then(serde_yaml::Value::as_sequence)
+            .and_then(serde_norway::Value::as_sequence)
         {
             for entry in list {
                 let Some(name) = entry.get("name").and_then(scalar) else {
@@ -91,8 +82,8 @@ impl FunctionRecord {
         }
         Ok(FunctionRecord {
             name: artifact.name.clone(),
-            labels: string_map(metadata.and_then(|m| m.get("labels"))),
-            annotations: string_map(metadata.and_then(|m| m.get("annotations"))),
+            labels: metadata.labels,
+            annotations: metadata.annotations,
             state: FunctionState::Ready,
             digest: artifact.digest.clone(),
             tasks: artifact.tasks.clone(),
@@ -111,15 +102,6 @@ impl FunctionRecord {
             state: self.state.clone(),
             config_yaml: Some(self.function_yaml.clone()),
         }
-    }
-}
-
-fn scalar(value: &serde_yaml::Value) -> Option<String> {
-    match value {
-        serde_yaml::Value::String(s) => Some(s.clone()),
-        serde_yaml::Value::Number(n) => Some(n.to_string()),
-        serde_yaml::Value::Bool(b) => Some(b.to_string()),
-        _ => None,
     }
 }
 

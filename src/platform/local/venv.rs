@@ -25,16 +25,12 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
+use crate::contract::{ENV_CACHE_DIR, ENV_PYTHON};
 use crate::platform::{DeployProgress, PlatformError};
 use crate::proc::{Cmd, ProcError};
 
 /// The runtime's own Python requirements, part of every environment's key.
 pub const REQUIREMENTS: &str = include_str!("../../../dispatcher/requirements.txt");
-
-/// Env var naming the cache root.
-pub const ENV_CACHE_DIR: &str = "FUSIONIZER_CACHE_DIR";
-/// Env var naming the Python interpreter used to create environments.
-pub const ENV_PYTHON: &str = "FUSIONIZER_PYTHON";
 
 const MARKER: &str = ".fusionizer-complete";
 const SETUP_TIMEOUT: Duration = Duration::from_secs(15 * 60);

@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -23,8 +24,9 @@ use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::framed;
-use super::pool::{Conn, ConnState, Shared};
 use super::protocol::{self, FrameError, KIND_INIT_FAILED, KIND_LOG, KIND_READY, KIND_RESPONSE};
+use super::shared::{Conn, ConnState, PoolSpec, Shared};
+use crate::contract;
 use crate::platform::PlatformError;
 use crate::proc::Cmd;
 
@@ -229,22 +231,112 @@ fn describe_error(e: &PlatformError) -> String {
     }
 }
 
-/// Spawns worker `index` and waits until it is ready.
+/// A worker process spawned, with its output pumps and the tail of its output for errors.
+struct Spawned {
+    child: tokio::process::Child,
+    pumps: Vec<JoinHandle<()>>,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    function: String,
+    index: usize,
+}
+
+impl Spawned {
+    /// A deploy error; with `with_tail`, the worker's last output lines as its detail.
+    fn fail(&self, message: String, with_tail: bool) -> PlatformError {
+        let output = self
+            .tail
+            .lock()
+            .expect("tail poisoned")
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n");
+        PlatformError::Deploy {
+            function: self.function.clone(),
+            message,
+            detail: (with_tail && !output.is_empty()).then(|| framed("worker output:", &output)),
+        }
+    }
+
+    /// Kills the process, waits for it and lets the pumps drain; then [`Spawned::fail`].
+    async fn abort(&mut self, message: String, with_tail: bool) -> PlatformError {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        settle(&mut self.pumps).await;
+        self.fail(message, with_tail)
+    }
+}
+
+/// Starts worker `index`: spawn, accept its connection, wait for `S` (ready), then hand its
+/// connection to a reader task.
 async fn start_worker(shared: &Arc<Shared>, index: usize) -> Result<Running, PlatformError> {
-    let spec = &shared.spec;
-    let function = spec.function.clone();
     let n = shared.next_socket.fetch_add(1, Ordering::Relaxed);
     let path = shared.socket_dir.join(format!("w{index}-{n}.sock"));
     let listener = UnixListener::bind(&path)
         .map_err(|e| PlatformError::io(format!("cannot listen on `{}`", path.display()), e))?;
+    let mut spawned = spawn(&shared.spec, &path, index)?;
+    let accepted = tokio::select! {
+        accepted = listener.accept() => accepted.map_err(|e| format!("worker {index} could not connect: {e}")),
+        status = spawned.child.wait() => Err(format!(
+            "worker {index} {} before it connected",
+            describe_status(status.ok())
+        )),
+        _ = tokio::time::sleep(CONNECT_TIMEOUT) => Err(format!(
+            "worker {index} did not connect within {CONNECT_TIMEOUT:?}"
+        )),
+    };
+    drop(listener);
+    let _ = std::fs::remove_file(&path);
+    let stream = match accepted {
+        Ok((stream, _)) => stream,
+        Err(message) => return Err(spawned.abort(message, true).await),
+    };
+    let (read, write) = stream.into_split();
+    let mut reader = BufReader::with_capacity(64 * 1024, read);
+    let ready = await_ready(&mut spawned, &mut reader).await?;
+    tracing::debug!(
+        function = spawned.function.as_str(),
+        worker = index,
+        pid = ready.pid,
+        tasks = ?ready.tasks,
+        "worker ready"
+    );
+    let conn = Arc::new(Conn {
+        index,
+        pid: spawned.child.id().unwrap_or(ready.pid),
+        writer: tokio::sync::Mutex::new(write),
+        state: Mutex::new(ConnState::default()),
+        kill: Notify::new(),
+    });
+    let reader = tokio::spawn(read_loop(shared.clone(), conn.clone(), reader));
+    Ok(Running {
+        child: spawned.child,
+        conn,
+        reader,
+        pumps: spawned.pumps,
+    })
+}
+
+/// Spawns the worker process for `spec` on socket `path`, with pumps for its output.
+fn spawn(spec: &PoolSpec, path: &Path, index: usize) -> Result<Spawned, PlatformError> {
+    let function = spec.function.clone();
     let mut cmd = Cmd::new(&spec.python)
-        .args(["-u", "-m", "fusionizer_dispatcher.worker", "--socket"])
-        .arg(&path)
-        .arg("--handler")
-        .arg(format!("{}:handler", crate::fuse::ENTRY_MODULE))
-        .arg("--worker-id")
+        .args([
+            "-u",
+            "-m",
+            contract::WORKER_MODULE,
+            contract::WORKER_ARG_SOCKET,
+        ])
+        .arg(path)
+        .arg(contract::WORKER_ARG_HANDLER)
+        .arg(format!(
+            "{}:{}",
+            contract::ENTRY_MODULE,
+            contract::ENTRY_HANDLER
+        ))
+        .arg(contract::WORKER_ARG_WORKER_ID)
         .arg(index.to_string())
-        .arg("--function")
+        .arg(contract::WORKER_ARG_FUNCTION)
         .arg(&spec.function)
         .cwd(&spec.artifact_dir);
     for (key, value) in &spec.env {
@@ -275,50 +367,29 @@ async fn start_worker(shared: &Arc<Shared>, index: usize) -> Result<Running, Pla
             tail.clone(),
         )));
     }
-    let fail = |message: String, with_tail: bool| {
-        let output = tail
-            .lock()
-            .expect("tail poisoned")
-            .iter()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n");
-        PlatformError::Deploy {
-            function: function.clone(),
-            message,
-            detail: (with_tail && !output.is_empty()).then(|| framed("worker output:", &output)),
-        }
-    };
-    let accepted = tokio::select! {
-        accepted = listener.accept() => accepted.map_err(|e| format!("worker {index} could not connect: {e}")),
-        status = child.wait() => Err(format!(
-            "worker {index} {} before it connected",
-            describe_status(status.ok())
-        )),
-        _ = tokio::time::sleep(CONNECT_TIMEOUT) => Err(format!(
-            "worker {index} did not connect within {CONNECT_TIMEOUT:?}"
-        )),
-    };
-    drop(listener);
-    let _ = std::fs::remove_file(&path);
-    let stream = match accepted {
-        Ok((stream, _)) => stream,
-        Err(message) => {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
-            settle(&mut pumps).await;
-            return Err(fail(message, true));
-        }
-    };
-    let (read, write) = stream.into_split();
-    let mut reader = BufReader::with_capacity(64 * 1024, read);
+    Ok(Spawned {
+        child,
+        pumps,
+        tail,
+        function,
+        index,
+    })
+}
+
+/// Reads frames until `S` (ready), within [`READY_TIMEOUT`]; log frames are passed on, `F` and
+/// anything else end the start with an error.
+async fn await_ready(
+    spawned: &mut Spawned,
+    reader: &mut BufReader<OwnedReadHalf>,
+) -> Result<protocol::Ready, PlatformError> {
+    let index = spawned.index;
     let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
-    let ready = loop {
+    loop {
         let frame = tokio::select! {
-            frame = protocol::read_frame(&mut reader) => frame,
+            frame = protocol::read_frame(reader) => frame,
             _ = tokio::time::sleep_until(deadline) => {
-                let _ = child.start_kill();
-                return Err(fail(format!(
+                let _ = spawned.child.start_kill();
+                return Err(spawned.fail(format!(
                     "worker {index} did not finish `init_context` within {READY_TIMEOUT:?}"
                 ), true));
             }
@@ -328,44 +399,35 @@ async fn start_worker(shared: &Arc<Shared>, index: usize) -> Result<Running, Pla
             Err(e) => {
                 let reason = match e {
                     FrameError::Closed | FrameError::Io(_) => {
-                        let status = tokio::time::timeout(QUIT_GRACE, child.wait()).await;
+                        let status = tokio::time::timeout(QUIT_GRACE, spawned.child.wait()).await;
                         describe_status(status.ok().and_then(Result::ok))
                     }
                     invalid => invalid.to_string(),
                 };
-                let _ = child.start_kill();
-                settle(&mut pumps).await;
-                return Err(fail(
-                    format!("worker {index} {reason} before it was ready"),
-                    true,
-                ));
+                let _ = spawned.child.start_kill();
+                settle(&mut spawned.pumps).await;
+                return Err(
+                    spawned.fail(format!("worker {index} {reason} before it was ready"), true)
+                );
             }
         };
         match frame.kind {
-            KIND_READY => break protocol::decode_json::<protocol::Ready>("ready", &frame.payload),
-            KIND_INIT_FAILED => {
-                let _ = child.start_kill();
-                let failed: protocol::InitFailed =
-                    protocol::decode_json("init failure", &frame.payload).unwrap_or_else(|e| {
-                        protocol::InitFailed {
-                            task: None,
-                            error: e.to_string(),
-                        }
-                    });
-                let message = match &failed.task {
-                    Some(task) => format!("`init_context` of task `{task}` failed"),
-                    None => format!("worker {index} failed to initialise"),
-                };
-                return Err(PlatformError::Deploy {
-                    function,
-                    message,
-                    detail: Some(framed("traceback:", &failed.error)),
-                });
+            KIND_READY => {
+                return protocol::decode_json::<protocol::Ready>("ready", &frame.payload).map_err(
+                    |e| {
+                        let _ = spawned.child.start_kill();
+                        spawned.fail(e.to_string(), false)
+                    },
+                )
             }
-            KIND_LOG => log_frame(&function, &frame.payload),
+            KIND_INIT_FAILED => {
+                let _ = spawned.child.start_kill();
+                return Err(init_failed(&spawned.function, index, &frame.payload));
+            }
+            KIND_LOG => log_frame(&spawned.function, &frame.payload),
             other => {
-                let _ = child.start_kill();
-                return Err(fail(
+                let _ = spawned.child.start_kill();
+                return Err(spawned.fail(
                     format!(
                         "worker {index} sent frame `{}` before it was ready",
                         char::from(other).escape_default()
@@ -374,35 +436,25 @@ async fn start_worker(shared: &Arc<Shared>, index: usize) -> Result<Running, Pla
                 ));
             }
         }
+    }
+}
+
+/// The deploy error for an `F` frame: the task whose `init_context` failed, with its traceback.
+fn init_failed(function: &str, index: usize, payload: &[u8]) -> PlatformError {
+    let failed: protocol::InitFailed = protocol::decode_json("init failure", payload)
+        .unwrap_or_else(|e| protocol::InitFailed {
+            task: None,
+            error: e.to_string(),
+        });
+    let message = match &failed.task {
+        Some(task) => format!("`init_context` of task `{task}` failed"),
+        None => format!("worker {index} failed to initialise"),
     };
-    let ready = match ready {
-        Ok(ready) => ready,
-        Err(e) => {
-            let _ = child.start_kill();
-            return Err(fail(e.to_string(), false));
-        }
-    };
-    tracing::debug!(
-        function = function.as_str(),
-        worker = index,
-        pid = ready.pid,
-        tasks = ?ready.tasks,
-        "worker ready"
-    );
-    let conn = Arc::new(Conn {
-        index,
-        pid: child.id().unwrap_or(ready.pid),
-        writer: tokio::sync::Mutex::new(write),
-        state: Mutex::new(ConnState::default()),
-        kill: Notify::new(),
-    });
-    let reader = tokio::spawn(read_loop(shared.clone(), conn.clone(), reader));
-    Ok(Running {
-        child,
-        conn,
-        reader,
-        pumps,
-    })
+    PlatformError::Deploy {
+        function: function.to_string(),
+        message,
+        detail: Some(framed("traceback:", &failed.error)),
+    }
 }
 
 /// Lets the output pumps drain what the dead process wrote (bounded).

@@ -17,8 +17,7 @@ use crate::proc::{frame, Cmd, Output, ProcError};
 /// The nuctl release this platform was written and tested against.
 pub const NUCTL_VERSION: &str = "1.14.1";
 
-/// The environment variable that overrides `[nuctl] binary`.
-pub const BINARY_ENV: &str = "FUSIONIZER_NUCTL";
+pub use crate::contract::ENV_NUCTL as BINARY_ENV;
 
 /// How long a `get`, `create` or `delete` may take before it counts as hung. Deploys build
 /// images and wait for readiness, so they have no limit unless one is set.
@@ -88,10 +87,8 @@ impl From<NuctlError> for PlatformError {
             )),
             other => {
                 let mut message = other.to_string();
-                let mut source = std::error::Error::source(&other);
-                while let Some(cause) = source {
+                for cause in crate::error::sources(&other) {
                     message.push_str(&format!("\n  caused by: {cause}"));
-                    source = cause.source();
                 }
                 PlatformError::Other(message)
             }

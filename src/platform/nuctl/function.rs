@@ -106,7 +106,7 @@ impl NuclioFunction {
         doc.insert("metadata".into(), Value::Object(metadata));
         doc.insert("spec".into(), Value::Object(spec));
         let doc = normalise(Value::Object(doc)).unwrap_or(Value::Null);
-        serde_yaml::to_string(&doc).unwrap_or_default()
+        serde_norway::to_string(&doc).unwrap_or_default()
     }
 
     /// Where to send invocations: `host:port[/path]` without a scheme, picked by `preference`

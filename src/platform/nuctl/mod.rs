@@ -28,7 +28,9 @@ use crate::platform::{
 
 pub use cli::{Nuctl, NuctlError, BINARY_ENV, NUCTL_VERSION};
 use function::NuclioFunction;
-use invoke::{HttpClient, NuctlInvoker};
+use invoke::NuctlInvoker;
+
+use crate::http_client::{http_client, HttpClient};
 
 /// Nuclio creates this project itself; it never needs `nuctl create project`.
 const DEFAULT_NUCLIO_PROJECT: &str = "default";
@@ -88,7 +90,7 @@ impl NuctlPlatform {
                 settings: config.nuctl.clone(),
                 project: config.project.name.clone(),
                 build_dir: config.state_dir().join("build"),
-                http: invoke::http_client(),
+                http: http_client(),
                 request_timeout,
                 endpoints: Mutex::new(HashMap::new()),
                 lookup: tokio::sync::Mutex::new(()),

@@ -6,12 +6,12 @@
 use std::path::{Path, PathBuf};
 
 /// A temp dir holding a project directory (`project/`) and a `home/` used as `HOME`.
-pub struct TestEnv {
+pub(crate) struct TestEnv {
     tmp: tempfile::TempDir,
 }
 
 impl TestEnv {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let tmp = tempfile::tempdir().expect("create a temp dir");
         std::fs::create_dir_all(tmp.path().join("home")).unwrap();
         std::fs::create_dir_all(tmp.path().join("project")).unwrap();
@@ -19,7 +19,7 @@ impl TestEnv {
     }
 
     /// A test env whose project is a copy of `examples/<name>` from this repository.
-    pub fn example(name: &str) -> Self {
+    pub(crate) fn example(name: &str) -> Self {
         let env = TestEnv::new();
         let src = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("examples")
@@ -41,17 +41,17 @@ impl TestEnv {
     }
 
     /// The temp dir itself.
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.tmp.path()
     }
 
     /// The project directory (the working directory of [`TestEnv::cmd`]).
-    pub fn project(&self) -> PathBuf {
+    pub(crate) fn project(&self) -> PathBuf {
         self.tmp.path().join("project")
     }
 
     /// Writes `(path, content)` pairs below the project directory, creating parents.
-    pub fn write(&self, files: &[(&str, &str)]) -> &Self {
+    pub(crate) fn write(&self, files: &[(&str, &str)]) -> &Self {
         for (rel, content) in files {
             let path = self.project().join(rel);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -62,7 +62,7 @@ impl TestEnv {
 
     /// The `fusionizer` binary, run in the project directory with nothing inherited from the
     /// environment but `PATH`; `HOME` is the temp home and `NO_COLOR=1`.
-    pub fn cmd(&self) -> assert_cmd::Command {
+    pub(crate) fn cmd(&self) -> assert_cmd::Command {
         let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_fusionizer"));
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -74,7 +74,7 @@ impl TestEnv {
 
     /// insta settings replacing this env's temp paths with `[TEMP]` and sha256 digests with
     /// `sha256:[DIGEST]` (they change whenever the dispatcher runtime does).
-    pub fn settings(&self) -> insta::Settings {
+    pub(crate) fn settings(&self) -> insta::Settings {
         let mut settings = insta::Settings::clone_current();
         let mut roots = vec![self.root().to_path_buf()];
         if let Ok(canonical) = self.root().canonicalize() {
@@ -103,7 +103,7 @@ fn regex_escape(text: &str) -> String {
 }
 
 /// The whole output of a finished command: exit code, stdout, stderr.
-pub fn transcript(output: &std::process::Output) -> String {
+pub(crate) fn transcript(output: &std::process::Output) -> String {
     format!(
         "exit: {}\n--- stdout\n{}--- stderr\n{}",
         output
@@ -116,7 +116,7 @@ pub fn transcript(output: &std::process::Output) -> String {
 }
 
 /// Every file below `dir`: relative path → bytes, sorted.
-pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files = Vec::new();
     for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
         let entry = entry.unwrap();

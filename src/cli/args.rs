@@ -1,9 +1,11 @@
 //! Command-line arguments (clap derive), and nothing else: these types are resolved into
-//! settings by [`crate::run`]; core modules never see clap.
+//! settings by [`super::run`]; core modules never see them.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+
+pub use crate::ui::{ColorChoice, OutputFormat};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,21 +40,6 @@ pub struct GlobalArgs {
     /// Print more (repeat for debug output)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ColorChoice {
-    Auto,
-    Always,
-    Never,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum OutputFormat {
-    #[default]
-    Text,
-    Json,
-    Markdown,
 }
 
 /// `--at DURATION` or `--phase N`.

@@ -1,15 +1,12 @@
 //! A task's Nuclio `function.yaml` and handler module, loaded and checked.
 //!
-//! The whole YAML document is kept as a [`serde_yaml::Value`] so fields fusionizer does not model
+//! The whole YAML document is kept as a [`serde_norway::Value`] so fields fusionizer does not model
 //! survive the merge untouched; typed accessors read what fusion needs.
 
 use std::path::{Path, PathBuf};
 
-use crate::config::check::dns_label_hint;
-use crate::config::{is_dns_label, Diagnostic};
-
-/// Maximum length of a task name (DESIGN.md: a DNS-1123 label of at most 40 characters).
-pub const MAX_TASK_NAME: usize = 40;
+use super::{absolute, Diagnostic};
+use crate::contract::{dns_label_hint, is_dns_label, FUNCTION_FILE, MAX_TASK_NAME};
 
 /// One task, ready to fuse.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,16 +15,13 @@ pub struct TaskSpec {
     /// The task directory (absolute).
     pub dir: PathBuf,
     /// The whole function.yaml document.
-    pub function: serde_yaml::Value,
+    pub function: serde_norway::Value,
     /// `spec.runtime`, e.g. `python:3.11` (bare `python` kept as written).
     pub runtime: String,
     /// `spec.handler` split at `:` — module (dotted, relative to the task dir) and function.
     pub handler_module: String,
     pub handler_function: String,
 }
-
-/// The file every task directory holds.
-pub const FUNCTION_FILE: &str = "function.yaml";
 
 impl TaskSpec {
     /// Loads `<dir>/function.yaml` and checks it: Python runtime, `module:function` handler whose
@@ -68,7 +62,7 @@ impl TaskSpec {
             }
             Err(e) => return Err(vec![problem(format!("cannot read: {e}"))]),
         };
-        let function: serde_yaml::Value = match serde_yaml::from_str(&text) {
+        let function: serde_norway::Value = match serde_norway::from_str(&text) {
             Ok(value) => value,
             Err(e) => return Err(vec![yaml_error(&file, &e)]),
         };
@@ -94,10 +88,10 @@ impl TaskSpec {
                 );
                 None
             }
-            Some(serde_yaml::Value::String(runtime)) if is_python_runtime(runtime) => {
+            Some(serde_norway::Value::String(runtime)) if is_python_runtime(runtime) => {
                 Some(runtime.clone())
             }
-            Some(serde_yaml::Value::String(runtime)) => {
+            Some(serde_norway::Value::String(runtime)) => {
                 problems.push(
                     problem(format!("unsupported runtime `{runtime}`")).with_hint(
                         "fusionizer fuses Python tasks: use `python` or `python:3.x`, e.g. `python:3.11`",
@@ -123,7 +117,7 @@ impl TaskSpec {
                 );
                 None
             }
-            Some(serde_yaml::Value::String(handler)) => {
+            Some(serde_norway::Value::String(handler)) => {
                 match split_handler(handler) {
                     None => {
                         problems.push(
@@ -197,7 +191,7 @@ fn split_handler(handler: &str) -> Option<(&str, &str)> {
 }
 
 /// A YAML syntax error at its line and column, the location moved out of the message.
-fn yaml_error(file: &Path, error: &serde_yaml::Error) -> Diagnostic {
+fn yaml_error(file: &Path, error: &serde_norway::Error) -> Diagnostic {
     let mut message = error.to_string();
     let mut diagnostic = Diagnostic::new(file, String::new());
     if let Some(location) = error.location() {
@@ -209,20 +203,16 @@ fn yaml_error(file: &Path, error: &serde_yaml::Error) -> Diagnostic {
     diagnostic
 }
 
-fn kind(value: &serde_yaml::Value) -> &'static str {
+fn kind(value: &serde_norway::Value) -> &'static str {
     match value {
-        serde_yaml::Value::Null => "null",
-        serde_yaml::Value::Bool(_) => "a boolean",
-        serde_yaml::Value::Number(_) => "a number",
-        serde_yaml::Value::String(_) => "a string",
-        serde_yaml::Value::Sequence(_) => "a sequence",
-        serde_yaml::Value::Mapping(_) => "a mapping",
-        serde_yaml::Value::Tagged(_) => "a tagged value",
+        serde_norway::Value::Null => "null",
+        serde_norway::Value::Bool(_) => "a boolean",
+        serde_norway::Value::Number(_) => "a number",
+        serde_norway::Value::String(_) => "a string",
+        serde_norway::Value::Sequence(_) => "a sequence",
+        serde_norway::Value::Mapping(_) => "a mapping",
+        serde_norway::Value::Tagged(_) => "a tagged value",
     }
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 #[cfg(test)]
@@ -266,7 +256,7 @@ mod tests {
         assert_eq!(spec.runtime, "python:3.11");
         assert_eq!(spec.handler_module, "pkg.mod");
         assert_eq!(spec.handler_function, "run");
-        let expected: serde_yaml::Value = serde_yaml::from_str(text).unwrap();
+        let expected: serde_norway::Value = serde_norway::from_str(text).unwrap();
         assert_eq!(spec.function, expected);
         assert_eq!(spec.function["spec"]["env"][0]["name"], "A");
     }

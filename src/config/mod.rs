@@ -3,21 +3,21 @@
 //! Parsing is strict (unknown keys are errors) and validation reports every problem it finds in
 //! one run, each as a [`Diagnostic`] with file, line and column where there is one. Loading a
 //! [`Workspace`] also loads and checks every declared task's `function.yaml`
-//! ([`crate::taskspec`]).
+//! ([`crate::config::taskspec`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::error::{Error, ExitCode};
-use crate::taskspec::TaskSpec;
+pub use self::diagnostic::{display_path, relative_to, Diagnostic, Diagnostics};
+pub use self::taskspec::TaskSpec;
 
 pub(crate) mod check;
+mod diagnostic;
+pub mod taskspec;
 #[cfg(test)]
 mod tests;
 mod units;
-
-pub use check::MAX_PROJECT_NAME;
 
 /// The file name looked for when walking up from the working directory.
 pub const FILE_NAME: &str = "fusion.toml";
@@ -167,104 +167,6 @@ impl Config {
     }
 }
 
-/// One problem found in a file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
-    pub file: PathBuf,
-    /// 1-based line and column, where known.
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-    pub message: String,
-    pub hint: Option<String>,
-}
-
-impl Diagnostic {
-    /// A problem with `file` as a whole (no location).
-    pub fn new(file: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Diagnostic {
-            file: file.into(),
-            line: None,
-            column: None,
-            message: message.into(),
-            hint: None,
-        }
-    }
-
-    /// Sets the 1-based line and column.
-    pub fn at(mut self, line: usize, column: usize) -> Self {
-        self.line = Some(line);
-        self.column = Some(column);
-        self
-    }
-
-    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
-}
-
-/// `path` relative to `base` when it lies below it, else `None`.
-pub fn relative_to<'a>(path: &'a Path, base: &Path) -> Option<&'a Path> {
-    let relative = path.strip_prefix(base).ok()?;
-    (!relative.as_os_str().is_empty()).then_some(relative)
-}
-
-/// `path` for a message: relative to the process's working directory when it lies below it
-/// (`tasks/taskb/function.yaml`), otherwise as given.
-pub fn display_path(path: &Path) -> String {
-    if path.is_absolute() {
-        if let Ok(cwd) = std::env::current_dir() {
-            if let Some(relative) = relative_to(path, &cwd) {
-                return relative.display().to_string();
-            }
-            if let Ok(canonical) = cwd.canonicalize() {
-                if let Some(relative) = relative_to(path, &canonical) {
-                    return relative.display().to_string();
-                }
-            }
-        }
-    }
-    path.display().to_string()
-}
-
-impl std::fmt::Display for Diagnostic {
-    /// `file:line:col: message` (location parts omitted when unknown), then `  hint: …`. The file
-    /// is shown relative to the working directory when it lies below it ([`display_path`]).
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", display_path(&self.file))?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-            if let Some(column) = self.column {
-                write!(f, ":{column}")?;
-            }
-        }
-        write!(f, ": {}", self.message)?;
-        if let Some(hint) = &self.hint {
-            write!(f, "\n  hint: {hint}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Every problem found in one run. Converts into an exit-78 [`Error`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Diagnostics(pub Vec<Diagnostic>);
-
-impl From<Diagnostics> for Error {
-    fn from(d: Diagnostics) -> Self {
-        let n = d.0.len();
-        let mut e = Error::new(
-            ExitCode::Config,
-            format!(
-                "invalid configuration ({n} problem{})",
-                if n == 1 { "" } else { "s" }
-            ),
-        );
-        e.details = d.0.iter().map(ToString::to_string).collect();
-        e
-    }
-}
-
 /// A config plus the loaded spec of every task whose code is a path.
 #[derive(Debug, Clone)]
 pub struct Workspace {
@@ -364,17 +266,8 @@ fn sort_by_location(diagnostics: &mut [Diagnostic]) {
     diagnostics.sort_by_key(|d| (d.line.unwrap_or(0), d.column.unwrap_or(0)));
 }
 
-fn absolute(path: &Path) -> PathBuf {
+/// `path` made absolute against the process's working directory (the one place config paths
+/// are made absolute; every path in a loaded [`Config`] is absolute).
+pub fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
-/// A lowercase DNS-1123 label of at most `max` characters.
-pub fn is_dns_label(name: &str, max: usize) -> bool {
-    !name.is_empty()
-        && name.len() <= max
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
 }

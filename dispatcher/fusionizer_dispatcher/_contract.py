@@ -1,0 +1,102 @@
+"""The wire contract: every name the Python runtime shares with fusionizer's Rust side.
+
+The Rust side keeps the same names in `src/contract.rs`; a Rust test parses this file, one
+constant per line in exactly the form `NAME = "value"`, and fails when the two disagree. So keep
+that form: plain module-level string constants, double quotes, no annotations, nothing else on
+the line. The rest of the package takes these names from here, never from literals.
+"""
+
+# ------------------------------------------------------------------ request headers
+# Names as Nuclio's HTTP trigger presents them (canonical case); lookups ignore case.
+
+# The task an event is for; the dispatcher routes on it.
+HEADER_TASK_NAME = "Task-Name"
+# Set on a call from one task to another that goes through the proxy (the caller's name).
+HEADER_CALLER = "X-Fusionizer-Caller"
+# The proxy's host, as the original project's tasks read it.
+HEADER_SERVER_ADDRESS = "Fusionizer-Server-Address"
+# The proxy's port.
+HEADER_SERVER_PORT = "Fusionizer-Server-Port"
+# Nuclio's own header naming the function a call targets (nuclio_sdk `Platform.call_function`).
+HEADER_NUCLIO_TARGET = "X-Nuclio-Target"
+# Nuclio's own header on events a kube-mode cron trigger sends through the HTTP trigger.
+HEADER_NUCLIO_INVOKE_TRIGGER = "X-Nuclio-Invoke-Trigger"
+
+# ------------------------------------------------------------------ environment
+# The proxy's base URL, for calls to tasks in other functions.
+ENV_PROXY_URL = "FUSIONIZER_PROXY_URL"
+# The name of the function a local worker runs.
+ENV_FUNCTION = "FUSIONIZER_FUNCTION"
+# The proxy's port when `ENV_PROXY_URL` or `HEADER_SERVER_PORT` names none (serve's default).
+DEFAULT_PROXY_PORT = "8000"
+
+# ------------------------------------------------------------------ artifact layout
+# The generated entry module; a fused function's `spec.handler` is `<ENTRY_MODULE>:<ENTRY_HANDLER>`.
+ENTRY_MODULE = "_fusionizer_entry"
+ENTRY_HANDLER = "handler"
+# This package, shipped inside every artifact.
+DISPATCHER_PACKAGE = "fusionizer_dispatcher"
+# Directory of an artifact holding one directory per task, mounted as this package.
+TASKS_DIR = "fusionizer_tasks"
+
+# ------------------------------------------------------------------ triggers
+# Trigger kind and name of events the local platform sends on its HTTP trigger.
+TRIGGER_KIND_HTTP = "http"
+DEFAULT_HTTP_TRIGGER = "default-http"
+
+# ------------------------------------------------------------------ local worker
+# `python -u -m <WORKER_MODULE> --socket PATH --handler H --worker-id N --function NAME`
+WORKER_MODULE = "fusionizer_dispatcher.worker"
+WORKER_ARG_SOCKET = "--socket"
+WORKER_ARG_HANDLER = "--handler"
+WORKER_ARG_WORKER_ID = "--worker-id"
+WORKER_ARG_FUNCTION = "--function"
+
+# Frame kinds (one ASCII letter) of the worker protocol; see `worker`.
+FRAME_EVENT = "E"
+FRAME_QUIT = "Q"
+FRAME_READY = "S"
+FRAME_INIT_FAILED = "F"
+FRAME_RESPONSE = "R"
+FRAME_LOG = "L"
+
+# Keys of the `E` frame's meta JSON.
+EVENT_ID = "id"
+EVENT_METHOD = "method"
+EVENT_PATH = "path"
+EVENT_FIELDS = "fields"
+EVENT_HEADERS = "headers"
+EVENT_CONTENT_TYPE = "content_type"
+EVENT_TIMESTAMP = "timestamp"
+EVENT_TRIGGER = "trigger"
+TRIGGER_KIND = "kind"
+TRIGGER_NAME = "name"
+
+# Keys of the `R` frame's meta JSON.
+RESPONSE_STATUS_CODE = "status_code"
+RESPONSE_CONTENT_TYPE = "content_type"
+RESPONSE_HEADERS = "headers"
+RESPONSE_TASK = "task"
+RESPONSE_CALLS = "calls"
+CALLS_LOCAL = "local"
+CALLS_REMOTE = "remote"
+
+# Keys of the `S`, `F` and `L` frames' JSON.
+READY_PID = "pid"
+READY_TASKS = "tasks"
+FAILED_TASK = "task"
+FAILED_ERROR = "error"
+LOG_TASK = "task"
+LOG_LEVEL = "level"
+LOG_MESSAGE = "message"
+LOG_WITH = "with"
+LOG_STREAM = "stream"
+
+# Values of `L` frames' `level` and `stream`.
+LEVEL_DEBUG = "debug"
+LEVEL_INFO = "info"
+LEVEL_WARN = "warn"
+LEVEL_ERROR = "error"
+STREAM_LOGGER = "logger"
+STREAM_STDOUT = "stdout"
+STREAM_STDERR = "stderr"

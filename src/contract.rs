@@ -1,0 +1,125 @@
+//! The wire contract: every name fusionizer shares with Nuclio, with the Python dispatcher inside
+//! a fused function, or with a later run of itself. This is the ground floor; it imports nothing
+//! from the crate, and every other module takes these names from here.
+//!
+//! The Python side keeps the names it needs in `dispatcher/fusionizer_dispatcher/_contract.py`;
+//! a test (`tests/it/contract.rs`) fails when the two disagree. See `docs/architecture.md`
+//! ("The wire contract").
+
+/// Label naming the fusionizer project that owns a deployed function.
+pub const LABEL_PROJECT: &str = "fusionizer.io/project";
+/// Label saying fusionizer manages a deployed function (value [`MANAGED_BY`]).
+pub const LABEL_MANAGED_BY: &str = "fusionizer.io/managed-by";
+/// The value of [`LABEL_MANAGED_BY`].
+pub const MANAGED_BY: &str = "fusionizer";
+/// Annotation listing a function's tasks, sorted and joined by `,`.
+pub const ANNOTATION_TASKS: &str = "fusionizer.io/tasks";
+/// Annotation holding a function's content digest (`sha256:…`).
+pub const ANNOTATION_DIGEST: &str = "fusionizer.io/digest";
+/// Per-task digests, `a=sha256:…,b=sha256:…`, so a plan can say which task's files changed.
+pub const ANNOTATION_TASK_DIGESTS: &str = "fusionizer.io/task-digests";
+/// Label and annotation keys under this prefix are fusionizer's; a task may not set them.
+pub const RESERVED_PREFIX: &str = "fusionizer.io/";
+
+/// Request header naming the task an event is for.
+pub const HEADER_TASK_NAME: &str = "Task-Name";
+/// Request header a task sets on a proxied call to another task (the caller's name).
+pub const HEADER_CALLER: &str = "X-Fusionizer-Caller";
+/// Request header carrying the proxy's host, as the original project's tasks read it.
+pub const HEADER_SERVER_ADDRESS: &str = "Fusionizer-Server-Address";
+/// Request header carrying the proxy's port, as the original project's tasks read it.
+pub const HEADER_SERVER_PORT: &str = "Fusionizer-Server-Port";
+/// Response header through which a platform reports how many in-process sibling calls a
+/// request made (the proxy counts them in its metrics and strips the header).
+pub const HEADER_LOCAL_CALLS: &str = "X-Fusionizer-Local-Calls";
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the ones a
+/// forwarding client recomputes (`host`, `content-length`). Lowercase.
+pub const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+];
+
+/// Whether `name` is one of [`HOP_BY_HOP`] (ASCII case-insensitive).
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// Environment variable: the proxy's base URL, for calls from a task to a task in another
+/// function.
+pub const ENV_PROXY_URL: &str = "FUSIONIZER_PROXY_URL";
+/// Environment variable: the name of the function a worker runs.
+pub const ENV_FUNCTION: &str = "FUSIONIZER_FUNCTION";
+/// Environment variable: the Python interpreter for the local platform.
+pub const ENV_PYTHON: &str = "FUSIONIZER_PYTHON";
+/// Environment variable: where the local platform caches virtualenvs.
+pub const ENV_CACHE_DIR: &str = "FUSIONIZER_CACHE_DIR";
+/// Environment variable: the `nuctl` binary to run.
+pub const ENV_NUCTL: &str = "FUSIONIZER_NUCTL";
+/// Environment variable: an env-filter for fusionizer's own logs.
+pub const ENV_LOG: &str = "FUSIONIZER_LOG";
+
+/// The file every task directory holds.
+pub const FUNCTION_FILE: &str = "function.yaml";
+/// The generated entry module's name; `spec.handler` is `<ENTRY_MODULE>:handler`.
+pub const ENTRY_MODULE: &str = "_fusionizer_entry";
+/// The handler function inside [`ENTRY_MODULE`].
+pub const ENTRY_HANDLER: &str = "handler";
+/// Directory in an artifact under which each task's files live (`fusionizer_tasks/<task>/`).
+pub const TASKS_DIR: &str = "fusionizer_tasks";
+/// The dispatcher package inside every artifact.
+pub const DISPATCHER_PACKAGE: &str = "fusionizer_dispatcher";
+/// The module a local worker runs: `python -u -m <WORKER_MODULE> --socket PATH --handler H
+/// --worker-id N --function NAME`.
+pub const WORKER_MODULE: &str = "fusionizer_dispatcher.worker";
+/// The local worker's socket argument.
+pub const WORKER_ARG_SOCKET: &str = "--socket";
+/// The local worker's handler argument (`<ENTRY_MODULE>:<ENTRY_HANDLER>`).
+pub const WORKER_ARG_HANDLER: &str = "--handler";
+/// The local worker's id argument.
+pub const WORKER_ARG_WORKER_ID: &str = "--worker-id";
+/// The local worker's function-name argument.
+pub const WORKER_ARG_FUNCTION: &str = "--function";
+/// Trigger kind of the events the local platform sends on its HTTP trigger.
+pub const TRIGGER_KIND_HTTP: &str = "http";
+/// Trigger name of the events the local platform sends on its HTTP trigger.
+pub const DEFAULT_HTTP_TRIGGER: &str = "default-http";
+
+/// The state directory beside fusion.toml (build output, local live state, locks).
+pub const STATE_DIR: &str = ".fusionizer";
+
+/// Longest task name (a DNS-1123 label).
+pub const MAX_TASK_NAME: usize = 40;
+/// Longest project name (a DNS-1123 label).
+pub const MAX_PROJECT_NAME: usize = 40;
+/// Longest function name: a DNS-1123 label (63 characters).
+pub const MAX_FUNCTION_NAME: usize = 63;
+
+/// Whether `name` is a lowercase DNS-1123 label of at most `max` characters.
+pub fn is_dns_label(name: &str, max: usize) -> bool {
+    !name.is_empty()
+        && name.len() <= max
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// The hint for a name that must be a lowercase DNS-1123 label.
+pub fn dns_label_hint(what: &str, max: usize) -> String {
+    format!(
+        "a {what} is a lowercase DNS-1123 label of at most {max} characters: `a-z`, `0-9` and `-`, \
+         starting and ending with a letter or digit"
+    )
+}

@@ -1,0 +1,173 @@
+//! The pipeline every command shares, from fusion.toml to a plan:
+//!
+//! ```text
+//! load config → pick the grouping → fuse it over the present tasks → open the platform
+//!             → observe what is live → plan::compute
+//! ```
+//!
+//! `validate`, `build`, `plan`, `apply`, `status` and `serve` all go through here, so each step
+//! is written once. Paths are absolute from [`crate::config::load`] on. Nothing here prints.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::config::{TaskSpec, Workspace};
+use crate::error::{Error, Result};
+use crate::fuse::{self, Artifact};
+use crate::plan::{self, Plan};
+use crate::platform::{self, HostOptions, LiveFunction, Platform, PlatformError};
+use crate::schedule::{self, Selection};
+
+/// The workspace, the fused artifacts of the selected grouping and the platform.
+pub struct Prepared {
+    /// fusion.toml and the task specs, loaded and valid.
+    pub workspace: Workspace,
+    /// Which grouping was fused.
+    pub selection: Selection,
+    /// One artifact per function of that grouping.
+    pub artifacts: Vec<Artifact>,
+    /// The configured platform, open.
+    pub platform: Arc<dyn Platform>,
+}
+
+impl Prepared {
+    /// The project's name.
+    pub fn project(&self) -> &str {
+        &self.workspace.config.project.name
+    }
+}
+
+/// Fuses the grouping `selection` picks over the tasks in `specs` (the tasks that have code:
+/// declared path tasks, plus uploads in `serve`).
+pub fn fuse_selection_over(
+    workspace: &Workspace,
+    specs: &BTreeMap<String, TaskSpec>,
+    selection: Selection,
+) -> Result<Vec<Artifact>> {
+    Ok(fuse_problems_over(workspace, specs, selection)??)
+}
+
+/// The fused artifacts of the grouping `selection` picks over the declared path tasks.
+pub fn fuse_selection(workspace: &Workspace, selection: Selection) -> Result<Vec<Artifact>> {
+    fuse_selection_over(workspace, &workspace.specs, selection)
+}
+
+/// Fuses the grouping `selection` picks and opens the configured platform (exit 69 when it is
+/// unavailable).
+pub fn prepare(workspace: Workspace, selection: Selection) -> Result<Prepared> {
+    let artifacts = fuse_selection(&workspace, selection)?;
+    let platform = open_platform(&workspace, None)?;
+    Ok(Prepared {
+        workspace,
+        selection,
+        artifacts,
+        platform,
+    })
+}
+
+/// Opens the platform fusion.toml names; `host` carries serve's settings for the local platform.
+pub fn open_platform(
+    workspace: &Workspace,
+    host: Option<HostOptions>,
+) -> Result<Arc<dyn Platform>> {
+    Ok(platform::open(&workspace.config, host)?)
+}
+
+/// What is live: the owned functions, and unowned ones under a desired name.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// Functions this project owns (both ownership labels match).
+    pub owned: Vec<LiveFunction>,
+    /// Functions under a desired name that this project does not own.
+    pub unowned: Vec<LiveFunction>,
+}
+
+/// Lists the owned functions, then looks up every desired name that is not among them so a
+/// same-named unowned function is found (a few lookups at a time).
+pub async fn observe(
+    platform: &dyn Platform,
+    project: &str,
+    desired: &[Artifact],
+) -> Result<Observed, PlatformError> {
+    let (mut owned, mut unowned): (Vec<LiveFunction>, Vec<LiveFunction>) = platform
+        .list(project)
+        .await?
+        .into_iter()
+        .partition(|f| f.is_owned_by(project));
+    let known: BTreeSet<String> = owned
+        .iter()
+        .chain(unowned.iter())
+        .map(|f| f.name.clone())
+        .collect();
+    let missing: Vec<&str> = desired
+        .iter()
+        .map(|a| a.name.as_str())
+        .filter(|n| !known.contains(*n))
+        .collect();
+    // Plain `join_all` over eagerly built futures keeps this future provably `Send` for serve,
+    // which runs it on spawned tasks.
+    let found = futures_util::future::join_all(missing.into_iter().map(|name| platform.get(name)))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<Option<LiveFunction>>, PlatformError>>()?;
+    for f in found.into_iter().flatten() {
+        if f.is_owned_by(project) {
+            owned.push(f);
+        } else {
+            unowned.push(f);
+        }
+    }
+    owned.sort_by(|a, b| a.name.cmp(&b.name));
+    unowned.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Observed { owned, unowned })
+}
+
+/// A tokio runtime for one command.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new()
+        .map_err(|e| Error::failure("cannot start the async runtime").caused_by(e.to_string()))
+}
+
+/// Prepares, observes and computes the plan.
+pub fn make_plan(
+    workspace: Workspace,
+    rt: &tokio::runtime::Runtime,
+    selection: Selection,
+) -> Result<(Prepared, Observed, Plan)> {
+    let prepared = prepare(workspace, selection)?;
+    let observed = rt.block_on(observe(
+        prepared.platform.as_ref(),
+        prepared.project(),
+        &prepared.artifacts,
+    ))?;
+    let plan = plan::compute(
+        prepared.project(),
+        &prepared.artifacts,
+        &observed.owned,
+        &observed.unowned,
+    )?;
+    Ok((prepared, observed, plan))
+}
+
+/// The grouping `selection` picks, fused over the declared path tasks, with its problems kept
+/// structured: the outer `Err` only when the grouping itself cannot be chosen.
+pub fn fuse_problems(
+    workspace: &Workspace,
+    selection: Selection,
+) -> Result<Result<Vec<Artifact>, fuse::FuseFailure>> {
+    fuse_problems_over(workspace, &workspace.specs, selection)
+}
+
+fn fuse_problems_over(
+    workspace: &Workspace,
+    specs: &BTreeMap<String, TaskSpec>,
+    selection: Selection,
+) -> Result<Result<Vec<Artifact>, fuse::FuseFailure>> {
+    let present: BTreeSet<String> = specs.keys().cloned().collect();
+    let grouping = schedule::grouping(&workspace.config, selection, &present)?;
+    Ok(fuse::fuse_grouping(
+        &workspace.config.project.name,
+        specs,
+        &grouping,
+    ))
+}
