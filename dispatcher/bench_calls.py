@@ -44,7 +44,7 @@ NATIVE = """
 import nuclio_sdk
 
 def handler(context, event):
-    response = context.platform.call_function("callee", nuclio_sdk.Event(body={"x": 2, "y": 3}))
+    response = context.platform.call_function("callee", nuclio_sdk.Event(body={"x": 2, "y": 3}, method="POST"))
     return response.body["sum"]
 """
 

@@ -6,6 +6,8 @@
 //! a test (`tests/it/contract.rs`) fails when the two disagree. See `docs/architecture.md`
 //! ("The wire contract").
 
+#![warn(missing_docs)]
+
 /// Label naming the fusionizer project that owns a deployed function.
 pub const LABEL_PROJECT: &str = "fusionizer.io/project";
 /// Label saying fusionizer manages a deployed function (value [`MANAGED_BY`]).
@@ -102,8 +104,11 @@ pub const STATE_DIR: &str = ".fusionizer";
 pub const MAX_TASK_NAME: usize = 40;
 /// Longest project name (a DNS-1123 label).
 pub const MAX_PROJECT_NAME: usize = 40;
-/// Longest function name: a DNS-1123 label (63 characters).
-pub const MAX_FUNCTION_NAME: usize = 63;
+/// Longest function name: 56 characters. On Kubernetes, Nuclio names the function's Service and
+/// Deployment `nuclio-<function>` (pkg/platform/kube/types.go, `DeploymentNameFromFunctionName` and friends), and
+/// those are DNS-1123 labels of at most 63 characters; 63 - len("nuclio-") = 56. A longer name
+/// deploys on Docker and fails on Kubernetes, so every name fusionizer makes fits both.
+pub const MAX_FUNCTION_NAME: usize = 56;
 
 /// Whether `name` is a lowercase DNS-1123 label of at most `max` characters.
 pub fn is_dns_label(name: &str, max: usize) -> bool {

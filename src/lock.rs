@@ -230,7 +230,7 @@ mod tests {
                 assert_eq!(holder.pid, std::process::id());
                 assert_eq!(holder.command, "fusionizer apply");
             }
-            other => panic!("{other:?}"),
+            other @ LockError::Io { .. } => panic!("{other:?}"),
         }
         let err = Error::from(err);
         assert_eq!(err.code, ExitCode::TempFail);

@@ -3,6 +3,8 @@
 //! Tasks named in no group of the phase run alone; with no phase at or before the offset, every
 //! task runs alone. Only tasks that are present (declared with code, or uploaded) are grouped.
 
+#![warn(missing_docs)]
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -131,7 +133,7 @@ mod tests {
                     after: Duration::from_secs(*after),
                     groups: groups
                         .iter()
-                        .map(|g| g.iter().map(|t| t.to_string()).collect())
+                        .map(|g| g.iter().map(ToString::to_string).collect())
                         .collect(),
                 })
                 .collect(),
@@ -141,12 +143,12 @@ mod tests {
     }
 
     fn present(names: &[&str]) -> BTreeSet<String> {
-        names.iter().map(|n| n.to_string()).collect()
+        names.iter().map(ToString::to_string).collect()
     }
 
     fn groups(g: &[&[&str]]) -> Grouping {
         g.iter()
-            .map(|g| g.iter().map(|t| t.to_string()).collect())
+            .map(|g| g.iter().map(ToString::to_string).collect())
             .collect()
     }
 

@@ -148,7 +148,7 @@ pub fn compute(project: &str, desired: &[Artifact], live_owned: &[LiveFunction])
     }
 }
 
-fn short(digest: &Option<String>) -> String {
+fn short(digest: Option<&String>) -> String {
     match digest {
         Some(d) if d.starts_with("sha256:") && d.len() > 19 => d[..19].to_string(),
         Some(d) => d.clone(),
@@ -173,7 +173,7 @@ pub fn render_text(status: &Status, color: bool) -> String {
                 f.function.clone(),
                 f.tasks.join(","),
                 f.state.clone().unwrap_or_else(|| "-".to_string()),
-                short(&f.digest),
+                short(f.digest.as_ref()),
                 f.drift.word().to_string(),
             ]
         })

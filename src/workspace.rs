@@ -5,8 +5,10 @@
 //!             → observe what is live → plan::compute
 //! ```
 //!
-//! `validate`, `build`, `plan`, `apply`, `status` and `serve` all go through here, so each step
-//! is written once. Paths are absolute from [`crate::config::load`] on. Nothing here prints.
+//! `validate`, `build`, `plan`, `apply`, `destroy`, `status` and `serve` all go through here, so
+//! each step is written once. A destroy skips the fuse step: its desired set is empty. Paths are absolute from [`crate::config::load`] on. Nothing here prints.
+
+#![warn(missing_docs)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -22,12 +24,15 @@ use crate::schedule::{self, Selection};
 pub struct Prepared {
     /// fusion.toml and the task specs, loaded and valid.
     pub workspace: Workspace,
-    /// Which grouping was fused.
+    /// Which grouping was fused (the default for a destroy).
     pub selection: Selection,
-    /// One artifact per function of that grouping.
+    /// One artifact per function of that grouping (none for a destroy).
     pub artifacts: Vec<Artifact>,
     /// The configured platform, open.
     pub platform: Arc<dyn Platform>,
+    /// Prepared for `destroy` ([`prepare_destroy`]): the desired set is empty, so the plan
+    /// deletes every owned function.
+    pub destroy: bool,
 }
 
 impl Prepared {
@@ -62,6 +67,20 @@ pub fn prepare(workspace: Workspace, selection: Selection) -> Result<Prepared> {
         selection,
         artifacts,
         platform,
+        destroy: false,
+    })
+}
+
+/// Opens the configured platform for `destroy` (exit 69 when it is unavailable): nothing is
+/// fused, and the desired set is empty whatever the grouping says.
+pub fn prepare_destroy(workspace: Workspace) -> Result<Prepared> {
+    let platform = open_platform(&workspace, None)?;
+    Ok(Prepared {
+        workspace,
+        selection: Selection::default(),
+        artifacts: Vec::new(),
+        platform,
+        destroy: true,
     })
 }
 
@@ -128,25 +147,51 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .map_err(|e| Error::failure("cannot start the async runtime").caused_by(e.to_string()))
 }
 
+/// The plan for what was `prepared` against what was `observed`: [`plan::compute`], or for a
+/// destroy [`plan::destroy`] (every owned function deleted, nothing else listed).
+pub fn compute_plan(prepared: &Prepared, observed: &Observed) -> Result<Plan> {
+    Ok(if prepared.destroy {
+        plan::destroy(prepared.project(), &observed.owned)?
+    } else {
+        plan::compute(
+            prepared.project(),
+            &prepared.artifacts,
+            &observed.owned,
+            &observed.unowned,
+        )?
+    })
+}
+
+/// Observes what `prepared` needs and computes its plan.
+fn observe_and_plan(
+    prepared: Prepared,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(Prepared, Observed, Plan)> {
+    let observed = rt.block_on(observe(
+        prepared.platform.as_ref(),
+        prepared.project(),
+        &prepared.artifacts,
+    ))?;
+    let plan = compute_plan(&prepared, &observed)?;
+    Ok((prepared, observed, plan))
+}
+
 /// Prepares, observes and computes the plan.
 pub fn make_plan(
     workspace: Workspace,
     rt: &tokio::runtime::Runtime,
     selection: Selection,
 ) -> Result<(Prepared, Observed, Plan)> {
-    let prepared = prepare(workspace, selection)?;
-    let observed = rt.block_on(observe(
-        prepared.platform.as_ref(),
-        prepared.project(),
-        &prepared.artifacts,
-    ))?;
-    let plan = plan::compute(
-        prepared.project(),
-        &prepared.artifacts,
-        &observed.owned,
-        &observed.unowned,
-    )?;
-    Ok((prepared, observed, plan))
+    observe_and_plan(prepare(workspace, selection)?, rt)
+}
+
+/// Opens the platform, observes and computes the destroy plan: a delete for every function
+/// this project owns (both ownership labels), whatever the grouping; nothing is fused.
+pub fn make_destroy_plan(
+    workspace: Workspace,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(Prepared, Observed, Plan)> {
+    observe_and_plan(prepare_destroy(workspace)?, rt)
 }
 
 /// The grouping `selection` picks, fused over the declared path tasks, with its problems kept
@@ -169,5 +214,6 @@ fn fuse_problems_over(
         &workspace.config.project.name,
         specs,
         &grouping,
+        &fuse::baked_env(&workspace.config),
     ))
 }

@@ -1,8 +1,9 @@
 """fusionizer's runtime inside every fused Nuclio function.
 
-`Dispatcher` routes each event to the task named by its `Task-Name` header and runs calls
-between tasks of the same function in-process, with the semantics of the HTTP call they replace.
-`worker` plays Nuclio's wrapper for fusionizer's local platform.
+`Dispatcher` routes each event to its task (the `Task-Name` header, else the trigger it came
+from, else the only task, else the HTTP path `/<task>`) and runs calls between tasks of the same
+function in-process, with the semantics of the HTTP call they replace. `worker` plays Nuclio's
+wrapper for fusionizer's local platform. `_contract` holds every name shared with the Rust side.
 
 Runtime dependencies: the standard library, `nuclio_sdk` (0.5.13 on Nuclio 1.14 images, 0.6.x
 locally; only APIs common to both are used) and `requests`.

@@ -1,25 +1,40 @@
 """What travels between a caller and a callee: Nuclio's rules for events and responses.
 
 An in-process call must look exactly like the HTTP call it replaces, so every conversion here is
-the one Nuclio itself performs: the callee's event body is bytes, or `json.loads`ed only when the
-content type is exactly `application/json` (`nuclio_sdk/event.py`); the callee's return value is
-encoded by `nuclio_sdk.Response.from_entrypoint_output` with the SDK's JSON encoder, as Nuclio's
-wrapper does; the HTTP trigger keeps only `str`/`int` header values; `call_function` hands back
-lowercased headers and parses the body only for exactly `application/json`
-(`nuclio_sdk/platform.py`). Only APIs present in both nuclio-sdk 0.5.13 (Nuclio 1.14 images) and
-0.6.x are used.
+the one Nuclio itself performs, each cited beside it:
+
+- the request a task's `call_function` sends is the one `nuclio_sdk.Platform.call_function`
+  builds (`nuclio_sdk/platform.py`), with http.client's own validation and errors;
+- the callee's event is the one Nuclio's HTTP trigger builds from the request the proxy
+  forwards (`pkg/processor/trigger/http/event.go`): canonical header names, a percent-decoded
+  path, query fields, a body that is bytes or `json.loads`ed only for exactly
+  `application/json` (`nuclio_sdk/event.py`);
+- the callee's return value is encoded by `nuclio_sdk.Response.from_entrypoint_output` with the
+  SDK's JSON encoder, as Nuclio's wrapper does (`pkg/processor/runtime/python/py/
+  _nuclio_wrapper.py`), and its headers reach the client as the HTTP trigger sets them
+  (`response_headers`);
+- `call_function` hands back lowercased headers and parses the body only for exactly
+  `application/json` (`nuclio_sdk/platform.py`).
+
+Only APIs present in both nuclio-sdk 0.5.13 (Nuclio 1.14 images) and 0.6.x are used.
 """
 
 import base64
 import datetime
+import http.client
 import json
 import os
+import re
+import socket
 import sys
 import time
 import traceback
+import urllib.parse
 
 import nuclio_sdk
 import nuclio_sdk.json_encoder
+
+from . import _contract
 
 _SDK_ENCODER = nuclio_sdk.json_encoder.Encoder()
 _HANDLER_ERROR = 'Exception caught in handler - "{0}": {1}'
@@ -84,12 +99,37 @@ def canonical_header(name):
     return canonical
 
 
-def set_header(headers, name, value):
-    """Set `name` in a plain dict, replacing any spelling of it that differs only in case."""
-    lowered = name.lower()
-    for key in [key for key in headers if key.lower() == lowered]:
-        del headers[key]
-    headers[name] = value
+_ADDRESS = _contract.HEADER_SERVER_ADDRESS.lower()
+_PORT = _contract.HEADER_SERVER_PORT.lower()
+
+
+def header_value(headers, name):
+    """`headers[name]` as `Event.get_header` finds it (the first name equal ignoring case;
+    `nuclio_sdk/event.py`), trying the exact spelling first; None when absent.
+
+    Also reads events whose strings arrive undecoded (the wrapper without
+    `--decode-event-strings`: bytes names and values) and cron events, whose headers are the
+    trigger's `attributes.event.headers` values as written (`pkg/processor/trigger/cron/
+    event.go`): a non-string value is read as its text.
+    """
+    if not headers:
+        return None
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        for key, candidate in headers.items():
+            if type(key) is bytes:
+                key = key.decode("utf-8", "replace")
+            if type(key) is str and key.lower() == lowered:
+                value = candidate
+                break
+        else:
+            return None
+    if type(value) is str:
+        return value
+    if type(value) is bytes:
+        return value.decode("utf-8", "replace")
+    return None if value is None else str(value)
 
 
 def proxy_headers(headers):
@@ -99,12 +139,12 @@ def proxy_headers(headers):
     found_host = found_port = False
     for key, value in headers.items():
         lowered = key.lower()
-        if lowered == "fusionizer-server-address":
+        if lowered == _ADDRESS:
             if not found_host:
                 host, found_host = value, True
                 if found_port:
                     break
-        elif lowered == "fusionizer-server-port":
+        elif lowered == _PORT:
             if not found_port:
                 port, found_port = value, True
                 if found_host:
@@ -163,23 +203,133 @@ def new_event(body, content_type, headers, method, path, fields, trigger):
 
 
 def encode_output(output):
-    """Encode a handler's return value exactly as Nuclio's wrapper does.
+    """Encode a handler's return value exactly as Nuclio answers it on its HTTP trigger.
 
-    Returns (status_code, content_type, headers, body bytes); the wrapper's base64 body encoding
-    (used for `bytes` results) is undone, as the processor does before answering.
+    Returns (status_code, content_type, headers, body bytes). The wrapper's base64 body encoding
+    (used for `bytes` results) is undone, as the processor does before answering; headers are
+    `response_headers`' (which raises, as the wrapper's encoding does, for a header name JSON
+    cannot encode: the caller answers that as a handler exception); a
+    `X-nuclio-filestream-path` header streams that file as the body (`file_response`).
     """
     kind = type(output)
     if kind is bytes:
         return 200, "text/plain", {}, output
     if kind is str:
-        return 200, "text/plain", {}, output.encode("utf-8")
+        return 200, "text/plain", {}, _utf8(output)
     response = nuclio_sdk.Response.from_entrypoint_output(_ENCODE, output)
     body = response["body"]
     if response.get("body_encoding") == "base64":
         body = base64.b64decode(body)
     else:
-        body = body.encode("utf-8")
-    return response["status_code"], response["content_type"], response["headers"], body
+        body = _utf8(body)
+    status = response["status_code"]
+    content_type = response["content_type"]
+    headers, path, delete = response_headers(response["headers"])
+    if path is not None:
+        status, content_type, body = file_response(path, delete, status, content_type)
+    return status, content_type, headers, body
+
+
+# Go's JSON decoder turns a lone UTF-16 surrogate into U+FFFD (encoding/json), where Python
+# keeps it; the processor decodes every string of the wrapper's response that way
+# (`pkg/processor/runtime/rpc/result/result.go`).
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _utf8(text):
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _LONE_SURROGATE.sub("\ufffd", text).encode("utf-8")
+
+
+_FILESTREAM_PATH = "x-nuclio-filestream-path"
+_FILESTREAM_DELETE = "x-nuclio-filestream-delete-after-send"
+
+
+def response_headers(headers):
+    """A handler's response headers as Nuclio 1.14's HTTP trigger answers with them.
+
+    Returns (headers, filestream path or None, delete the file after sending). Each step is
+    Nuclio's:
+
+    - the wrapper JSON-encodes the whole response with the SDK's encoder
+      (`pkg/processor/runtime/python/py/_nuclio_wrapper.py`, `_encode_entrypoint_output`;
+      `nuclio_sdk/json_encoder.py`): a name that is not str/int/float/bool/None raises, and
+      the wrapper answers that as an exception in the handler (500); int/float/bool/None names
+      become their JSON text (`1` -> "1", `True` -> "true"); a value JSON cannot encode becomes
+      its `__log__()`, else `repr()`, else `str()`, so bytes, sets, datetimes and other objects
+      arrive as strings; NaN and the infinities become "NaN", "Infinity", "-Infinity";
+    - the processor decodes that JSON into a Go `map[string]interface{}`
+      (`pkg/processor/runtime/rpc/result/result.go`): numbers become float64, lone surrogates
+      U+FFFD, and of names equal after encoding the last one wins;
+    - the HTTP trigger (`pkg/processor/trigger/http/trigger.go`, `case nuclio.Response`) sets a
+      header only from a `string`; its `case int` never matches a decoded number, so ints,
+      floats, bools, None, lists and dicts are dropped silently. `X-nuclio-filestream-path` (a
+      string) and `X-nuclio-filestream-delete-after-send` (any value), matched ignoring case,
+      are never sent: they make the trigger stream a file as the body.
+    """
+    if not headers:
+        return {}, None, False
+    if type(headers) is dict:
+        for name, value in headers.items():
+            if type(name) is not str or type(value) is not str or not value.isascii():
+                break
+        else:
+            # every value is an ASCII str: the JSON round trip gives back equal strings
+            return _trigger_headers(headers)
+    decoded = json.loads(_ENCODE(headers))
+    if type(decoded) is not dict:
+        return {}, None, False
+    return _trigger_headers(decoded)
+
+
+def _trigger_headers(decoded):
+    """The string headers the HTTP trigger sets, and its two file-streaming headers."""
+    out = {}
+    path = None
+    delete = False
+    for name, value in decoded.items():
+        lowered = name.lower()
+        if lowered == _FILESTREAM_DELETE:
+            delete = True
+        elif type(value) is str:
+            if not value.isascii():
+                value = _LONE_SURROGATE.sub("\ufffd", value)
+            if lowered == _FILESTREAM_PATH:
+                path = value
+            else:
+                out[name] = value
+    return out, path, delete
+
+
+# fasthttp's Content-Type for a response that sets none
+_FASTHTTP_CONTENT_TYPE = "text/plain; charset=utf-8"
+
+
+def file_response(path, delete, status, content_type):
+    """(status, content type, body) when a response names a file to stream.
+
+    As the HTTP trigger does (`pkg/processor/trigger/http/trigger.go`,
+    `pkg/processor/trigger/http/fileresponse.go`): the file's bytes are the body, with the
+    response's status and content type; a missing file is a 404 and any other failure to open
+    it a 500, both with an empty body and fasthttp's default content type; with
+    `delete`, the file is removed once sent (a failure to remove it is ignored, as Nuclio only
+    logs it).
+    """
+    try:
+        with open(path, "rb") as stream:
+            body = stream.read()
+    except FileNotFoundError:
+        return 404, _FASTHTTP_CONTENT_TYPE, b""
+    except OSError:
+        return 500, _FASTHTTP_CONTENT_TYPE, b""
+    if delete:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+    return status, content_type, body
 
 
 def error_output(exc):
@@ -192,21 +342,36 @@ _WIRE_DROPPED = frozenset(("content-type", "content-length"))
 
 
 def wire_headers(content_type, headers, body):
-    """Response headers as an HTTP client receives them from Nuclio's HTTP trigger."""
+    """Response headers as the calling task receives them from Nuclio's HTTP trigger through the
+    proxy.
+
+    `headers` are `response_headers`' (strings only); the trigger's own Content-Type and
+    Content-Length replace any spelling of them. The proxy answers with a value only when it
+    holds no control character (`src/serve/http.rs`, `HeaderValue::from_str`), as UTF-8 bytes,
+    which http.client on the calling side reads as Latin-1.
+    """
     out = {}
     for name, value in headers.items():
-        # the trigger keeps str and int values only (bool is not an int there); the
-        # trigger's own Content-Type and Content-Length replace any spelling of them
-        kind = type(value)
-        if (kind is str or kind is int) and name.lower() not in _WIRE_DROPPED:
-            out[name] = str(value)
+        if name.lower() in _WIRE_DROPPED:
+            continue
+        if not value.isprintable() and _CONTROL.search(value):
+            continue
+        if not value.isascii():
+            value = value.encode("utf-8").decode("latin-1")
+        out[name] = value
     out["Content-Type"] = content_type
     out["Content-Length"] = str(len(body))
     return out
 
 
+# bytes `HeaderValue` refuses (the `http` crate's `is_valid`: below 32 except tab, and 127)
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def sdk_response(status, headers, body):
-    """What `nuclio_sdk.Platform.call_function` returns for an HTTP answer."""
+    """What `nuclio_sdk.Platform.call_function` returns for an HTTP answer
+    (`nuclio_sdk/platform.py`: lowercased names, JSON parsed only for exactly
+    `application/json`)."""
     lowered = {name.lower(): value for name, value in headers.items()}
     content_type = lowered.get("content-type", "text/plain")
     if content_type == "application/json":
@@ -216,105 +381,295 @@ def sdk_response(status, headers, body):
     )
 
 
-def call_function_request(function_name, event):
-    """Body, content type and headers `call_function` would send, without touching `event`."""
-    body, content_type, target = call_function_body(function_name, event)
-    headers = dict(event.headers or {})
-    set_header(headers, "Content-Type", content_type)
-    set_header(headers, "X-Nuclio-Target", target)
-    for key in [key for key in headers if key.lower() == "content-length"]:
-        del headers[key]
-    return body, content_type, headers
+# ------------------------------------------------------------------ requests to a sibling
+
+# http.client's own checks, and what the proxy forwards, are both satisfied by these; anything
+# else takes the slow path, where http.client itself builds the request.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+_VISIBLE = re.compile(r"[\t\x20-\x7e]*\Z")
+_PATH_CHARS = re.compile(r"[\x21-\x7e]*\Z")
+_CLEAN_METHODS = set()
+_CLEAN_PATHS = set()
+_CLEAN_PAIRS = set()
+_ACCEPT_ENCODING = "accept-encoding"
+_IDENTITY = ("Accept-Encoding", "identity")
+_BODY_FRAMING = frozenset(("content-length", "transfer-encoding"))
 
 
-def call_function_body(function_name, event):
-    """Body, content type and `X-Nuclio-Target` `call_function` would send."""
-    if isinstance(event.body, dict):
-        body = json.dumps(event.body).encode("utf-8")
+def _remember(cache, key):
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache.add(key)
+
+
+def call_request(function_name, event):
+    """(method, body bytes, header pairs) `nuclio_sdk.Platform.call_function(function_name,
+    event)` sends, computed directly for a plain event; None for anything unusual.
+
+    The SDK (`nuclio_sdk/platform.py`) sends `event.method` to `event.path`; a dict body as
+    `json.dumps` with `Content-Type: application/json`, any other body raw with
+    `event.content_type or "text/plain"`; the event's headers with `Content-Type` and
+    `X-Nuclio-Target` (the event's own, else the function name) set and `Content-Length`
+    popped, exact spellings; http.client (`http.client.HTTPConnection.request`) adds `Host`,
+    `Accept-Encoding: identity` unless some spelling of it is there, and the body's framing.
+    The pairs are those the proxy reads, less `Host` and the framing, which it drops.
+
+    None means: let the SDK's own code run on an `InProcessConnection`, which raises exactly its
+    errors (a missing method is http.client's TypeError, a non-Latin-1 str body its
+    UnicodeEncodeError, ...). So this only takes events it can prove http.client sends as
+    computed here: an exact `nuclio_sdk.Event` with a token method, a printable ASCII path, str
+    header names that are tokens with visible-ASCII str values, and a dict, bytes, Latin-1 str
+    or None body.
+    """
+    if type(event) is not nuclio_sdk.Event:
+        return None
+    method = event.method
+    if method not in _CLEAN_METHODS:
+        if type(method) is not str or not _TOKEN.match(method):
+            return None
+        _remember(_CLEAN_METHODS, method)
+    path = event.path
+    if path not in _CLEAN_PATHS:
+        if type(path) is not str or not _PATH_CHARS.match(path):
+            return None
+        _remember(_CLEAN_PATHS, path)
+    source = event.headers
+    if type(source) is not dict:
+        return None
+    body = event.body
+    if type(body) is dict:
+        # json.dumps is ASCII (ensure_ascii), so http.client's Latin-1 encoding is the identity
+        body = json.dumps(body).encode("ascii")
         content_type = "application/json"
     else:
-        body = event.body
-        content_type = event.content_type or "text/plain"
         if body is None:
             body = b""
-        elif isinstance(body, str):
-            # http.client sends str bodies as ISO-8859-1, like the SDK's HTTPConnection does
-            body = body.encode("iso-8859-1")
-        elif isinstance(body, (bytearray, memoryview)):
-            body = bytes(body)
-        elif not isinstance(body, bytes):
-            raise TypeError(
-                "call_function: event body must be bytes, str or dict, not {0}".format(
-                    type(body).__name__
-                )
-            )
-    return body, content_type, (event.headers or {}).get("X-Nuclio-Target", function_name)
+        elif type(body) is str:
+            try:
+                body = body.encode("latin-1")
+            except UnicodeEncodeError:
+                return None
+        elif type(body) is not bytes:
+            return None
+        content_type = event.content_type or "text/plain"
+    headers = dict(source)
+    headers["Content-Type"] = content_type
+    headers[_contract.HEADER_NUCLIO_TARGET] = source.get(_contract.HEADER_NUCLIO_TARGET, function_name)
+    headers.pop("Content-Length", None)
+    pairs = []
+    accept = True
+    for pair in headers.items():
+        if pair not in _CLEAN_PAIRS:
+            name, value = pair
+            if (
+                type(name) is not str or type(value) is not str
+                or not _TOKEN.match(name) or not _VISIBLE.match(value)
+                or name.lower() in _BODY_FRAMING
+            ):
+                return None
+            _remember(_CLEAN_PAIRS, pair)
+        if accept and len(pair[0]) == 15 and pair[0].lower() == _ACCEPT_ENCODING:
+            accept = False
+        pairs.append(pair)
+    if accept:
+        pairs.insert(0, _IDENTITY)
+    return method, body, pairs
 
 
-# Names the in-process call replaces, by the comparison the step that replaces them uses:
-# `call_function` itself compares the caller's names in lower case; the proxy's headers and
-# Content-Length are replaced after the names were canonicalised, comparing those in lower case.
-_CALL_SET = frozenset(("content-type", "x-nuclio-target", "content-length"))
-_PROXY_SET = frozenset((
-    "x-fusionizer-caller", "task-name", "fusionizer-server-address", "fusionizer-server-port",
-    "content-length",
+# What the proxy's HTTP server answers to a request it cannot parse: hyper's empty 400.
+BAD_REQUEST = (400, {"Content-Length": "0"}, b"")
+
+
+def parses(method, pairs):
+    """Whether the proxy's HTTP server (hyper, parsing with httparse) accepts a request with this
+    method and these header pairs, which http.client lets through: a method and header names
+    that are tokens, values without control characters but tab. Otherwise it answers
+    `BAD_REQUEST` and nothing reaches the callee."""
+    if not _TOKEN.match(method):
+        return False
+    for name, value in pairs:
+        if not _TOKEN.match(name) or _CONTROL.search(value):
+            return False
+    return True
+
+
+# What the proxy does not forward (`src/serve/http.rs`, `forwardable`): hop-by-hop headers
+# (RFC 9110 §7.6.1), those it recomputes, and its own routing headers, which it sets itself.
+# `X-Fusionizer-Caller` is set by the calling side, replacing any the task wrote.
+_NOT_FORWARDED = frozenset((
+    "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
+    "te", "trailer", "trailers", "transfer-encoding", "upgrade", "host", "content-length",
+    _contract.HEADER_TASK_NAME.lower(), _ADDRESS, _PORT, _contract.HEADER_CALLER.lower(),
 ))
-_REQUESTS_SET = _PROXY_SET | {"host"}
-_CALL_NAMES = {}
-_REQUESTS_NAMES = {}
+# fasthttp's `RequestHeader.VisitAll` leaves out these when their value is empty
+_SKIPPED_WHEN_EMPTY = ("Content-Type", "User-Agent")
+_FORWARDED_NAMES = {}
 
 
-def _kept_name(cache, name, own):
-    """Canonical `name`, or "" when the in-process call replaces it (memoised)."""
-    kept = cache.get(name)
-    if kept is None:
-        canonical = canonical_header(name)
-        drop = (own is _CALL_SET and name.lower() in own) or canonical.lower() in (
-            _PROXY_SET if own is _CALL_SET else own
-        )
-        kept = "" if drop else canonical
-        if len(cache) < _CACHE_LIMIT:
-            cache[name] = kept
-    return kept
+def forwarded_headers(pairs, own, body_length):
+    """The callee's `event.headers` for a request that reaches it through the proxy.
 
+    `pairs` are the request's (name, value) strings as sent (Latin-1 text of the bytes);
+    `own` the (canonical name, value) pairs the calling side and the proxy set (the caller,
+    `Task-Name`, the proxy's address and port). Each step is what happens on the way:
 
-def call_function_headers(headers, content_type, target, body_length, proxy_headers):
-    """The callee's headers for an in-process `call_function`, in the order the HTTP call has.
-
-    Equal to `call_function_request`'s headers, canonicalised, then `proxy_headers` (name,
-    value pairs with canonical names) and `Content-Length` set with `set_header`.
+    - the proxy (`src/serve/http.rs`) forwards every header but the ones above, and only values
+      of visible ASCII and tabs (`HeaderValue::to_str`); HTTP parsing trims the blanks around a
+      value;
+    - Nuclio's HTTP trigger (`pkg/processor/trigger/http/event.go`, `GetHeaders`) hands the
+      handler a map of every header of the request it got, names canonicalised by fasthttp
+      (`content-type` -> `Content-Type`), the last value of a repeated name winning; that
+      request carries `Content-Length` exactly when its body is not empty (the forwarding HTTP
+      client sends none for an empty body). Its `Host` (the function's own address) is not
+      known here and left out.
     """
     out = {}
-    if headers:
-        cache = _CALL_NAMES
-        for name, value in headers.items():
-            kept = cache.get(name)
-            if kept is None:
-                kept = _kept_name(cache, name, _CALL_SET)
-            if kept:
-                out[kept] = value
-    out["Content-Type"] = content_type
-    out["X-Nuclio-Target"] = target
-    for name, value in proxy_headers:
-        out[name] = value
-    out["Content-Length"] = str(body_length)
-    return out
-
-
-def requests_headers(items, host, body_length, proxy_headers):
-    """The callee's headers for an in-process `requests_session` call (see `call_function_headers`);
-    `items` are the request's (name, value) pairs."""
-    out = {}
-    cache = _REQUESTS_NAMES
-    for name, value in items:
-        kept = cache.get(name)
+    names = _FORWARDED_NAMES
+    for name, value in pairs:
+        kept = names.get(name)
         if kept is None:
-            kept = _kept_name(cache, name, _REQUESTS_SET)
-        if kept:
-            out[kept] = value
-    out["Host"] = host
-    out["Content-Length"] = str(body_length)
-    for name, value in proxy_headers:
+            kept = "" if name.lower() in _NOT_FORWARDED else canonical_header(name)
+            if len(names) >= _CACHE_LIMIT:
+                names.clear()
+            names[name] = kept
+        if not kept:
+            continue
+        if not (value.isascii() and (value.isprintable() or _VISIBLE.match(value))):
+            continue
+        out[kept] = value.strip(" \t")
+    for name, value in own:
         out[name] = value
+    if body_length:
+        out["Content-Length"] = str(body_length)
+    for name in _SKIPPED_WHEN_EMPTY:
+        if out.get(name) == "":
+            del out[name]
     return out
 
+
+_PATHS = {}
+
+
+def nuclio_path(raw):
+    """`event.path` for a request path `raw`, as Nuclio's HTTP trigger gives it: fasthttp's
+    `URI.Path()` (`pkg/processor/trigger/http/event.go`, `GetPath`), percent-decoded (a `+`
+    stays) and normalised: a leading `/`, no empty or `.` segments, `..` resolved."""
+    path = _PATHS.get(raw)
+    if path is None:
+        path = urllib.parse.unquote(raw) if "%" in raw else raw
+        if not path.startswith("/"):
+            path = "/" + path
+        if "//" in path or "/." in path:
+            segments = path.split("/")[1:]
+            trailing = segments[-1] in ("", ".", "..")
+            kept = []
+            for segment in segments:
+                if segment == "..":
+                    if kept:
+                        kept.pop()
+                elif segment and segment != ".":
+                    kept.append(segment)
+            path = "/" + "/".join(kept) + ("/" if trailing and kept else "")
+        if len(_PATHS) >= _CACHE_LIMIT:
+            _PATHS.clear()
+        _PATHS[raw] = path
+    return path
+
+
+class InProcessConnection(http.client.HTTPConnection):
+    """The connection `nuclio_sdk.Platform.call_function` gets for a sibling on the slow path.
+
+    http.client builds the request exactly as it would for the network, with its own checks and
+    errors; nothing is sent. `answer(method, header pairs, body)` runs the callee when the SDK
+    asks for the response, and returns (status, headers, body).
+    """
+
+    def __init__(self, host, port=None, timeout=socket._GLOBAL_DEFAULT_TIMEOUT, answer=None):
+        super(InProcessConnection, self).__init__(host, port, timeout)
+        self._answer = answer
+        self._pairs = []
+        self._chunks = []
+        self._head_sent = False
+        self._chunked = False
+
+    def connect(self):
+        """Nothing to connect to: the callee runs in this process."""
+
+    def putheader(self, header, *values):
+        super(InProcessConnection, self).putheader(header, *values)
+        name, _, value = self._buffer[-1].partition(b": ")
+        self._pairs.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def endheaders(self, message_body=None, *, encode_chunked=False):
+        self._chunked = encode_chunked and self._http_vsn == 11
+        super(InProcessConnection, self).endheaders(message_body, encode_chunked=encode_chunked)
+
+    def send(self, data):
+        if not self._head_sent:
+            self._head_sent = True  # the request line and headers, already in `_pairs`
+            return
+        try:
+            chunk = bytes(memoryview(data))
+        except TypeError:
+            # what `socket.sendall` raises for it
+            raise TypeError(
+                "a bytes-like object is required, not '{0}'".format(type(data).__name__)
+            ) from None
+        if self._chunked:
+            if chunk == b"0\r\n\r\n":
+                return
+            chunk = chunk[chunk.index(b"\r\n") + 2:-2]
+        self._chunks.append(chunk)
+
+    def getresponse(self):
+        status, headers, body = self._answer(self._method, self._pairs, b"".join(self._chunks))
+        return _Answer(status, headers, body)
+
+
+class _Answer(object):
+    """The part of `http.client.HTTPResponse` that `call_function` reads."""
+
+    def __init__(self, status, headers, body):
+        self.status = status
+        self._headers = headers
+        self._body = body
+
+    def getheaders(self):
+        return list(self._headers.items())
+
+    def read(self):
+        return self._body
+
+
+class ProxyConnection(http.client.HTTPConnection):
+    """The connection `call_function` gets for a task in another function: to the proxy.
+
+    The request is the SDK's, checked by http.client as the SDK's own call would be, but sent to
+    `/<callee>` (the proxy addresses a task by the first path segment) and carrying
+    `X-Fusionizer-Caller: <caller>` instead of any the task wrote.
+    """
+
+    def __init__(self, host, port, timeout, callee, caller):
+        super(ProxyConnection, self).__init__(host, port, timeout)
+        self._target = "/" + urllib.parse.quote(str(callee), safe="")
+        self._caller = caller
+
+    def putrequest(self, method, url, skip_host=False, skip_accept_encoding=False):
+        super(ProxyConnection, self).putrequest(method, url, skip_host, skip_accept_encoding)
+        # `url` passed http.client's checks; the request line (the buffer's first entry) now
+        # names the callee instead
+        self._buffer[0] = self._encode_request(
+            "{0} {1} {2}".format(method, self._target, self._http_vsn_str)
+        )
+
+    def putheader(self, header, *values):
+        super(ProxyConnection, self).putheader(header, *values)
+        if self._buffer[-1].partition(b":")[0].lower() == _CALLER_BYTES:
+            del self._buffer[-1]
+
+    def endheaders(self, message_body=None, *, encode_chunked=False):
+        http.client.HTTPConnection.putheader(self, _contract.HEADER_CALLER, self._caller)
+        super(ProxyConnection, self).endheaders(message_body, encode_chunked=encode_chunked)
+
+
+_CALLER_BYTES = _contract.HEADER_CALLER.lower().encode("ascii")

@@ -23,7 +23,10 @@ import re
 import sys
 import types
 
-ROOT_PACKAGE = "fusionizer_tasks"
+from . import _contract
+
+# the artifact directory of task directories is also the package they are mounted under
+ROOT_PACKAGE = _contract.TASKS_DIR
 
 # "fusionizer_tasks.taska" -> frozenset of top-level module names found in taska's directory.
 _TASK_PACKAGES = {}

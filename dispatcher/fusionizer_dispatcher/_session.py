@@ -16,6 +16,8 @@ import requests.sessions
 import requests.structures
 import requests.utils
 
+from . import _contract
+
 _DEFAULT_HOOKS = requests.hooks.default_hooks()
 _CaseInsensitiveDict = requests.structures.CaseInsensitiveDict
 _VALID_HEADERS = set()
@@ -30,6 +32,19 @@ def header_items(headers):
         if type(store) is collections.OrderedDict:
             return store.values()
     return headers.items()
+
+
+def header_pairs(headers):
+    """The request's headers as (name, value) text, as they go on the wire (bytes as Latin-1,
+    which is how http.client writes str values too)."""
+    pairs = []
+    for name, value in header_items(headers):
+        if type(name) is not str:
+            name = name.decode("latin-1")
+        if type(value) is not str:
+            value = value.decode("latin-1")
+        pairs.append((name, value))
+    return pairs
 
 
 def case_insensitive_dict(pairs):
@@ -226,7 +241,7 @@ class _SiblingAdapter(requests.adapters.HTTPAdapter):
         if host is not None and dispatcher._is_proxy_host(host):
             if callee is not None:
                 return dispatcher._requests_in_process(self, self._task, callee, request, parts)
-            request.headers["X-Fusionizer-Caller"] = self._task
+            request.headers[_contract.HEADER_CALLER] = self._task
             dispatcher.calls["remote"] += 1
         return super(_SiblingAdapter, self).send(
             request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies

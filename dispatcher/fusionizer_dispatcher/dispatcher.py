@@ -2,13 +2,16 @@
 
 Nuclio's wrapper (or our local worker) imports the generated `_fusionizer_entry` module, calls
 `init_context(context)` once per worker and `handler(context, event)` per event. The dispatcher
-routes each event by its `Task-Name` header to the task's own handler with the task's own
+routes each event to a task (`Dispatcher.route`: its `Task-Name` header, else its trigger, else
+the only task, else its path) and runs the task's own handler with the task's own
 `nuclio_sdk.Context`, and turns calls between tasks of this group into plain function calls that
 keep the exact semantics of the HTTP call they replace (see `_codec`).
 """
 
 import asyncio
 import contextvars
+import copy
+import functools
 import http.client
 import inspect
 import logging
@@ -20,11 +23,14 @@ import urllib.parse
 
 import nuclio_sdk
 
-from . import _codec, _imports
+from . import _codec, _contract, _imports
 
 _HANDLER_RE = re.compile(r"^([\w|-]+(\.[\w|-]+)*):(\w+)$")
 _PLAIN_OUTPUTS = _codec.PLAIN_OUTPUTS
-_DEFAULT_PROXY_PORT = 8000
+_DEFAULT_PROXY_PORT = int(_contract.DEFAULT_PROXY_PORT)
+_HTTP = _contract.TRIGGER_KIND_HTTP
+_LOCAL = _contract.CALLS_LOCAL
+_REMOTE = _contract.CALLS_REMOTE
 
 
 class _Frame(object):
@@ -99,8 +105,8 @@ class _TaskLogger(object):
 class _PlatformProxy(object):
     """`context.platform` of a task: `call_function` to a sibling runs in-process.
 
-    Everything else is the real platform's; termination/drain callbacks are kept per task and
-    all run when the platform signals (Nuclio has a single slot for each).
+    Everything else is the real platform's. Termination and drain callbacks are kept per task,
+    and the real platform's single slot for each runs them all (`Dispatcher.signal_callback`).
     """
 
     def __init__(self, dispatcher, task, platform):
@@ -109,29 +115,82 @@ class _PlatformProxy(object):
         self._platform = platform
 
     def call_function(self, function_name, event, node=None, timeout=None, service_name_override=None):
+        """`nuclio_sdk.Platform.call_function`, same signature and errors (`nuclio_sdk/platform.py`).
+
+        A sibling runs in-process; a task elsewhere is reached through the proxy; with
+        `service_name_override`, or no proxy known, the real platform makes the call. The
+        caller's `event` is never changed, although the SDK's own call writes `Content-Type` and
+        `X-Nuclio-Target` into `event.headers`: every path works on a copy of them. `timeout`
+        and `node` do not apply in-process (the SDK ignores `node` too).
+        """
         dispatcher = self._dispatcher
-        if service_name_override is None and function_name in dispatcher.tasks:
-            status, content_type, headers, body = dispatcher._call_function_in_process(
-                self._task, function_name, event
-            )
-            return _codec.sdk_response(status, _codec.wire_headers(content_type, headers, body), body)
+        if (
+            service_name_override is None and isinstance(function_name, str)
+            and function_name in dispatcher.tasks
+        ):
+            return dispatcher._call_function_in_process(self._task, function_name, event, node, timeout)
         proxy = dispatcher._proxy()
         if proxy is not None and service_name_override is None:
-            return dispatcher._call_function_via_proxy(self._task, function_name, event, proxy, timeout)
-        dispatcher.calls["remote"] += 1
+            return dispatcher._call_function_via_proxy(
+                self._task, function_name, event, node, proxy, timeout
+            )
+        dispatcher.calls[_REMOTE] += 1
         return self._platform.call_function(
-            function_name, event, node=node, timeout=timeout,
+            function_name, _CallEvent(event), node=node, timeout=timeout,
             service_name_override=service_name_override,
         )
 
     def set_termination_callback(self, callback):
+        """Like `nuclio_sdk.Platform.set_termination_callback`: replaces this task's callback."""
         self._dispatcher._set_signal_callback("termination", self._task, callback)
 
     def set_drain_callback(self, callback):
+        """Like `nuclio_sdk.Platform.set_drain_callback`: replaces this task's callback."""
         self._dispatcher._set_signal_callback("drain", self._task, callback)
 
     def __getattr__(self, name):
         return getattr(self._platform, name)
+
+
+# Argument errors name the method as Python spells its qualified name ("Platform.call_function()
+# missing 1 required positional argument: 'event'"): spell it as the SDK's.
+_PlatformProxy.call_function.__qualname__ = nuclio_sdk.Platform.call_function.__qualname__
+
+
+class _CallEvent(object):
+    """The caller's event as `nuclio_sdk.Platform.call_function` reads it, with private headers.
+
+    The SDK writes `Content-Type` and `X-Nuclio-Target` into `event.headers` and pops
+    `Content-Length` (`nuclio_sdk/platform.py`); through this view it writes into a copy, made
+    when it first reads them. Every other attribute is the event's own, read when the SDK reads
+    it, so a missing one fails where and as it would in the SDK.
+    """
+
+    __slots__ = ("_event", "_headers")
+
+    def __init__(self, event):
+        self._event = event
+        self._headers = _CallEvent
+
+    def __getattr__(self, name):
+        return getattr(self._event, name)
+
+    @property
+    def headers(self):
+        if self._headers is _CallEvent:
+            headers = self._event.headers
+            if type(headers) is dict:
+                headers = dict(headers)
+            elif callable(getattr(headers, "copy", None)):
+                headers = headers.copy()
+            else:
+                headers = copy.copy(headers)
+            self._headers = headers
+        return self._headers
+
+    @headers.setter
+    def headers(self, value):
+        self._headers = value
 
 
 class _Task(object):
@@ -152,16 +211,36 @@ def _positional_arity(function):
 class Dispatcher(object):
     """Serves the tasks of one fused function; see the module docstring.
 
+        Dispatcher(function, tasks, root, module=None, triggers=None)
+
+    - `function`: the fused function's name (for messages);
+    - `tasks`: {task: handler spec `module.sub:function`, relative to the task's directory};
+    - `root`: the artifact directory holding `fusionizer_tasks/<task>/`;
+    - `module`: the module whose `handler`/`init_context` these are (default: the caller's);
+    - `triggers`: {trigger name: task} for the function's non-HTTP triggers (Kafka, NATS, v3io,
+      RabbitMQ, ...), whose events carry no `Task-Name` header; default none. Each task must
+      be one of `tasks`.
+
+    An event goes to the task named by, in order (`route`): its `Task-Name` header; for an
+    event of a non-HTTP trigger, `triggers[<trigger name>]`; the only task, when there is one;
+    for an event of the HTTP trigger, the first segment of its path (`/<task>/...`). Otherwise
+    it is answered 400, saying how to address a task; a `Task-Name` naming no task is a 404.
+    Cron events carry `Task-Name` (fusionizer adds it to each cron trigger's
+    `attributes.event.headers`), in both of Nuclio's cron modes: in `processor` mode on the cron
+    trigger's own events, in `kube` mode on the HTTP trigger with `X-Nuclio-Invoke-Trigger:
+    cron`.
+
     `handler` and `init_context` are plain functions whose `__module__` is the module that
     created the dispatcher (the generated entry), because Nuclio looks `init_context` up on
     `sys.modules[handler.__module__]`. `init_context` is `async` when some task's is.
     """
 
-    def __init__(self, function, tasks, root, module=None):
+    def __init__(self, function, tasks, root, module=None, triggers=None):
         self.function = function
         self.tasks = {}
         self.root = root
-        self.calls = {"local": 0, "remote": 0}
+        self.triggers = dict(triggers or {})
+        self.calls = {_LOCAL: 0, _REMOTE: 0}
         self.last_task = None
         self.loop = None
         self._signal_callbacks = {"termination": {}, "drain": {}}
@@ -169,8 +248,16 @@ class Dispatcher(object):
         self._env_proxy_cache = (None, None)
         self._url_targets = {}
         self._async_runner = None
+        self._only = None
         module = module or sys._getframe(1).f_globals.get("__name__", __name__)
         self._load(tasks)
+        for trigger, task in sorted(self.triggers.items()):
+            if task not in self.tasks:
+                raise TaskError(task, "trigger `{0}` is mapped to task `{1}`, which function `{2}` "
+                                "does not serve (tasks: {3})".format(
+                                    trigger, task, function, self._task_list()))
+        if len(self.tasks) == 1:
+            self._only = next(iter(self.tasks))
 
         def handler(context, event):
             return self._handle(context, event)
@@ -251,30 +338,74 @@ class Dispatcher(object):
 
     # ----------------------------------------------------------------- routing
 
-    def _handle(self, context, event):
-        self.calls = {"local": 0, "remote": 0}
-        self.last_task = None
-        headers = event.headers
-        name = headers.get("Task-Name") if headers else None
-        if name is None:
-            name = event.get_header("Task-Name")
-        if not name:
-            return nuclio_sdk.Response(
-                body="missing header `Task-Name`: function `{0}` serves tasks {1}\n".format(
-                    self.function, self._task_list()
-                ),
-                content_type="text/plain",
-                status_code=400,
-            )
-        task = self.tasks.get(name)
-        if task is None:
-            return nuclio_sdk.Response(
+    def route(self, context, event):
+        """(task, None) for the task `event` is for, or (None, the 4xx `nuclio_sdk.Response`).
+
+        In order: the `Task-Name` header, read as `Event.get_header` reads it (any case); for a
+        non-HTTP trigger, `triggers` by the trigger's name; the only task; for the HTTP trigger,
+        the first segment of `event.path` (the decoded path, `pkg/processor/trigger/http/
+        event.go`). The trigger is `event.trigger` (`.kind`, `.name`; `nuclio_sdk/event.py`),
+        which the processor sets on every event to the trigger's kind and its name in
+        `spec.triggers` (`pkg/processor/trigger/trigger.go`, `prepareEvent`) and encodes
+        (`pkg/processor/runtime/rpc/encoder/encode.go`); else `context.trigger` (`.kind`,
+        `.name`; `nuclio_sdk/context.py`, which has no `trigger_kind`), the worker's own trigger
+        (`pkg/processor/runtime/python/py/_nuclio_wrapper.py`, `--trigger-kind`/`--trigger-name`).
+        """
+        name = _codec.header_value(event.headers, _contract.HEADER_TASK_NAME)
+        if name:
+            if name in self.tasks:
+                return name, None
+            return None, nuclio_sdk.Response(
                 body="task `{0}` is not in function `{1}`, which serves tasks {2}\n".format(
                     name, self.function, self._task_list()
                 ),
                 content_type="text/plain",
                 status_code=404,
             )
+        kind, trigger = _trigger_of(event, context)
+        if kind != _HTTP:
+            name = self.triggers.get(trigger)
+            if name is not None:
+                return name, None
+        if self._only is not None:
+            return self._only, None
+        path = _text(event.path)
+        if kind == _HTTP or not kind:
+            segment = path.lstrip("/").partition("/")[0]
+            if segment in self.tasks:
+                return segment, None
+        return None, nuclio_sdk.Response(
+            body=self._unaddressed(kind, trigger, path),
+            content_type="text/plain",
+            status_code=400,
+        )
+
+    def _unaddressed(self, kind, trigger, path):
+        example = min(self.tasks) if self.tasks else "task"
+        if self.triggers:
+            mapped = ", ".join(
+                "`{0}` -> `{1}`".format(name, task) for name, task in sorted(self.triggers.items())
+            )
+        else:
+            mapped = "this function maps none"
+        return (
+            "no task named for this event (trigger `{0}` of kind `{1}`, path `{2}`): function "
+            "`{3}` serves tasks {4}. Name one with:\n"
+            "- the header `{5}`, e.g. `{5}: {6}`;\n"
+            "- the path `/<task>` on the HTTP trigger, e.g. `/{6}`;\n"
+            "- a non-HTTP trigger mapped to a task ({7}).\n"
+        ).format(
+            trigger, kind, path, self.function, self._task_list(), _contract.HEADER_TASK_NAME,
+            example, mapped,
+        )
+
+    def _handle(self, context, event):
+        self.calls = {_LOCAL: 0, _REMOTE: 0}
+        self.last_task = None
+        name, refusal = self.route(context, event)
+        if refusal is not None:
+            return refusal
+        task = self.tasks[name]
         self.last_task = name
         if task.session is not None:
             task.session.cookies.clear()
@@ -340,7 +471,7 @@ class Dispatcher(object):
         return self._env_proxy()
 
     def _env_proxy(self):
-        url = os.environ.get("FUSIONIZER_PROXY_URL")
+        url = os.environ.get(_contract.ENV_PROXY_URL)
         cached_url, proxy = self._env_proxy_cache
         if url != cached_url:
             proxy = None
@@ -366,10 +497,11 @@ class Dispatcher(object):
     def _proxy_headers(self, caller, callee, proxy):
         """Headers the proxy adds when it forwards a call, plus the caller's own marker."""
         if proxy is None:
-            return (("X-Fusionizer-Caller", caller), ("Task-Name", callee))
+            return ((_contract.HEADER_CALLER, caller), (_contract.HEADER_TASK_NAME, callee))
         return (
-            ("X-Fusionizer-Caller", caller), ("Task-Name", callee),
-            ("Fusionizer-Server-Address", proxy[0]), ("Fusionizer-Server-Port", str(proxy[1])),
+            (_contract.HEADER_CALLER, caller), (_contract.HEADER_TASK_NAME, callee),
+            (_contract.HEADER_SERVER_ADDRESS, proxy[0]),
+            (_contract.HEADER_SERVER_PORT, str(proxy[1])),
         )
 
     # ----------------------------------------------------------------- in-process calls
@@ -398,43 +530,60 @@ class Dispatcher(object):
             _CURRENT.reset(token)
 
     def _trigger(self):
+        """The function's HTTP trigger, on which a call through the proxy would arrive."""
         task = next(iter(self.tasks.values()), None)
         trigger = task.context.trigger if task is not None and task.context is not None else None
-        if trigger is not None and trigger.kind == "http":
+        if trigger is not None and trigger.kind == _HTTP:
             return trigger
-        return nuclio_sdk.TriggerInfo("http", "default-http")
+        return nuclio_sdk.TriggerInfo(_HTTP, _contract.DEFAULT_HTTP_TRIGGER)
 
-    def _call_function_in_process(self, caller, callee, event):
-        self.calls["local"] += 1
-        body, content_type, target = _codec.call_function_body(callee, event)
+    def _call_sibling(self, caller, callee, method, body, pairs):
+        """Run `callee` on the request (method, header pairs, body) `caller` sent to `/<callee>`,
+        with the event Nuclio's HTTP trigger would build from what the proxy forwards
+        (`_codec.forwarded_headers`): path `/<callee>`, no fields, the same method."""
         proxy = self._proxy()
-        headers = _codec.call_function_headers(
-            event.headers, content_type, target, len(body),
-            self._proxy_headers(caller, callee, proxy),
+        headers = _codec.forwarded_headers(pairs, self._proxy_headers(caller, callee, proxy), len(body))
+        event = _codec.new_event(
+            body, headers.get("Content-Type", ""), headers, method, "/" + callee, {}, self._trigger()
         )
-        callee_event = _codec.new_event(
-            body, content_type, headers, event.method or "POST", event.path or "/",
-            dict(event.fields or {}), self._trigger(),
-        )
-        return self._run_task(callee, callee_event, proxy)
+        return self._run_task(callee, event, proxy)
 
-    def _call_function_via_proxy(self, caller, callee, event, proxy, timeout):
-        self.calls["remote"] += 1
-        body, _, headers = _codec.call_function_request(callee, event)
-        _codec.set_header(headers, "X-Fusionizer-Caller", caller)
-        connection = http.client.HTTPConnection(proxy[0], proxy[1], timeout=timeout)
-        try:
-            connection.request(
-                event.method or "POST", "/" + urllib.parse.quote(callee), body=body, headers=headers
+    def _call_function_in_process(self, caller, callee, event, node, timeout):
+        self.calls[_LOCAL] += 1
+        request = _codec.call_request(callee, event)
+        if request is None:
+            # anything unusual: the SDK's own code builds the request, raising its errors
+            answer = functools.partial(self._answer_in_process, caller, callee)
+            return self._sdk_call(
+                callee, event, node, timeout,
+                functools.partial(_codec.InProcessConnection, answer=answer),
             )
-            response = connection.getresponse()
-            data = response.read()
-        finally:
-            connection.close()
-        return _codec.sdk_response(response.status, dict(response.getheaders()), data)
+        method, body, pairs = request
+        status, content_type, headers, out = self._call_sibling(caller, callee, method, body, pairs)
+        return _codec.sdk_response(status, _codec.wire_headers(content_type, headers, out), out)
+
+    def _answer_in_process(self, caller, callee, method, pairs, body):
+        if not _codec.parses(method, pairs):
+            return _codec.BAD_REQUEST
+        status, content_type, headers, out = self._call_sibling(caller, callee, method, body, pairs)
+        return status, _codec.wire_headers(content_type, headers, out), out
+
+    def _call_function_via_proxy(self, caller, callee, event, node, proxy, timeout):
+        self.calls[_REMOTE] += 1
+
+        def connect(url, timeout=None):
+            return _codec.ProxyConnection(proxy[0], proxy[1], timeout, callee, caller)
+
+        return self._sdk_call(callee, event, node, timeout, connect)
+
+    def _sdk_call(self, function_name, event, node, timeout, connect):
+        """`nuclio_sdk.Platform.call_function` itself, on a copy of the event's headers, over
+        the connection `connect(url, timeout=...)` returns (the SDK's `connection_provider`)."""
+        platform = nuclio_sdk.Platform("local", connection_provider=connect)
+        return platform.call_function(function_name, _CallEvent(event), node, timeout)
 
     def _requests_in_process(self, adapter, caller, callee, request, parts):
-        self.calls["local"] += 1
+        self.calls[_LOCAL] += 1
         body = request.body
         if body is None:
             body = b""
@@ -446,23 +595,32 @@ class Dispatcher(object):
             )
         proxy = self._proxy()
         _session = _requests_support()
-        headers = _codec.requests_headers(
-            _session.header_items(request.headers), parts.netloc, len(body),
-            self._proxy_headers(caller, callee, proxy),
+        pairs = _session.header_pairs(request.headers)
+        if not _codec.parses(request.method, pairs):
+            status, out_headers, out_body = _codec.BAD_REQUEST
+            return self._requests_response(adapter, request, status, out_headers, out_body)
+        headers = _codec.forwarded_headers(
+            pairs, self._proxy_headers(caller, callee, proxy), len(body)
         )
-        content_type = headers.get("Content-Type", "")
         fields = {}
         if parts.query:
+            # fasthttp's query arguments: `+` is a space, the last of a repeated name wins
             fields = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
         event = _codec.new_event(
-            body, content_type, headers, request.method, parts.path or "/", fields, self._trigger()
+            body, headers.get("Content-Type", ""), headers, request.method,
+            _codec.nuclio_path(parts.path or "/"), fields, self._trigger(),
         )
         status, content_type, out_headers, out_body = self._run_task(callee, event, proxy)
+        return self._requests_response(
+            adapter, request, status, _codec.wire_headers(content_type, out_headers, out_body),
+            out_body,
+        )
+
+    def _requests_response(self, adapter, request, status, headers, out_body):
+        _session = _requests_support()
         response = _session.requests.Response()
         response.status_code = status
-        response.headers = _session.case_insensitive_dict(
-            _codec.wire_headers(content_type, out_headers, out_body)
-        )
+        response.headers = _session.case_insensitive_dict(headers)
         response._content = out_body
         response._content_consumed = True
         response.encoding = _session.encoding_of(response.headers)
@@ -495,18 +653,75 @@ class Dispatcher(object):
         return self._async_runner.run(coroutine)
 
     def _set_signal_callback(self, kind, task, callback):
+        """Record `task`'s termination or drain callback (a falsy one clears it, as the SDK's
+        slot does, `nuclio_sdk/platform.py`) and put `signal_callback(kind)` in the real
+        platform's slot, or clear the slot when no task has one."""
         callbacks = self._signal_callbacks[kind]
-        callbacks[task] = callback
+        if callback:
+            callbacks[task] = callback
+        else:
+            callbacks.pop(task, None)
         platform = self._root_platform()
         if platform is None:
             return
-        def run_all():
-            for name in sorted(callbacks):
-                callbacks[name]()
+        runner = self.signal_callback(kind) if callbacks else None
         if kind == "termination":
-            platform.set_termination_callback(run_all)
+            platform.set_termination_callback(runner)
         else:
-            platform.set_drain_callback(run_all)
+            platform.set_drain_callback(runner)
+
+    def signal_callback(self, kind):
+        """The one callback the platform calls on `kind` ("termination" or "drain").
+
+        Nuclio's wrapper calls `platform._on_signal(kind)` once per signal and awaits what it
+        returns when that is a coroutine (`pkg/processor/runtime/python/py/_nuclio_wrapper.py`,
+        `_call_termination_handler`, `serve_requests`). This runs every task's callback in task
+        order, each as that task's code (its logs are tagged with it); when one returns a
+        coroutine, it returns a coroutine that awaits it, then runs and awaits the rest in turn.
+        Every callback runs even when one raises; the first exception is raised at the end.
+        """
+        callbacks = self._signal_callbacks[kind]
+
+        def run_all():
+            names = sorted(callbacks)
+            errors = []
+            for index, name in enumerate(names):
+                result = self._run_signal_callback(name, callbacks[name], errors)
+                if asyncio.iscoroutine(result):
+                    return self._finish_signal_callbacks(result, names[index + 1:], callbacks, errors)
+            if errors:
+                raise errors[0]
+            return None
+
+        return run_all
+
+    def _run_signal_callback(self, name, callback, errors):
+        token = _CURRENT.set(_Frame(name, None))
+        try:
+            result = callback()
+        except Exception as exc:
+            errors.append(exc)
+            return None
+        finally:
+            _CURRENT.reset(token)
+        if asyncio.iscoroutine(result):
+            return _in_frame(result, _Frame(name, None))
+        return result
+
+    async def _finish_signal_callbacks(self, pending, names, callbacks, errors):
+        try:
+            await pending
+        except Exception as exc:
+            errors.append(exc)
+        for name in names:
+            result = self._run_signal_callback(name, callbacks[name], errors)
+            if asyncio.iscoroutine(result):
+                try:
+                    await result
+                except Exception as exc:
+                    errors.append(exc)
+        if errors:
+            raise errors[0]
 
     def _root_platform(self):
         for task in self.tasks.values():
@@ -516,6 +731,24 @@ class Dispatcher(object):
 
 
 _SESSION_MODULE = []
+
+
+def _text(value):
+    """An event string as text: the wrapper hands bytes when event strings are not decoded."""
+    if type(value) is str:
+        return value
+    if type(value) is bytes:
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
+def _trigger_of(event, context):
+    """(kind, name) of the trigger `event` came from: its own, else the context's."""
+    for info in (getattr(event, "trigger", None), getattr(context, "trigger", None)):
+        kind = _text(getattr(info, "kind", None))
+        if kind:
+            return kind, _text(getattr(info, "name", None))
+    return "", ""
 
 
 def _requests_support():

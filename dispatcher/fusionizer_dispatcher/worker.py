@@ -13,27 +13,51 @@ Frames, both directions:
 Rust -> worker
     E  event: meta_len:u32 BE | meta JSON | body (raw bytes, rest). meta = {"id", "method",
        "path", "fields", "headers", "content_type", "timestamp" (unix s), "trigger": {kind, name}}
-    Q  quit: exit 0.
+    Q  quit: run the termination callback (see below), then exit 0.
 Worker -> Rust
     S  ready, once, after every task's init_context: JSON {"pid", "tasks"}
     F  init failed: JSON {"task": str|null, "error": str}; then exit 1
     R  response, exactly one per E, in order: meta_len:u32 BE | meta JSON | body (raw bytes).
-       meta = {"status_code", "content_type", "headers", "task", "calls": {"local", "remote"}}
+       meta = {"status_code", "content_type", "headers", "task", "calls": {"local", "remote"}};
+       headers are strings, as Nuclio's HTTP trigger sends them (`_codec.response_headers`), and
+       a `X-nuclio-filestream-path` response already carries the file as its body
     L  log line: JSON {"task", "level": debug|info|warn|error, "message", "with",
        "stream": logger|stdout|stderr}
 
 Task loggers and anything task code writes to sys.stdout/sys.stderr become L frames tagged with
-the current task; the real stderr (fd 2) stays untouched for what cannot be framed.
+the current task; the real stderr (fd 2) stays untouched for what cannot be framed. Frame
+letters, meta keys and arguments are `_contract`'s.
+
+Stopping and draining, as Nuclio's wrapper and processor do it
+(`pkg/processor/runtime/python/py/_nuclio_wrapper.py`, `pkg/processor/runtime/python/runtime.go`,
+`cmd/processor/app/processor.go`):
+
+- SIGUSR1 (terminate) and SIGUSR2 (drain): after the event in progress, or at once when idle,
+  the platform's termination or drain callback runs (`context.platform.
+  set_termination_callback`/`set_drain_callback`; a coroutine it returns is awaited), and
+  events that arrive afterwards are discarded. A drain signal while events are discarded is
+  ignored. With both pending, drain runs first. SIGCONT takes events again.
+- `Q`, SIGTERM and SIGINT stop the worker, as the processor stops on SIGTERM/SIGINT: the
+  termination callback runs as for SIGUSR1 (unless a SIGUSR1 already ran it), then the worker
+  exits 0.
+- A callback that raises is logged and the worker exits 1, as the wrapper dies of it.
+- Each signal is logged at debug level as the wrapper logs it ("Received signal").
+
+One difference from the wrapper: a discarded event is answered (503, an R frame), because the
+protocol answers every E; Nuclio's wrapper writes nothing back for it.
 """
 
 import argparse
 import asyncio
+import collections
 import inspect
 import io
 import json
 import logging
 import os
 import re
+import select
+import signal
 import socket
 import sys
 import threading
@@ -42,14 +66,26 @@ import traceback
 
 import nuclio_sdk
 
-from . import _codec
+from . import _codec, _contract as C
 from .dispatcher import current_task
 
 _CONNECT_TIMEOUT = 10.0
 _HANDLER_RE = re.compile(r"^([\w|-]+(\.[\w|-]+)*):(\w+)$")
-_LEVELS = {"DEBUG": "debug", "INFO": "info", "WARNING": "warn", "ERROR": "error", "CRITICAL": "error"}
+_LEVELS = {
+    "DEBUG": C.LEVEL_DEBUG, "INFO": C.LEVEL_INFO, "WARNING": C.LEVEL_WARN, "ERROR": C.LEVEL_ERROR,
+    "CRITICAL": C.LEVEL_ERROR,
+}
 _U32 = 4
 _PLAIN_OUTPUTS = _codec.PLAIN_OUTPUTS
+_EVENT = ord(C.FRAME_EVENT)
+_QUIT = ord(C.FRAME_QUIT)
+_READY = C.FRAME_READY.encode("ascii")
+_INIT_FAILED = C.FRAME_INIT_FAILED.encode("ascii")
+_RESPONSE = C.FRAME_RESPONSE.encode("ascii")
+_LOG = C.FRAME_LOG.encode("ascii")
+_NO_CALLS = {C.CALLS_LOCAL: 0, C.CALLS_REMOTE: 0}
+_TERMINATION = "termination"
+_DRAIN = "drain"
 
 
 class _Disconnected(Exception):
@@ -86,6 +122,17 @@ class _Channel(object):
                 raise _Disconnected()
             self._end += count
 
+    def fileno(self):
+        return self._sock.fileno()
+
+    def has_frame(self):
+        """Whether a whole frame is already buffered (then `read` needs no socket read)."""
+        pending = self._end - self._start
+        if pending < _U32:
+            return False
+        start = self._start
+        return pending >= _U32 + int.from_bytes(self._buf[start:start + _U32], "big")
+
     def read(self):
         """Next frame as (kind, meta bytes or None, body bytes)."""
         self._fill(_U32 + 1)
@@ -97,7 +144,7 @@ class _Channel(object):
         first = start + _U32 + 1
         end = start + _U32 + length
         meta = None
-        if kind == 0x45:  # E
+        if kind == _EVENT:
             meta_len = int.from_bytes(self._buf[first:first + _U32], "big")
             meta = bytes(self._view[first + _U32:first + _U32 + meta_len])
             first += _U32 + meta_len
@@ -139,12 +186,12 @@ class _LogHandler(logging.Handler):
         try:
             fields = dict(getattr(record, "with", None) or {})
             task = fields.pop("task", None) or current_task()
-            self._channel.send_json(b"L", {
-                "task": task,
-                "level": _LEVELS.get(record.levelname, "info"),
-                "message": record.getMessage(),
-                "with": fields,
-                "stream": "logger",
+            self._channel.send_json(_LOG, {
+                C.LOG_TASK: task,
+                C.LOG_LEVEL: _LEVELS.get(record.levelname, C.LEVEL_INFO),
+                C.LOG_MESSAGE: record.getMessage(),
+                C.LOG_WITH: fields,
+                C.LOG_STREAM: C.STREAM_LOGGER,
             })
         except Exception:
             self.handleError(record)
@@ -183,12 +230,12 @@ class _StreamToFrames(io.TextIOBase):
             self._emit(line)
 
     def _emit(self, line):
-        self._channel.send_json(b"L", {
-            "task": current_task(),
-            "level": self._level,
-            "message": line,
-            "with": {},
-            "stream": self._stream,
+        self._channel.send_json(_LOG, {
+            C.LOG_TASK: current_task(),
+            C.LOG_LEVEL: self._level,
+            C.LOG_MESSAGE: line,
+            C.LOG_WITH: {},
+            C.LOG_STREAM: self._stream,
         })
 
 
@@ -218,42 +265,140 @@ def _load_entrypoint(handler):
     return getattr(module, attribute)
 
 
-class Worker(object):
-    """One worker process: init, then serve E frames until Q or the socket closes."""
+class _Signals(object):
+    """Signals, as flags the serve loop reads between events.
 
-    def __init__(self, channel, entrypoint, context, loop):
+    A handler only records the signal, sets flags and writes a byte to a pipe, which wakes the
+    loop when it waits for the next frame (`wait`). The loop logs and acts on them in its own
+    time, as the wrapper does in its serve loop, never inside a handler that may have
+    interrupted a write to the socket.
+    """
+
+    def __init__(self):
+        self.drain = False
+        self.terminate = False
+        self.stop = False
+        self.discard = False
+        self.terminated = False
+        self.received = collections.deque()
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+
+    def install(self):
+        """The wrapper's signals (`_register_to_signal`) and the processor's stop signals."""
+        signal.signal(signal.SIGUSR1, self._on_terminate)
+        signal.signal(signal.SIGUSR2, self._on_drain)
+        signal.signal(signal.SIGCONT, self._on_continue)
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+
+    def pending(self):
+        return self.drain or self.terminate or self.stop or bool(self.received)
+
+    def _note(self, signum, ignored=False):
+        self.received.append((signal.Signals(signum).name, ignored))
+        try:
+            os.write(self._write, b"\0")
+        except OSError:
+            pass  # the pipe is full: the loop is awake already
+
+    def _on_terminate(self, signum, frame):
+        # `_on_termination_signal`: discard events from now on, terminate when idle
+        self.terminate = True
+        self.discard = True
+        self._note(signum)
+
+    def _on_drain(self, signum, frame):
+        # `_on_drain_signal`: ignored while events are discarded
+        if self.discard:
+            self._note(signum, ignored=True)
+            return
+        self.drain = True
+        self.discard = True
+        self._note(signum)
+
+    def _on_continue(self, signum, frame):
+        # `_on_continue_signal`: take events again
+        self.discard = False
+        self._note(signum)
+
+    def _on_stop(self, signum, frame):
+        # the processor's SIGTERM/SIGINT (`cmd/processor/app/processor.go`, `handleSignals`)
+        self.stop = True
+        self.discard = True
+        self._note(signum)
+
+    def wait(self, channel):
+        """Wait until a frame can be read (True) or a signal asks for attention (False)."""
+        if channel.has_frame():
+            return True
+        while True:
+            if self.pending():
+                return False
+            ready, _, _ = select.select([channel, self._read], [], [])
+            if self._read in ready:
+                try:
+                    while os.read(self._read, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+            if channel in ready:
+                return True
+
+
+class Worker(object):
+    """One worker process: init, then serve E frames until Q, a stop signal or the socket closes."""
+
+    def __init__(self, channel, entrypoint, context, loop, signals=None):
         self._channel = channel
         self._entrypoint = entrypoint
         self._context = context
         self._loop = loop
         self._dispatcher = getattr(entrypoint, "fusionizer_dispatcher", None)
+        self._signals = signals
         self._triggers = {}
         self._metas = {}
 
     def _event(self, meta, body):
-        content_type = meta.get("content_type") or ""
-        trigger = meta.get("trigger") or {}
-        key = (trigger.get("kind", "http"), trigger.get("name", "default-http"))
+        content_type = meta.get(C.EVENT_CONTENT_TYPE) or ""
+        trigger = meta.get(C.EVENT_TRIGGER) or {}
+        key = (
+            trigger.get(C.TRIGGER_KIND, C.TRIGGER_KIND_HTTP),
+            trigger.get(C.TRIGGER_NAME, C.DEFAULT_HTTP_TRIGGER),
+        )
         trigger_info = self._triggers.get(key)
         if trigger_info is None:
             trigger_info = self._triggers[key] = nuclio_sdk.TriggerInfo(*key)
-        canonical = _codec.canonical_header
+        headers = meta.get(C.EVENT_HEADERS) or {}
+        if key[0] == C.TRIGGER_KIND_HTTP:
+            # names as Nuclio's HTTP trigger presents them (fasthttp, `pkg/processor/trigger/
+            # http/event.go`); other triggers' headers are handed on as they are, as a cron
+            # trigger's `attributes.event.headers` (`pkg/processor/trigger/cron/event.go`)
+            canonical = _codec.canonical_header
+            headers = {canonical(name): value for name, value in headers.items()}
         return nuclio_sdk.Event(
             body=_codec.decode_body(body, content_type),
             content_type=content_type,
             trigger=trigger_info,
-            fields=meta.get("fields"),
-            headers={canonical(name): value for name, value in (meta.get("headers") or {}).items()},
-            _id=meta.get("id"),
-            method=meta.get("method"),
-            path=meta.get("path"),
+            fields=meta.get(C.EVENT_FIELDS),
+            headers=headers,
+            _id=meta.get(C.EVENT_ID),
+            method=meta.get(C.EVENT_METHOD),
+            path=meta.get(C.EVENT_PATH),
             size=len(body),
-            timestamp=_codec.utc_timestamp(meta.get("timestamp") or 0),
+            timestamp=_codec.utc_timestamp(meta.get(C.EVENT_TIMESTAMP) or 0),
             url="",
         )
 
     def handle(self, meta, body):
-        """Run the handler on one event; returns (R meta dict, body bytes)."""
+        """Run the handler on one event; returns (R meta dict, body bytes).
+
+        The result is encoded as Nuclio answers it (`_codec.encode_output`: headers whose
+        values are not strings are dropped or converted as Nuclio's wrapper and HTTP trigger
+        do); a handler that raises, or whose result cannot be encoded, is a 500, as in the
+        wrapper (`_handle_event` / `_on_handle_event_error`).
+        """
         try:
             event = self._event(json.loads(meta), body)
             output = self._entrypoint(self._context, event)
@@ -267,30 +412,108 @@ class Worker(object):
             )
         dispatcher = self._dispatcher
         return {
-            "status_code": status,
-            "content_type": content_type,
-            "headers": {k: v for k, v in headers.items() if type(v) is str or type(v) is int},
-            "task": dispatcher.last_task if dispatcher is not None else None,
-            "calls": dispatcher.calls if dispatcher is not None else {"local": 0, "remote": 0},
+            C.RESPONSE_STATUS_CODE: status,
+            C.RESPONSE_CONTENT_TYPE: content_type,
+            C.RESPONSE_HEADERS: headers,
+            C.RESPONSE_TASK: dispatcher.last_task if dispatcher is not None else None,
+            C.RESPONSE_CALLS: dispatcher.calls if dispatcher is not None else _NO_CALLS,
         }, out
 
+    def discarded(self):
+        """The answer to an event that arrives after a termination or drain signal."""
+        self._context.logger.debug("Event has been discarded")
+        return {
+            C.RESPONSE_STATUS_CODE: 503,
+            C.RESPONSE_CONTENT_TYPE: "text/plain",
+            C.RESPONSE_HEADERS: {},
+            C.RESPONSE_TASK: None,
+            C.RESPONSE_CALLS: _NO_CALLS,
+        }, b"event discarded: the worker is terminating or drained\n"
+
     def serve(self):
+        """Serve until `Q`, a stop signal or the socket closes; returns the exit status."""
         channel = self._channel
+        signals = self._signals
         dumps = json.dumps
         while True:
+            if signals is not None:
+                if signals.pending():
+                    status = self._on_signals()
+                    if status is not None:
+                        return status
+                if not signals.wait(channel):
+                    continue
             try:
                 kind, meta, body = channel.read()
             except (_Disconnected, ConnectionError):
                 return 0
-            if kind == 0x51:  # Q
-                return 0
-            if kind != 0x45:
+            if kind == _QUIT:
+                return self._terminate_and_exit()
+            if kind != _EVENT:
                 sys.__stderr__.write("fusionizer worker: unknown frame kind {0!r}\n".format(chr(kind)))
                 continue
-            response, out = self.handle(meta, body)
+            if signals is not None and signals.discard:
+                response, out = self.discarded()
+            else:
+                response, out = self.handle(meta, body)
             sys.stdout.flush()
             sys.stderr.flush()
-            channel.send(b"R", self._encode_meta(response, dumps), out)
+            channel.send(_RESPONSE, self._encode_meta(response, dumps), out)
+
+    def _on_signals(self):
+        """Run what the signals since the last event ask for; an exit status to stop with."""
+        signals = self._signals
+        logger = self._context.logger
+        while signals.received:
+            name, ignored = signals.received.popleft()
+            if ignored:
+                logger.debug("Draining signal is received, but it will be ignored as the worker "
+                             "is already drained")
+            else:
+                logger.debug_with("Received signal", signal=name)
+        # the wrapper's order (`serve_requests`, `finally`): drain, then termination
+        if signals.drain:
+            signals.drain = False
+            if not self._run_callback(_DRAIN):
+                return 1
+        if signals.terminate:
+            signals.terminate = False
+            signals.terminated = True
+            if not self._run_callback(_TERMINATION):
+                return 1
+        if signals.stop:
+            return self._terminate_and_exit()
+        return None
+
+    def _terminate_and_exit(self):
+        """`Q` or a stop signal: the termination callback, unless a SIGUSR1 ran it; exit 0."""
+        signals = self._signals
+        if signals is not None:
+            signals.discard = True
+            if signals.terminated:
+                return 0
+            signals.terminated = True
+        return 0 if self._run_callback(_TERMINATION) else 1
+
+    def _run_callback(self, kind):
+        """`platform._on_signal(kind)`, awaiting a coroutine it returns, as the wrapper does
+        (`_call_drain_handler`, `_call_termination_handler`); False when it raised."""
+        logger = self._context.logger
+        logger.debug("Calling platform {0} handler".format(kind))
+        try:
+            result = self._context.platform._on_signal(callback_type=kind)
+            if asyncio.iscoroutine(result):
+                self._loop.run_until_complete(result)
+        except Exception as exc:
+            logger.error_with(
+                "Exception raised in {0} callback".format(kind), exc=str(exc),
+                traceback=traceback.format_exc(),
+            )
+            return False
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        return True
 
     def _encode_meta(self, response, dumps):
         """`dumps(response)` as UTF-8, memoised for the common shape (no headers, int counts).
@@ -298,19 +521,22 @@ class Worker(object):
         The key holds every value the JSON text depends on, with the types of those whose equal
         values could spell differently (True == 1), so a hit is byte-identical to a fresh dump.
         """
-        calls = response["calls"]
-        status = response["status_code"]
-        content_type = response["content_type"]
-        task = response["task"]
+        calls = response[C.RESPONSE_CALLS]
+        status = response[C.RESPONSE_STATUS_CODE]
+        content_type = response[C.RESPONSE_CONTENT_TYPE]
+        task = response[C.RESPONSE_TASK]
         if (
-            response["headers"]
+            response[C.RESPONSE_HEADERS]
             or type(calls) is not dict or len(calls) != 2
             or type(status) is not int or type(content_type) is not str
             or (task is not None and type(task) is not str)
         ):
             return dumps(response).encode("utf-8")
-        local, remote = calls.get("local"), calls.get("remote")
-        if type(local) is not int or type(remote) is not int or list(calls) != ["local", "remote"]:
+        local, remote = calls.get(C.CALLS_LOCAL), calls.get(C.CALLS_REMOTE)
+        if (
+            type(local) is not int or type(remote) is not int
+            or list(calls) != [C.CALLS_LOCAL, C.CALLS_REMOTE]
+        ):
             return dumps(response).encode("utf-8")
         key = (status, content_type, task, local, remote)
         encoded = self._metas.get(key)
@@ -324,10 +550,10 @@ class Worker(object):
 
 def _parse_args(argv):
     parser = argparse.ArgumentParser(description="fusionizer local worker (plays Nuclio's wrapper)")
-    parser.add_argument("--socket", required=True, help="Unix socket the platform listens on")
-    parser.add_argument("--handler", required=True, help="module.sub:function")
-    parser.add_argument("--worker-id", default="0")
-    parser.add_argument("--function", default=os.environ.get("FUSIONIZER_FUNCTION", ""))
+    parser.add_argument(C.WORKER_ARG_SOCKET, required=True, help="Unix socket the platform listens on")
+    parser.add_argument(C.WORKER_ARG_HANDLER, required=True, help="module.sub:function")
+    parser.add_argument(C.WORKER_ARG_WORKER_ID, default="0")
+    parser.add_argument(C.WORKER_ARG_FUNCTION, default=os.environ.get(C.ENV_FUNCTION, ""))
     return parser.parse_args(argv)
 
 
@@ -343,8 +569,8 @@ def main(argv=None):
     logger = nuclio_sdk.Logger(logging.DEBUG, name="nuclio_sdk")
     logger._logger.handlers[:] = [_LogHandler(channel)]
     logger._logger.propagate = False
-    sys.stdout = _StreamToFrames(channel, "stdout", "info")
-    sys.stderr = _StreamToFrames(channel, "stderr", "warn")
+    sys.stdout = _StreamToFrames(channel, C.STREAM_STDOUT, C.LEVEL_INFO)
+    sys.stderr = _StreamToFrames(channel, C.STREAM_STDERR, C.LEVEL_WARN)
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -357,7 +583,7 @@ def main(argv=None):
             logger,
             nuclio_sdk.Platform("local", namespace="default"),
             args.worker_id,
-            nuclio_sdk.TriggerInfo("http", "default-http"),
+            nuclio_sdk.TriggerInfo(C.TRIGGER_KIND_HTTP, C.DEFAULT_HTTP_TRIGGER),
         )
         init_context = getattr(sys.modules[entrypoint.__module__], "init_context", None)
         if init_context is not None:
@@ -367,16 +593,19 @@ def main(argv=None):
     except BaseException as exc:
         sys.stdout.flush()
         sys.stderr.flush()
-        channel.send_json(b"F", {
-            "task": getattr(exc, "task", None),
-            "error": "{0}\n{1}".format(exc, traceback.format_exc()),
+        channel.send_json(_INIT_FAILED, {
+            C.FAILED_TASK: getattr(exc, "task", None),
+            C.FAILED_ERROR: "{0}\n{1}".format(exc, traceback.format_exc()),
         })
         return 1
     sys.stdout.flush()
     sys.stderr.flush()
+    # like the wrapper: signal handlers go in after init_context, before the ready message
+    signals = _Signals()
+    signals.install()
     tasks = sorted(dispatcher.tasks) if dispatcher is not None else []
-    channel.send_json(b"S", {"pid": os.getpid(), "tasks": tasks})
-    return Worker(channel, entrypoint, context, loop).serve()
+    channel.send_json(_READY, {C.READY_PID: os.getpid(), C.READY_TASKS: tasks})
+    return Worker(channel, entrypoint, context, loop, signals).serve()
 
 
 if __name__ == "__main__":

@@ -28,13 +28,14 @@ _dispatcher = Dispatcher(
     function={function!r},
     tasks={tasks!r},
     root=os.path.dirname(os.path.abspath(__file__)),
+    triggers={triggers!r},
 )
 init_context = _dispatcher.init_context
 handler = _dispatcher.handler
 '''
 
 
-def write_artifact(root, tasks, function="fn", handlers=None):
+def write_artifact(root, tasks, function="fn", handlers=None, triggers=None):
     """Write an artifact: {task: {relative file: source}} plus the generated entry module."""
     handlers = handlers or {}
     for task, files in tasks.items():
@@ -45,7 +46,7 @@ def write_artifact(root, tasks, function="fn", handlers=None):
                 out.write(textwrap.dedent(source))
     specs = {task: handlers.get(task, "main:handler") for task in tasks}
     with open(os.path.join(root, "_fusionizer_entry.py"), "w") as out:
-        out.write(ENTRY.format(function=function, tasks=specs))
+        out.write(ENTRY.format(function=function, tasks=specs, triggers=triggers or {}))
     shutil.copytree(PACKAGE_DIR, os.path.join(root, "fusionizer_dispatcher"),
                     ignore=shutil.ignore_patterns("__pycache__"))
     return root
@@ -60,17 +61,18 @@ class RecordingHandler(logging.Handler):
         self.records.append(record)
 
 
-def root_context(name="test-root"):
+def root_context(name="test-root", platform=None, trigger=None):
     logger = nuclio_sdk.Logger(logging.DEBUG, name=name)
     recorder = RecordingHandler()
     logger._logger.handlers[:] = [recorder]
     logger._logger.propagate = False
-    context = nuclio_sdk.Context(logger, nuclio_sdk.Platform("local"), "0",
-                                 nuclio_sdk.TriggerInfo("http", "default-http"))
+    context = nuclio_sdk.Context(logger, platform or nuclio_sdk.Platform("local"), "0",
+                                 trigger or nuclio_sdk.TriggerInfo("http", "default-http"))
     return context, recorder
 
 
-def event(task=None, body=b"", content_type="", headers=None, proxy=None, method="POST", path="/"):
+def event(task=None, body=b"", content_type="", headers=None, proxy=None, method="POST", path="/",
+          trigger=("http", "h")):
     all_headers = dict(headers or {})
     if task is not None:
         all_headers["Task-Name"] = task
@@ -80,7 +82,7 @@ def event(task=None, body=b"", content_type="", headers=None, proxy=None, method
     if isinstance(body, (dict, list)):
         content_type = "application/json"
     return nuclio_sdk.Event(body=body, content_type=content_type, headers=all_headers,
-                            method=method, path=path, trigger=nuclio_sdk.TriggerInfo("http", "h"))
+                            method=method, path=path, trigger=nuclio_sdk.TriggerInfo(*trigger))
 
 
 class CountingServer(object):
@@ -138,12 +140,13 @@ class ArtifactTestCase(unittest.TestCase):
         if saved is not None:
             self.addCleanup(os.environ.__setitem__, "FUSIONIZER_PROXY_URL", saved)
 
-    def load(self, tasks, function="fn", handlers=None):
-        write_artifact(self.tmp, tasks, function, handlers)
+    def load(self, tasks, function="fn", handlers=None, triggers=None, platform=None,
+             trigger=None):
+        write_artifact(self.tmp, tasks, function, handlers, triggers)
         specs = {task: (handlers or {}).get(task, "main:handler") for task in tasks}
-        dispatcher = Dispatcher(function=function, tasks=specs, root=self.tmp)
+        dispatcher = Dispatcher(function=function, tasks=specs, root=self.tmp, triggers=triggers)
         self.addCleanup(lambda: dispatcher.loop is not None and dispatcher.loop.close())
-        context, recorder = root_context()
+        context, recorder = root_context(platform=platform, trigger=trigger)
         result = dispatcher.init_context(context)
         if result is not None:
             dispatcher.run_coroutine(result)

@@ -21,7 +21,7 @@ NATIVE_TASKA = {"main.py": """
 
     def handler(context, event):
         response = context.platform.call_function(
-            "taskb", nuclio_sdk.Event(body={"x": event.body["x"], "y": event.body["y"]}))
+            "taskb", nuclio_sdk.Event(body={"x": event.body["x"], "y": event.body["y"]}, method="POST"))
         return {"sum": response.body["sum"], "status": response.status_code}
 """}
 
@@ -202,7 +202,7 @@ class ContextsAndImportsTest(ArtifactTestCase):
             import nuclio_sdk
 
             def handler(context, event):
-                return context.platform.call_function("callee", nuclio_sdk.Event(body={"x": 7})).body
+                return context.platform.call_function("callee", nuclio_sdk.Event(body={"x": 7}, method="POST")).body
         """}
         dispatcher = self.load({"caller": caller, "callee": callee})
         self.assertTrue(getattr(dispatcher.tasks["callee"].context.user_data, "ready", False))
@@ -268,7 +268,7 @@ class ResultsTest(ArtifactTestCase):
         self.url = os.environ["FUSIONIZER_PROXY_URL"] + "/callee"
 
     def native(self, kind):
-        return self.platform.call_function("callee", nuclio_sdk.Event(body={"kind": kind}))
+        return self.platform.call_function("callee", nuclio_sdk.Event(body={"kind": kind}, method="POST"))
 
     def http(self, kind):
         return self.session.post(self.url, json={"kind": kind})
@@ -298,14 +298,18 @@ class ResultsTest(ArtifactTestCase):
         self.assertEqual((response.status_code, response.content_type, response.body), (202, "text/plain", b"accepted"))
         self.assertEqual(self.http("tuple").status_code, 201)
 
-    def test_response_keeps_str_and_int_headers_only(self):
+    def test_response_keeps_str_headers_only(self):
+        # Nuclio decodes the wrapper's JSON into Go values, so an int header is a float64 there,
+        # which the HTTP trigger drops (`pkg/processor/trigger/http/trigger.go`); see
+        # test_responses for every type
         response = self.native("response")
         self.assertEqual((response.status_code, response.body), (203, {"k": 1}))
         self.assertEqual(response.headers["x-str"], "s")
-        self.assertEqual(response.headers["x-int"], "2")
+        self.assertNotIn("x-int", response.headers)
         self.assertNotIn("x-bool", response.headers)
         reply = self.http("response")
-        self.assertEqual((reply.status_code, reply.headers["X-Int"], reply.json()), (203, "2", {"k": 1}))
+        self.assertEqual((reply.status_code, reply.headers["X-Str"], reply.json()), (203, "s", {"k": 1}))
+        self.assertNotIn("X-Int", reply.headers)
         self.assertEqual(reply.url, self.url)
         self.assertEqual(reply.encoding, "utf-8")
 

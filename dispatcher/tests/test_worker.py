@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +31,7 @@ TASKA = {"main.py": """
         if kind == "bytes":
             return event.body
         if kind == "call":
-            response = context.platform.call_function("taskb", nuclio_sdk.Event(body={"x": 2, "y": 3}))
+            response = context.platform.call_function("taskb", nuclio_sdk.Event(body={"x": 2, "y": 3}, method="POST"))
             return response.body
         return {"body": event.body, "fields": event.fields, "path": event.path, "method": event.method,
                 "headers": event.headers, "id": event.id, "ts": str(event.timestamp),
@@ -47,11 +48,12 @@ def frame(kind, payload):
     return (len(payload) + 1).to_bytes(4, "big") + kind + payload
 
 
-def event_frame(body=b"", headers=None, content_type="", fields=None, path="/"):
+def event_frame(body=b"", headers=None, content_type="", fields=None, path="/",
+                trigger=("http", "default-http")):
     meta = json.dumps({
         "id": "ev-1", "method": "POST", "path": path, "fields": fields or {},
         "headers": headers or {}, "content_type": content_type, "timestamp": 1700000000,
-        "trigger": {"kind": "http", "name": "default-http"},
+        "trigger": {"kind": trigger[0], "name": trigger[1]},
     }).encode()
     return frame(b"E", len(meta).to_bytes(4, "big") + meta + body)
 
@@ -97,12 +99,33 @@ class Peer(object):
         meta_len = int.from_bytes(payload[:4], "big")
         return json.loads(payload[4:4 + meta_len]), payload[4 + meta_len:], logs
 
+    def until_log(self, message):
+        """L frames up to and including the first whose message is `message`."""
+        logs = []
+        while True:
+            got, payload = self.read()
+            self.assert_kind(got, b"L")
+            logs.append(json.loads(payload))
+            if logs[-1]["message"] == message:
+                return logs
 
-class WorkerTest(unittest.TestCase):
-    def start(self, tasks):
+    def rest(self):
+        """Every frame until the worker closes the socket."""
+        frames = []
+        while True:
+            try:
+                frames.append(self.read())
+            except EOFError:
+                return frames
+
+
+class WorkerCase(unittest.TestCase):
+    """Runs a real worker subprocess against a socket this test listens on."""
+
+    def start(self, tasks, triggers=None):
         tmp = tempfile.mkdtemp(prefix="fz-worker-")
         self.addCleanup(shutil.rmtree, tmp, True)
-        write_artifact(tmp, tasks, function="fn")
+        write_artifact(tmp, tasks, function="fn", triggers=triggers)
         path = os.path.join(tmp, "w.sock")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(path)
@@ -123,6 +146,8 @@ class WorkerTest(unittest.TestCase):
         self.addCleanup(conn.close)
         return process, conn, Peer(conn)
 
+
+class WorkerTest(WorkerCase):
     def test_round_trip(self):
         process, conn, peer = self.start({"taska": TASKA, "taskb": TASKB})
         ready, logs = peer.until(b"S")
@@ -196,3 +221,172 @@ class WorkerTest(unittest.TestCase):
         peer.until(b"S")
         conn.close()
         self.assertEqual(process.wait(DEADLINE), 0)
+
+
+ROUTED = {"main.py": """
+    import nuclio_sdk
+
+    def handler(context, event):
+        if event.headers.get("X-Kind") == "headers":
+            return nuclio_sdk.Response(headers={"X-Str": "s", "X-Int": 1, "X-Bool": False, "X-None": None,
+                                                "X-Bytes": b"b", "X-Nan": float("nan"), 2: "two"}, body="h")
+        return [event.trigger.kind, event.trigger.name, event.path]
+"""}
+
+
+class WorkerRoutingTest(WorkerCase):
+    def test_routes_by_trigger_and_path_and_encodes_headers_as_nuclio(self):
+        process, conn, peer = self.start({"taska": ROUTED, "taskb": ROUTED},
+                                         triggers={"kafka-orders": "taska"})
+        peer.until(b"S")
+        conn.sendall(event_frame(b"order", trigger=("kafka-cluster", "kafka-orders"), path=""))
+        meta, body, _ = peer.response()
+        self.assertEqual((meta["task"], json.loads(body)), ("taska", ["kafka-cluster", "kafka-orders", "/"]))
+        conn.sendall(event_frame(b"x", path="/taskb/items"))
+        meta, body, _ = peer.response()
+        self.assertEqual((meta["task"], json.loads(body)), ("taskb", ["http", "default-http", "/taskb/items"]))
+        conn.sendall(event_frame(b"x", path="/"))
+        meta, body, _ = peer.response()
+        self.assertEqual((meta["status_code"], meta["task"]), (400, None))
+        self.assertIn(b"`kafka-orders` -> `taska`", body)
+        # a cron event keeps its header names as the trigger's `attributes.event.headers` spell them
+        conn.sendall(event_frame(b"tick", headers={"task-name": "taskb"}, trigger=("cron", "every-minute")))
+        meta, body, _ = peer.response()
+        self.assertEqual((meta["task"], json.loads(body)), ("taskb", ["cron", "every-minute", "/"]))
+        # the R frame carries the headers Nuclio's HTTP trigger would send: strings only
+        conn.sendall(event_frame(headers={"Task-Name": "taskb", "X-Kind": "headers"}))
+        meta, body, _ = peer.response()
+        self.assertEqual(meta["headers"], {"X-Str": "s", "X-Bytes": "b'b'", "X-Nan": "NaN", "2": "two"})
+        conn.sendall(frame(b"Q", b""))
+        self.assertEqual(process.wait(DEADLINE), 0)
+
+
+SIGNALS_A = {"main.py": """
+    import os
+    import signal
+
+    def init_context(context):
+        context.platform.set_termination_callback(lambda: print("a terminated"))
+        context.platform.set_drain_callback(lambda: print("a drained"))
+
+    def handler(context, event):
+        if event.headers.get("X-Kind") == "self-terminate":
+            os.kill(os.getpid(), signal.SIGUSR1)
+            return "still answered"
+        return "a ok"
+"""}
+
+SIGNALS_B = {"main.py": """
+    import asyncio
+
+    async def terminated():
+        await asyncio.sleep(0)
+        print("b terminated")
+
+    async def drained():
+        await asyncio.sleep(0)
+        print("b drained")
+
+    def init_context(context):
+        context.platform.set_termination_callback(terminated)
+        context.platform.set_drain_callback(drained)
+
+    def handler(context, event):
+        return "b ok"
+"""}
+
+FAILING = {"main.py": """
+    def init_context(context):
+        def boom():
+            raise RuntimeError("cannot flush")
+        context.platform.set_termination_callback(boom)
+
+    def handler(context, event):
+        return "ok"
+"""}
+
+
+def stdout_lines(logs):
+    return [(log["task"], log["message"]) for log in logs if log["stream"] == "stdout"]
+
+
+class WorkerSignalsTest(WorkerCase):
+    """Termination and drain callbacks run as Nuclio's wrapper runs them
+    (`pkg/processor/runtime/python/py/_nuclio_wrapper.py`): SIGUSR2 drains, SIGUSR1 terminates,
+    SIGCONT resumes, coroutines are awaited; `Q`, SIGTERM and SIGINT stop after terminating."""
+
+    def started(self, tasks=None):
+        process, conn, peer = self.start(tasks or {"taska": SIGNALS_A, "taskb": SIGNALS_B})
+        peer.until(b"S")
+        return process, conn, peer
+
+    def test_drain_continue_terminate_then_quit(self):
+        process, conn, peer = self.started()
+        os.kill(process.pid, signal.SIGUSR2)
+        logs = peer.until_log("b drained")
+        self.assertIn({"signal": "SIGUSR2"}, [log["with"] for log in logs if log["message"] == "Received signal"])
+        self.assertEqual(stdout_lines(logs), [("taska", "a drained"), ("taskb", "b drained")])
+
+        conn.sendall(event_frame(headers={"Task-Name": "taska"}))
+        meta, body, _ = peer.response()
+        self.assertEqual((meta["status_code"], meta["task"]), (503, None))
+        self.assertIn(b"discarded", body)
+
+        os.kill(process.pid, signal.SIGUSR2)  # ignored while drained, as the wrapper does
+        logs = peer.until_log("Draining signal is received, but it will be ignored as the worker is already drained")
+        self.assertEqual(stdout_lines(logs), [])
+
+        os.kill(process.pid, signal.SIGCONT)
+        logs = peer.until_log("Received signal")
+        self.assertEqual(logs[-1]["with"], {"signal": "SIGCONT"})
+        conn.sendall(event_frame(headers={"Task-Name": "taska"}))
+        meta, body, _ = peer.response()
+        self.assertEqual((meta["status_code"], body), (200, b"a ok"))
+
+        os.kill(process.pid, signal.SIGUSR1)
+        logs = peer.until_log("b terminated")
+        self.assertEqual(stdout_lines(logs), [("taska", "a terminated"), ("taskb", "b terminated")])
+        conn.sendall(event_frame(headers={"Task-Name": "taskb"}))
+        meta, _, _ = peer.response()
+        self.assertEqual(meta["status_code"], 503)
+
+        conn.sendall(frame(b"Q", b""))
+        self.assertEqual(process.wait(DEADLINE), 0)
+        rest = [json.loads(payload) for kind, payload in peer.rest() if kind == b"L"]
+        self.assertEqual(stdout_lines(rest), [])  # terminated once only
+
+    def test_quit_runs_the_termination_callbacks_first(self):
+        process, conn, peer = self.started()
+        conn.sendall(frame(b"Q", b""))
+        logs = [json.loads(payload) for kind, payload in peer.rest()]
+        self.assertEqual(process.wait(DEADLINE), 0)
+        self.assertEqual(stdout_lines(logs), [("taska", "a terminated"), ("taskb", "b terminated")])
+
+    def test_sigterm_and_sigint_terminate_then_exit(self):
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with self.subTest(signal.Signals(signum).name):
+                process, conn, peer = self.started()
+                os.kill(process.pid, signum)
+                logs = [json.loads(payload) for kind, payload in peer.rest()]
+                self.assertEqual(process.wait(DEADLINE), 0)
+                self.assertEqual(stdout_lines(logs), [("taska", "a terminated"), ("taskb", "b terminated")])
+
+    def test_a_signal_during_an_event_waits_for_its_answer(self):
+        process, conn, peer = self.started()
+        conn.sendall(event_frame(headers={"Task-Name": "taska", "X-Kind": "self-terminate"}))
+        meta, body, logs = peer.response()
+        self.assertEqual((meta["status_code"], body), (200, b"still answered"))
+        self.assertEqual(stdout_lines(logs), [])
+        logs = peer.until_log("b terminated")
+        self.assertEqual(stdout_lines(logs), [("taska", "a terminated"), ("taskb", "b terminated")])
+        conn.sendall(frame(b"Q", b""))
+        self.assertEqual(process.wait(DEADLINE), 0)
+
+    def test_a_failing_callback_ends_the_worker_with_status_1(self):
+        process, conn, peer = self.started({"solo": FAILING})
+        conn.sendall(frame(b"Q", b""))
+        logs = [json.loads(payload) for kind, payload in peer.rest()]
+        self.assertEqual(process.wait(DEADLINE), 1)
+        failures = [log for log in logs if log["message"] == "Exception raised in termination callback"]
+        self.assertEqual(len(failures), 1)
+        self.assertEqual(failures[0]["with"]["exc"], "cannot flush")

@@ -110,7 +110,9 @@ impl Progress {
 
     fn bar(&self, change: &Change) -> Option<ProgressBar> {
         let (multi, bars) = self.bars.as_ref()?;
-        let mut bars = bars.lock().unwrap_or_else(|e| e.into_inner());
+        let mut bars = bars
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         Some(
             bars.entry(change.function.clone())
                 .or_insert_with(|| {
@@ -147,7 +149,7 @@ impl ApplyObserver for Progress {
         if let Some((_, bars)) = &self.bars {
             let bar = bars
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .remove(&result.change.function);
             if let Some(bar) = bar {
                 bar.finish_and_clear();

@@ -245,7 +245,10 @@ async fn failed_new_home_keeps_the_old_one_and_rerun_converges() {
     assert_eq!(report.outcome("shop-taskd"), Some(&Outcome::Applied));
     // Every task is still served by some function.
     let live = platform.list(P).await.unwrap();
-    let served: Vec<String> = live.iter().flat_map(|f| f.tasks()).collect();
+    let served: Vec<String> = live
+        .iter()
+        .flat_map(crate::platform::LiveFunction::tasks)
+        .collect();
     assert_eq!(served, vec!["taska", "taskb", "taskc"]);
     assert_eq!(
         platform.function("shop-taskc").unwrap().digest(),

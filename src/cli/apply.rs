@@ -1,5 +1,6 @@
 //! `fusionizer apply`: plan (or read a saved plan and check it is still fresh), confirm, lock,
-//! execute, report.
+//! execute, report. `fusionizer destroy` (`super::destroy`) shares the lock, the confirmation and
+//! the execution ([`lock`], [`carry_out`]).
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -9,13 +10,31 @@ use super::Context;
 use crate::apply::progress::Progress;
 use crate::apply::{execute, ApplyOptions, ApplyReport, NoHooks, Outcome};
 use crate::error::{Error, ExitCode, Result};
-use crate::lock;
+use crate::lock::{self, ApplyLock};
 use crate::plan::render::{self, NO_CHANGES};
 use crate::plan::saved::SavedPlan;
-use crate::plan::{self, Plan};
+use crate::plan::Plan;
 use crate::schedule::Selection;
 use crate::ui;
-use crate::workspace::{observe, prepare, runtime, Prepared};
+use crate::workspace::{compute_plan, observe, prepare, prepare_destroy, runtime, Prepared};
+
+/// Which command carries out a plan: the words of its prompt, refusal and outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verb {
+    /// `apply`, or `apply FILE` of an ordinary plan.
+    Apply,
+    /// `destroy`, or `apply FILE` of a plan saved with `plan --destroy`.
+    Destroy,
+}
+
+impl Verb {
+    fn word(self) -> &'static str {
+        match self {
+            Verb::Apply => "apply",
+            Verb::Destroy => "destroy",
+        }
+    }
+}
 
 /// Resolved `fusionizer apply` arguments.
 #[derive(Debug, Clone)]
@@ -42,26 +61,17 @@ pub(super) fn command(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
         }
         None => None,
     };
-    let selection = saved
-        .as_ref()
-        .map_or(args.selection, |s| s.selection.into());
-    let prepared = prepare(ctx.workspace()?, selection)?;
-    let lock_file = lock::lock_path(
-        &prepared.workspace.config.state_dir(),
-        &prepared.platform.identity(),
-    );
+    let prepared = match &saved {
+        // A saved destroy plan is checked against an empty desired set: nothing to fuse.
+        Some(saved) if saved.destroy => prepare_destroy(ctx.workspace()?)?,
+        Some(saved) => prepare(ctx.workspace()?, saved.selection.into())?,
+        None => prepare(ctx.workspace()?, args.selection)?,
+    };
     let command_line = match &args.plan_file {
         Some(p) => format!("fusionizer apply {}", p.display()),
         None => "fusionizer apply".to_string(),
     };
-    if !args.lock_timeout.is_zero() {
-        tracing::debug!(
-            "waiting up to {:?} for `{}`",
-            args.lock_timeout,
-            lock_file.display()
-        );
-    }
-    let _lock = lock::acquire(&lock_file, &command_line, args.lock_timeout)?;
+    let _lock = lock(&prepared, &command_line, args.lock_timeout)?;
 
     let observed = rt.block_on(observe(
         prepared.platform.as_ref(),
@@ -69,12 +79,7 @@ pub(super) fn command(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
         &prepared.artifacts,
     ))?;
     // Also refuses to touch same-named functions this project does not own.
-    let fresh = plan::compute(
-        prepared.project(),
-        &prepared.artifacts,
-        &observed.owned,
-        &observed.unowned,
-    )?;
+    let fresh = compute_plan(&prepared, &observed)?;
 
     let plan = match (saved, &args.plan_file) {
         (Some(saved), Some(written)) => {
@@ -89,28 +94,69 @@ pub(super) fn command(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
         }
         _ => fresh,
     };
+    let verb = if prepared.destroy {
+        Verb::Destroy
+    } else {
+        Verb::Apply
+    };
+    let ask = plan_file.is_none() && !args.auto_approve;
+    carry_out(ctx, &rt, &prepared, &plan, ask, args.parallelism, verb)
+}
+
+/// Takes the apply lock of `prepared`'s platform for `command_line`, waiting up to `timeout`
+/// (exit 75 naming the holder when it is not free).
+pub(super) fn lock(
+    prepared: &Prepared,
+    command_line: &str,
+    timeout: Duration,
+) -> Result<ApplyLock> {
+    let lock_file = lock::lock_path(
+        &prepared.workspace.config.state_dir(),
+        &prepared.platform.identity(),
+    );
+    if !timeout.is_zero() {
+        tracing::debug!("waiting up to {timeout:?} for `{}`", lock_file.display());
+    }
+    Ok(lock::acquire(&lock_file, command_line, timeout)?)
+}
+
+/// Shows `plan` (or the no-changes line, exit 0), asks for `yes` when `ask`, executes it with
+/// `parallelism`, and reports like apply: exit 0 when every change went through, else 1.
+pub(super) fn carry_out(
+    ctx: &Context,
+    rt: &tokio::runtime::Runtime,
+    prepared: &Prepared,
+    plan: &Plan,
+    ask: bool,
+    parallelism: usize,
+    verb: Verb,
+) -> Result<ExitCode> {
     if !plan.has_changes() {
         ui::outln(NO_CHANGES);
         return Ok(ExitCode::Success);
     }
-    ui::out(&render::text(&plan, ctx.ui.color));
-    if plan_file.is_none() && !args.auto_approve {
-        confirm(ctx)?;
+    ui::out(&render::text(plan, ctx.ui.color));
+    if ask {
+        confirm(ctx, verb)?;
     }
-    let report = run(ctx, &rt, &prepared, &plan, args.parallelism);
+    let report = run(ctx, rt, prepared, plan, parallelism);
     rt.block_on(prepared.platform.shutdown());
-    finish(ctx, &report)
+    finish(ctx, &report, verb)
 }
 
-fn confirm(ctx: &Context) -> Result<()> {
+fn confirm(ctx: &Context, verb: Verb) -> Result<()> {
     if !ctx.ui.interactive {
-        return Err(Error::failure(
-            "refusing to apply without confirmation: there is no terminal to ask on",
-        )
-        .with_hint(
-            "pass `--auto-approve`, or save a plan with `fusionizer plan --out FILE` and apply \
-             it with `fusionizer apply FILE`",
-        ));
+        let (flag, command) = match verb {
+            Verb::Apply => ("", "apply"),
+            Verb::Destroy => (" --destroy", "destroy"),
+        };
+        return Err(Error::failure(format!(
+            "refusing to {command} without confirmation: there is no terminal to ask on"
+        ))
+        .with_hint(format!(
+            "pass `--auto-approve`, or save a plan with `fusionizer plan{flag} --out FILE` and \
+             apply it with `fusionizer apply FILE`"
+        )));
     }
     {
         let mut err = std::io::stderr().lock();
@@ -128,7 +174,7 @@ fn confirm(ctx: &Context) -> Result<()> {
     if answer.trim() == "yes" {
         Ok(())
     } else {
-        Err(Error::failure("apply cancelled"))
+        Err(Error::failure(format!("{} cancelled", verb.word())))
     }
 }
 
@@ -154,17 +200,22 @@ fn run(
     ))
 }
 
-/// Exit 0 with `Apply complete: …` when everything applied; otherwise exit 1 naming every
-/// failed and skipped change.
-fn finish(ctx: &Context, report: &ApplyReport) -> Result<ExitCode> {
+/// Exit 0 with `Apply complete: …` (`Destroy complete: N destroyed.`) when everything applied;
+/// otherwise exit 1 naming every failed and skipped change.
+fn finish(ctx: &Context, report: &ApplyReport, verb: Verb) -> Result<ExitCode> {
     if report.is_success() {
         ctx.ui.status("");
-        ui::outln(&format!("Apply complete: {}.", report.summary()));
+        ui::outln(&match verb {
+            Verb::Apply => format!("Apply complete: {}.", report.summary()),
+            Verb::Destroy => format!("Destroy complete: {} destroyed.", report.applied()),
+        });
         return Ok(ExitCode::Success);
     }
-    let mut err = Error::failure(format!("apply incomplete: {}", report.summary())).with_hint(
-        "fix the cause and run `fusionizer apply` again; it picks up from the live state",
-    );
+    let mut err = Error::failure(format!("{} incomplete: {}", verb.word(), report.summary()))
+        .with_hint(format!(
+            "fix the cause and run `fusionizer {}` again; it picks up from the live state",
+            verb.word()
+        ));
     for r in &report.results {
         match &r.outcome {
             Outcome::Applied => {}

@@ -31,7 +31,7 @@ pub struct GlobalArgs {
     /// Use this fusion.toml instead of searching upwards from the working directory
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// When to colour output (NO_COLOR is respected with `auto`)
+    /// When to colour output (`NO_COLOR` is respected with `auto`)
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
     /// Print less: only errors
@@ -81,6 +81,9 @@ pub enum Command {
         /// Save the plan to FILE for `fusionizer apply FILE`
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Plan the deletion of every function this project owns (what `destroy` would do)
+        #[arg(long, conflicts_with_all = ["at", "phase"])]
+        destroy: bool,
     },
     /// Fuse and deploy the chosen grouping (or apply a saved plan)
     Apply {
@@ -93,6 +96,18 @@ pub enum Command {
         #[arg(long)]
         auto_approve: bool,
         /// How many functions to deploy at once
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+        parallelism: u32,
+        /// How long to wait for another apply's lock (e.g. 30s; default: fail at once)
+        #[arg(long, value_name = "DURATION", default_value = "0s")]
+        lock_timeout: String,
+    },
+    /// Delete every function this project owns on the platform
+    Destroy {
+        /// Do not ask for confirmation
+        #[arg(long)]
+        auto_approve: bool,
+        /// How many functions to delete at once
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
         parallelism: u32,
         /// How long to wait for another apply's lock (e.g. 30s; default: fail at once)

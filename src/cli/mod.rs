@@ -6,6 +6,7 @@ mod apply;
 pub mod args;
 mod build;
 mod completions;
+mod destroy;
 mod init;
 mod invoke;
 mod plan;
@@ -85,6 +86,12 @@ pub fn selection(args: &SelectionArgs) -> Result<Selection> {
     }
 }
 
+/// Parses `--lock-timeout` (usage error, exit 64, on a bad duration).
+fn lock_timeout(text: &str) -> Result<std::time::Duration> {
+    config::parse_duration(text)
+        .map_err(|e| Error::usage(format!("invalid value `{text}` for `--lock-timeout`: {e}")))
+}
+
 /// Parses `args` and runs the command; returns the process exit code.
 pub fn main_with_args<I, T>(args: I) -> std::process::ExitCode
 where
@@ -156,30 +163,45 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             output,
             detailed_exitcode,
             out,
-        } => plan::command(&ctx, selection(&sel)?, output, detailed_exitcode, out),
+            destroy,
+        } => plan::command(
+            &ctx,
+            plan::PlanArgs {
+                selection: selection(&sel)?,
+                output,
+                detailed_exitcode,
+                out,
+                destroy,
+            },
+        ),
         Command::Apply {
             plan_file,
             selection: sel,
             auto_approve,
             parallelism,
-            lock_timeout,
-        } => {
-            let lock_timeout = config::parse_duration(&lock_timeout).map_err(|e| {
-                Error::usage(format!(
-                    "invalid value `{lock_timeout}` for `--lock-timeout`: {e}"
-                ))
-            })?;
-            apply::command(
-                &ctx,
-                apply::ApplyArgs {
-                    plan_file,
-                    selection: selection(&sel)?,
-                    auto_approve,
-                    parallelism: parallelism as usize,
-                    lock_timeout,
-                },
-            )
-        }
+            lock_timeout: timeout,
+        } => apply::command(
+            &ctx,
+            apply::ApplyArgs {
+                plan_file,
+                selection: selection(&sel)?,
+                auto_approve,
+                parallelism: parallelism as usize,
+                lock_timeout: lock_timeout(&timeout)?,
+            },
+        ),
+        Command::Destroy {
+            auto_approve,
+            parallelism,
+            lock_timeout: timeout,
+        } => destroy::command(
+            &ctx,
+            destroy::DestroyArgs {
+                auto_approve,
+                parallelism: parallelism as usize,
+                lock_timeout: lock_timeout(&timeout)?,
+            },
+        ),
         Command::Status {
             selection: sel,
             output,

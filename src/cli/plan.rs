@@ -1,5 +1,5 @@
-//! `fusionizer plan`: what apply would change, rendered for people, programs or pull requests;
-//! optionally saved for `fusionizer apply FILE`.
+//! `fusionizer plan`: what apply would change (or, with `--destroy`, what destroy would delete),
+//! rendered for people, programs or pull requests; optionally saved for `fusionizer apply FILE`.
 
 use std::path::PathBuf;
 
@@ -9,7 +9,18 @@ use crate::plan::saved::SavedPlan;
 use crate::plan::{render, Plan};
 use crate::schedule::Selection;
 use crate::ui::{self, OutputFormat};
-use crate::workspace::{make_plan, runtime};
+use crate::workspace::{make_destroy_plan, make_plan, runtime};
+
+/// Resolved `fusionizer plan` arguments.
+#[derive(Debug, Clone)]
+pub(super) struct PlanArgs {
+    pub(super) selection: Selection,
+    pub(super) output: OutputFormat,
+    pub(super) detailed_exitcode: bool,
+    pub(super) out: Option<PathBuf>,
+    /// Plan against an empty desired set: delete every owned function.
+    pub(super) destroy: bool,
+}
 
 /// Renders `plan` in `output` format.
 pub(super) fn render(plan: &Plan, output: OutputFormat, color: bool) -> String {
@@ -21,25 +32,34 @@ pub(super) fn render(plan: &Plan, output: OutputFormat, color: bool) -> String {
 }
 
 /// `fusionizer plan`.
-pub(super) fn command(
-    ctx: &Context,
-    selection: Selection,
-    output: OutputFormat,
-    detailed_exitcode: bool,
-    out: Option<PathBuf>,
-) -> Result<ExitCode> {
+pub(super) fn command(ctx: &Context, args: PlanArgs) -> Result<ExitCode> {
+    let PlanArgs {
+        selection,
+        output,
+        detailed_exitcode,
+        out,
+        destroy,
+    } = args;
     let rt = runtime()?;
-    let (prepared, observed, plan) = make_plan(ctx.workspace()?, &rt, selection)?;
+    let (prepared, observed, plan) = if destroy {
+        make_destroy_plan(ctx.workspace()?, &rt)?
+    } else {
+        make_plan(ctx.workspace()?, &rt, selection)?
+    };
     ui::out(&render(&plan, output, ctx.ui.color));
     if let Some(written) = out {
-        SavedPlan::new(
-            plan.clone(),
-            selection,
-            prepared.platform.identity(),
-            &prepared.artifacts,
-            &observed.owned,
-        )
-        .write(&ctx.resolve(&written))?;
+        let saved = if destroy {
+            SavedPlan::destroying(plan.clone(), prepared.platform.identity(), &observed.owned)
+        } else {
+            SavedPlan::new(
+                plan.clone(),
+                selection,
+                prepared.platform.identity(),
+                &prepared.artifacts,
+                &observed.owned,
+            )
+        };
+        saved.write(&ctx.resolve(&written))?;
         ctx.ui.status(&format!(
             "Saved the plan to `{}`; apply exactly this plan with `fusionizer apply {}`",
             written.display(),

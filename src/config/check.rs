@@ -74,7 +74,7 @@ pub(crate) fn parse(file: &Path, text: &str) -> Parsed {
     let tasks = checker.tasks(&root, &root_dir, &mut task_spans);
     let phases = checker.phases(&root, &tasks);
     let serve = checker.serve(&root);
-    let nuctl = checker.nuctl(&root);
+    let nuctl = checker.nuctl(&root, &root_dir);
     Parsed {
         config: Some(Config {
             file: file.to_path_buf(),
@@ -324,7 +324,7 @@ impl Checker<'_> {
         let Some(table) = self.table(root, "tasks") else {
             return tasks;
         };
-        for (key, value) in table.iter() {
+        for (key, value) in table {
             let name = key.get_ref().as_ref();
             if !is_dns_label(name, MAX_TASK_NAME) {
                 self.error(

@@ -7,11 +7,15 @@ use crate::error::{Error, ExitCode};
 /// One problem found in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// The file the problem is in.
     pub file: PathBuf,
     /// 1-based line and column, where known.
     pub line: Option<usize>,
+    /// 1-based column, where known (set together with `line`).
     pub column: Option<usize>,
+    /// What is wrong.
     pub message: String,
+    /// How to fix it, when there is a suggestion.
     pub hint: Option<String>,
 }
 
@@ -34,6 +38,7 @@ impl Diagnostic {
         self
     }
 
+    /// Sets the hint (how to fix the problem).
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self

@@ -5,6 +5,8 @@
 //! [`Workspace`] also loads and checks every declared task's `function.yaml`
 //! ([`crate::config::taskspec`]).
 
+#![warn(missing_docs)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,15 +28,19 @@ pub const FILE_NAME: &str = "fusion.toml";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PlatformKind {
+    /// `platform = "local"` (the default): functions run as local processes.
     #[default]
     Local,
+    /// `platform = "nuctl"`: functions are deployed to Nuclio with `nuctl` (see `[nuctl]`).
     Nuctl,
 }
 
 /// `[project]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjectConfig {
+    /// `name`: the project name, a DNS label of at most [`crate::contract::MAX_PROJECT_NAME`] chars.
     pub name: String,
+    /// `platform`: where the project deploys to, default [`PlatformKind::Local`].
     pub platform: PlatformKind,
 }
 
@@ -42,7 +48,12 @@ pub struct ProjectConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskSource {
     /// A directory; `dir` is resolved against the directory holding fusion.toml.
-    Path { written: String, dir: PathBuf },
+    Path {
+        /// The path exactly as written in fusion.toml (never empty).
+        written: String,
+        /// `written` joined onto the directory holding fusion.toml.
+        dir: PathBuf,
+    },
     /// `{ upload = true }`: the code arrives later over `PUT /<task>`.
     Upload,
 }
@@ -50,7 +61,10 @@ pub enum TaskSource {
 /// One entry of `[tasks]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskDecl {
+    /// The task name (the key under `[tasks]`), a DNS label of at most
+    /// [`crate::contract::MAX_TASK_NAME`] chars.
     pub name: String,
+    /// Where the task's code comes from.
     pub source: TaskSource,
 }
 
@@ -119,15 +133,27 @@ pub struct NuctlConfig {
     pub binary: String,
     /// `platform`: nuctl `--platform` (`auto`, `local`, `kube`).
     pub platform: Option<String>,
+    /// `namespace`: nuctl `--namespace`; unset means nuctl's default.
     pub namespace: Option<String>,
+    /// `kubeconfig`: nuctl `--kubeconfig`; `~` expanded, relative to fusion.toml's directory.
     pub kubeconfig: Option<PathBuf>,
+    /// `registry`: `nuctl deploy --registry`, where built images are pushed.
     pub registry: Option<String>,
+    /// `run-registry`: `nuctl deploy --run-registry`, where the cluster pulls images from.
     pub run_registry: Option<String>,
     /// `project`: the Nuclio project (`--project-name`).
     pub project: Option<String>,
+    /// `readiness-timeout`: `nuctl deploy --readiness-timeout`, rounded up to whole seconds;
+    /// unset means nuctl's default.
     pub readiness_timeout: Option<Duration>,
     /// `invocation-url = "external" | "internal"`.
     pub invocation_url: UrlPreference,
+    /// `http-trigger-service-type`: `nuctl deploy --http-trigger-service-type` (`NodePort` or
+    /// `ClusterIP`); unset means Nuclio's default (`ClusterIP` on Kubernetes).
+    pub http_trigger_service_type: Option<String>,
+    /// `proxy-url`: how functions reach `fusionizer serve` from inside the cluster; baked into
+    /// each function's env as `FUSIONIZER_PROXY_URL`.
+    pub proxy_url: Option<String>,
 }
 
 impl Default for NuctlConfig {
@@ -142,6 +168,8 @@ impl Default for NuctlConfig {
             project: None,
             readiness_timeout: None,
             invocation_url: UrlPreference::External,
+            http_trigger_service_type: None,
+            proxy_url: None,
         }
     }
 }
@@ -153,10 +181,15 @@ pub struct Config {
     pub file: PathBuf,
     /// The directory holding it; task paths and `.fusionizer/` are relative to it.
     pub root: PathBuf,
+    /// `[project]`.
     pub project: ProjectConfig,
+    /// `[tasks]`: task name → declaration.
     pub tasks: BTreeMap<String, TaskDecl>,
+    /// `[[phase]]` entries, in file order.
     pub phases: Vec<Phase>,
+    /// `[serve]`, with defaults filled in.
     pub serve: ServeConfig,
+    /// `[nuctl]`, with defaults filled in.
     pub nuctl: NuctlConfig,
 }
 
@@ -170,6 +203,7 @@ impl Config {
 /// A config plus the loaded spec of every task whose code is a path.
 #[derive(Debug, Clone)]
 pub struct Workspace {
+    /// The parsed and validated fusion.toml.
     pub config: Config,
     /// Task name → spec, for `TaskSource::Path` tasks (upload tasks are added by `serve`).
     pub specs: BTreeMap<String, TaskSpec>,
@@ -218,7 +252,7 @@ pub fn load(file: &Path) -> Result<Workspace, Diagnostics> {
                     "point the task at the directory holding its `function.yaml`",
                 ));
             } else {
-                match TaskSpec::read(name, dir) {
+                match TaskSpec::read(name, dir, config.project.platform) {
                     Ok(spec) => {
                         specs.insert(name.clone(), spec);
                     }

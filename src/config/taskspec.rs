@@ -5,12 +5,21 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{absolute, Diagnostic};
-use crate::contract::{dns_label_hint, is_dns_label, FUNCTION_FILE, MAX_TASK_NAME};
+use super::{absolute, display_path, Diagnostic, PlatformKind};
+use crate::contract::{dns_label_hint, is_dns_label, ENV_PYTHON, FUNCTION_FILE, MAX_TASK_NAME};
+
+/// The Python runtimes Nuclio 1.14.1 builds. `pkg/processor/build/builder.go`
+/// (`initializeSupportedRuntimes`) registers `python`, `python:3.9`, `python:3.10` and
+/// `python:3.11`; bare `python` is an alias that `pkg/platform/abstract/platform.go`
+/// (`EnrichFunctionConfig`: "`python` is just an alias") and the builder's
+/// `validateAndEnrichConfiguration` both rewrite to `python:3.9`. Any other name fails the build
+/// with "Unsupported runtime name: <runtime>" (`getRuntimeFileExtensionByName`, builder.go).
+pub const NUCLIO_PYTHON_RUNTIMES: &[&str] = &["python", "python:3.9", "python:3.10", "python:3.11"];
 
 /// One task, ready to fuse.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskSpec {
+    /// The task name (its key under `[tasks]`, or the name it was uploaded as).
     pub name: String,
     /// The task directory (absolute).
     pub dir: PathBuf,
@@ -20,13 +29,26 @@ pub struct TaskSpec {
     pub runtime: String,
     /// `spec.handler` split at `:` — module (dotted, relative to the task dir) and function.
     pub handler_module: String,
+    /// The function part of `spec.handler` (after the `:`).
     pub handler_function: String,
 }
 
 impl TaskSpec {
     /// Loads `<dir>/function.yaml` and checks it: Python runtime, `module:function` handler whose
-    /// module file exists, valid task name. Every problem is returned, each naming the file.
+    /// module file exists, valid task name, no field that would replace the fused code. Every
+    /// problem is returned, each naming the file. Runtimes are checked as for the local platform
+    /// ([`TaskSpec::load_on`]).
     pub fn load(name: &str, dir: &Path) -> Result<TaskSpec, Vec<Diagnostic>> {
+        Self::load_on(name, dir, PlatformKind::Local)
+    }
+
+    /// [`TaskSpec::load`] for a project deploying to `platform`: on `nuctl` a runtime Nuclio 1.14
+    /// does not build is refused; on `local` it is a warning ([`NUCLIO_PYTHON_RUNTIMES`]).
+    pub fn load_on(
+        name: &str,
+        dir: &Path,
+        platform: PlatformKind,
+    ) -> Result<TaskSpec, Vec<Diagnostic>> {
         let mut problems = Vec::new();
         if !is_dns_label(name, MAX_TASK_NAME) {
             problems.push(
@@ -37,7 +59,7 @@ impl TaskSpec {
                 .with_hint(dns_label_hint("task name", MAX_TASK_NAME)),
             );
         }
-        match Self::read(name, dir) {
+        match Self::read(name, dir, platform) {
             Ok(spec) if problems.is_empty() => Ok(spec),
             Ok(_) => Err(problems),
             Err(more) => {
@@ -47,9 +69,13 @@ impl TaskSpec {
         }
     }
 
-    /// [`TaskSpec::load`] without the name check, for callers that report the name themselves
+    /// [`TaskSpec::load_on`] without the name check, for callers that report the name themselves
     /// (fusion.toml validation does, at the name's location).
-    pub(crate) fn read(name: &str, dir: &Path) -> Result<TaskSpec, Vec<Diagnostic>> {
+    pub(crate) fn read(
+        name: &str,
+        dir: &Path,
+        platform: PlatformKind,
+    ) -> Result<TaskSpec, Vec<Diagnostic>> {
         let dir = absolute(dir);
         let file = dir.join(FUNCTION_FILE);
         let problem = |message: String| Diagnostic::new(&file, message);
@@ -78,7 +104,7 @@ impl TaskSpec {
             )]);
         };
 
-        let mut problems = Vec::new();
+        let mut problems = code_source_fields(&file, &text, spec);
         let runtime = match spec.get("runtime") {
             None => {
                 problems.push(
@@ -88,17 +114,34 @@ impl TaskSpec {
                 );
                 None
             }
-            Some(serde_norway::Value::String(runtime)) if is_python_runtime(runtime) => {
-                Some(runtime.clone())
-            }
-            Some(serde_norway::Value::String(runtime)) => {
-                problems.push(
-                    problem(format!("unsupported runtime `{runtime}`")).with_hint(
-                        "fusionizer fuses Python tasks: use `python` or `python:3.x`, e.g. `python:3.11`",
-                    ),
-                );
-                None
-            }
+            Some(serde_norway::Value::String(runtime)) => match runtime_check(runtime, platform) {
+                RuntimeCheck::Supported => Some(runtime.clone()),
+                RuntimeCheck::Warn(note) => {
+                    tracing::warn!("{}: {note}", display_path(&file));
+                    Some(runtime.clone())
+                }
+                RuntimeCheck::RefusedOnNuctl => {
+                    problems.push(
+                        located(
+                            problem(format!(
+                                "unsupported runtime `{runtime}` on the nuctl platform"
+                            )),
+                            &text,
+                            &["spec", "runtime"],
+                        )
+                        .with_hint(NUCTL_RUNTIMES_HINT),
+                    );
+                    None
+                }
+                RuntimeCheck::NotPython => {
+                    problems.push(
+                        problem(format!("unsupported runtime `{runtime}`")).with_hint(
+                            "fusionizer fuses Python tasks: use `python` or `python:3.x`, e.g. `python:3.11`",
+                        ),
+                    );
+                    None
+                }
+            },
             Some(other) => {
                 problems.push(problem(format!(
                     "`spec.runtime` must be a string, found {}",
@@ -130,15 +173,37 @@ impl TaskSpec {
                         let relative = module.replace('.', "/");
                         let module_file = dir.join(format!("{relative}.py"));
                         let package = dir.join(&relative).join("__init__.py");
-                        if module_file.is_file() || package.is_file() {
-                            Some((module.to_string(), function.to_string()))
-                        } else {
-                            problems.push(
-                                problem(format!("handler module `{module}` not found")).with_hint(
-                                    format!("expected `{relative}.py` in the task directory"),
-                                ),
-                            );
-                            None
+                        let found = [module_file, package].into_iter().find(|f| f.is_file());
+                        // The fused entry imports each handler from the task's own directory
+                        // (`fusionizer_tasks/<task>/`); a module found anywhere else (installed by
+                        // `build.commands`, the standard library, a link out of the directory)
+                        // would not be the task's code.
+                        let outside = |why: String| {
+                            located(
+                                problem(format!(
+                                    "`spec.handler` points outside the task: module `{module}` {why}; \
+                                     fusionizer supplies each function's code from its tasks' directories"
+                                )),
+                                &text,
+                                &["spec", "handler"],
+                            )
+                            .with_hint(format!(
+                                "put the handler in `{relative}.py` (or `{relative}/__init__.py`) \
+                                 inside the task directory"
+                            ))
+                        };
+                        match found {
+                            None => {
+                                problems.push(outside("is not in the task directory".to_string()));
+                                None
+                            }
+                            Some(found) if !inside(&dir, &found) => {
+                                problems.push(outside(
+                                    "resolves to a file outside the task directory".to_string(),
+                                ));
+                                None
+                            }
+                            Some(_) => Some((module.to_string(), function.to_string())),
                         }
                     }
                 }
@@ -165,6 +230,236 @@ impl TaskSpec {
             }
             _ => Err(problems),
         }
+    }
+}
+
+/// The hint of a runtime refused on the nuctl platform: the values Nuclio 1.14 accepts.
+const NUCTL_RUNTIMES_HINT: &str =
+    "Nuclio 1.14 builds `python:3.9`, `python:3.10` and `python:3.11`, \
+     and `python` is an alias for `python:3.9`: use one of those";
+
+/// What [`runtime_check`] says of a `spec.runtime`.
+#[derive(Debug, PartialEq)]
+enum RuntimeCheck {
+    /// One of [`NUCLIO_PYTHON_RUNTIMES`].
+    Supported,
+    /// `python:3.<minor>` that Nuclio does not build, on the local platform: accepted, with this
+    /// note naming the interpreter that really runs it.
+    Warn(String),
+    /// Anything Nuclio 1.14 does not build, on the nuctl platform.
+    RefusedOnNuctl,
+    /// Not Python at all, on the local platform.
+    NotPython,
+}
+
+/// Checks a runtime against what Nuclio 1.14 builds ([`NUCLIO_PYTHON_RUNTIMES`]): on the nuctl
+/// platform the deploy would fail with "Unsupported runtime name" (`pkg/processor/build/builder.go`),
+/// so it is refused here; the local platform runs every Python task with one local interpreter
+/// (`$FUSIONIZER_PYTHON`, default `python3`, as `src/platform/local/venv.rs` picks it), so a
+/// `python:3.<minor>` Nuclio would not build only gets a warning.
+fn runtime_check(runtime: &str, platform: PlatformKind) -> RuntimeCheck {
+    if NUCLIO_PYTHON_RUNTIMES.contains(&runtime) {
+        return RuntimeCheck::Supported;
+    }
+    match platform {
+        PlatformKind::Nuctl => RuntimeCheck::RefusedOnNuctl,
+        PlatformKind::Local if is_python_runtime(runtime) => {
+            let python = std::env::var(ENV_PYTHON)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "python3".to_string());
+            RuntimeCheck::Warn(format!(
+                "runtime `{runtime}` is not one Nuclio 1.14 builds (`python:3.9`, `python:3.10`, \
+                 `python:3.11`); the local platform runs the task with the local Python, \
+                 `{python}` (set `{ENV_PYTHON}` to choose another)"
+            ))
+        }
+        PlatformKind::Local => RuntimeCheck::NotPython,
+    }
+}
+
+/// Whether `file` (which exists) lies inside `dir` once links are resolved.
+fn inside(dir: &Path, file: &Path) -> bool {
+    match (dir.canonicalize(), file.canonicalize()) {
+        (Ok(dir), Ok(file)) => file.starts_with(dir),
+        _ => true,
+    }
+}
+
+/// The fields of a task's `spec` that tell Nuclio where the function's code or image comes from.
+/// Fusion supplies the code (the fused artifact, deployed with its own `spec.build.path`), so
+/// each of these would replace it or clash with it, and is refused with a diagnostic at the key
+/// when a scan of `text` finds it. Empty values (`""`, `{}`, null) are what Nuclio treats as
+/// unset, and pass.
+///
+/// What each does in Nuclio 1.14.1:
+/// - `spec.image`: with nothing to build, the function runs that image and is never built
+///   (`functionBuildRequired`, `pkg/platform/abstract/platform.go`);
+/// - `spec.build.path`, `spec.build.functionSourceCode`: the code the builder builds
+///   (`resolveFunctionPath`, `pkg/processor/build/builder.go`; inline source wins over the path);
+/// - `spec.build.codeEntryType`, `spec.build.codeEntryAttributes`: where the builder fetches the
+///   code from (`github`, `archive`, `s3`, `image`, with their URL, branch, `workDir`…;
+///   `resolveFunctionPath` and `resolveFunctionPathFromURL`, builder.go);
+/// - `spec.build.image`: the name of the built image (`getImage`, builder.go), which every
+///   function the task is fused into would build and push over the others;
+/// - `spec.build.mode: neverBuild`: skip the build and run an existing image
+///   (`functionBuildRequired`, platform.go).
+///
+/// `spec.build.baseImage` is harmless (the image the fused code is built on); the merge requires
+/// it to agree within a group (`src/fuse/rules.rs`, `build`).
+fn code_source_fields(file: &Path, text: &str, spec: &serde_norway::Value) -> Vec<Diagnostic> {
+    const REMOVE: &str = "remove it: fusionizer deploys each function from its tasks' directories \
+         (to choose the image the code is built on, set `spec.build.baseImage`)";
+    let set = |value: Option<&serde_norway::Value>| -> Option<String> {
+        match value? {
+            serde_norway::Value::Null => None,
+            serde_norway::Value::String(s) if s.is_empty() => None,
+            serde_norway::Value::Mapping(m) if m.is_empty() => None,
+            serde_norway::Value::String(s) => Some(s.clone()),
+            other => Some(serde_json::to_string(other).unwrap_or_default()),
+        }
+    };
+    let build = spec.get("build").filter(|b| b.is_mapping());
+    let in_build = |key: &str| set(build.and_then(|b| b.get(key)));
+    let mut found: Vec<(&[&str], String, &str)> = Vec::new();
+    if set(spec.get("image")).is_some() {
+        found.push((
+            &["spec", "image"],
+            "Nuclio would run that prebuilt image and never build the fused code".to_string(),
+            REMOVE,
+        ));
+    }
+    if in_build("path").is_some() {
+        found.push((
+            &["spec", "build", "path"],
+            "Nuclio would build the code at that path instead of the fused code".to_string(),
+            "remove it: the task's code is its directory, and fusionizer gives Nuclio the fused \
+             artifact's path itself",
+        ));
+    }
+    if in_build("functionSourceCode").is_some() {
+        found.push((
+            &["spec", "build", "functionSourceCode"],
+            "Nuclio would build that inline source instead of the fused code".to_string(),
+            "remove it and keep the handler's code as files in the task directory",
+        ));
+    }
+    if let Some(kind) = in_build("codeEntryType") {
+        found.push((
+            &["spec", "build", "codeEntryType"],
+            format!("Nuclio would take the code from `{kind}` instead of the fused code"),
+            "remove it (and `codeEntryAttributes`): fusionizer gives Nuclio the fused code itself",
+        ));
+    }
+    if in_build("codeEntryAttributes").is_some() {
+        found.push((
+            &["spec", "build", "codeEntryAttributes"],
+            "it tells Nuclio where to fetch the code from".to_string(),
+            "remove it (and `codeEntryType`): fusionizer gives Nuclio the fused code itself",
+        ));
+    }
+    if in_build("image").is_some() {
+        found.push((
+            &["spec", "build", "image"],
+            "it names the image Nuclio builds, and every function this task is fused into would \
+             build and push that one image over the others"
+                .to_string(),
+            "remove it: Nuclio names each function's image after the function \
+             (to choose the image the code is built on, set `spec.build.baseImage`)",
+        ));
+    }
+    if in_build("mode").as_deref() == Some("neverBuild") {
+        found.push((
+            &["spec", "build", "mode"],
+            "`neverBuild` makes Nuclio skip the build and run an existing image, never the fused \
+             code"
+                .to_string(),
+            "remove `mode`, or set it to `alwaysBuild`",
+        ));
+    }
+    found
+        .into_iter()
+        .map(|(path, why, hint)| {
+            located(
+                Diagnostic::new(
+                    file,
+                    format!(
+                        "`{}` is not allowed: fusionizer supplies the code, and {why}",
+                        path.join(".")
+                    ),
+                ),
+                text,
+                path,
+            )
+            .with_hint(hint)
+        })
+        .collect()
+}
+
+/// `diagnostic` at the key `path` of `text`, when [`key_location`] finds it; else unchanged
+/// (about the file as a whole).
+fn located(diagnostic: Diagnostic, text: &str, path: &[&str]) -> Diagnostic {
+    match key_location(text, path) {
+        Some((line, column)) => diagnostic.at(line, column),
+        None => diagnostic,
+    }
+}
+
+/// The 1-based line and column of the key at `path` (e.g. `["spec", "build", "image"]`) in
+/// block-style YAML, by a plain scan of the text: each key of the path must start a line directly
+/// inside its parent's block (one indentation level deeper). Anything else (flow mappings, keys
+/// written twice, anchors, several documents) gives `None`, and the caller reports about the
+/// file as a whole; `serde_norway` keeps no positions on a `Value`.
+fn key_location(text: &str, path: &[&str]) -> Option<(usize, usize)> {
+    let mut depth = 0;
+    // The indentation of the key whose block is searched; `None` for the document itself.
+    let mut parent: Option<usize> = None;
+    // The indentation of that block's keys, set by its first line.
+    let mut child: Option<usize> = None;
+    for (index, line) in text.lines().enumerate() {
+        let content = line.trim_start_matches(' ');
+        let indent = line.len() - content.len();
+        if content.is_empty() || content.starts_with('#') {
+            continue;
+        }
+        if parent.is_none() && indent == 0 && (content.starts_with("---") || content == "...") {
+            continue;
+        }
+        if parent.is_some_and(|p| indent <= p) {
+            return None;
+        }
+        let level = *child.get_or_insert(indent);
+        if indent != level {
+            continue;
+        }
+        if mapping_key(content) == Some(path[depth]) {
+            depth += 1;
+            if depth == path.len() {
+                return Some((index + 1, indent + 1));
+            }
+            parent = Some(indent);
+            child = None;
+        }
+    }
+    None
+}
+
+/// The key a block-mapping line starts with (`key:`, `"key":`, `'key':`), unquoted.
+fn mapping_key(content: &str) -> Option<&str> {
+    // A `:` ends a key when the line ends after it or a blank follows.
+    let ends_key = |after: &str| after.is_empty() || after.starts_with([' ', '\t']);
+    match content.as_bytes().first()? {
+        quote @ (b'"' | b'\'') => {
+            let end = content[1..].find(*quote as char)? + 1;
+            let rest = content[end + 1..].trim_start_matches(' ');
+            rest.strip_prefix(':')
+                .is_some_and(ends_key)
+                .then_some(&content[1..end])
+        }
+        _ => content
+            .char_indices()
+            .find(|&(i, c)| c == ':' && ends_key(&content[i + 1..]))
+            .map(|(i, _)| content[..i].trim_end()),
     }
 }
 
@@ -345,8 +640,10 @@ mod tests {
         ]);
         assert_eq!(
             load("t", &dir).unwrap_err(),
-            "task/function.yaml: handler module `pkg.mod` not found\n  \
-             hint: expected `pkg/mod.py` in the task directory"
+            "task/function.yaml:5:3: `spec.handler` points outside the task: module `pkg.mod` is \
+             not in the task directory; fusionizer supplies each function's code from its tasks' \
+             directories\n  \
+             hint: put the handler in `pkg/mod.py` (or `pkg/mod/__init__.py`) inside the task directory"
         );
         let dir = task(&[
             ("function.yaml", &yaml("python:3.11", "pkg:handler")),
@@ -420,5 +717,222 @@ mod tests {
             ])
         )
         .is_ok());
+    }
+
+    #[test]
+    fn a_handler_module_from_outside_the_task_is_refused() {
+        // `json` is importable (the standard library), but it is not the task's code.
+        let dir = task(&[("function.yaml", &yaml("python:3.11", "json:loads"))]);
+        assert_eq!(
+            load("t", &dir).unwrap_err(),
+            "task/function.yaml:5:3: `spec.handler` points outside the task: module `json` is \
+             not in the task directory; fusionizer supplies each function's code from its tasks' \
+             directories\n  \
+             hint: put the handler in `json.py` (or `json/__init__.py`) inside the task directory"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_handler_module_linked_from_outside_the_task_is_refused() {
+        let elsewhere = task(&[("main.py", "def handler(context, event):\n    pass\n")]);
+        let dir = task(&[("function.yaml", &yaml("python:3.11", "main:handler"))]);
+        std::os::unix::fs::symlink(elsewhere.path().join("main.py"), dir.path().join("main.py"))
+            .unwrap();
+        assert_eq!(
+            load("t", &dir).unwrap_err(),
+            "task/function.yaml:5:3: `spec.handler` points outside the task: module `main` \
+             resolves to a file outside the task directory; fusionizer supplies each function's \
+             code from its tasks' directories\n  \
+             hint: put the handler in `main.py` (or `main/__init__.py`) inside the task directory"
+        );
+    }
+
+    /// A valid task whose `spec` also holds `extra` (indented under `spec:`).
+    fn with_spec(extra: &str) -> tempfile::TempDir {
+        task(&[
+            (
+                "function.yaml",
+                &format!("{}{extra}", yaml("python:3.11", "main:handler")),
+            ),
+            ("main.py", ""),
+        ])
+    }
+
+    #[test]
+    fn every_code_source_field_is_refused_at_its_key() {
+        let remove = "remove it: fusionizer deploys each function from its tasks' directories \
+                      (to choose the image the code is built on, set `spec.build.baseImage`)";
+        let cases: &[(&str, &str, &str, &str)] = &[
+            (
+                "  image: registry.example/shop:1\n",
+                "6:3: `spec.image`",
+                "Nuclio would run that prebuilt image and never build the fused code",
+                remove,
+            ),
+            (
+                "  build:\n    path: /src/shop\n",
+                "7:5: `spec.build.path`",
+                "Nuclio would build the code at that path instead of the fused code",
+                "remove it: the task's code is its directory, and fusionizer gives Nuclio the \
+                 fused artifact's path itself",
+            ),
+            (
+                "  build:\n    functionSourceCode: ZGVmIGhhbmRsZXIoKTogcGFzcw==\n",
+                "7:5: `spec.build.functionSourceCode`",
+                "Nuclio would build that inline source instead of the fused code",
+                "remove it and keep the handler's code as files in the task directory",
+            ),
+            (
+                "  build:\n    codeEntryType: github\n",
+                "7:5: `spec.build.codeEntryType`",
+                "Nuclio would take the code from `github` instead of the fused code",
+                "remove it (and `codeEntryAttributes`): fusionizer gives Nuclio the fused code \
+                 itself",
+            ),
+            (
+                "  build:\n    codeEntryAttributes:\n      branch: main\n",
+                "7:5: `spec.build.codeEntryAttributes`",
+                "it tells Nuclio where to fetch the code from",
+                "remove it (and `codeEntryType`): fusionizer gives Nuclio the fused code itself",
+            ),
+            (
+                "  build:\n    image: shop/processor\n",
+                "7:5: `spec.build.image`",
+                "it names the image Nuclio builds, and every function this task is fused into \
+                 would build and push that one image over the others",
+                "remove it: Nuclio names each function's image after the function (to choose \
+                 the image the code is built on, set `spec.build.baseImage`)",
+            ),
+            (
+                "  build:\n    mode: neverBuild\n",
+                "7:5: `spec.build.mode`",
+                "`neverBuild` makes Nuclio skip the build and run an existing image, never the \
+                 fused code",
+                "remove `mode`, or set it to `alwaysBuild`",
+            ),
+        ];
+        for (extra, at_field, why, hint) in cases {
+            let (at, field) = at_field.split_once(": ").unwrap();
+            assert_eq!(
+                load("t", &with_spec(extra)).unwrap_err(),
+                format!(
+                    "task/function.yaml:{at}: {field} is not allowed: fusionizer supplies the \
+                     code, and {why}\n  hint: {hint}"
+                ),
+                "{extra}"
+            );
+        }
+    }
+
+    #[test]
+    fn harmless_build_fields_and_empty_code_fields_pass() {
+        let extra =
+            "  image: \"\"\n  build:\n    baseImage: python:3.11-slim\n    mode: alwaysBuild\n    \
+                     codeEntryAttributes: {}\n    commands:\n      - pip install requests\n";
+        let spec = load("t", &with_spec(extra)).unwrap();
+        assert_eq!(
+            spec.function["spec"]["build"]["baseImage"],
+            "python:3.11-slim"
+        );
+    }
+
+    #[test]
+    fn code_source_fields_without_a_findable_key_are_reported_for_the_file() {
+        // A flow mapping: the key is not on a line of its own.
+        let dir = with_spec("  build: {image: shop/processor, path: /src}\n");
+        let err = load("t", &dir).unwrap_err();
+        assert!(
+            err.starts_with("task/function.yaml: `spec.build.path` is not allowed"),
+            "{err}"
+        );
+        assert!(
+            err.contains("\ntask/function.yaml: `spec.build.image` is not allowed"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn key_locations_follow_the_block_structure() {
+        let text = "# comment\nmetadata:\n  name: x\n  build:\n    image: not-this\nspec:\n\n  \
+                    \"build\":   # quoted key\n    commands:\n      - image: nor-this\n    'image': here\n";
+        assert_eq!(
+            key_location(text, &["spec", "build", "image"]),
+            Some((11, 5))
+        );
+        assert_eq!(
+            key_location(text, &["metadata", "build", "image"]),
+            Some((5, 5))
+        );
+        assert_eq!(key_location(text, &["spec", "image"]), None);
+        assert_eq!(key_location(text, &["spec", "build", "path"]), None);
+        assert_eq!(key_location("a:b: c\n", &["a:b"]), Some((1, 1)));
+    }
+
+    #[test]
+    fn nuctl_refuses_runtimes_nuclio_does_not_build_with_the_valid_list() {
+        for runtime in ["python:3.12", "python:3.8", "golang", "python:2.7"] {
+            let dir = task(&[
+                ("function.yaml", &yaml(runtime, "main:handler")),
+                ("main.py", ""),
+            ]);
+            let prefix = format!("{}/", dir.path().display());
+            let err = TaskSpec::load_on("t", dir.path(), PlatformKind::Nuctl)
+                .unwrap_err()
+                .iter()
+                .map(|d| d.to_string().replace(&prefix, "task/"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            assert_eq!(
+                err,
+                format!(
+                    "task/function.yaml:4:3: unsupported runtime `{runtime}` on the nuctl platform\n  \
+                     hint: Nuclio 1.14 builds `python:3.9`, `python:3.10` and `python:3.11`, \
+                     and `python` is an alias for `python:3.9`: use one of those"
+                )
+            );
+        }
+        for runtime in NUCLIO_PYTHON_RUNTIMES {
+            let dir = task(&[
+                ("function.yaml", &yaml(runtime, "main:handler")),
+                ("main.py", ""),
+            ]);
+            let spec = TaskSpec::load_on("t", dir.path(), PlatformKind::Nuctl).unwrap();
+            assert_eq!(spec.runtime, *runtime);
+        }
+    }
+
+    #[test]
+    fn local_accepts_other_python_runtimes_with_a_warning_naming_the_local_python() {
+        let dir = task(&[
+            ("function.yaml", &yaml("python:3.12", "main:handler")),
+            ("main.py", ""),
+        ]);
+        assert_eq!(load("t", &dir).unwrap().runtime, "python:3.12");
+        let RuntimeCheck::Warn(note) = runtime_check("python:3.12", PlatformKind::Local) else {
+            panic!("expected a warning");
+        };
+        let python = std::env::var(ENV_PYTHON)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "python3".to_string());
+        assert_eq!(
+            note,
+            format!(
+                "runtime `python:3.12` is not one Nuclio 1.14 builds (`python:3.9`, \
+                 `python:3.10`, `python:3.11`); the local platform runs the task with the local \
+                 Python, `{python}` (set `FUSIONIZER_PYTHON` to choose another)"
+            )
+        );
+        for runtime in NUCLIO_PYTHON_RUNTIMES {
+            assert_eq!(
+                runtime_check(runtime, PlatformKind::Local),
+                RuntimeCheck::Supported
+            );
+        }
+        assert_eq!(
+            runtime_check("golang", PlatformKind::Local),
+            RuntimeCheck::NotPython
+        );
     }
 }

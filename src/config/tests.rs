@@ -159,12 +159,14 @@ invocation-url = "internal"
             binary: "/opt/nuctl".to_string(),
             platform: Some("kube".to_string()),
             namespace: Some("nuclio".to_string()),
-            kubeconfig: Some(PathBuf::from("~/.kube/config")),
+            kubeconfig: Some(PathBuf::from(std::env::var("HOME").unwrap()).join(".kube/config")),
             registry: Some("localhost:5000".to_string()),
             run_registry: Some("registry:5000".to_string()),
             project: Some("default".to_string()),
             readiness_timeout: Some(Duration::from_secs(120)),
             invocation_url: UrlPreference::Internal,
+            http_trigger_service_type: None,
+            proxy_url: None,
         }
     );
     // Upload tasks have no spec; path tasks do.
@@ -492,7 +494,7 @@ fn unknown_keys_list_the_valid_keys_of_their_table() {
             .unwrap_err(),
         "fusion.toml:5:1: unknown key `zone` in `[nuctl]`\n  hint: valid keys in `[nuctl]`: \
          `binary`, `platform`, `namespace`, `kubeconfig`, `registry`, `run-registry`, `project`, \
-         `readiness-timeout`, `invocation-url`"
+         `readiness-timeout`, `invocation-url`, `http-trigger-service-type`, `proxy-url`"
     );
 }
 
@@ -551,6 +553,15 @@ fn serve_and_nuctl_value_problems() {
          hint: `invocation-url` is `external` or `internal`"
     );
     assert_eq!(
+        nuctl("http-trigger-service-type = \"LoadBalancer\"").unwrap_err(),
+        "fusion.toml:5:29: unknown `http-trigger-service-type` `LoadBalancer`\n  \
+         hint: `http-trigger-service-type` is `NodePort` (serve outside the cluster) or \
+         `ClusterIP` (serve inside it)"
+    );
+    assert!(nuctl("proxy-url = \"fusionizer:8000\"")
+        .unwrap_err()
+        .contains("`nuctl.proxy-url` `fusionizer:8000` is not an http(s) URL"));
+    assert_eq!(
         nuctl("readiness-timeout = \"two minutes\"").unwrap_err(),
         "fusion.toml:5:21: invalid `nuctl.readiness-timeout` `two minutes`: not a duration\n  \
          hint: use a number with a unit, e.g. `500ms`, `90s`, `5m`, `1h30m`"
@@ -586,7 +597,7 @@ listn = "127.0.0.1:8000"
         .unwrap_err();
     assert_eq!(
         err,
-        r#"fusion.toml:2:8: invalid project name `Shop`
+        r"fusion.toml:2:8: invalid project name `Shop`
   hint: a project name is a lowercase DNS-1123 label of at most 40 characters: `a-z`, `0-9` and `-`, starting and ending with a letter or digit
 fusion.toml:7:9: task `taskc`: directory `tasks/missing` does not exist
   hint: create it with a `function.yaml` and the handler module, or fix the path
@@ -595,7 +606,7 @@ fusion.toml:11:21: phase 1: unknown task `tasbk`
 fusion.toml:14:9: phase 2 starts at `10s`, not after phase 1 at `40s`
   hint: list `[[phase]]` tables in strictly increasing `after` order
 fusion.toml:18:1: unknown key `listn` in `[serve]`
-  hint: did you mean `listen`? valid keys in `[serve]`: `listen`, `advertise`, `token-env`, `max-body-size`, `request-timeout`, `drain-timeout`, `max-upload-size`, `max-unpacked-size`"#
+  hint: did you mean `listen`? valid keys in `[serve]`: `listen`, `advertise`, `token-env`, `max-body-size`, `request-timeout`, `drain-timeout`, `max-upload-size`, `max-unpacked-size`"
     );
     // And as the top-level error: exit 78 with one cause per problem.
     let diagnostics = load(&fx.toml_path()).unwrap_err();
@@ -724,4 +735,61 @@ fn discover_walks_up_to_the_nearest_fusion_toml() {
     fx.write(FILE_NAME, "");
     fx.write("a/b/keep", "");
     assert_eq!(discover(&fx.root().join("a/b")), Some(fx.toml_path()));
+}
+
+#[test]
+fn path_settings_expand_the_home_directory_and_are_relative_to_fusion_toml() {
+    let fx = Fixture::new();
+    let nuctl = |body: &str| {
+        fx.parse(&with_project(&format!("[nuctl]\n{body}\n")))
+            .unwrap()
+            .nuctl
+    };
+    let home = PathBuf::from(std::env::var("HOME").unwrap());
+    assert_eq!(
+        nuctl("kubeconfig = \"~/.kube/config\"").kubeconfig,
+        Some(home.join(".kube/config"))
+    );
+    assert_eq!(
+        nuctl("kubeconfig = \"ci/kubeconfig\"").kubeconfig,
+        Some(fx.root().join("ci/kubeconfig"))
+    );
+    assert_eq!(
+        nuctl("kubeconfig = \"/etc/k\"").kubeconfig,
+        Some(PathBuf::from("/etc/k"))
+    );
+    assert_eq!(
+        nuctl("binary = \"bin/nuctl\"").binary,
+        fx.root().join("bin/nuctl").display().to_string()
+    );
+    assert_eq!(nuctl("binary = \"nuctl-1.14\"").binary, "nuctl-1.14");
+    let set = nuctl(
+        "http-trigger-service-type = \"NodePort\"\nproxy-url = \"http://fz.tools.svc:8000/\"",
+    );
+    assert_eq!(set.http_trigger_service_type.as_deref(), Some("NodePort"));
+    assert_eq!(set.proxy_url.as_deref(), Some("http://fz.tools.svc:8000"));
+}
+
+#[test]
+fn the_runtime_is_checked_for_the_project_platform() {
+    let fx = Fixture::new();
+    fx.write(
+        "tasks/taska/function.yaml",
+        "spec:\n  runtime: \"python:3.12\"\n  handler: main:handler\n",
+    );
+    fx.write("tasks/taska/main.py", "");
+    let tasks = "[tasks]\ntaska = \"tasks/taska\"\n";
+    // local: accepted (with a warning naming the local Python).
+    let ws = fx.load(&with_project(tasks)).unwrap();
+    assert_eq!(ws.specs["taska"].runtime, "python:3.12");
+    // nuctl: refused with the valid values, exit 78.
+    let toml = format!("[project]\nname = \"shop\"\nplatform = \"nuctl\"\n\n{tasks}");
+    assert_eq!(
+        fx.load(&toml).unwrap_err(),
+        "tasks/taska/function.yaml:2:3: unsupported runtime `python:3.12` on the nuctl platform\n  \
+         hint: Nuclio 1.14 builds `python:3.9`, `python:3.10` and `python:3.11`, and `python` is \
+         an alias for `python:3.9`: use one of those"
+    );
+    let error = Error::from(load(&fx.toml_path()).unwrap_err());
+    assert_eq!(error.code, ExitCode::Config);
 }

@@ -39,6 +39,8 @@ pub(super) struct Merged {
     pub spec_rest: Mapping,
     /// The merged HTTP trigger's `numWorkers` (1 when no task sets one).
     pub num_workers: usize,
+    /// Each non-HTTP trigger's name → the task it routes to.
+    pub trigger_tasks: std::collections::BTreeMap<String, String>,
     /// `spec.build.commands` as merged.
     pub build_commands: Vec<String>,
 }
@@ -71,6 +73,7 @@ pub(super) fn merge(docs: &[Item<'_>], problems: &mut Vec<FuseError>) -> Merged 
         problems,
     );
     let mut num_workers = 1;
+    let mut trigger_tasks = std::collections::BTreeMap::new();
     let mut build_commands = Vec::new();
     let spec_rest = merge_keys(
         &spec,
@@ -86,8 +89,9 @@ pub(super) fn merge(docs: &[Item<'_>], problems: &mut Vec<FuseError>) -> Merged 
                 value
             }
             "triggers" => {
-                let (value, workers) = rules::triggers(items, problems);
+                let (value, workers, routes) = rules::triggers(items, problems);
                 num_workers = workers;
+                trigger_tasks = routes;
                 value
             }
             "resources" => rules::resources(items, problems),
@@ -112,6 +116,7 @@ pub(super) fn merge(docs: &[Item<'_>], problems: &mut Vec<FuseError>) -> Merged 
         runtime,
         spec_rest,
         num_workers,
+        trigger_tasks,
         build_commands,
     }
 }

@@ -19,10 +19,13 @@
 //! (`fusionizer.io/task-digests`) use the same framing over each task's own directory, with paths
 //! relative to it. The merge rules live in [`merge`].
 
+#![warn(missing_docs)]
+
 mod files;
 mod item;
 mod merge;
 pub mod metadata;
+pub mod nuclio_rules;
 mod rules;
 #[cfg(test)]
 mod tests;
@@ -35,10 +38,11 @@ use sha2::{Digest as _, Sha256};
 
 pub use self::metadata::Metadata;
 
-use crate::config::{TaskSpec, Workspace};
+use crate::config::{Config, PlatformKind, TaskSpec, Workspace};
 use crate::contract::{
     is_dns_label, ANNOTATION_DIGEST, ANNOTATION_TASKS, ANNOTATION_TASK_DIGESTS, ENTRY_HANDLER,
-    ENTRY_MODULE, LABEL_MANAGED_BY, LABEL_PROJECT, MANAGED_BY, MAX_FUNCTION_NAME, TASKS_DIR,
+    ENTRY_MODULE, ENV_PROXY_URL, LABEL_MANAGED_BY, LABEL_PROJECT, MANAGED_BY, MAX_FUNCTION_NAME,
+    TASKS_DIR,
 };
 use crate::error::{Error, ExitCode};
 use crate::schedule::Grouping;
@@ -88,7 +92,8 @@ impl Artifact {
 }
 
 /// The deployed function name for a task set: `<project>-<tasks sorted, joined by ->`, or, when
-/// that is not a valid ≤ 63-char DNS-1123 label, `<project>-<first task>-<hash>` where `<hash>`
+/// that is not a valid DNS-1123 label of at most 56 characters (Kubernetes needs
+/// `nuclio-<name>` to fit 63; see [`MAX_FUNCTION_NAME`]), `<project>-<first task>-<hash>` where `<hash>`
 /// is the first 8 hex digits of sha256 over the sorted task names joined by `,` (the bytes of the
 /// `fusionizer.io/tasks` annotation). If even that is too long, `<project>-<first task>` is cut
 /// to fit (and never ends in `-`). The same task set always maps to the same name.
@@ -118,32 +123,83 @@ pub enum FuseError {
         "tasks `{first}` and `{second}` conflict on `{field}`: `{first_value}` vs `{second_value}`"
     )]
     Conflict {
+        /// The dotted path of the field in function.yaml, e.g. `spec.runtime`.
         field: String,
+        /// The task whose value is taken as the reference (tasks are compared in name order).
         first: String,
+        /// `first`'s value, rendered as text (cut to 80 chars).
         first_value: String,
+        /// The task that disagrees with `first`.
         second: String,
+        /// `second`'s value, rendered as text (cut to 80 chars).
         second_value: String,
     },
     /// A task sets a label or annotation that fusionizer owns.
     #[error("task `{task}` sets `{field}`, which fusionizer reserves for itself")]
-    Reserved { task: String, field: String },
+    Reserved {
+        /// The task that sets it.
+        task: String,
+        /// The dotted path of the label or annotation, e.g. `metadata.labels.<key>`.
+        field: String,
+    },
     /// A task's function.yaml has a shape fusion cannot merge.
     #[error("task `{task}`: {message}")]
-    Invalid { task: String, message: String },
+    Invalid {
+        /// The task at fault.
+        task: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A task directory holds a symbolic link (links are never followed).
     #[error("task `{task}` contains a symbolic link `{path}`")]
-    Symlink { task: String, path: String },
+    Symlink {
+        /// The task whose directory holds the link.
+        task: String,
+        /// The link's path relative to the task directory, `/`-separated.
+        path: String,
+    },
+    /// A task directory holds something that is neither a regular file nor a directory.
     #[error("task `{task}` contains `{path}`, which is neither a regular file nor a directory")]
-    Special { task: String, path: String },
+    Special {
+        /// The task whose directory holds it.
+        task: String,
+        /// Its path relative to the task directory, `/`-separated.
+        path: String,
+    },
+    /// A task appears more than once in one group.
     #[error("task `{task}` is listed twice in one group")]
-    Duplicate { task: String },
+    Duplicate {
+        /// The repeated task.
+        task: String,
+    },
+    /// A group with no tasks.
     #[error("a group needs at least one task")]
     Empty,
+    /// A grouped task has no loaded spec (e.g. an upload task not uploaded yet).
     #[error("task `{task}` has no code to fuse")]
-    Missing { task: String },
+    Missing {
+        /// The task without code.
+        task: String,
+    },
+    /// The merged spec breaks a rule of Nuclio's own validation ([`nuclio_rules`]), so the deploy
+    /// would fail.
+    #[error("Nuclio would reject `{function}` ({rule}): {message}")]
+    NuclioRejects {
+        /// The fused function.
+        function: String,
+        /// The Nuclio validation function whose rule it breaks, e.g. `validateMinMaxReplicas`.
+        rule: &'static str,
+        /// The text Nuclio prints.
+        message: String,
+    },
+    /// A file or directory of a task could not be read.
     #[error("task `{task}`: cannot read `{}`", path.display())]
     Io {
+        /// The task being read.
         task: String,
+        /// The path that could not be read (the task directory or a path under it).
         path: PathBuf,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -167,6 +223,11 @@ impl FuseError {
             ),
             FuseError::Special { .. } => Some("remove it from the task directory"),
             FuseError::Invalid { .. } => Some("fix the task's function.yaml"),
+            FuseError::NuclioRejects { .. } => Some(
+                "Nuclio 1.14 validates every function it deploys and refuses this merged spec: \
+                 change the tasks' function.yaml files so that the merge passes, or put the \
+                 tasks in different groups in fusion.toml",
+            ),
             FuseError::Duplicate { .. }
             | FuseError::Empty
             | FuseError::Missing { .. }
@@ -223,6 +284,18 @@ impl PartialEq for FuseError {
             | (E::Missing { task }, E::Missing { task: t2 }) => task == t2,
             (E::Empty, E::Empty) => true,
             (
+                E::NuclioRejects {
+                    function,
+                    rule,
+                    message,
+                },
+                E::NuclioRejects {
+                    function: f2,
+                    rule: r2,
+                    message: m2,
+                },
+            ) => (function, rule, message) == (f2, r2, m2),
+            (
                 E::Io { task, path, source },
                 E::Io {
                     task: t2,
@@ -238,7 +311,7 @@ impl PartialEq for FuseError {
 /// Fuses one group. Merge conflicts are errors naming both tasks and the field; every problem of
 /// the group is reported at once (exit 78; 1 when a file cannot be read).
 pub fn fuse_group(project: &str, tasks: &[&TaskSpec]) -> Result<Artifact, Error> {
-    fuse(project, tasks).map_err(|problems| {
+    fuse(project, tasks, &BTreeMap::new()).map_err(|problems| {
         let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
         problems_error(
             format!("cannot fuse `{}`", function_name(project, &names)),
@@ -260,7 +333,13 @@ pub fn fuse_all(
     specs: &BTreeMap<String, TaskSpec>,
     grouping: &Grouping,
 ) -> Result<Vec<Artifact>, Error> {
-    fuse_grouping(&workspace.config.project.name, specs, grouping).map_err(Error::from)
+    fuse_grouping(
+        &workspace.config.project.name,
+        specs,
+        grouping,
+        &baked_env(&workspace.config),
+    )
+    .map_err(Error::from)
 }
 
 /// [`fuse_all`] with its problems kept structured (for `validate`, which merges the problems
@@ -269,6 +348,7 @@ pub fn fuse_grouping(
     project: &str,
     specs: &BTreeMap<String, TaskSpec>,
     grouping: &Grouping,
+    env: &BTreeMap<String, String>,
 ) -> Result<Vec<Artifact>, FuseFailure> {
     let mut artifacts = Vec::new();
     let mut failure = FuseFailure::default();
@@ -283,7 +363,7 @@ pub fn fuse_grouping(
             }
         }
         let result = if missing.is_empty() {
-            fuse(project, &tasks)
+            fuse(project, &tasks, env)
         } else {
             Err(missing)
         };
@@ -376,7 +456,32 @@ fn problems_error(message: String, problems: Vec<FuseProblem>) -> Error {
 }
 
 /// The fusion itself: every problem of the group, or the artifact.
-fn fuse(project: &str, tasks: &[&TaskSpec]) -> Result<Artifact, Vec<FuseError>> {
+/// The environment fusionizer bakes into every function of `config`'s project: on the nuctl
+/// platform, `FUSIONIZER_PROXY_URL` when a proxy is configured (`[nuctl] proxy-url`, else
+/// `[serve] advertise` with the port of `[serve] listen`), so a task can call a task in another
+/// function from inside the cluster. Part of the digest: changing the proxy is an update. The
+/// local platform sets the variable on its workers at run time instead.
+pub fn baked_env(config: &Config) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    if config.project.platform != PlatformKind::Nuctl {
+        return env;
+    }
+    let advertised = || {
+        let host = config.serve.advertise.as_deref()?;
+        let port = config.serve.listen.rsplit_once(':')?.1;
+        Some(format!("http://{host}:{port}"))
+    };
+    if let Some(url) = config.nuctl.proxy_url.clone().or_else(advertised) {
+        env.insert(ENV_PROXY_URL.to_string(), url);
+    }
+    env
+}
+
+fn fuse(
+    project: &str,
+    tasks: &[&TaskSpec],
+    env: &BTreeMap<String, String>,
+) -> Result<Artifact, Vec<FuseError>> {
     let mut problems = Vec::new();
     let mut tasks: Vec<&TaskSpec> = tasks.to_vec();
     tasks.sort_by(|a, b| a.name.cmp(&b.name));
@@ -431,7 +536,7 @@ fn fuse(project: &str, tasks: &[&TaskSpec]) -> Result<Artifact, Vec<FuseError>> 
     }
     files.insert(
         files::entry_file_name(),
-        files::entry_module(&name, &handlers).into_bytes(),
+        files::entry_module(&name, &handlers, &merged.trigger_tasks).into_bytes(),
     );
     let shape = Shape {
         name: &name,
@@ -439,7 +544,20 @@ fn fuse(project: &str, tasks: &[&TaskSpec]) -> Result<Artifact, Vec<FuseError>> 
         tasks: &names,
         task_digests: &task_digests,
         merged: &merged,
+        env,
     };
+    // What Nuclio's own validation would refuse, before anything is deployed.
+    let rejections = nuclio_rules::check(&shape.document(None));
+    if !rejections.is_empty() {
+        return Err(rejections
+            .into_iter()
+            .map(|r| FuseError::NuclioRejects {
+                function: name.clone(),
+                rule: r.rule,
+                message: r.message,
+            })
+            .collect());
+    }
     files.insert("function.yaml".to_string(), shape.render(None).into_bytes());
     let digest = files::digest(&files);
     let function_yaml = shape.render(Some(&digest));
@@ -467,14 +585,28 @@ struct Shape<'a> {
     tasks: &'a [String],
     task_digests: &'a BTreeMap<String, String>,
     merged: &'a merge::Merged,
+    /// Variables fusionizer sets in `spec.env` ([`baked_env`]), replacing a task's own.
+    env: &'a BTreeMap<String, String>,
 }
 
 impl Shape<'_> {
-    /// The function.yaml text: a comment line, then `apiVersion`, `kind`, `metadata` (name, the
-    /// tasks' other metadata, labels and annotations sorted with fusionizer's own among them) and
-    /// `spec` (description, runtime, handler, then the merged rest in first-appearance order).
+    /// The function.yaml text: a comment line, then [`Shape::document`].
     /// `digest` is `None` for the text that is hashed.
     fn render(&self, digest: Option<&str>) -> String {
+        let body = serde_norway::to_string(&self.document(digest))
+            .expect("a YAML value built from YAML values always serialises");
+        format!(
+            "# Generated by fusionizer from tasks {} of project {}.\n\
+             # Do not edit: rebuild with `fusionizer build`.\n{body}",
+            self.tasks.join(", "),
+            self.project
+        )
+    }
+
+    /// The function.yaml document: `apiVersion`, `kind`, `metadata` (name, the tasks' other
+    /// metadata, labels and annotations sorted with fusionizer's own among them) and `spec`
+    /// (description, runtime, handler, then the merged rest in first-appearance order).
+    fn document(&self, digest: Option<&str>) -> Value {
         let merged = self.merged;
         let list = self.tasks.join(",");
 
@@ -520,19 +652,33 @@ impl Shape<'_> {
         for (k, v) in &merged.spec_rest {
             spec.insert(k.clone(), v.clone());
         }
+        if !self.env.is_empty() {
+            let mut env: Vec<Value> = match spec.remove("env") {
+                Some(Value::Sequence(list)) => list
+                    .into_iter()
+                    .filter(|e| {
+                        e.get("name")
+                            .and_then(Value::as_str)
+                            .is_none_or(|n| !self.env.contains_key(n))
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for (name, value) in self.env {
+                let mut entry = Mapping::new();
+                entry.insert("name".into(), name.as_str().into());
+                entry.insert("value".into(), value.as_str().into());
+                env.push(Value::Mapping(entry));
+            }
+            spec.insert("env".into(), Value::Sequence(env));
+        }
 
         let mut doc = Mapping::new();
         doc.insert("apiVersion".into(), "nuclio.io/v1beta1".into());
         doc.insert("kind".into(), "NuclioFunction".into());
         doc.insert("metadata".into(), Value::Mapping(metadata));
         doc.insert("spec".into(), Value::Mapping(spec));
-        let body = serde_norway::to_string(&Value::Mapping(doc))
-            .expect("a YAML value built from YAML values always serialises");
-        format!(
-            "# Generated by fusionizer from tasks {described} of project {}.\n\
-             # Do not edit: rebuild with `fusionizer build`.\n{body}",
-            self.project
-        )
+        Value::Mapping(doc)
     }
 }
 

@@ -207,10 +207,13 @@ fn build_commands(items: &[Item<'_>], problems: &mut Vec<FuseError>) -> Vec<Stri
 
 /// `spec.triggers`: the tasks' HTTP triggers become one (named after the first task's), whose
 /// `numWorkers` is the largest and whose other fields merge (attributes key by key, so two
-/// different ports conflict; `maxRequestBodySize` the largest); other triggers are unioned by
-/// key, and the same key with different content is a conflict. Returns the merged triggers
-/// (sorted by key) and the HTTP trigger's `numWorkers`.
-pub(super) fn triggers(items: &[Item<'_>], problems: &mut Vec<FuseError>) -> (Value, usize) {
+/// different ports conflict; `maxRequestBodySize` the largest); every other trigger stays its
+/// task's own, routed to it ([`other_triggers`]). Returns the merged triggers (sorted by key),
+/// the HTTP trigger's `numWorkers`, and which task each non-HTTP trigger belongs to.
+pub(super) fn triggers(
+    items: &[Item<'_>],
+    problems: &mut Vec<FuseError>,
+) -> (Value, usize, std::collections::BTreeMap<String, String>) {
     let mut http: Vec<(Item<'_>, String)> = Vec::new();
     let mut others: Vec<(String, Item<'_>)> = Vec::new();
     for item in items {
@@ -298,24 +301,93 @@ pub(super) fn triggers(items: &[Item<'_>], problems: &mut Vec<FuseError>) -> (Va
         out.insert(Value::String(http_key), Value::Mapping(merged));
     }
 
-    let mut keys: Vec<&str> = others.iter().map(|(k, _)| k.as_str()).collect();
-    keys.sort_unstable();
-    keys.dedup();
-    for key in keys {
-        let path = format!("spec.triggers.{key}");
-        let with_key: Vec<Item<'_>> = others
+    let routes = other_triggers(&others, &http, &mut out, problems);
+    (Value::Mapping(sorted(out)), num_workers, routes)
+}
+
+/// The non-HTTP triggers of a group, each routed to its task: the result maps every trigger's
+/// (final) name to the task it belongs to, for the generated entry (Nuclio gives a non-HTTP
+/// event's trigger as `event.trigger.name`).
+///
+/// A trigger key that only one task uses keeps its name; one that several tasks use is
+/// namespaced per task as `<task>-<key>` (with `name` set to match: Nuclio's `validateTriggers`
+/// in pkg/platform/abstract/platform.go refuses a key that differs from its `name`). A cron
+/// trigger also gets `Task-Name: <task>` in `attributes.event.headers`: in Nuclio's `processor`
+/// cron mode the trigger builds its events with those headers
+/// (pkg/processor/trigger/cron/event.go), and in `kube` mode a `CronJob` posts to the HTTP
+/// trigger with them (pkg/platform/kube/functionres/lazy.go), where a trigger-name map would
+/// not see the event.
+fn other_triggers(
+    others: &[(String, Item<'_>)],
+    http: &[(Item<'_>, String)],
+    out: &mut Mapping,
+    problems: &mut Vec<FuseError>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut routes = std::collections::BTreeMap::new();
+    let users = |key: &str| -> std::collections::BTreeSet<&str> {
+        others
             .iter()
             .filter(|(k, _)| k == key)
-            .map(|(_, i)| *i)
-            .collect();
+            .map(|(_, i)| i.task)
+            .collect()
+    };
+    for (key, item) in others {
+        let path = format!("spec.triggers.{key}");
         if let Some((http_item, _)) = http.iter().find(|(_, k)| k == key) {
-            problems.push(conflict(&path, http_item, &with_key[0]));
+            problems.push(conflict(&path, http_item, item));
             continue;
         }
-        equal(&path, &with_key, problems);
-        out.insert(Value::String(key.to_string()), with_key[0].value.clone());
+        let Some(trigger) = item.value.as_mapping() else {
+            problems.push(invalid(item, &format!("`{path}` must be a mapping")));
+            continue;
+        };
+        let name = if users(key).len() > 1 {
+            format!("{}-{key}", item.task)
+        } else {
+            key.clone()
+        };
+        if out.contains_key(name.as_str()) {
+            problems.push(invalid(
+                item,
+                &format!(
+                    "`{path}` would be renamed `{name}` to tell the tasks' triggers apart, but \
+                     another trigger already has that name; rename one of them"
+                ),
+            ));
+            continue;
+        }
+        let mut trigger = trigger.clone();
+        if name != *key {
+            trigger.insert("name".into(), Value::String(name.clone()));
+        }
+        if trigger.get("kind").and_then(Value::as_str) == Some("cron") {
+            add_cron_task_header(&mut trigger, item.task);
+        }
+        routes.insert(name.clone(), item.task.to_string());
+        out.insert(Value::String(name), Value::Mapping(trigger));
     }
-    (Value::Mapping(sorted(out)), num_workers)
+    routes
+}
+
+/// Sets `attributes.event.headers.Task-Name` of a cron trigger to `task`, creating the maps
+/// on the way.
+fn add_cron_task_header(trigger: &mut Mapping, task: &str) {
+    let child = |map: &mut Mapping, key: &str| -> Mapping {
+        match map.remove(key) {
+            Some(Value::Mapping(inner)) => inner,
+            _ => Mapping::new(),
+        }
+    };
+    let mut attributes = child(trigger, "attributes");
+    let mut event = child(&mut attributes, "event");
+    let mut headers = child(&mut event, "headers");
+    headers.insert(
+        Value::String(crate::contract::HEADER_TASK_NAME.to_string()),
+        Value::String(task.to_string()),
+    );
+    event.insert("headers".into(), Value::Mapping(headers));
+    attributes.insert("event".into(), Value::Mapping(event));
+    trigger.insert("attributes".into(), Value::Mapping(attributes));
 }
 
 /// `spec.resources`: every quantity under `requests`/`limits` the largest (Kubernetes quantity

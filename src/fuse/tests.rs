@@ -71,14 +71,14 @@ fn long_name_falls_back_to_first_task_and_hash_of_the_list() {
         "recommendations",
     ]
     .iter()
-    .map(|s| s.to_string())
+    .map(ToString::to_string)
     .collect();
     let name = function_name("shop", &tasks);
     let mut sorted = tasks.clone();
     sorted.sort();
     let hash = hex::encode(Sha256::digest(sorted.join(",").as_bytes()));
     assert_eq!(name, format!("shop-audit-{}", &hash[..8]));
-    assert!(is_dns_label(&name, 63));
+    assert!(is_dns_label(&name, 56));
     // Order of the input does not matter.
     let mut reversed = tasks.clone();
     reversed.reverse();
@@ -90,8 +90,24 @@ fn fallback_name_fits_even_with_maximal_names() {
     let project = "p".repeat(40);
     let tasks = vec!["a".repeat(40), "b".repeat(40)];
     let name = function_name(&project, &tasks);
-    assert!(is_dns_label(&name, 63), "{name}");
-    assert_eq!(name.len(), 63);
+    assert!(is_dns_label(&name, 56), "{name}");
+    assert_eq!(name.len(), 56);
+}
+
+#[test]
+fn a_plain_name_over_56_characters_takes_the_hash_form_so_it_deploys_on_kubernetes() {
+    // `nuclio-<function>` must be a 63-character DNS-1123 label on Kubernetes.
+    let project = "shop";
+    let tasks = vec!["a".repeat(25), "b".repeat(26)]; // plain: 4 + 1 + 25 + 1 + 26 = 57
+    let name = function_name(project, &tasks);
+    assert_ne!(name, format!("shop-{}-{}", "a".repeat(25), "b".repeat(26)));
+    assert!(name.len() <= 56, "{name}");
+    assert!(format!("nuclio-{name}").len() <= 63);
+    let fits = vec!["a".repeat(25), "b".repeat(25)]; // plain: 56
+    assert_eq!(
+        function_name(project, &fits),
+        format!("shop-{}-{}", "a".repeat(25), "b".repeat(25))
+    );
 }
 
 #[test]
@@ -407,8 +423,12 @@ fn one_http_trigger_with_the_most_workers_other_triggers_unioned() {
     assert_eq!(http["name"], "myhttp");
     assert_eq!(http["numWorkers"], 4);
     assert_eq!(http["attributes"]["port"], 32001);
-    assert_eq!(http["attributes"]["maxRequestBodySize"], 8388608);
+    assert_eq!(http["attributes"]["maxRequestBodySize"], 8_388_608);
     assert_eq!(triggers["tick"]["kind"], "cron");
+    assert_eq!(
+        triggers["tick"]["attributes"]["event"]["headers"]["Task-Name"],
+        "taska"
+    );
 
     let c = simple(
         tmp.path(),
@@ -419,11 +439,102 @@ fn one_http_trigger_with_the_most_workers_other_triggers_unioned() {
     assert!(err.contains(
         "tasks `taska` and `taskc` conflict on `spec.triggers.myhttp.attributes.port`: `32001` vs `32002`"
     ), "{err}");
-    assert!(
-        err.contains("tasks `taska` and `taskc` conflict on `spec.triggers.tick`"),
-        "{err}"
+    // Each task keeps its own cron trigger (namespaced, see below): only the port conflicts.
+    assert!(err.contains("(1 problem)"), "{err}");
+}
+
+#[test]
+fn non_http_triggers_stay_each_task_s_own_and_the_entry_routes_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = simple(
+        tmp.path(),
+        "taska",
+        "  triggers:\n    tick:\n      kind: cron\n      attributes:\n        interval: 10s\n        event:\n          body: hello\n          headers:\n            X-From: cron\n    orders:\n      kind: kafka-cluster\n      attributes:\n        topics: [orders]\n",
     );
-    assert!(err.contains("(2 problems)"), "{err}");
+    let b = simple(
+        tmp.path(),
+        "taskb",
+        "  triggers:\n    tick:\n      kind: cron\n      attributes:\n        schedule: \"*/5 * * * *\"\n    audit:\n      kind: nats\n      attributes:\n        topic: audit\n",
+    );
+    let artifact = fuse_group("shop", &[&a, &b]).unwrap();
+    let triggers = yaml(&artifact)["spec"]["triggers"].clone();
+    let keys: Vec<&str> = triggers
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    // `tick` clashes, so both are namespaced (key == name, as Nuclio requires); the others keep
+    // their names.
+    assert_eq!(keys, vec!["audit", "orders", "taska-tick", "taskb-tick"]);
+    assert_eq!(triggers["taska-tick"]["name"], "taska-tick");
+    assert_eq!(triggers["taskb-tick"]["name"], "taskb-tick");
+    // Cron events carry the task in a header (both Nuclio cron modes), next to the user's own.
+    let event = &triggers["taska-tick"]["attributes"]["event"];
+    assert_eq!(event["headers"]["Task-Name"], "taska");
+    assert_eq!(event["headers"]["X-From"], "cron");
+    assert_eq!(event["body"], "hello");
+    assert_eq!(
+        triggers["taskb-tick"]["attributes"]["event"]["headers"]["Task-Name"],
+        "taskb"
+    );
+    assert!(triggers["orders"]["attributes"]["event"].is_null());
+    // The entry maps every non-HTTP trigger to its task.
+    let entry = String::from_utf8(artifact.files["_fusionizer_entry.py"].clone()).unwrap();
+    assert!(
+        entry.contains(
+            "triggers={\"audit\": \"taskb\", \"orders\": \"taska\", \"taska-tick\": \"taska\", \"taskb-tick\": \"taskb\"},"
+        ),
+        "{entry}"
+    );
+}
+
+#[test]
+fn the_proxy_url_is_baked_into_functions_on_nuctl_only_and_enters_the_digest() {
+    let fx = parsed(
+        "[project]\nname = \"shop\"\nplatform = \"nuctl\"\n[nuctl]\nproxy-url = \"http://fz.tools.svc.cluster.local:8000\"\n",
+    );
+    assert_eq!(
+        baked_env(&fx),
+        BTreeMap::from([(
+            "FUSIONIZER_PROXY_URL".to_string(),
+            "http://fz.tools.svc.cluster.local:8000".to_string()
+        )])
+    );
+    let advertised = parsed(
+        "[project]\nname = \"shop\"\nplatform = \"nuctl\"\n[serve]\nlisten = \"0.0.0.0:9000\"\nadvertise = \"fz.tools.svc\"\ntoken-env = \"T\"\n",
+    );
+    assert_eq!(
+        baked_env(&advertised)["FUSIONIZER_PROXY_URL"],
+        "http://fz.tools.svc:9000"
+    );
+    let local = parsed("[project]\nname = \"shop\"\n[serve]\nadvertise = \"fz\"\n");
+    assert!(baked_env(&local).is_empty());
+    let nothing = parsed("[project]\nname = \"shop\"\nplatform = \"nuctl\"\n");
+    assert!(baked_env(&nothing).is_empty());
+
+    // Baked in, replacing a task's own value; a different proxy is a different digest.
+    let tmp = tempfile::tempdir().unwrap();
+    let a = simple(
+        tmp.path(),
+        "taska",
+        "  env:\n  - name: FUSIONIZER_PROXY_URL\n    value: http://stale\n  - name: KEEP\n    value: \"1\"\n",
+    );
+    let fused = |url: &str| {
+        let env = BTreeMap::from([("FUSIONIZER_PROXY_URL".to_string(), url.to_string())]);
+        let specs = BTreeMap::from([("taska".to_string(), a.clone())]);
+        fuse_grouping("shop", &specs, &vec![vec!["taska".to_string()]], &env)
+            .unwrap()
+            .remove(0)
+    };
+    let one = fused("http://one:8000");
+    let env = yaml(&one)["spec"]["env"].clone();
+    let env = env.as_sequence().unwrap();
+    assert_eq!(env.len(), 2, "{env:?}");
+    assert_eq!(env[0]["name"], "KEEP");
+    assert_eq!(env[1]["name"], "FUSIONIZER_PROXY_URL");
+    assert_eq!(env[1]["value"], "http://one:8000");
+    assert_ne!(one.digest, fused("http://two:8000").digest);
 }
 
 #[test]
@@ -553,12 +664,12 @@ fn workspace(root: &Path) -> Workspace {
             root: root.to_path_buf(),
             project: crate::config::ProjectConfig {
                 name: "shop".into(),
-                platform: Default::default(),
+                platform: crate::config::PlatformKind::default(),
             },
             tasks: BTreeMap::new(),
             phases: Vec::new(),
-            serve: Default::default(),
-            nuctl: Default::default(),
+            serve: crate::config::ServeConfig::default(),
+            nuctl: crate::config::NuctlConfig::default(),
         },
         specs: BTreeMap::new(),
     }
@@ -619,4 +730,194 @@ fn null_fields_count_as_absent() {
 fn an_empty_group_is_an_error() {
     let err = fuse_group("shop", &[]).unwrap_err();
     assert!(err_text(&err).contains("a group needs at least one task"));
+}
+
+#[test]
+fn build_base_image_must_agree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = simple(
+        tmp.path(),
+        "taska",
+        "  build:\n    baseImage: python:3.11-slim\n",
+    );
+    let b = simple(
+        tmp.path(),
+        "taskb",
+        "  build:\n    baseImage: python:3.11\n",
+    );
+    let c = simple(
+        tmp.path(),
+        "taskc",
+        "  build:\n    baseImage: python:3.11-slim\n",
+    );
+    let err = err_text(&fuse_group("shop", &[&a, &b]).unwrap_err());
+    assert!(
+        err.contains(
+            "tasks `taska` and `taskb` conflict on `spec.build.baseImage`: `python:3.11-slim` vs \
+             `python:3.11`"
+        ),
+        "{err}"
+    );
+    let doc = yaml(&fuse_group("shop", &[&a, &c]).unwrap());
+    assert_eq!(doc["spec"]["build"]["baseImage"], "python:3.11-slim");
+}
+
+/// The details of fusing `tasks` as one group with [`fuse_all`] (exit 78 asserted).
+fn refused(root: &Path, tasks: Vec<TaskSpec>) -> Vec<String> {
+    let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
+    let specs: BTreeMap<String, TaskSpec> =
+        tasks.into_iter().map(|t| (t.name.clone(), t)).collect();
+    let err = fuse_all(&workspace(root), &specs, &vec![names]).unwrap_err();
+    assert_eq!(err.code, ExitCode::Config);
+    assert!(
+        err.hint
+            .as_deref()
+            .unwrap_or_default()
+            .contains("Nuclio 1.14 validates every function it deploys"),
+        "{:?}",
+        err.hint
+    );
+    err.details
+}
+
+#[test]
+fn min_replicas_of_one_task_above_max_replicas_of_another_is_what_nuclio_refuses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let details = refused(
+        tmp.path(),
+        vec![
+            simple(tmp.path(), "taska", "  minReplicas: 3\n"),
+            simple(tmp.path(), "taskb", "  maxReplicas: 2\n"),
+        ],
+    );
+    assert_eq!(
+        details,
+        [
+            "`shop-taska-taskb`: Nuclio would reject `shop-taska-taskb` (validateMinMaxReplicas): \
+          Min replicas must be less than or equal to max replicas"
+        ]
+    );
+    // fuse_group (build of one group) refuses it too, naming the function.
+    let a = simple(tmp.path(), "taska", "  minReplicas: 3\n");
+    let b = simple(tmp.path(), "taskb", "  maxReplicas: 2\n");
+    let err = fuse_group("shop", &[&a, &b]).unwrap_err();
+    assert_eq!(err.code, ExitCode::Config);
+    assert_eq!(
+        err.details,
+        ["Nuclio would reject `shop-taska-taskb` (validateMinMaxReplicas): Min replicas must be \
+          less than or equal to max replicas"]
+    );
+}
+
+#[test]
+fn the_largest_num_workers_over_nuclio_s_limit_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let http = |n: u64| format!("  triggers:\n    web:\n      kind: http\n      numWorkers: {n}\n");
+    let details = refused(
+        tmp.path(),
+        vec![
+            simple(tmp.path(), "taska", &http(4)),
+            simple(tmp.path(), "taskb", &http(100_001)),
+        ],
+    );
+    assert_eq!(
+        details,
+        [
+            "`shop-taska-taskb`: Nuclio would reject `shop-taska-taskb` (validateTriggers): \
+          NumWorkers value for web trigger (100001) exceeds the limit of 100000"
+        ]
+    );
+}
+
+#[test]
+fn a_v3io_stream_of_one_task_with_replicas_of_others_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let details = refused(
+        tmp.path(),
+        vec![
+            simple(
+                tmp.path(),
+                "taska",
+                "  triggers:\n    stream:\n      kind: v3ioStream\n",
+            ),
+            simple(tmp.path(), "taskb", "  minReplicas: 1\n"),
+            simple(tmp.path(), "taskc", "  maxReplicas: 3\n"),
+        ],
+    );
+    assert_eq!(
+        details,
+        [
+            "`shop-taska-taskb-taskc`: Nuclio would reject `shop-taska-taskb-taskc` \
+          (validateTriggers): V3IO Stream trigger does not support autoscaling"
+        ]
+    );
+}
+
+#[test]
+fn an_allocation_annotation_of_one_task_with_explicit_ack_of_another_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = simple(tmp.path(), "taska", "");
+    a.function["metadata"]["annotations"] =
+        serde_norway::from_str("nuclio.io/kafka-worker-allocation-mode: pool").unwrap();
+    let b = simple(
+        tmp.path(),
+        "taskb",
+        "  triggers:\n    orders:\n      kind: kafka-cluster\n      explicitAckMode: enable\n",
+    );
+    assert_eq!(
+        refused(tmp.path(), vec![a, b]),
+        [
+            "`shop-taska-taskb`: Nuclio would reject `shop-taska-taskb` (validateTriggers): \
+          Explicit ack mode is not allowed when using worker pool allocation mode"
+        ]
+    );
+}
+
+#[test]
+fn scale_to_zero_of_one_task_without_http_of_another_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let details = refused(
+        tmp.path(),
+        vec![
+            simple(tmp.path(), "taska", "  minReplicas: 0\n  maxReplicas: 2\n"),
+            simple(
+                tmp.path(),
+                "taskb",
+                "  disableDefaultHTTPTrigger: true\n  triggers:\n    tick:\n      kind: cron\n",
+            ),
+        ],
+    );
+    assert_eq!(
+        details,
+        [
+            "`shop-taska-taskb`: Nuclio would reject `shop-taska-taskb` (validateScaleToZero): \
+          Function can not be scaling to zero without http trigger. Either enable default http \
+          trigger creation or create custom http trigger"
+        ]
+    );
+}
+
+#[test]
+fn a_trigger_whose_key_is_not_its_name_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let details = refused(
+        tmp.path(),
+        vec![simple(
+            tmp.path(),
+            "taska",
+            "  triggers:\n    taska-orders:\n      kind: kafka-cluster\n      name: orders\n",
+        )],
+    );
+    assert_eq!(
+        details,
+        [
+            "`shop-taska`: Nuclio would reject `shop-taska` (validateTriggers): Trigger key and \
+          name mismatch (taska-orders != orders)"
+        ]
+    );
+}
+
+/// fusion.toml text parsed as if it lived in `/project`.
+fn parsed(text: &str) -> crate::config::Config {
+    crate::config::parse(Path::new("/project/fusion.toml"), text).unwrap()
 }

@@ -7,6 +7,8 @@
 //! the ownership labels are ever planned for change. [`render`] turns a plan into text, JSON or
 //! markdown; [`saved`] writes and checks plan files; [`command`] is `fusionizer plan`.
 
+#![warn(missing_docs)]
+
 pub mod diff;
 pub mod render;
 pub mod saved;
@@ -69,7 +71,9 @@ impl Action {
 /// One planned change to one function.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
+    /// What the change does.
     pub action: Action,
+    /// The name of the function it applies to.
     pub function: String,
     /// The function's tasks, sorted: the desired set, or the live set for a delete.
     pub tasks: Vec<String>,
@@ -92,8 +96,11 @@ pub struct Change {
 /// Counts in Terraform's terms: a replacement is one add and one destroy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Summary {
+    /// Functions deployed anew: creates plus replaces.
     pub add: usize,
+    /// Functions updated in place.
     pub change: usize,
+    /// Functions removed: deletes plus replaces.
     pub destroy: usize,
 }
 
@@ -109,17 +116,22 @@ pub struct Fingerprint {
 /// A computed plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
+    /// The plan JSON schema version; [`FORMAT_VERSION`] for a plan this build computed.
     pub format_version: u32,
+    /// The project the plan is for.
     pub project: String,
     /// Deploying changes (create, update, replace) by function name, then deletes by name.
     pub changes: Vec<Change>,
     /// Desired functions that are live with the desired digest, sorted.
     pub unchanged: Vec<String>,
+    /// The changes counted in Terraform's terms.
     pub summary: Summary,
+    /// What the plan was computed from, to detect a stale saved plan.
     pub fingerprint: Fingerprint,
 }
 
 impl Plan {
+    /// Whether there is anything to apply (at least one change).
     pub fn has_changes(&self) -> bool {
         !self.changes.is_empty()
     }
@@ -142,7 +154,9 @@ pub enum PlanError {
     /// Desired names taken by functions this project does not own.
     #[error("{} already exist{} on the platform but {} not owned by project `{project}`", names_list(.names), if .names.len() == 1 { "s" } else { "" }, if .names.len() == 1 { "is" } else { "are" })]
     Unowned {
+        /// The project the plan is for.
         project: String,
+        /// The taken function names, sorted.
         names: Vec<String>,
         /// `name: owner description`, one per function.
         owners: Vec<String>,
@@ -169,7 +183,7 @@ impl From<PlanError> for Error {
                     "fusionizer never overwrites a function it does not own: delete or rename \
                      it on the platform, or rename the project",
                 );
-                e.causes = owners.clone();
+                e.causes.clone_from(owners);
                 e
             }
             PlanError::DuplicateName(_) => Error::new(ExitCode::Failure, err.to_string()),
@@ -207,7 +221,7 @@ pub fn compute(
     if !conflicts.is_empty() {
         return Err(PlanError::Unowned {
             project: project.to_string(),
-            names: conflicts.keys().map(|n| n.to_string()).collect(),
+            names: conflicts.keys().map(ToString::to_string).collect(),
             owners: conflicts.values().map(|f| describe_owner(f)).collect(),
         });
     }
@@ -302,6 +316,17 @@ pub fn compute(
             live: live_fingerprint(owned.values().copied()),
         },
     })
+}
+
+/// The plan of `fusionizer destroy` (`plan --destroy`): [`compute`] against an empty desired
+/// set, so every function in `live_owned` that carries both ownership labels of `project`
+/// becomes a delete, and nothing else is listed.
+pub fn destroy(project: &str, live_owned: &[LiveFunction]) -> Result<Plan, PlanError> {
+    let mut plan = compute(project, &[], live_owned, &[])?;
+    for change in &mut plan.changes {
+        change.reason = format!("destroying every function of project `{project}`");
+    }
+    Ok(plan)
 }
 
 fn describe_owner(f: &LiveFunction) -> String {

@@ -5,6 +5,10 @@
 //! and the live owned functions (names, digests, states). `apply FILE` recomputes both from the
 //! current config and platform and refuses (exit 75) when either moved, saying exactly what
 //! moved. A plan file holds no env values: only digests and masked diffs.
+//!
+//! A destroy plan (`plan --destroy --out FILE`) records `"destroy": true`; its desired set is
+//! empty, and its freshness check compares against an empty desired set whatever fusion.toml
+//! says now (only the live owned functions can make it stale).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -62,13 +66,18 @@ impl std::fmt::Display for SavedSelection {
 /// One desired function, as the plan saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputEntry {
+    /// The function name.
     pub function: String,
+    /// Its tasks, sorted.
     pub tasks: Vec<String>,
+    /// The artifact digest, `sha256:<hex>`.
     pub digest: String,
+    /// Task → `sha256:<hex>` over that task's own files.
     pub task_digests: BTreeMap<String, String>,
 }
 
 impl InputEntry {
+    /// One entry per artifact, sorted by function name.
     pub fn of(artifacts: &[Artifact]) -> Vec<InputEntry> {
         let mut out: Vec<InputEntry> = artifacts
             .iter()
@@ -87,13 +96,18 @@ impl InputEntry {
 /// One live owned function, as the plan saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveEntry {
+    /// The function name.
     pub function: String,
+    /// Its tasks from the `fusionizer.io/tasks` annotation, sorted.
     pub tasks: Vec<String>,
+    /// Its `fusionizer.io/digest` annotation, if it carries one.
     pub digest: Option<String>,
+    /// Its state word (`ready`, `error`, …).
     pub state: String,
 }
 
 impl LiveEntry {
+    /// One entry per live function, sorted by function name.
     pub fn of(live: &[LiveFunction]) -> Vec<LiveEntry> {
         let mut out: Vec<LiveEntry> = live
             .iter()
@@ -112,14 +126,24 @@ impl LiveEntry {
 /// A plan file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedPlan {
+    /// The plan JSON schema version; a file with another version than [`FORMAT_VERSION`] is
+    /// refused.
     pub format_version: u32,
     /// `fusionizer` version that wrote it (informational).
     pub fusionizer_version: String,
+    /// The grouping selection the plan was made for.
     pub selection: SavedSelection,
     /// [`crate::platform::Platform::identity`] of the platform it was planned against.
     pub platform: String,
+    /// A destroy plan (`plan --destroy`): planned against an empty desired set, checked against
+    /// one. Absent (false) in ordinary plans.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub destroy: bool,
+    /// The desired functions the plan was computed from, sorted by name.
     pub inputs: Vec<InputEntry>,
+    /// The live owned functions the plan was computed from, sorted by name.
     pub live: Vec<LiveEntry>,
+    /// The plan itself.
     pub plan: Plan,
 }
 
@@ -143,9 +167,27 @@ impl SavedPlan {
             fusionizer_version: env!("CARGO_PKG_VERSION").to_string(),
             selection: selection.into(),
             platform,
+            destroy: false,
             inputs: InputEntry::of(desired),
             live: LiveEntry::of(&owned),
             plan,
+        }
+    }
+
+    /// A saved destroy plan ([`plan::destroy`]): the desired set is empty.
+    pub fn destroying(plan: Plan, platform: String, live_owned: &[LiveFunction]) -> SavedPlan {
+        SavedPlan {
+            destroy: true,
+            ..SavedPlan::new(plan, Selection::default(), platform, &[], live_owned)
+        }
+    }
+
+    /// How to make this plan again, for hints: `fusionizer plan --phase 2`, `… --destroy`.
+    fn plan_command(&self) -> String {
+        if self.destroy {
+            "fusionizer plan --destroy".to_string()
+        } else {
+            format!("fusionizer plan {}", self.selection)
         }
     }
 
@@ -175,7 +217,7 @@ impl SavedPlan {
         };
         let value: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| not_a_plan(e.to_string()))?;
-        match value.get("format_version").and_then(|v| v.as_u64()) {
+        match value.get("format_version").and_then(serde_json::Value::as_u64) {
             Some(v) if v == u64::from(FORMAT_VERSION) => {}
             Some(v) => {
                 return Err(Error::failure(format!(
@@ -189,7 +231,8 @@ impl SavedPlan {
         serde_json::from_value(value).map_err(|e| not_a_plan(e.to_string()))
     }
 
-    /// What moved since the plan was made: one line per difference, empty when nothing did.
+    /// What moved since the plan was made: one line per difference, empty when nothing did. A
+    /// destroy plan ignores `desired`: it is always compared against an empty desired set.
     pub fn moved(
         &self,
         platform: &str,
@@ -197,6 +240,7 @@ impl SavedPlan {
         desired: &[Artifact],
         live_owned: &[LiveFunction],
     ) -> Vec<String> {
+        let desired = if self.destroy { &[] } else { desired };
         let mut out = Vec::new();
         if self.platform != platform {
             out.push(format!(
@@ -256,8 +300,8 @@ impl SavedPlan {
             ),
         )
         .with_hint(format!(
-            "review a fresh plan: `fusionizer plan {} --out {}`",
-            self.selection,
+            "review a fresh plan: `{} --out {}`",
+            self.plan_command(),
             path.display()
         ));
         err.causes = moved;

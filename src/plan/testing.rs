@@ -19,16 +19,22 @@ fn sha(text: &str) -> String {
 /// A fake group: its tasks, a version string per task (the task's "files") and merged env.
 #[derive(Debug, Clone)]
 pub struct Fake {
+    /// The owning project (ownership label, name prefix).
     pub project: String,
+    /// The group's tasks, sorted.
     pub tasks: Vec<String>,
+    /// Task → version string standing in for its files (default `v1`).
     pub versions: BTreeMap<String, String>,
+    /// Merged `spec.env` entries, name and value, in order.
     pub env: Vec<(String, String)>,
+    /// The HTTP trigger's `numWorkers` (default 1).
     pub workers: usize,
 }
 
 impl Fake {
+    /// A group of `tasks` (sorted) in `project`, every task at `v1`, no env, one worker.
     pub fn new(project: &str, tasks: &[&str]) -> Fake {
-        let mut tasks: Vec<String> = tasks.iter().map(|t| t.to_string()).collect();
+        let mut tasks: Vec<String> = tasks.iter().map(ToString::to_string).collect();
         tasks.sort();
         Fake {
             project: project.to_string(),
@@ -48,16 +54,19 @@ impl Fake {
         self
     }
 
+    /// Adds an env entry to the merged spec.
     pub fn env(mut self, name: &str, value: &str) -> Fake {
         self.env.push((name.to_string(), value.to_string()));
         self
     }
 
+    /// Sets the HTTP trigger's `numWorkers`.
     pub fn workers(mut self, n: usize) -> Fake {
         self.workers = n;
         self
     }
 
+    /// The function name: `<project>-<task>-<task>…`.
     pub fn name(&self) -> String {
         format!("{}-{}", self.project, self.tasks.join("-"))
     }
@@ -94,6 +103,7 @@ impl Fake {
         y
     }
 
+    /// The artifact: a single `function.yaml` with ownership labels, digest and per-task digests.
     pub fn build(&self) -> Artifact {
         let task_digests: BTreeMap<String, String> = self
             .tasks
@@ -119,6 +129,7 @@ impl Fake {
         crate::platform::memory::live_from_artifact(&self.build())
     }
 
+    /// [`Fake::live`], but reported in `state`.
     pub fn live_in(&self, state: FunctionState) -> LiveFunction {
         LiveFunction {
             state,

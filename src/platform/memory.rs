@@ -86,7 +86,9 @@ impl MemoryPlatform {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panicking test thread must not hide the state from the assertions that follow.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Puts `function` on the platform as is (owned or not), replacing any of the same name.
@@ -366,7 +368,7 @@ mod tests {
     fn artifact(name: &str, tasks: &[&str], digest: &str) -> Artifact {
         Artifact {
             name: name.to_string(),
-            tasks: tasks.iter().map(|t| t.to_string()).collect(),
+            tasks: tasks.iter().map(ToString::to_string).collect(),
             digest: digest.to_string(),
             task_digests: tasks
                 .iter()

@@ -260,9 +260,10 @@ pub trait Platform: Send + Sync {
     /// `local:<state dir>` or `nuctl:kube/<namespace>`.
     fn identity(&self) -> String;
 
-    /// The functions of `project` (by label selector where the platform honours it), in name
-    /// order, each with its labels. Callers keep only the owned ones ([`LiveFunction::is_owned_by`]);
-    /// same-named unowned functions are found with [`Platform::get`].
+    /// Every function `project` owns ([`LiveFunction::is_owned_by`]: both ownership labels), in
+    /// name order. Implementations filter on the labels themselves, since a platform may ignore
+    /// label selectors; functions of other owners are never returned. Same-named functions of
+    /// other owners are found with [`Platform::get`].
     async fn list(&self, project: &str) -> Result<Vec<LiveFunction>, PlatformError>;
 
     /// A single function by name, owned or not; `None` when it does not exist.

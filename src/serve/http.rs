@@ -25,7 +25,7 @@ use crate::contract::{
     is_hop_by_hop, HEADER_CALLER, HEADER_LOCAL_CALLS, HEADER_SERVER_ADDRESS, HEADER_SERVER_PORT,
     HEADER_TASK_NAME,
 };
-use crate::platform::{InvokeError, InvokeRequest};
+use crate::platform::{InvokeError, InvokeRequest, InvokeResponse};
 
 /// A refusal from the control plane, as an HTTP status and a message.
 #[derive(Debug)]
@@ -209,39 +209,25 @@ async fn invoke(state: &Arc<App>, task: &str, request: Request) -> Response {
     drop(table);
     let (parts, body) = request.into_parts();
     let from_task = parts.headers.contains_key(HEADER_CALLER);
-    let body = match axum::body::to_bytes(body, state.max_body).await {
-        Ok(body) => body,
-        Err(_) => {
-            let response = text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "request body is larger than the limit of {} bytes",
-                    state.max_body
-                ),
-            );
-            state
-                .metrics
-                .request(task, 413, from_task, started.elapsed());
-            return response;
-        }
+    let Ok(body) = axum::body::to_bytes(body, state.max_body).await else {
+        let response = text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body is larger than the limit of {} bytes",
+                state.max_body
+            ),
+        );
+        state
+            .metrics
+            .request(task, 413, from_task, started.elapsed());
+        return response;
     };
-    let mut headers: Vec<(String, String)> = Vec::with_capacity(parts.headers.len() + 3);
-    for (name, value) in &parts.headers {
-        if forwardable(name) {
-            if let Ok(value) = value.to_str() {
-                headers.push((name.as_str().to_string(), value.to_string()));
-            }
-        }
-    }
-    headers.push((HEADER_TASK_NAME.into(), task.to_string()));
-    headers.push((HEADER_SERVER_ADDRESS.into(), state.advertise_host.clone()));
-    headers.push((HEADER_SERVER_PORT.into(), state.port.to_string()));
     let invoke_request = InvokeRequest {
         task: task.to_string(),
         method: parts.method.as_str().to_string(),
         path: parts.uri.path().to_string(),
         query: parts.uri.query().unwrap_or_default().to_string(),
-        headers,
+        headers: forwarded_headers(state, task, &parts.headers),
         body,
     };
     let guard = route.enter();
@@ -260,29 +246,7 @@ async fn invoke(state: &Arc<App>, task: &str, request: Request) -> Response {
             )
         }
         Ok(Err(err)) => invoke_error(task, err),
-        Ok(Ok(answer)) => {
-            let mut builder = Response::builder().status(answer.status);
-            let mut local_calls = 0;
-            for (name, value) in &answer.headers {
-                if name.eq_ignore_ascii_case(HEADER_LOCAL_CALLS) {
-                    local_calls = value.parse().unwrap_or(0);
-                    continue;
-                }
-                let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
-                    continue;
-                };
-                if !forwardable(&name) {
-                    continue;
-                }
-                if let Ok(value) = HeaderValue::from_str(value) {
-                    builder = builder.header(name, value);
-                }
-            }
-            state.metrics.in_process_calls(local_calls);
-            builder
-                .body(Body::from(answer.body))
-                .unwrap_or_else(|_| text(StatusCode::BAD_GATEWAY, "invalid response"))
-        }
+        Ok(Ok(answer)) => client_response(state, answer),
     };
     state.metrics.request(
         task,
@@ -291,6 +255,49 @@ async fn invoke(state: &Arc<App>, task: &str, request: Request) -> Response {
         started.elapsed(),
     );
     response
+}
+
+/// The client's forwardable headers, plus the ones the proxy sets: the task, and where tasks
+/// reach the proxy.
+fn forwarded_headers(state: &App, task: &str, client: &HeaderMap) -> Vec<(String, String)> {
+    let mut headers: Vec<(String, String)> = Vec::with_capacity(client.len() + 3);
+    for (name, value) in client {
+        if forwardable(name) {
+            if let Ok(value) = value.to_str() {
+                headers.push((name.as_str().to_string(), value.to_string()));
+            }
+        }
+    }
+    headers.push((HEADER_TASK_NAME.into(), task.to_string()));
+    headers.push((HEADER_SERVER_ADDRESS.into(), state.advertise_host.clone()));
+    headers.push((HEADER_SERVER_PORT.into(), state.port.to_string()));
+    headers
+}
+
+/// The function's answer as the client sees it: internal and hop-by-hop headers removed, the
+/// in-process call count taken into the metrics.
+fn client_response(state: &App, answer: InvokeResponse) -> Response {
+    let mut builder = Response::builder().status(answer.status);
+    let mut local_calls = 0;
+    for (name, value) in &answer.headers {
+        if name.eq_ignore_ascii_case(HEADER_LOCAL_CALLS) {
+            local_calls = value.parse().unwrap_or(0);
+            continue;
+        }
+        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+            continue;
+        };
+        if !forwardable(&name) {
+            continue;
+        }
+        if let Ok(value) = HeaderValue::from_str(value) {
+            builder = builder.header(name, value);
+        }
+    }
+    state.metrics.in_process_calls(local_calls);
+    builder
+        .body(Body::from(answer.body))
+        .unwrap_or_else(|_| text(StatusCode::BAD_GATEWAY, "invalid response"))
 }
 
 fn invoke_error(task: &str, err: InvokeError) -> Response {
@@ -362,6 +369,7 @@ fn describe(state: &App, task: &str, headers: &HeaderMap) -> Response {
 
 /// Checks `Authorization: Bearer <token>` in constant time when a token is configured.
 fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    use subtle::ConstantTimeEq;
     let Some(expected) = &state.token else {
         return Ok(());
     };
@@ -370,7 +378,6 @@ fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    use subtle::ConstantTimeEq;
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
         Ok(())
     } else {

@@ -162,12 +162,18 @@ pub struct Routes(RwLock<Arc<RouteTable>>);
 
 impl Routes {
     pub fn current(&self) -> Arc<RouteTable> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Replaces the table, returning the previous one.
     pub fn swap(&self, table: RouteTable) -> Arc<RouteTable> {
-        let mut guard = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         std::mem::replace(&mut *guard, Arc::new(table))
     }
 }

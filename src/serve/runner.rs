@@ -68,7 +68,10 @@ impl Runner {
     ) -> Self {
         let serve = &workspace.config.serve;
         Runner {
-            uploads: UploadStore::new(&workspace.config.state_dir()),
+            uploads: UploadStore::new(
+                &workspace.config.state_dir(),
+                workspace.config.project.platform,
+            ),
             drain_timeout: serve.drain_timeout,
             max_upload: serve.max_upload_bytes,
             max_unpacked: serve.max_unpacked_bytes,
@@ -86,17 +89,23 @@ impl Runner {
     }
 
     pub fn selection(&self) -> Selection {
-        *self.selection.lock().unwrap_or_else(|e| e.into_inner())
+        *self
+            .selection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn set_selection(&self, selection: Selection) {
-        *self.selection.lock().unwrap_or_else(|e| e.into_inner()) = selection;
+        *self
+            .selection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = selection;
     }
 
     pub fn workspace(&self) -> Workspace {
         self.workspace
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
@@ -106,14 +115,17 @@ impl Runner {
             &self
                 .workspace
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .config,
         )
     }
 
     /// Replaces the configuration (after `--watch` saw a change).
     pub fn set_workspace(&self, workspace: Workspace) {
-        *self.workspace.lock().unwrap_or_else(|e| e.into_inner()) = workspace;
+        *self
+            .workspace
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = workspace;
     }
 
     /// Every task with code: declared path tasks and uploads.
@@ -146,7 +158,7 @@ impl Runner {
         // and serve never change the platform at once (whichever comes second waits: the CLI
         // exits 75 naming serve; serve retries its regroup a few seconds later).
         let lock_path = crate::lock::lock_path(
-            &self.with_config(|c| c.state_dir()),
+            &self.with_config(crate::config::Config::state_dir),
             &self.platform.identity(),
         );
         let result = match crate::lock::acquire(
@@ -205,11 +217,14 @@ impl Runner {
         ));
         let applied = execution.await;
         let mut report = RegroupReport {
-            moved: hooks.moved.into_inner().unwrap_or_else(|e| e.into_inner()),
+            moved: hooks
+                .moved
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
             elapsed: hooks
                 .switched_after
                 .into_inner()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .unwrap_or_else(|| started.elapsed()),
             ..RegroupReport::default()
         };
@@ -364,10 +379,13 @@ impl ApplyHooks for SwitchRoutes<'_> {
         *self
             .switched_after
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(self.started.elapsed());
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(self.started.elapsed());
         let new = app.routes.current();
         {
-            let mut moved = self.moved.lock().unwrap_or_else(|e| e.into_inner());
+            let mut moved = self
+                .moved
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             for (task, f) in &new.by_task {
                 let before = old.by_task.get(task).map(|o| o.name.clone());
                 if before.as_deref() != Some(f.name.as_str()) {

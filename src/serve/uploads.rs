@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
-use crate::config::taskspec::TaskSpec;
-use crate::config::Diagnostic;
+use crate::config::{Diagnostic, PlatformKind, TaskSpec};
 
 /// Most entries an upload may hold.
 const MAX_ENTRIES: usize = 10_000;
@@ -49,12 +48,15 @@ fn render(diagnostics: &[Diagnostic]) -> String {
 #[derive(Debug, Clone)]
 pub struct UploadStore {
     dir: PathBuf,
+    /// The project's platform: an upload is checked as a declared task would be there.
+    platform: PlatformKind,
 }
 
 impl UploadStore {
-    pub fn new(state_dir: &Path) -> Self {
+    pub fn new(state_dir: &Path, platform: PlatformKind) -> Self {
         UploadStore {
             dir: state_dir.join("uploads"),
+            platform,
         }
     }
 
@@ -73,7 +75,7 @@ impl UploadStore {
             if name.starts_with('.') || !entry.path().is_dir() {
                 continue;
             }
-            match TaskSpec::load(&name, &entry.path()) {
+            match TaskSpec::load_on(&name, &entry.path(), self.platform) {
                 Ok(spec) => {
                     out.insert(name, spec);
                 }
@@ -109,7 +111,7 @@ impl UploadStore {
             .tempdir_in(&self.dir)?;
         extract(std::io::Cursor::new(zip), staging.path(), max_unpacked)?;
         let root = task_root(staging.path());
-        let spec = TaskSpec::load(task, &root).map_err(UploadError::Invalid)?;
+        let spec = TaskSpec::load_on(task, &root, self.platform).map_err(UploadError::Invalid)?;
         Ok(Staged {
             staging,
             root,
@@ -158,7 +160,7 @@ impl UploadStore {
 
     /// The task's stored spec after a commit.
     pub fn spec(&self, task: &str) -> Option<TaskSpec> {
-        TaskSpec::load(task, &self.task_dir(task)).ok()
+        TaskSpec::load_on(task, &self.task_dir(task), self.platform).ok()
     }
 }
 
@@ -212,7 +214,11 @@ pub fn extract<R: Read + Seek>(
         if raw_name.starts_with('/') || raw_name.starts_with('\\') {
             return Err(UploadError::UnsafePath(raw_name));
         }
-        if entry.is_symlink() || entry.unix_mode().is_some_and(|m| m & 0o170000 == 0o120000) {
+        if entry.is_symlink()
+            || entry
+                .unix_mode()
+                .is_some_and(|m| m & 0o170_000 == 0o120_000)
+        {
             return Err(UploadError::Link(raw_name));
         }
         let path = dest.join(&relative);
@@ -327,7 +333,7 @@ mod tests {
 
     #[test]
     fn not_a_zip_is_refused() {
-        let store = UploadStore::new(tempfile::tempdir().unwrap().path());
+        let store = UploadStore::new(tempfile::tempdir().unwrap().path(), PlatformKind::Local);
         let err = store.stage("t", b"hello", 1 << 20, 1 << 20).err().unwrap();
         assert!(matches!(err, UploadError::NotZip(_)), "{err}");
     }
@@ -335,7 +341,7 @@ mod tests {
     #[test]
     fn archive_over_the_size_limit_is_refused() {
         let state = tempfile::tempdir().unwrap();
-        let store = UploadStore::new(state.path());
+        let store = UploadStore::new(state.path(), PlatformKind::Local);
         let zip = zip_of(&[
             ("function.yaml", FUNCTION_YAML),
             ("main.py", b"def handler(c, e):\n    return 1\n"),
@@ -347,7 +353,7 @@ mod tests {
     #[test]
     fn valid_upload_commits_and_restores() {
         let state = tempfile::tempdir().unwrap();
-        let store = UploadStore::new(state.path());
+        let store = UploadStore::new(state.path(), PlatformKind::Local);
         let v1 = zip_of(&[
             ("function.yaml", FUNCTION_YAML),
             ("main.py", b"def handler(c, e):\n    return 1\n"),
@@ -373,7 +379,7 @@ mod tests {
     #[test]
     fn invalid_task_is_refused_before_anything_is_replaced() {
         let state = tempfile::tempdir().unwrap();
-        let store = UploadStore::new(state.path());
+        let store = UploadStore::new(state.path(), PlatformKind::Local);
         let zip = zip_of(&[("main.py", b"x")]);
         let err = store.stage("t", &zip, 1 << 20, 1 << 20).err().unwrap();
         assert!(matches!(err, UploadError::Invalid(_)), "{err}");

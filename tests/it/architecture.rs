@@ -170,17 +170,6 @@ fn every_module_has_a_floor_and_imports_only_point_down() {
 
 #[test]
 fn no_two_files_import_each_other_even_through_others() {
-    let files = files();
-    let known: BTreeSet<Vec<String>> = files.keys().cloned().collect();
-    let is_ancestor = |a: &[String], b: &[String]| b.len() > a.len() && b.starts_with(a);
-    let mut graph: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = BTreeMap::new();
-    for (module, text) in &files {
-        let edges = references(module, text, &known)
-            .into_iter()
-            .filter(|t| !is_ancestor(t, module) && !is_ancestor(module, t))
-            .collect();
-        graph.insert(module.clone(), edges);
-    }
     // Depth-first search for a back edge; report the first circle found.
     fn visit(
         node: &Vec<String>,
@@ -205,6 +194,17 @@ fn no_two_files_import_each_other_even_through_others() {
         stack.pop();
         done.insert(node.clone());
         None
+    }
+    let files = files();
+    let known: BTreeSet<Vec<String>> = files.keys().cloned().collect();
+    let is_ancestor = |a: &[String], b: &[String]| b.len() > a.len() && b.starts_with(a);
+    let mut graph: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = BTreeMap::new();
+    for (module, text) in &files {
+        let edges = references(module, text, &known)
+            .into_iter()
+            .filter(|t| !is_ancestor(t, module) && !is_ancestor(module, t))
+            .collect();
+        graph.insert(module.clone(), edges);
     }
     let mut done = BTreeSet::new();
     for node in graph.keys() {

@@ -4,7 +4,7 @@
 //! The artifacts are built by hand around a stub worker (`fixtures/stub_worker.py`) that speaks
 //! the wire protocol but calls a tiny entry module directly, so these tests pin the platform's
 //! mechanics independently of the dispatcher. The venv is built once into a shared cache under
-//! the target directory (needs PyPI the first time).
+//! the target directory (needs `PyPI` the first time).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -144,7 +144,11 @@ fn artifact(spec: Spec<'_>) -> Artifact {
         task_digests: BTreeMap::new(),
         function_yaml: yaml,
         num_workers: spec.workers,
-        build_commands: spec.build_commands.iter().map(|c| c.to_string()).collect(),
+        build_commands: spec
+            .build_commands
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         files,
     }
 }

@@ -8,6 +8,7 @@ mod local;
 mod nuctl;
 mod nuctl_cli;
 mod plan;
+mod plan_destroy;
 mod serve;
 #[path = "../support/mod.rs"]
 mod support;

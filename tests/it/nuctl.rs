@@ -121,7 +121,7 @@ fn artifact(tasks: &[&str], port: Option<u16>) -> Artifact {
     );
     Artifact {
         name,
-        tasks: tasks.iter().map(|t| t.to_string()).collect(),
+        tasks: tasks.iter().map(ToString::to_string).collect(),
         digest: "sha256:0123".into(),
         task_digests: BTreeMap::new(),
         function_yaml,

@@ -1,4 +1,4 @@
-//! plan, apply and status: the JSON schema, and the GitOps walkthrough on the local platform.
+//! plan, apply and status: the JSON schema, and the `GitOps` walkthrough on the local platform.
 
 use serde_json::Value;
 
@@ -177,7 +177,7 @@ fn the_schema_check_catches_a_broken_plan() {
 use crate::support::{transcript, TestEnv};
 
 /// The quickstart project (taska, taskb; phase 2 fuses them), with a shared venv cache.
-fn quickstart() -> TestEnv {
+pub(crate) fn quickstart() -> TestEnv {
     TestEnv::example("quickstart")
 }
 
@@ -186,7 +186,7 @@ fn cache_dir() -> std::path::PathBuf {
 }
 
 /// Runs `fusionizer ARGS` in the project with the shared cache; returns the output.
-fn run(env: &TestEnv, args: &[&str]) -> std::process::Output {
+pub(crate) fn run(env: &TestEnv, args: &[&str]) -> std::process::Output {
     env.cmd()
         .env("FUSIONIZER_CACHE_DIR", cache_dir())
         .args(args)
@@ -203,7 +203,7 @@ pub(crate) fn stderr(output: &std::process::Output) -> String {
 }
 
 /// Runs and asserts the exit code, showing the whole transcript when it differs.
-fn expect(env: &TestEnv, args: &[&str], code: i32) -> std::process::Output {
+pub(crate) fn expect(env: &TestEnv, args: &[&str], code: i32) -> std::process::Output {
     exited(run(env, args), args, code)
 }
 
@@ -228,7 +228,7 @@ pub(crate) fn settings(env: &TestEnv) -> insta::Settings {
     settings
 }
 
-fn append(env: &TestEnv, rel: &str, text: &str) {
+pub(crate) fn append(env: &TestEnv, rel: &str, text: &str) {
     let path = env.project().join(rel);
     let mut content = std::fs::read_to_string(&path).unwrap();
     content.push_str(text);
@@ -242,7 +242,7 @@ fn status_json(env: &TestEnv, args: &[&str]) -> Value {
 }
 
 /// function → (tasks, digest) of the live owned functions.
-fn live(env: &TestEnv) -> Vec<(String, String, String)> {
+pub(crate) fn live(env: &TestEnv) -> Vec<(String, String, String)> {
     status_json(env, &[])["functions"]
         .as_array()
         .unwrap()

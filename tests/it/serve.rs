@@ -81,12 +81,9 @@ impl Serve {
                 }
             });
         }
-        let base = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(base) => base,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("serve did not start:\n{}", log.lock().unwrap());
-            }
+        let Ok(base) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            panic!("serve did not start:\n{}", log.lock().unwrap());
         };
         let mut serve = Serve { child, base, log };
         let client = client();

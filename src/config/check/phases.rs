@@ -21,19 +21,16 @@ impl Checker<'_> {
         let Some(value) = root.get("phase") else {
             return phases;
         };
-        let items = match value.get_ref() {
-            DeValue::Array(items) => items,
-            _ => {
-                self.error(
-                    value.span(),
-                    format!(
-                        "`phase` must be an array of tables, found {}",
-                        value.get_ref().type_str()
-                    ),
-                    Some("write each phase as a `[[phase]]` table".to_string()),
-                );
-                return phases;
-            }
+        let DeValue::Array(items) = value.get_ref() else {
+            self.error(
+                value.span(),
+                format!(
+                    "`phase` must be an array of tables, found {}",
+                    value.get_ref().type_str()
+                ),
+                Some("write each phase as a `[[phase]]` table".to_string()),
+            );
+            return phases;
         };
         // The last valid `after`, with its text, for the ordering check.
         let mut previous: Option<(usize, Duration, String)> = None;
@@ -152,7 +149,7 @@ impl Checker<'_> {
                 continue;
             }
             let mut names = BTreeSet::new();
-            for member in members.iter() {
+            for member in members {
                 let DeValue::String(name) = member.get_ref() else {
                     self.error(
                         member.span(),

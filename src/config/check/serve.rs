@@ -1,7 +1,7 @@
 //! `[serve]` and `[nuctl]`: addresses, sizes, timeouts and the nuctl settings, defaults filled in.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use toml::de::DeTable;
 
@@ -28,6 +28,8 @@ const NUCTL_KEYS: &[&str] = &[
     "project",
     "readiness-timeout",
     "invocation-url",
+    "http-trigger-service-type",
+    "proxy-url",
 ];
 
 impl Checker<'_> {
@@ -99,14 +101,19 @@ impl Checker<'_> {
         serve
     }
 
-    pub(super) fn nuctl(&mut self, root: &DeTable<'_>) -> NuctlConfig {
+    pub(super) fn nuctl(&mut self, root: &DeTable<'_>, root_dir: &Path) -> NuctlConfig {
         let mut nuctl = NuctlConfig::default();
         let Some(table) = self.table(root, "nuctl") else {
             return nuctl;
         };
         self.check_keys(table, NUCTL_KEYS, Some("`[nuctl]`"));
         if let Some(binary) = self.optional_string(table, "binary", "nuctl.binary") {
-            nuctl.binary = binary;
+            // A bare name is looked up on PATH; anything with a `/` or a `~` is a path.
+            nuctl.binary = if binary.contains('/') || binary.starts_with('~') {
+                setting_path(root_dir, &binary).display().to_string()
+            } else {
+                binary
+            };
         }
         if let Some(value) = table.get("platform") {
             if let Some(text) = self.string(value, "nuctl.platform") {
@@ -124,7 +131,41 @@ impl Checker<'_> {
         nuctl.namespace = self.optional_string(table, "namespace", "nuctl.namespace");
         nuctl.kubeconfig = self
             .optional_string(table, "kubeconfig", "nuctl.kubeconfig")
-            .map(PathBuf::from);
+            .map(|text| setting_path(root_dir, &text));
+        if let Some(value) = table.get("http-trigger-service-type") {
+            if let Some(text) = self.string(value, "nuctl.http-trigger-service-type") {
+                if matches!(text, "NodePort" | "ClusterIP") {
+                    nuctl.http_trigger_service_type = Some(text.to_string());
+                } else {
+                    self.error(
+                        value.span(),
+                        format!("unknown `http-trigger-service-type` `{text}`"),
+                        Some(
+                            "`http-trigger-service-type` is `NodePort` (serve outside the \
+                             cluster) or `ClusterIP` (serve inside it)"
+                                .to_string(),
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(value) = table.get("proxy-url") {
+            if let Some(text) = self.string(value, "nuctl.proxy-url") {
+                if text.starts_with("http://") || text.starts_with("https://") {
+                    nuctl.proxy_url = Some(text.trim_end_matches('/').to_string());
+                } else {
+                    self.error(
+                        value.span(),
+                        format!("`nuctl.proxy-url` `{text}` is not an http(s) URL"),
+                        Some(
+                            "write the URL functions use to reach `fusionizer serve`, e.g. \
+                             `http://fusionizer.tools.svc.cluster.local:8000`"
+                                .to_string(),
+                        ),
+                    );
+                }
+            }
+        }
         nuctl.registry = self.optional_string(table, "registry", "nuctl.registry");
         nuctl.run_registry = self.optional_string(table, "run-registry", "nuctl.run-registry");
         nuctl.project = self.optional_string(table, "project", "nuctl.project");
@@ -145,6 +186,23 @@ impl Checker<'_> {
             }
         }
         nuctl
+    }
+}
+
+/// A path-valued setting as written in fusion.toml: `~` and `~/…` expand to the home directory;
+/// a relative path is relative to fusion.toml's directory.
+pub(crate) fn setting_path(root_dir: &Path, text: &str) -> PathBuf {
+    let home = || std::env::var_os("HOME").map(PathBuf::from);
+    let expanded = match text.strip_prefix('~') {
+        Some("") => home(),
+        Some(rest) if rest.starts_with('/') => home().map(|h| h.join(rest.trim_start_matches('/'))),
+        _ => None,
+    };
+    let path = expanded.unwrap_or_else(|| PathBuf::from(text));
+    if path.is_absolute() {
+        path
+    } else {
+        root_dir.join(path)
     }
 }
 

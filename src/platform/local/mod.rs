@@ -91,7 +91,7 @@ impl Invoker for Slot {
             match pool.invoke(&request).await {
                 Ok(response) => return Ok(response),
                 Err(PoolError::Invoke(e)) => return Err(e),
-                Err(PoolError::Retired) => continue,
+                Err(PoolError::Retired) => {}
             }
         }
         Err(InvokeError::Unavailable {

@@ -277,6 +277,5 @@ pub(super) fn socket_dir() -> Result<PathBuf, PlatformError> {
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+        .map_or(0, |d| d.as_secs())
 }

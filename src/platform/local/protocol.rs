@@ -320,13 +320,13 @@ pub fn emit_log(function: &str, line: &LogLine) {
     let stream = line.stream.as_str();
     match line.level.as_str() {
         "debug" => {
-            tracing::debug!(target: TASK_LOG_TARGET, function, task, stream, with, "{message}")
+            tracing::debug!(target: TASK_LOG_TARGET, function, task, stream, with, "{message}");
         }
         "warn" | "warning" => {
-            tracing::warn!(target: TASK_LOG_TARGET, function, task, stream, with, "{message}")
+            tracing::warn!(target: TASK_LOG_TARGET, function, task, stream, with, "{message}");
         }
         "error" | "critical" => {
-            tracing::error!(target: TASK_LOG_TARGET, function, task, stream, with, "{message}")
+            tracing::error!(target: TASK_LOG_TARGET, function, task, stream, with, "{message}");
         }
         _ => tracing::info!(target: TASK_LOG_TARGET, function, task, stream, with, "{message}"),
     }

@@ -252,7 +252,7 @@ fn deploy_error(function: &str, what: &str, err: ProcError) -> PlatformError {
             stderr,
             ..
         } => {
-            let output = format!("{}{}", stdout, stderr);
+            let output = format!("{stdout}{stderr}");
             let output = output.trim_end();
             PlatformError::Deploy {
                 function: function.to_string(),

@@ -119,7 +119,7 @@ pub(super) async fn supervise(
         let end = tokio::select! {
             reason = &mut worker.reader => End::Closed(reason.unwrap_or_else(|e| e.to_string())),
             status = worker.child.wait() => End::Exited(status),
-            _ = worker.conn.kill.notified() => End::Killed,
+            () = worker.conn.kill.notified() => End::Killed,
             _ = stop.changed() => End::Stop,
         };
         shared.live.fetch_sub(1, Ordering::AcqRel);
@@ -128,32 +128,7 @@ pub(super) async fn supervise(
             quit(&shared, worker).await;
             return;
         }
-        if let End::Exited(_) = end {
-            // An answer written just before the exit is still delivered.
-            let _ = tokio::time::timeout(QUIT_GRACE, &mut worker.reader).await;
-        }
-        let pending = worker.conn.close();
-        let _ = worker.child.start_kill();
-        let status = match &end {
-            End::Exited(status) => status.as_ref().ok().copied(),
-            _ => tokio::time::timeout(QUIT_GRACE, worker.child.wait())
-                .await
-                .ok()
-                .and_then(Result::ok),
-        };
-        worker.reader.abort();
-        let what = match end {
-            End::Killed => {
-                format!("worker {index} (pid {pid}) was killed after a request timed out")
-            }
-            End::Closed(reason) if status.is_none() => {
-                format!("worker {index} (pid {pid}) {reason}")
-            }
-            _ => format!("worker {index} (pid {pid}) {}", describe_status(status)),
-        };
-        if let Some(pending) = pending {
-            let _ = pending.send(Err(what.clone()));
-        }
+        let what = bury(&mut worker, end, index, pid).await;
         shared.restarts.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             function = shared.function(),
@@ -170,10 +145,42 @@ pub(super) async fn supervise(
     }
 }
 
+/// After a worker's life ended other than by a stop: fails the request it was serving, makes
+/// sure the process is gone, and says what happened.
+async fn bury(worker: &mut Running, end: End, index: usize, pid: u32) -> String {
+    if let End::Exited(_) = end {
+        // An answer written just before the exit is still delivered.
+        let _ = tokio::time::timeout(QUIT_GRACE, &mut worker.reader).await;
+    }
+    let pending = worker.conn.close();
+    let _ = worker.child.start_kill();
+    let status = match &end {
+        End::Exited(status) => status.as_ref().ok().copied(),
+        _ => tokio::time::timeout(QUIT_GRACE, worker.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok),
+    };
+    worker.reader.abort();
+    let what = match end {
+        End::Killed => {
+            format!("worker {index} (pid {pid}) was killed after a request timed out")
+        }
+        End::Closed(reason) if status.is_none() => {
+            format!("worker {index} (pid {pid}) {reason}")
+        }
+        _ => format!("worker {index} (pid {pid}) {}", describe_status(status)),
+    };
+    if let Some(pending) = pending {
+        let _ = pending.send(Err(what.clone()));
+    }
+    what
+}
+
 /// Waits `backoff`; `false` when the pool is stopping instead.
 async fn pause(stop: &mut watch::Receiver<bool>, backoff: Duration) -> bool {
     tokio::select! {
-        _ = tokio::time::sleep(backoff) => true,
+        () = tokio::time::sleep(backoff) => true,
         _ = stop.changed() => false,
     }
 }
@@ -281,7 +288,7 @@ async fn start_worker(shared: &Arc<Shared>, index: usize) -> Result<Running, Pla
             "worker {index} {} before it connected",
             describe_status(status.ok())
         )),
-        _ = tokio::time::sleep(CONNECT_TIMEOUT) => Err(format!(
+        () = tokio::time::sleep(CONNECT_TIMEOUT) => Err(format!(
             "worker {index} did not connect within {CONNECT_TIMEOUT:?}"
         )),
     };
@@ -387,7 +394,7 @@ async fn await_ready(
     loop {
         let frame = tokio::select! {
             frame = protocol::read_frame(reader) => frame,
-            _ = tokio::time::sleep_until(deadline) => {
+            () = tokio::time::sleep_until(deadline) => {
                 let _ = spawned.child.start_kill();
                 return Err(spawned.fail(format!(
                     "worker {index} did not finish `init_context` within {READY_TIMEOUT:?}"
@@ -402,7 +409,7 @@ async fn await_ready(
                         let status = tokio::time::timeout(QUIT_GRACE, spawned.child.wait()).await;
                         describe_status(status.ok().and_then(Result::ok))
                     }
-                    invalid => invalid.to_string(),
+                    invalid @ FrameError::Invalid(_) => invalid.to_string(),
                 };
                 let _ = spawned.child.start_kill();
                 settle(&mut spawned.pumps).await;

@@ -211,15 +211,14 @@ impl Nuctl {
         }
     }
 
-    /// Runs a `get … -o json`: `None` when nuctl answers "not found" (`No functions found` /
-    /// `No projects found` on stdout, exit 1, nothing on stderr), else every object it printed
-    /// (one object or an array of them).
+    /// Runs a `get … -o json`: `None` when nuctl answers "no match" (see [`is_not_found`]),
+    /// else every object it printed (one object or an array of them).
     pub async fn get_json(&self, cmd: &Cmd) -> Result<Option<Vec<serde_json::Value>>, NuctlError> {
         let output = self.output(cmd).await?;
+        if is_not_found(&output) {
+            return Ok(None);
+        }
         if output.status != 0 {
-            if is_not_found(&output) {
-                return Ok(None);
-            }
             return Err(NuctlError::Failed {
                 command: cmd.display(),
                 status: output.status,
@@ -235,15 +234,16 @@ impl Nuctl {
     }
 }
 
-/// nuctl's not-found answer: a `nuclio.ErrorWithStatusCode` printed alone on stdout (`No
-/// functions found`, no newline) with exit 1 and an empty stderr.
+/// nuctl's "no match" answer, across versions: stdout that trims to exactly `No functions
+/// found` or `No projects found`, with an empty stderr, whatever the exit code.
+///
+/// In nuclio 1.14.1 (`pkg/nuctl/command/get.go`), a listing that matches nothing prints the line
+/// with a newline and returns nil (exit 0); only a lookup by NAME that finds nothing is
+/// `nuclio.ErrNotFound` (the line without a newline, exit 1). Older releases print the line
+/// without a newline and exit 0 even for a lookup by name.
 pub fn is_not_found(output: &Output) -> bool {
     let text = output.stdout.trim();
-    output.status == 1
-        && output.stderr.trim().is_empty()
-        && text.starts_with("No ")
-        && text.ends_with(" found")
-        && !text.contains('\n')
+    output.stderr.trim().is_empty() && matches!(text, "No functions found" | "No projects found")
 }
 
 /// Parses what `get -o json` printed: one object, or an array of objects (tab-indented either
@@ -293,17 +293,21 @@ mod tests {
     }
 
     #[test]
-    fn not_found_needs_exit_1_and_an_empty_stderr() {
+    fn no_match_is_the_line_alone_with_an_empty_stderr_whatever_the_exit_code() {
         let out = |status, stdout: &str, stderr: &str| Output {
             status,
             stdout: stdout.to_string(),
             stderr: stderr.to_string(),
         };
+        // 1.14.1: a listing prints the line with a newline and exits 0; a lookup by name
+        // without a newline and exits 1. Older: no newline, exit 0.
+        assert!(is_not_found(&out(0, "No functions found\n", "")));
+        assert!(is_not_found(&out(0, "No projects found\n", "")));
         assert!(is_not_found(&out(1, "No functions found", "")));
-        assert!(is_not_found(&out(1, "No projects found", "")));
-        assert!(!is_not_found(&out(0, "No functions found", "")));
+        assert!(is_not_found(&out(0, "No functions found", "")));
         assert!(!is_not_found(&out(1, "", "\nError - boom\n")));
         assert!(!is_not_found(&out(1, "No functions found", "Error - x")));
+        assert!(!is_not_found(&out(0, "No functions found\nmore", "")));
     }
 
     #[test]

@@ -111,7 +111,7 @@ impl NuclioFunction {
 
     /// Where to send invocations: `host:port[/path]` without a scheme, picked by `preference`
     /// (see [`pick_address`]).
-    pub fn address(&self, preference: UrlPreference) -> Option<String> {
+    pub fn address(&self, preference: UrlPreference) -> Result<String, String> {
         pick_address(&self.status, preference)
     }
 }
@@ -136,28 +136,48 @@ fn normalise(value: Value) -> Option<Value> {
     }
 }
 
-/// Picks the invocation address from a function's status.
+/// Picks the invocation address from a function's status, or says why there is none.
 ///
-/// `External` tries `externalInvocationUrls`, then `internalInvocationUrls`; `Internal` the
-/// reverse; either falls back to `httpPort` on this host. The URLs have no scheme. An address on
-/// `0.0.0.0` (what the local platform reports when it knows no external IP) means this host.
-pub fn pick_address(status: &Status, preference: UrlPreference) -> Option<String> {
-    let external = status.external_invocation_urls.iter().flatten();
-    let internal = status.internal_invocation_urls.iter().flatten();
-    let ordered: Vec<&String> = match preference {
-        UrlPreference::External => external.chain(internal).collect(),
-        UrlPreference::Internal => internal.chain(external).collect(),
+/// `External` takes `externalInvocationUrls`, else `httpPort` on this host (Nuclio's Docker
+/// platform); `Internal` takes `internalInvocationUrls`. The preferred kind is never silently
+/// swapped for the other: on Kubernetes the default service type is `ClusterIP`
+/// (pkg/platformconfig/types.go, `DefaultServiceType`), whose status has internal URLs only, and
+/// a cluster-internal name does not resolve from outside. The URLs have no scheme. An address
+/// on `0.0.0.0` (what Nuclio's Docker platform reports when it knows no external IP) means this
+/// host.
+pub fn pick_address(status: &Status, preference: UrlPreference) -> Result<String, String> {
+    let first = |urls: &Option<Vec<String>>| {
+        urls.iter()
+            .flatten()
+            .map(|url| normalise_address(url))
+            .find(|url| !url.is_empty())
     };
-    ordered
-        .into_iter()
-        .map(|url| normalise_address(url))
-        .find(|url| !url.is_empty())
-        .or_else(|| {
-            status
-                .http_port
-                .filter(|&p| p != 0)
-                .map(|p| format!("127.0.0.1:{p}"))
-        })
+    match preference {
+        UrlPreference::External => first(&status.external_invocation_urls)
+            .or_else(|| {
+                status
+                    .http_port
+                    .filter(|&p| p != 0)
+                    .map(|p| format!("127.0.0.1:{p}"))
+            })
+            .ok_or_else(|| {
+                let hint = if first(&status.internal_invocation_urls).is_some() {
+                    " (it has only internal URLs: its service is ClusterIP)"
+                } else {
+                    ""
+                };
+                format!(
+                    "nuctl reports no external invocation URL for it{hint}; when serve runs \
+                     outside the cluster set `[nuctl] http-trigger-service-type = \"NodePort\"`, \
+                     when it runs inside set `[nuctl] invocation-url = \"internal\"`"
+                )
+            }),
+        UrlPreference::Internal => first(&status.internal_invocation_urls).ok_or_else(|| {
+            "nuctl reports no internal invocation URL for it; when serve runs outside the \
+             cluster set `[nuctl] invocation-url = \"external\"`"
+                .to_string()
+        }),
+    }
 }
 
 fn normalise_address(url: &str) -> String {
@@ -196,7 +216,7 @@ mod tests {
                 "image": "localhost:5000/nuclio/processor-shop-a-b:latest",
                 "eventTimeout": "",
                 "securityContext": {},
-                "build": {"path": "/tmp/x", "timestamp": 1700000000, "commands": ["pip install requests"]},
+                "build": {"path": "/tmp/x", "timestamp": 1_700_000_000, "commands": ["pip install requests"]},
                 "triggers": {"http": {"kind": "http", "numWorkers": 2, "class": "", "attributes": {}}}
             },
             "status": status
@@ -234,49 +254,55 @@ mod tests {
         let status = Status {
             http_port: Some(32768),
             external_invocation_urls: Some(vec!["0.0.0.0:32768".into()]),
-            internal_invocation_urls: Some(vec!["172.17.0.2:8080".into()]),
+            internal_invocation_urls: Some(vec!["127.0.0.9:8080".into()]),
             ..Status::default()
         };
         assert_eq!(
             pick_address(&status, UrlPreference::External).as_deref(),
-            Some("127.0.0.1:32768")
+            Ok("127.0.0.1:32768")
         );
         assert_eq!(
             pick_address(&status, UrlPreference::Internal).as_deref(),
-            Some("172.17.0.2:8080")
+            Ok("127.0.0.9:8080")
         );
     }
 
     #[test]
-    fn address_falls_back_to_the_other_list_then_the_port() {
-        let only_internal = Status {
+    fn a_cluster_ip_service_has_no_external_url_and_the_error_names_the_settings() {
+        // What Nuclio 1.14.1 reports on Kubernetes with the default ClusterIP service type.
+        let cluster_ip = Status {
             internal_invocation_urls: Some(vec!["nuclio-f.ns.svc.cluster.local:8080".into()]),
             external_invocation_urls: Some(vec![]),
             ..Status::default()
         };
+        let why = pick_address(&cluster_ip, UrlPreference::External).unwrap_err();
+        assert!(why.contains("ClusterIP"), "{why}");
+        assert!(
+            why.contains("http-trigger-service-type = \"NodePort\""),
+            "{why}"
+        );
+        assert!(why.contains("invocation-url = \"internal\""), "{why}");
         assert_eq!(
-            pick_address(&only_internal, UrlPreference::External).as_deref(),
-            Some("nuclio-f.ns.svc.cluster.local:8080")
+            pick_address(&cluster_ip, UrlPreference::Internal).as_deref(),
+            Ok("nuclio-f.ns.svc.cluster.local:8080")
         );
         let only_port = Status {
             http_port: Some(31000),
             ..Status::default()
         };
         assert_eq!(
-            pick_address(&only_port, UrlPreference::Internal).as_deref(),
-            Some("127.0.0.1:31000")
+            pick_address(&only_port, UrlPreference::External).as_deref(),
+            Ok("127.0.0.1:31000")
         );
-        assert_eq!(
-            pick_address(&Status::default(), UrlPreference::External),
-            None
-        );
+        let why = pick_address(&only_port, UrlPreference::Internal).unwrap_err();
+        assert!(why.contains("invocation-url = \"external\""), "{why}");
         let schemed = Status {
-            external_invocation_urls: Some(vec!["http://1.2.3.4:80/".into()]),
+            external_invocation_urls: Some(vec!["http://fn.invalid:80/".into()]),
             ..Status::default()
         };
         assert_eq!(
             pick_address(&schemed, UrlPreference::External).as_deref(),
-            Some("1.2.3.4:80")
+            Ok("fn.invalid:80")
         );
     }
 

@@ -4,9 +4,10 @@
 //! ([`function`]); invocations go straight to the function's invocation URL over a pooled HTTP
 //! client ([`invoke`]), with the URL cached here and refreshed after every deploy, on
 //! [`Platform::refresh`], and when a connection is refused. Deploys write the artifact under
-//! `.fusionizer/build/<name>/` and run `nuctl deploy <name> --path <dir> --file
-//! <dir>/function.yaml`; ownership labels and annotations travel in that function.yaml, never as
-//! flags (nuctl's `--labels` truncates values containing `,` or `=`).
+//! `.fusionizer/build/<name>/` and run
+//! `nuctl deploy <name> --path <dir> --file <dir>/function.yaml`; ownership labels and
+//! annotations travel in that function.yaml, never as flags (nuctl's `--labels` truncates values
+//! containing `,` or `=`).
 
 pub mod cli;
 pub mod function;
@@ -81,9 +82,7 @@ impl NuctlPlatform {
         host: Option<HostOptions>,
         nuctl: Nuctl,
     ) -> Result<Self, PlatformError> {
-        let request_timeout = host
-            .map(|h| h.request_timeout)
-            .unwrap_or(config.serve.request_timeout);
+        let request_timeout = host.map_or(config.serve.request_timeout, |h| h.request_timeout);
         Ok(NuctlPlatform {
             inner: Arc::new(Inner {
                 nuctl,
@@ -145,9 +144,7 @@ impl Inner {
                 state @ (FunctionState::Provisioning(_)
                 | FunctionState::Error(_)
                 | FunctionState::Unhealthy(_)) => Err(format!("its state is `{}`", state.word())),
-                _ => f
-                    .address(self.settings.invocation_url)
-                    .ok_or_else(|| "nuctl reports no invocation URL and no HTTP port".to_string()),
+                _ => f.address(self.settings.invocation_url),
             },
         };
         self.endpoints.lock().expect("endpoint cache").insert(
@@ -256,6 +253,11 @@ impl Inner {
             let secs = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
             args.extend(["--readiness-timeout".into(), secs.to_string().into()]);
         }
+        if let Some(service_type) = &s.http_trigger_service_type {
+            // pkg/nuctl/command/deploy.go: `--http-trigger-service-type` overrides the HTTP
+            // trigger's Kubernetes ServiceType (default ClusterIP, pkg/platformconfig/types.go).
+            args.extend(["--http-trigger-service-type".into(), service_type.into()]);
+        }
         self.nuctl.command(args)
     }
 }
@@ -314,10 +316,14 @@ impl Platform for NuctlPlatform {
             return Ok(Vec::new());
         };
         let functions = parse_functions(&cmd, values)?;
+        // Nuclio's Docker platform ignores every selector key except `nuclio.io/project-name`
+        // (pkg/platform/local/client/store.go), so the selector above narrows nothing there:
+        // ownership is decided here, from the labels, on every platform.
         let mut live: Vec<LiveFunction> = functions
             .iter()
             .inspect(|f| self.inner.remember(&f.metadata.name, Some(f)))
             .map(NuclioFunction::to_live)
+            .filter(|f| f.is_owned_by(project))
             .collect();
         live.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(live)
