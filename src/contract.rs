@@ -82,7 +82,7 @@ pub const TASKS_DIR: &str = "fusionizer_tasks";
 /// The dispatcher package inside every artifact.
 pub const DISPATCHER_PACKAGE: &str = "fusionizer_dispatcher";
 /// The module a local worker runs: `python -u -m <WORKER_MODULE> --socket PATH --handler H
-/// --worker-id N --function NAME`.
+/// --worker-id N --function NAME --watchdog-stdin`.
 pub const WORKER_MODULE: &str = "fusionizer_dispatcher.worker";
 /// The local worker's socket argument.
 pub const WORKER_ARG_SOCKET: &str = "--socket";
@@ -92,10 +92,16 @@ pub const WORKER_ARG_HANDLER: &str = "--handler";
 pub const WORKER_ARG_WORKER_ID: &str = "--worker-id";
 /// The local worker's function-name argument.
 pub const WORKER_ARG_FUNCTION: &str = "--function";
+/// The local worker's watchdog flag: its stdin is a pipe only the parent holds open, and at EOF
+/// (the parent died, however) the worker kills its own process group.
+pub const WORKER_ARG_WATCHDOG: &str = "--watchdog-stdin";
 /// Trigger kind of the events the local platform sends on its HTTP trigger.
 pub const TRIGGER_KIND_HTTP: &str = "http";
 /// Trigger name of the events the local platform sends on its HTTP trigger.
 pub const DEFAULT_HTTP_TRIGGER: &str = "default-http";
+/// Nuclio's kind of a cron trigger (`spec.triggers.<name>.kind`), and the trigger kind of the
+/// events the local platform fires for one (pkg/processor/trigger/cron/trigger.go).
+pub const TRIGGER_KIND_CRON: &str = "cron";
 
 /// The state directory beside fusion.toml (build output, local live state, locks).
 pub const STATE_DIR: &str = ".fusionizer";

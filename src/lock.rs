@@ -72,6 +72,7 @@ pub enum LockError {
         path: PathBuf,
         /// What the holder wrote, when it could be read.
         holder: Option<Box<LockInfo>>,
+        /// How long this process waited for it: zero when no wait was asked for (one try).
         waited: Duration,
     },
     #[error("cannot use the lock file `{}`", .path.display())]
@@ -92,9 +93,15 @@ impl From<LockError> for Error {
                     None => "the holder has not said who it is yet".to_string(),
                 });
                 if !waited.is_zero() {
+                    // Whole seconds, or milliseconds for a wait under a second (never "0s").
+                    let shown = if waited.as_secs() > 0 {
+                        Duration::from_secs(waited.as_secs())
+                    } else {
+                        Duration::from_millis(waited.as_millis().max(1) as u64)
+                    };
                     e.causes.push(format!(
                         "gave up after waiting {}",
-                        humantime::format_duration(Duration::from_secs(waited.as_secs()))
+                        humantime::format_duration(shown)
                     ));
                 }
                 e.with_hint(
@@ -188,7 +195,12 @@ pub fn acquire(path: &Path, command: &str, timeout: Duration) -> Result<ApplyLoc
                     return Err(LockError::Held {
                         path: path.to_path_buf(),
                         holder: read_holder(path).map(Box::new),
-                        waited: now - start,
+                        // One try (no wait asked for) is not a wait, however long it took.
+                        waited: if timeout.is_zero() {
+                            Duration::ZERO
+                        } else {
+                            now - start
+                        },
                     });
                 }
                 std::thread::sleep(POLL.min(deadline - now));
@@ -235,6 +247,14 @@ mod tests {
         let err = Error::from(err);
         assert_eq!(err.code, ExitCode::TempFail);
         assert!(err.causes[0].starts_with("held by pid "), "{err}");
+        // No wait was asked for: none is reported (it used to say "gave up after waiting 0s").
+        assert_eq!(err.causes.len(), 1, "{:?}", err.causes);
+        let waited = Error::from(LockError::Held {
+            path: path.clone(),
+            holder: None,
+            waited: Duration::from_millis(250),
+        });
+        assert_eq!(waited.causes[1], "gave up after waiting 250ms");
         drop(held);
         let again = acquire(&path, "fusionizer apply", Duration::ZERO).unwrap();
         assert_eq!(again.path(), path);

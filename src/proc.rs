@@ -65,6 +65,8 @@ pub struct Cmd {
     pub env: Vec<(OsString, OsString)>,
     pub cwd: Option<PathBuf>,
     pub timeout: Option<Duration>,
+    /// [`Cmd::watchdog`].
+    pub watchdog: bool,
 }
 
 impl Cmd {
@@ -75,6 +77,7 @@ impl Cmd {
             env: Vec::new(),
             cwd: None,
             timeout: None,
+            watchdog: false,
         }
     }
 
@@ -104,6 +107,17 @@ impl Cmd {
 
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// For [`Cmd::spawn`]: the program leads a process group of its own, and its stdin is a pipe
+    /// whose write end only this process holds (the returned child's `stdin`, never written; take
+    /// it out and keep it, since `Child::wait` closes it). When
+    /// this process dies, however it dies, the kernel closes that end and the program reads EOF:
+    /// a program that watches its stdin (the local worker's `--watchdog-stdin`) then knows to
+    /// stop, with everything it started.
+    pub fn watchdog(mut self) -> Self {
+        self.watchdog = true;
         self
     }
 
@@ -148,8 +162,9 @@ impl Cmd {
         })
     }
 
-    /// Starts a long-running program (a worker process): stdin closed, stdout and stderr piped
-    /// for the caller to read, killed when the returned child is dropped.
+    /// Starts a long-running program (a worker process): stdin closed (or, with
+    /// [`Cmd::watchdog`], a pipe held open), stdout and stderr piped for the caller to read,
+    /// killed when the returned child is dropped.
     pub fn spawn(&self) -> Result<tokio::process::Child, ProcError> {
         let mut command = tokio::process::Command::new(&self.program);
         command
@@ -158,6 +173,9 @@ impl Cmd {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        if self.watchdog {
+            command.stdin(Stdio::piped()).process_group(0);
+        }
         for (k, v) in &self.env {
             command.env(k, v);
         }

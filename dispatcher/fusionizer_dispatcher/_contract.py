@@ -45,12 +45,16 @@ TRIGGER_KIND_HTTP = "http"
 DEFAULT_HTTP_TRIGGER = "default-http"
 
 # ------------------------------------------------------------------ local worker
-# `python -u -m <WORKER_MODULE> --socket PATH --handler H --worker-id N --function NAME`
+# `python -u -m <WORKER_MODULE> --socket PATH --handler H --worker-id N --function NAME
+# [--watchdog-stdin]`
 WORKER_MODULE = "fusionizer_dispatcher.worker"
 WORKER_ARG_SOCKET = "--socket"
 WORKER_ARG_HANDLER = "--handler"
 WORKER_ARG_WORKER_ID = "--worker-id"
 WORKER_ARG_FUNCTION = "--function"
+# Flag: stdin is a pipe only the parent holds open; when it reads EOF the parent died, and the
+# worker kills its process group (itself and what its tasks started).
+WORKER_ARG_WATCHDOG = "--watchdog-stdin"
 
 # Frame kinds (one ASCII letter) of the worker protocol; see `worker`.
 FRAME_EVENT = "E"

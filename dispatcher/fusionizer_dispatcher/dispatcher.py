@@ -102,6 +102,18 @@ class _TaskLogger(object):
         return getattr(self._parent, name)
 
 
+def _no_proxy_response(function, callee):
+    """The 502 a call to a task in another function gets when no proxy is known."""
+    body = (
+        "cannot call task `{0}`: it is not in this function (`{1}`) and no fusionizer proxy is "
+        "configured, so there is no way to reach it. Set `[nuctl] proxy-url` (or `[serve] "
+        "advertise`) in fusion.toml to a URL of `fusionizer serve` that functions can reach, then "
+        "plan and apply; fusionizer bakes it into every function as `{2}`. To call a Nuclio "
+        "function that is not a fusionizer task, pass `service_name_override`.\n"
+    ).format(callee, function, _contract.ENV_PROXY_URL)
+    return nuclio_sdk.Response(body=body, headers={}, content_type="text/plain", status_code=502)
+
+
 class _PlatformProxy(object):
     """`context.platform` of a task: `call_function` to a sibling runs in-process.
 
@@ -118,7 +130,9 @@ class _PlatformProxy(object):
         """`nuclio_sdk.Platform.call_function`, same signature and errors (`nuclio_sdk/platform.py`).
 
         A sibling runs in-process; a task elsewhere is reached through the proxy; with
-        `service_name_override`, or no proxy known, the real platform makes the call. The
+        `service_name_override` the real platform makes the call. With no proxy known (no
+        `FUSIONIZER_PROXY_URL`, and the event did not come through the proxy), a call to another
+        task answers 502 at once, naming the setting to add. The
         caller's `event` is never changed, although the SDK's own call writes `Content-Type` and
         `X-Nuclio-Target` into `event.headers`: every path works on a copy of them. `timeout`
         and `node` do not apply in-process (the SDK ignores `node` too).
@@ -134,6 +148,10 @@ class _PlatformProxy(object):
             return dispatcher._call_function_via_proxy(
                 self._task, function_name, event, node, proxy, timeout
             )
+        if service_name_override is None and isinstance(function_name, str):
+            # The SDK would resolve `function_name` as Nuclio function `nuclio-<name>`, which a
+            # fused task is not: fail at once, saying what to configure.
+            return _no_proxy_response(dispatcher.function, function_name)
         dispatcher.calls[_REMOTE] += 1
         return self._platform.call_function(
             function_name, _CallEvent(event), node=node, timeout=timeout,

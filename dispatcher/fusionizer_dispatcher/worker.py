@@ -1,10 +1,15 @@
 """Local worker: plays Nuclio's Python wrapper for fusionizer's local platform.
 
     python -u -m fusionizer_dispatcher.worker --socket PATH --handler MODULE:FUNC \
-        --worker-id N --function NAME
+        --worker-id N --function NAME [--watchdog-stdin]
 
 The Rust side listens on the Unix socket; the worker connects (retrying for up to 10 s) and
 keeps that one connection for its life. It handles one event at a time, like Nuclio's wrapper.
+
+With `--watchdog-stdin` the worker's stdin is a pipe whose write end only its parent holds, and
+the worker leads its own process group. A thread reads that pipe from the start: EOF means the
+parent died (even `kill -9`), and the worker then kills its process group at once, whatever it
+is doing (`init_context` included), so no worker outlives the process that started it.
 
 Frames, both directions:
 
@@ -251,6 +256,27 @@ def _connect(path):
             if time.monotonic() >= deadline:
                 raise
             time.sleep(0.05)
+
+
+def _watch_parent():
+    """`--watchdog-stdin`: moves the pipe off fd 0 (tasks get /dev/null) and kills the process
+    group, or this process when it leads none, once the pipe reads EOF."""
+    pipe = os.dup(0)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+
+    def watch():
+        try:
+            while os.read(pipe, 512):
+                pass
+        except OSError:
+            pass
+        if os.getpgid(0) == os.getpid():
+            os.killpg(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="fusionizer-watchdog", daemon=True).start()
 
 
 def _load_entrypoint(handler):
@@ -554,11 +580,15 @@ def _parse_args(argv):
     parser.add_argument(C.WORKER_ARG_HANDLER, required=True, help="module.sub:function")
     parser.add_argument(C.WORKER_ARG_WORKER_ID, default="0")
     parser.add_argument(C.WORKER_ARG_FUNCTION, default=os.environ.get(C.ENV_FUNCTION, ""))
+    parser.add_argument(C.WORKER_ARG_WATCHDOG, action="store_true",
+                        help="stdin is a pipe the parent holds: exit with the process group at EOF")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = _parse_args(argv)
+    if args.watchdog_stdin:
+        _watch_parent()
     try:
         sock = _connect(args.socket)
     except OSError as exc:

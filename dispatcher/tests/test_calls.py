@@ -474,3 +474,37 @@ class RequestsPathTest(ArtifactTestCase):
                           ("/a%20b", "/a b"), ("/a+b", "/a+b"), ("/a/b/..", "/a/"), ("/..", "/"),
                           ("/a/", "/a/"), ("", "/"), ("/a%2Fb", "/a/b")):
             self.assertEqual(_codec.nuclio_path(raw), path, raw)
+
+
+class NoProxyTest(ArtifactTestCase):
+    """A call to a task in another function with no proxy known fails at once, saying what to set."""
+
+    def test_a_call_to_another_function_without_a_proxy_is_a_502_naming_the_setting(self):
+        class Refusing(nuclio_sdk.Platform):
+            def call_function(self, *args, **kwargs):
+                raise AssertionError("the SDK's own resolution (`nuclio-<name>`) must not be used")
+
+        dispatcher = self.load({"caller": ECHO}, platform=Refusing("kube"))
+        platform = dispatcher.tasks["caller"].context.platform
+        response = platform.call_function("elsewhere", nuclio_sdk.Event(body=b"x", method="POST"))
+        self.assertEqual(response.status_code, 502)
+        self.assertIn("`elsewhere`", response.body)
+        self.assertIn("[nuctl] proxy-url", response.body)
+        self.assertIn("FUSIONIZER_PROXY_URL", response.body)
+        self.assertEqual(dispatcher.calls["remote"], 0)
+
+    def test_service_name_override_still_reaches_the_real_platform(self):
+        seen = []
+
+        class Recording(nuclio_sdk.Platform):
+            def call_function(self, name, event, node=None, timeout=None, service_name_override=None):
+                seen.append((name, service_name_override))
+                return nuclio_sdk.Response(body=b"ok", status_code=200)
+
+        dispatcher = self.load({"caller": ECHO}, platform=Recording("kube"))
+        platform = dispatcher.tasks["caller"].context.platform
+        response = platform.call_function(
+            "legacy", nuclio_sdk.Event(body=b"x", method="POST"), service_name_override="legacy-svc"
+        )
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(seen, [("legacy", "legacy-svc")])

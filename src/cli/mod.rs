@@ -126,6 +126,7 @@ where
 }
 
 /// Runs a parsed command line.
+// Long by design: one match arm per command, each only resolving its arguments.
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let base = std::env::current_dir()
         .map_err(|e| Error::failure(format!("cannot read the working directory: {e}")))?;

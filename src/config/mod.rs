@@ -93,8 +93,13 @@ pub struct ServeConfig {
     pub max_body_bytes: u64,
     /// `request-timeout`, default 60s.
     pub request_timeout: Duration,
-    /// `drain-timeout`: how long an old function may finish in-flight requests, default 30s.
+    /// `drain-timeout`: how long a function being replaced or removed by a regroup may finish
+    /// its in-flight requests before it is deleted, default 30s.
     pub drain_timeout: Duration,
+    /// `shutdown-timeout`: how long serve, stopping on SIGINT/SIGTERM, lets in-flight requests
+    /// (and the task-to-task calls they make) finish before it stops the workers, default 30s.
+    /// Its own key because a supervisor's stop grace period bounds it, not a regroup's pace.
+    pub shutdown_timeout: Duration,
     /// `max-upload-size` (zip as sent), default 16 MiB.
     pub max_upload_bytes: u64,
     /// `max-unpacked-size` (what an upload unpacks to), default 64 MiB.
@@ -110,6 +115,7 @@ impl Default for ServeConfig {
             max_body_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(30),
             max_upload_bytes: 16 * 1024 * 1024,
             max_unpacked_bytes: 64 * 1024 * 1024,
         }

@@ -93,129 +93,32 @@ impl TaskSpec {
             Err(e) => return Err(vec![yaml_error(&file, &e)]),
         };
         if !function.is_mapping() {
-            return Err(vec![problem(format!(
-                "expected a mapping with `metadata` and `spec`, found {}",
-                kind(&function)
-            ))]);
+            return Err(vec![located(
+                problem(format!(
+                    "expected a mapping with `metadata` and `spec`, found {}",
+                    kind(&function)
+                )),
+                &text,
+                &[],
+            )]);
         }
         let Some(spec) = function.get("spec").filter(|spec| spec.is_mapping()) else {
-            return Err(vec![problem("missing `spec`".to_string()).with_hint(
+            let missing = match function.get("spec") {
+                Some(other) => located(
+                    problem(format!("`spec` must be a mapping, found {}", kind(other))),
+                    &text,
+                    &["spec"],
+                ),
+                None => problem("missing `spec`".to_string()),
+            };
+            return Err(vec![missing.with_hint(
                 "add `spec:` with `runtime: \"python:3.11\"` and `handler: \"main:handler\"`",
             )]);
         };
 
         let mut problems = code_source_fields(&file, &text, spec);
-        let runtime = match spec.get("runtime") {
-            None => {
-                problems.push(
-                    problem("missing `spec.runtime`".to_string()).with_hint(
-                        "add `runtime: \"python:3.11\"` under `spec`; Nuclio requires it",
-                    ),
-                );
-                None
-            }
-            Some(serde_norway::Value::String(runtime)) => match runtime_check(runtime, platform) {
-                RuntimeCheck::Supported => Some(runtime.clone()),
-                RuntimeCheck::Warn(note) => {
-                    tracing::warn!("{}: {note}", display_path(&file));
-                    Some(runtime.clone())
-                }
-                RuntimeCheck::RefusedOnNuctl => {
-                    problems.push(
-                        located(
-                            problem(format!(
-                                "unsupported runtime `{runtime}` on the nuctl platform"
-                            )),
-                            &text,
-                            &["spec", "runtime"],
-                        )
-                        .with_hint(NUCTL_RUNTIMES_HINT),
-                    );
-                    None
-                }
-                RuntimeCheck::NotPython => {
-                    problems.push(
-                        problem(format!("unsupported runtime `{runtime}`")).with_hint(
-                            "fusionizer fuses Python tasks: use `python` or `python:3.x`, e.g. `python:3.11`",
-                        ),
-                    );
-                    None
-                }
-            },
-            Some(other) => {
-                problems.push(problem(format!(
-                    "`spec.runtime` must be a string, found {}",
-                    kind(other)
-                )));
-                None
-            }
-        };
-
-        let handler = match spec.get("handler") {
-            None => {
-                problems.push(
-                    problem("missing `spec.handler`".to_string()).with_hint(
-                        "add `handler: \"main:handler\"` under `spec` (`module:function`)",
-                    ),
-                );
-                None
-            }
-            Some(serde_norway::Value::String(handler)) => {
-                match split_handler(handler) {
-                    None => {
-                        problems.push(
-                        problem(format!("handler `{handler}` is not of the form `module:function`"))
-                            .with_hint("e.g. `main:handler` for `def handler(context, event)` in `main.py`"),
-                    );
-                        None
-                    }
-                    Some((module, function)) => {
-                        let relative = module.replace('.', "/");
-                        let module_file = dir.join(format!("{relative}.py"));
-                        let package = dir.join(&relative).join("__init__.py");
-                        let found = [module_file, package].into_iter().find(|f| f.is_file());
-                        // The fused entry imports each handler from the task's own directory
-                        // (`fusionizer_tasks/<task>/`); a module found anywhere else (installed by
-                        // `build.commands`, the standard library, a link out of the directory)
-                        // would not be the task's code.
-                        let outside = |why: String| {
-                            located(
-                                problem(format!(
-                                    "`spec.handler` points outside the task: module `{module}` {why}; \
-                                     fusionizer supplies each function's code from its tasks' directories"
-                                )),
-                                &text,
-                                &["spec", "handler"],
-                            )
-                            .with_hint(format!(
-                                "put the handler in `{relative}.py` (or `{relative}/__init__.py`) \
-                                 inside the task directory"
-                            ))
-                        };
-                        match found {
-                            None => {
-                                problems.push(outside("is not in the task directory".to_string()));
-                                None
-                            }
-                            Some(found) if !inside(&dir, &found) => {
-                                problems.push(outside(
-                                    "resolves to a file outside the task directory".to_string(),
-                                ));
-                                None
-                            }
-                            Some(_) => Some((module.to_string(), function.to_string())),
-                        }
-                    }
-                }
-            }
-            Some(other) => {
-                problems.push(problem(format!(
-                    "`spec.handler` must be a string, found {}",
-                    kind(other)
-                )));
-                None
-            }
-        };
+        let runtime = check_runtime(spec, &file, &text, platform, &mut problems);
+        let handler = check_handler(spec, &dir, &file, &text, &mut problems);
 
         match (runtime, handler) {
             (Some(runtime), Some((handler_module, handler_function))) if problems.is_empty() => {
@@ -229,6 +132,167 @@ impl TaskSpec {
                 })
             }
             _ => Err(problems),
+        }
+    }
+}
+
+/// `spec.runtime`: present, a string, Python, and one the platform builds; `None` after
+/// pushing the problem.
+fn check_runtime(
+    spec: &serde_norway::Value,
+    file: &Path,
+    text: &str,
+    platform: PlatformKind,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<String> {
+    let problem = |message: String| Diagnostic::new(file, message);
+    match spec.get("runtime") {
+        None => {
+            problems.push(
+                located(
+                    problem("missing `spec.runtime`".to_string()),
+                    text,
+                    &["spec"],
+                )
+                .with_hint("add `runtime: \"python:3.11\"` under `spec`; Nuclio requires it"),
+            );
+            None
+        }
+        Some(serde_norway::Value::String(runtime)) => match runtime_check(runtime, platform) {
+            RuntimeCheck::Supported => Some(runtime.clone()),
+            RuntimeCheck::Warn(note) => {
+                tracing::warn!("{}: {note}", display_path(file));
+                Some(runtime.clone())
+            }
+            RuntimeCheck::RefusedOnNuctl => {
+                problems.push(
+                    located(
+                        problem(format!(
+                            "unsupported runtime `{runtime}` on the nuctl platform"
+                        )),
+                        text,
+                        &["spec", "runtime"],
+                    )
+                    .with_hint(NUCTL_RUNTIMES_HINT),
+                );
+                None
+            }
+            RuntimeCheck::NotPython => {
+                problems.push(
+                    located(
+                        problem(format!("unsupported runtime `{runtime}`")),
+                        text,
+                        &["spec", "runtime"],
+                    )
+                    .with_hint(
+                        "fusionizer fuses Python tasks: use `python` or `python:3.x`, e.g. `python:3.11`",
+                    ),
+                );
+                None
+            }
+        },
+        Some(other) => {
+            problems.push(located(
+                problem(format!(
+                    "`spec.runtime` must be a string, found {}",
+                    kind(other)
+                )),
+                text,
+                &["spec", "runtime"],
+            ));
+            None
+        }
+    }
+}
+
+/// `spec.handler`: present, `module:function`, and the module a file inside the task
+/// directory; `None` after pushing the problem.
+fn check_handler(
+    spec: &serde_norway::Value,
+    dir: &Path,
+    file: &Path,
+    text: &str,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<(String, String)> {
+    let problem = |message: String| Diagnostic::new(file, message);
+    match spec.get("handler") {
+        None => {
+            problems.push(
+                located(
+                    problem("missing `spec.handler`".to_string()),
+                    text,
+                    &["spec"],
+                )
+                .with_hint("add `handler: \"main:handler\"` under `spec` (`module:function`)"),
+            );
+            None
+        }
+        Some(serde_norway::Value::String(handler)) => {
+            match split_handler(handler) {
+                None => {
+                    problems.push(
+                        located(
+                            problem(format!(
+                                "handler `{handler}` is not of the form `module:function`"
+                            )),
+                            text,
+                            &["spec", "handler"],
+                        )
+                        .with_hint(
+                            "e.g. `main:handler` for `def handler(context, event)` in `main.py`",
+                        ),
+                    );
+                    None
+                }
+                Some((module, function)) => {
+                    let relative = module.replace('.', "/");
+                    let module_file = dir.join(format!("{relative}.py"));
+                    let package = dir.join(&relative).join("__init__.py");
+                    let found = [module_file, package].into_iter().find(|f| f.is_file());
+                    // The fused entry imports each handler from the task's own directory
+                    // (`fusionizer_tasks/<task>/`); a module found anywhere else (installed by
+                    // `build.commands`, the standard library, a link out of the directory)
+                    // would not be the task's code.
+                    let outside = |why: String| {
+                        located(
+                            problem(format!(
+                                "`spec.handler` points outside the task: module `{module}` {why}; \
+                                 fusionizer supplies each function's code from its tasks' directories"
+                            )),
+                            text,
+                            &["spec", "handler"],
+                        )
+                        .with_hint(format!(
+                            "put the handler in `{relative}.py` (or `{relative}/__init__.py`) \
+                             inside the task directory"
+                        ))
+                    };
+                    match found {
+                        None => {
+                            problems.push(outside("is not in the task directory".to_string()));
+                            None
+                        }
+                        Some(found) if !inside(dir, &found) => {
+                            problems.push(outside(
+                                "resolves to a file outside the task directory".to_string(),
+                            ));
+                            None
+                        }
+                        Some(_) => Some((module.to_string(), function.to_string())),
+                    }
+                }
+            }
+        }
+        Some(other) => {
+            problems.push(located(
+                problem(format!(
+                    "`spec.handler` must be a string, found {}",
+                    kind(other)
+                )),
+                text,
+                &["spec", "handler"],
+            ));
+            None
         }
     }
 }
@@ -307,6 +371,7 @@ fn inside(dir: &Path, file: &Path) -> bool {
 ///
 /// `spec.build.baseImage` is harmless (the image the fused code is built on); the merge requires
 /// it to agree within a group (`src/fuse/rules.rs`, `build`).
+// Long by design: a table of refused fields, each with Nuclio's reason, then one loop.
 fn code_source_fields(file: &Path, text: &str, spec: &serde_norway::Value) -> Vec<Diagnostic> {
     const REMOVE: &str = "remove it: fusionizer deploys each function from its tasks' directories \
          (to choose the image the code is built on, set `spec.build.baseImage`)";
@@ -396,12 +461,123 @@ fn code_source_fields(file: &Path, text: &str, spec: &serde_norway::Value) -> Ve
         .collect()
 }
 
-/// `diagnostic` at the key `path` of `text`, when [`key_location`] finds it; else unchanged
-/// (about the file as a whole).
+/// `diagnostic` at the key `path` of `text` (the document itself for an empty path), where the
+/// YAML parser puts it ([`parser_location`]), or else where [`key_location`]'s scan finds it;
+/// unchanged (about the file as a whole) when neither does.
 fn located(diagnostic: Diagnostic, text: &str, path: &[&str]) -> Diagnostic {
-    match key_location(text, path) {
+    match parser_location(text, path).or_else(|| key_location(text, path)) {
         Some((line, column)) => diagnostic.at(line, column),
         None => diagnostic,
+    }
+}
+
+/// The 1-based line and column of the key at `path` (e.g. `["spec", "runtime"]`) in `text`, or
+/// of the document's root value for an empty path, as the YAML parser reports them. A
+/// [`serde_norway::Value`] keeps no positions, but the parser attaches the position of the
+/// current event to an error raised while deserializing: `text` is walked down `path` and an
+/// error raised at the wanted key, whose position is the answer. Any layout YAML allows (flow
+/// mappings, quoted keys, anchors) is handled as the parser reads it; `None` when the key is not
+/// there.
+fn parser_location(text: &str, path: &[&str]) -> Option<(usize, usize)> {
+    use serde::de::DeserializeSeed;
+    let error = match Walk(path).deserialize(serde_norway::Deserializer::from_str(text)) {
+        Ok(()) => return None,
+        Err(error) => error,
+    };
+    // An empty path fails at the root on purpose; otherwise only the marker error is ours.
+    if !path.is_empty() && !error.to_string().contains(HERE) {
+        return None;
+    }
+    let location = error.location()?;
+    Some((location.line(), location.column()))
+}
+
+/// The message of the error [`parser_location`] raises at the key it looks for.
+const HERE: &str = "fusionizer: the key looked for";
+
+/// Walks a YAML document down a key path ([`parser_location`]).
+struct Walk<'a>(&'a [&'a str]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Walk<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Walk<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        // Every visit but a mapping's fails: at the root (empty path) that failure is the point.
+        f.write_str("a mapping")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Some((wanted, rest)) = self.0.split_first() else {
+            return Err(serde::de::Error::custom(HERE));
+        };
+        while let Some(found) = map.next_key_seed(Key {
+            wanted,
+            last: rest.is_empty(),
+        })? {
+            if found {
+                return map.next_value_seed(Walk(rest));
+            }
+            map.next_value::<serde::de::IgnoredAny>()?;
+        }
+        Ok(())
+    }
+}
+
+/// One mapping key: `Ok(true)` when it is the one wanted, an error at it when it is also the
+/// last of the path.
+struct Key<'a> {
+    wanted: &'a str,
+    last: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Key<'_> {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for Key<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a mapping key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<bool, E> {
+        match (key == self.wanted, self.last) {
+            (true, true) => Err(E::custom(HERE)),
+            (found, _) => Ok(found),
+        }
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<bool, E> {
+        Ok(false)
     }
 }
 
@@ -577,7 +753,7 @@ mod tests {
             assert_eq!(
                 load("t", &dir).unwrap_err(),
                 format!(
-                    "task/function.yaml: unsupported runtime `{runtime}`\n  \
+                    "task/function.yaml:4:3: unsupported runtime `{runtime}`\n  \
                      hint: fusionizer fuses Python tasks: use `python` or `python:3.x`, e.g. `python:3.11`"
                 )
             );
@@ -589,9 +765,9 @@ mod tests {
         let dir = task(&[("function.yaml", "spec:\n  description: nothing\n")]);
         assert_eq!(
             load("t", &dir).unwrap_err(),
-            "task/function.yaml: missing `spec.runtime`\n  \
+            "task/function.yaml:1:1: missing `spec.runtime`\n  \
              hint: add `runtime: \"python:3.11\"` under `spec`; Nuclio requires it\n\
-             task/function.yaml: missing `spec.handler`\n  \
+             task/function.yaml:1:1: missing `spec.handler`\n  \
              hint: add `handler: \"main:handler\"` under `spec` (`module:function`)"
         );
     }
@@ -601,8 +777,8 @@ mod tests {
         let dir = task(&[("function.yaml", "spec:\n  runtime: 3.11\n  handler: [a]\n")]);
         assert_eq!(
             load("t", &dir).unwrap_err(),
-            "task/function.yaml: `spec.runtime` must be a string, found a number\n\
-             task/function.yaml: `spec.handler` must be a string, found a sequence"
+            "task/function.yaml:2:3: `spec.runtime` must be a string, found a number\n\
+             task/function.yaml:3:3: `spec.handler` must be a string, found a sequence"
         );
     }
 
@@ -624,7 +800,7 @@ mod tests {
             assert_eq!(
                 load("t", &dir).unwrap_err(),
                 format!(
-                    "task/function.yaml: handler `{handler}` is not of the form `module:function`\n  \
+                    "task/function.yaml:5:3: handler `{handler}` is not of the form `module:function`\n  \
                      hint: e.g. `main:handler` for `def handler(context, event)` in `main.py`"
                 ),
                 "{handler}"
@@ -669,7 +845,7 @@ mod tests {
         let dir = task(&[("function.yaml", "- a\n- b\n")]);
         assert_eq!(
             load("t", &dir).unwrap_err(),
-            "task/function.yaml: expected a mapping with `metadata` and `spec`, found a sequence"
+            "task/function.yaml:1:1: expected a mapping with `metadata` and `spec`, found a sequence"
         );
         let dir = task(&[("function.yaml", "metadata:\n  name: x\n")]);
         assert_eq!(
@@ -704,7 +880,7 @@ mod tests {
                     "task/function.yaml: invalid task name `{name}`\n  \
                      hint: a task name is a lowercase DNS-1123 label of at most 40 characters: \
                      `a-z`, `0-9` and `-`, starting and ending with a letter or digit\n\
-                     task/function.yaml: unsupported runtime `golang`\n  \
+                     task/function.yaml:4:3: unsupported runtime `golang`\n  \
                      hint: fusionizer fuses Python tasks: use `python` or `python:3.x`, e.g. `python:3.11`"
                 )
             );
@@ -838,18 +1014,51 @@ mod tests {
     }
 
     #[test]
-    fn code_source_fields_without_a_findable_key_are_reported_for_the_file() {
-        // A flow mapping: the key is not on a line of its own.
+    fn keys_in_flow_mappings_are_located_by_the_parser() {
+        // A flow mapping: the key is not on a line of its own, and the parser still knows where
+        // it is.
         let dir = with_spec("  build: {image: shop/processor, path: /src}\n");
         let err = load("t", &dir).unwrap_err();
         assert!(
-            err.starts_with("task/function.yaml: `spec.build.path` is not allowed"),
+            err.starts_with("task/function.yaml:6:34: `spec.build.path` is not allowed"),
             "{err}"
         );
         assert!(
-            err.contains("\ntask/function.yaml: `spec.build.image` is not allowed"),
+            err.contains("\ntask/function.yaml:6:11: `spec.build.image` is not allowed"),
             "{err}"
         );
+        let dir = task(&[
+            (
+                "function.yaml",
+                "metadata: {name: x}\nspec: {\"handler\": main:handler,\n  runtime: golang}\n",
+            ),
+            ("main.py", ""),
+        ]);
+        let err = load("t", &dir).unwrap_err();
+        assert!(
+            err.starts_with("task/function.yaml:3:3: unsupported runtime `golang`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_problem_in_a_function_yaml_has_a_line_and_column() {
+        for (yaml, at) in [
+            ("spec:\n  runtime: golang\n  handler: main:handler\n", "2:3"),
+            ("spec:\n  runtime: 3\n  handler: main:handler\n", "2:3"),
+            ("spec:\n  runtime: python:3.11\n  handler: main\n", "3:3"),
+            ("spec:\n  runtime: python:3.11\n  handler: {a: b}\n", "3:3"),
+            ("# c\nspec:\n  runtime: python:3.11\n", "2:1"),
+            ("metadata: {}\nspec: []\n", "2:1"),
+            ("42\n", "1:1"),
+        ] {
+            let dir = task(&[("function.yaml", yaml), ("main.py", "")]);
+            let err = load("t", &dir).unwrap_err();
+            assert!(
+                err.starts_with(&format!("task/function.yaml:{at}: ")),
+                "{yaml:?}: {err}"
+            );
+        }
     }
 
     #[test]

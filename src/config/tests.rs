@@ -104,6 +104,7 @@ token-env = "FUSIONIZER_TOKEN"
 max-body-size = 1024
 request-timeout = "2m"
 drain-timeout = "0s"
+shutdown-timeout = "5s"
 max-upload-size = "2MiB"
 max-unpacked-size = "1GB"
 
@@ -149,6 +150,7 @@ invocation-url = "internal"
             max_body_bytes: 1024,
             request_timeout: Duration::from_secs(120),
             drain_timeout: Duration::ZERO,
+            shutdown_timeout: Duration::from_secs(5),
             max_upload_bytes: 2 * 1024 * 1024,
             max_unpacked_bytes: 1_000_000_000,
         }
@@ -332,7 +334,7 @@ fn task_spec_problems_are_collected_with_fusion_toml_problems() {
          hint: use `IP:PORT`, e.g. `127.0.0.1:8000` or `0.0.0.0:8000`\n\
          tasks/taskb/function.yaml: file does not exist\n  \
          hint: every task directory holds a Nuclio `function.yaml` with `spec.runtime` and `spec.handler`\n\
-         tasks/taskc/function.yaml: unsupported runtime `golang`\n  \
+         tasks/taskc/function.yaml:2:3: unsupported runtime `golang`\n  \
          hint: fusionizer fuses Python tasks: use `python` or `python:3.x`, e.g. `python:3.11`"
     );
 }
@@ -487,7 +489,7 @@ fn unknown_keys_list_the_valid_keys_of_their_table() {
             .unwrap_err(),
         "fusion.toml:5:1: unknown key `listen-address` in `[serve]`\n  hint: did you mean `listen`? \
          valid keys in `[serve]`: `listen`, `advertise`, `token-env`, `max-body-size`, \
-         `request-timeout`, `drain-timeout`, `max-upload-size`, `max-unpacked-size`"
+         `request-timeout`, `drain-timeout`, `shutdown-timeout`, `max-upload-size`, `max-unpacked-size`"
     );
     assert_eq!(
         fx.parse(&with_project("[nuctl]\nzone = \"x\"\n"))
@@ -606,7 +608,7 @@ fusion.toml:11:21: phase 1: unknown task `tasbk`
 fusion.toml:14:9: phase 2 starts at `10s`, not after phase 1 at `40s`
   hint: list `[[phase]]` tables in strictly increasing `after` order
 fusion.toml:18:1: unknown key `listn` in `[serve]`
-  hint: did you mean `listen`? valid keys in `[serve]`: `listen`, `advertise`, `token-env`, `max-body-size`, `request-timeout`, `drain-timeout`, `max-upload-size`, `max-unpacked-size`"
+  hint: did you mean `listen`? valid keys in `[serve]`: `listen`, `advertise`, `token-env`, `max-body-size`, `request-timeout`, `drain-timeout`, `shutdown-timeout`, `max-upload-size`, `max-unpacked-size`"
     );
     // And as the top-level error: exit 78 with one cause per problem.
     let diagnostics = load(&fx.toml_path()).unwrap_err();

@@ -158,6 +158,7 @@ fn min_max_replicas(min: Option<i64>, max: Option<i64>, out: &mut Vec<Rejection>
 /// (`pkg/platform/abstract/platform.go`), after `enrichTriggers` (a trigger without `name` takes
 /// its key; `maxWorkers` stands in for a missing `numWorkers`) and `enrichBatchParams` (an
 /// enabled batch gets size 10 and timeout `1s` when they are missing).
+// Long by design: it follows Nuclio's `validateTriggers` check by check, in Nuclio's order.
 fn triggers(
     function: &Value,
     spec: &Value,

@@ -210,6 +210,7 @@ fn build_commands(items: &[Item<'_>], problems: &mut Vec<FuseError>) -> Vec<Stri
 /// different ports conflict; `maxRequestBodySize` the largest); every other trigger stays its
 /// task's own, routed to it ([`other_triggers`]). Returns the merged triggers (sorted by key),
 /// the HTTP trigger's `numWorkers`, and which task each non-HTTP trigger belongs to.
+// Long by design: the HTTP trigger's merge is one sequence of per-field rules.
 pub(super) fn triggers(
     items: &[Item<'_>],
     problems: &mut Vec<FuseError>,

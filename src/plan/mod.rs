@@ -212,19 +212,7 @@ pub fn compute(
         }
     }
 
-    let mut conflicts: BTreeMap<&str, &LiveFunction> = BTreeMap::new();
-    for f in same_named_unowned {
-        if wanted.contains_key(f.name.as_str()) && !owned.contains_key(f.name.as_str()) {
-            conflicts.insert(f.name.as_str(), f);
-        }
-    }
-    if !conflicts.is_empty() {
-        return Err(PlanError::Unowned {
-            project: project.to_string(),
-            names: conflicts.keys().map(ToString::to_string).collect(),
-            owners: conflicts.values().map(|f| describe_owner(f)).collect(),
-        });
-    }
+    refuse_unowned(project, &wanted, &owned, same_named_unowned)?;
 
     // Where each task lives now and where it is going, for the reasons.
     let mut live_home: BTreeMap<String, &str> = BTreeMap::new();
@@ -244,18 +232,10 @@ pub fn compute(
     let mut unchanged = Vec::new();
     for (name, artifact) in &wanted {
         let Some(live) = owned.get(name) else {
-            changes.push(Change {
-                action: Action::Create,
-                function: name.to_string(),
-                tasks: artifact.tasks.clone(),
-                reason: create_reason(artifact, &live_home),
-                old_digest: None,
-                new_digest: Some(artifact.digest.clone()),
-                live_state: None,
-                changed_tasks: Vec::new(),
-                changed_fields: Vec::new(),
-                diff: None,
-            });
+            changes.push(Change::create(
+                artifact,
+                create_reason(artifact, &live_home),
+            ));
             continue;
         };
         let same_digest = live.digest() == Some(artifact.digest.as_str());
@@ -265,18 +245,7 @@ pub fn compute(
             } else {
                 format!("{why}; the desired version also differs")
             };
-            changes.push(Change {
-                action: Action::Replace,
-                function: name.to_string(),
-                tasks: artifact.tasks.clone(),
-                reason,
-                old_digest: live.digest().map(str::to_string),
-                new_digest: Some(artifact.digest.clone()),
-                live_state: Some(live.state.word().to_string()),
-                changed_tasks: Vec::new(),
-                changed_fields: Vec::new(),
-                diff: None,
-            });
+            changes.push(Change::replace(artifact, live, reason));
         } else if same_digest {
             unchanged.push(name.to_string());
         } else {
@@ -287,18 +256,7 @@ pub fn compute(
         if wanted.contains_key(name) {
             continue;
         }
-        changes.push(Change {
-            action: Action::Delete,
-            function: name.to_string(),
-            tasks: live.tasks(),
-            reason: delete_reason(live, &desired_home),
-            old_digest: live.digest().map(str::to_string),
-            new_digest: None,
-            live_state: Some(live.state.word().to_string()),
-            changed_tasks: Vec::new(),
-            changed_fields: Vec::new(),
-            diff: None,
-        });
+        changes.push(Change::delete(live, delete_reason(live, &desired_home)));
     }
     // In the order apply runs them: everything that deploys, then the deletes; by name within.
     changes.sort_by(|a, b| {
@@ -315,6 +273,30 @@ pub fn compute(
             inputs: inputs_fingerprint(desired),
             live: live_fingerprint(owned.values().copied()),
         },
+    })
+}
+
+/// A desired name taken by a function this project does not own is an error naming its owner:
+/// fusionizer never overwrites it.
+fn refuse_unowned(
+    project: &str,
+    wanted: &BTreeMap<&str, &Artifact>,
+    owned: &BTreeMap<&str, &LiveFunction>,
+    same_named_unowned: &[LiveFunction],
+) -> Result<(), PlanError> {
+    let mut conflicts: BTreeMap<&str, &LiveFunction> = BTreeMap::new();
+    for f in same_named_unowned {
+        if wanted.contains_key(f.name.as_str()) && !owned.contains_key(f.name.as_str()) {
+            conflicts.insert(f.name.as_str(), f);
+        }
+    }
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    Err(PlanError::Unowned {
+        project: project.to_string(),
+        names: conflicts.keys().map(ToString::to_string).collect(),
+        owners: conflicts.values().map(|f| describe_owner(f)).collect(),
     })
 }
 
@@ -452,16 +434,62 @@ fn update(artifact: &Artifact, live: &LiveFunction) -> Change {
         });
     }
     Change {
-        action: Action::Update,
-        function: artifact.name.clone(),
-        tasks: artifact.tasks.clone(),
-        reason: parts.join("; "),
-        old_digest: live.digest().map(str::to_string),
-        new_digest: Some(artifact.digest.clone()),
-        live_state: Some(live.state.word().to_string()),
         changed_tasks,
         changed_fields,
         diff,
+        ..Change::of(Action::Update, artifact, live, parts.join("; "))
+    }
+}
+
+impl Change {
+    /// A change to the existing function `live` towards `artifact`, with no details yet.
+    fn of(action: Action, artifact: &Artifact, live: &LiveFunction, reason: String) -> Self {
+        Change {
+            action,
+            function: artifact.name.clone(),
+            tasks: artifact.tasks.clone(),
+            reason,
+            old_digest: live.digest().map(str::to_string),
+            new_digest: Some(artifact.digest.clone()),
+            live_state: Some(live.state.word().to_string()),
+            changed_tasks: Vec::new(),
+            changed_fields: Vec::new(),
+            diff: None,
+        }
+    }
+
+    fn create(artifact: &Artifact, reason: String) -> Self {
+        Change {
+            action: Action::Create,
+            function: artifact.name.clone(),
+            tasks: artifact.tasks.clone(),
+            reason,
+            old_digest: None,
+            new_digest: Some(artifact.digest.clone()),
+            live_state: None,
+            changed_tasks: Vec::new(),
+            changed_fields: Vec::new(),
+            diff: None,
+        }
+    }
+
+    fn replace(artifact: &Artifact, live: &LiveFunction, reason: String) -> Self {
+        Change::of(Action::Replace, artifact, live, reason)
+    }
+
+    fn delete(live: &LiveFunction, reason: String) -> Self {
+        Change {
+            action: Action::Delete,
+            function: live.name.clone(),
+            tasks: live.tasks(),
+            reason,
+            old_digest: live.digest().map(str::to_string),
+            new_digest: None,
+            live_state: Some(live.state.word().to_string()),
+            changed_tasks: Vec::new(),
+            changed_fields: Vec::new(),
+            diff: None,
+        }
     }
 }
 

@@ -305,6 +305,28 @@ pub trait Platform: Send + Sync {
     fn worker_restarts(&self) -> u64 {
         0
     }
+
+    /// Running totals of the events this process's own triggers fired, by function, trigger,
+    /// kind and result (local only: its cron triggers; Nuclio fires and counts its own). For
+    /// serve's metrics.
+    fn trigger_events(&self) -> Vec<TriggerEvents> {
+        Vec::new()
+    }
+}
+
+/// How many events one trigger of one function fired with one result, since the platform was
+/// opened ([`Platform::trigger_events`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TriggerEvents {
+    pub function: String,
+    /// The trigger's name (`event.trigger.name`).
+    pub trigger: String,
+    /// The trigger's kind (`cron`).
+    pub kind: String,
+    /// `ok` (answered below 400), `error` (answered 400 or above: the task raised, or no task
+    /// took the event) or `failed` (no answer: the worker crashed or timed out, or none ran).
+    pub result: String,
+    pub total: u64,
 }
 
 /// How `serve` hosts functions: given to a platform opened for serving.

@@ -7,7 +7,7 @@
 //! crash → 502, timeout → 504, body too large → 413. The body says what happened; causes go to
 //! the log.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,8 +54,11 @@ pub trait Control: Send + Sync {
     fn is_known(&self, task: &str) -> bool;
 }
 
-/// How much of a refused upload's body is read before answering (see `upload`).
-const REFUSED_BODY_DRAIN: usize = 64 * 1024;
+/// At most how much of an unwanted request body is read and thrown away after the answer
+/// ([`refuse`]): enough for any body a client would reasonably send to a refused endpoint.
+const LINGER_BYTES: usize = 1 << 30;
+/// At most how long an unwanted request body is read after the answer ([`refuse`]).
+const LINGER_TIME: Duration = Duration::from_secs(30);
 
 /// Everything the handlers share.
 pub struct AppState {
@@ -63,6 +66,11 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Set once the start phase is deployed and ready.
     pub ready: AtomicBool,
+    /// Set when serve shuts down: client requests are refused (503), task-to-task calls (those
+    /// carrying `X-Fusionizer-Caller`) are still served, so that requests in flight can finish.
+    pub draining: AtomicBool,
+    /// The requests being handled (invocations, uploads, removals), for the shutdown drain.
+    pub inflight: Arc<InFlight>,
     /// The bearer token for PUT/DELETE, when configured.
     pub token: Option<String>,
     /// Host and port given to tasks in `Fusionizer-Server-Address`/`-Port`.
@@ -71,6 +79,49 @@ pub struct AppState {
     pub max_body: usize,
     pub max_upload: usize,
     pub request_timeout: Duration,
+}
+
+/// Counts the requests being handled; [`InFlight::wait_idle`] waits until there are none.
+#[derive(Default)]
+pub struct InFlight {
+    count: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl InFlight {
+    /// Counts one request until the guard drops.
+    pub fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(self.clone())
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no request is being handled, or `deadline`; whether none is.
+    pub async fn wait_idle(&self, deadline: tokio::time::Instant) -> bool {
+        loop {
+            let idle = self.idle.notified();
+            if self.count() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return self.count() == 0;
+            }
+        }
+    }
+}
+
+/// Keeps a request counted by [`InFlight`].
+pub struct InFlightGuard(Arc<InFlight>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 /// What the handlers see: the shared state, and the control plane that changes it. The runner
@@ -105,7 +156,9 @@ pub fn router(state: Arc<AppState>, control: Arc<dyn Control>) -> Router {
 }
 
 async fn health(State(state): State<Arc<App>>) -> Response {
-    if state.ready.load(Ordering::SeqCst) {
+    if state.draining.load(Ordering::SeqCst) {
+        unavailable("shutting down".to_string())
+    } else if state.ready.load(Ordering::SeqCst) {
         (StatusCode::OK, "ok\n").into_response()
     } else {
         (
@@ -137,10 +190,15 @@ async fn task_root(
     Path(task): Path<String>,
     request: Request,
 ) -> Response {
+    // The name is checked before anything else looks at it: no answer may depend on what an
+    // invalid name would point at (on disk or anywhere else).
+    if let Err(response) = valid_task_name(&task) {
+        return refuse(*response, request.into_body());
+    }
     match *request.method() {
         Method::GET => describe(&state, &task, request.headers()),
         Method::PUT => upload(&state, &task, request).await,
-        Method::DELETE => remove(&state, &task, request.headers()).await,
+        Method::DELETE => remove(&state, &task, request).await,
         _ => invoke(&state, &task, request).await,
     }
 }
@@ -150,7 +208,75 @@ async fn task_sub(
     Path((task, _rest)): Path<(String, String)>,
     request: Request,
 ) -> Response {
+    if let Err(response) = valid_task_name(&task) {
+        return refuse(*response, request.into_body());
+    }
     invoke(&state, &task, request).await
+}
+
+/// Answers `response` to a request whose body is not wanted, while the rest of that body is
+/// read and thrown away in the background (at most [`LINGER_BYTES`], for at most
+/// [`LINGER_TIME`]), and with `Connection: close`. A client that sends its whole body before it
+/// reads (Python's `http.client`, and many others) then sees the answer: closing a socket that
+/// still holds unread data makes the kernel reset the connection, and the client may lose it.
+fn refuse(mut response: Response, body: Body) -> Response {
+    tokio::spawn(discard(body.into_data_stream()));
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Reads and drops the rest of a request body, bounded (see [`refuse`]).
+async fn discard(mut body: axum::body::BodyDataStream) {
+    use futures_util::StreamExt;
+    let deadline = tokio::time::Instant::now() + LINGER_TIME;
+    let mut left = LINGER_BYTES;
+    while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, body.next()).await {
+        left = left.saturating_sub(chunk.len());
+        if left == 0 {
+            break;
+        }
+    }
+}
+
+/// The request body, when it fits in `limit` bytes; otherwise the 413 answer, given with the
+/// rest of the body discarded in the background ([`refuse`]).
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    what: &str,
+) -> Result<Bytes, Response> {
+    use futures_util::StreamExt;
+    let too_large = || {
+        text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{what} is larger than the limit of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(refuse(too_large(), body));
+    }
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            return Err(text(
+                StatusCode::BAD_REQUEST,
+                "could not read the request body",
+            ));
+        };
+        if buf.len() + chunk.len() > limit {
+            return Err(refuse(too_large(), Body::from_stream(stream)));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
 }
 
 fn text(status: StatusCode, message: impl Into<String>) -> Response {
@@ -195,8 +321,28 @@ fn forwardable(name: &HeaderName) -> bool {
             .any(|h| name.eq_ignore_ascii_case(h))
 }
 
+/// Counts the request in flight, unless serve is shutting down and it comes from a client
+/// (not a task): then the 503 to answer, with the body discarded ([`refuse`]).
+fn admit(state: &AppState, request: Request) -> Result<(InFlightGuard, Request), Box<Response>> {
+    // Counted before the check, so a shutdown that sees nothing in flight also means that every
+    // request after it sees `draining`.
+    let guard = state.inflight.enter();
+    if state.draining.load(Ordering::SeqCst) && !request.headers().contains_key(HEADER_CALLER) {
+        drop(guard);
+        let response = unavailable(
+            "serve is shutting down; it answers only the requests it had already taken".to_string(),
+        );
+        return Err(Box::new(refuse(response, request.into_body())));
+    }
+    Ok((guard, request))
+}
+
 async fn invoke(state: &Arc<App>, task: &str, request: Request) -> Response {
     let started = Instant::now();
+    let (_inflight, request) = match admit(state, request) {
+        Ok(admitted) => admitted,
+        Err(response) => return *response,
+    };
     let table = state.routes.current();
     let Some(route) = table.by_task.get(task).cloned() else {
         if state.control.is_known(task) {
@@ -209,18 +355,17 @@ async fn invoke(state: &Arc<App>, task: &str, request: Request) -> Response {
     drop(table);
     let (parts, body) = request.into_parts();
     let from_task = parts.headers.contains_key(HEADER_CALLER);
-    let Ok(body) = axum::body::to_bytes(body, state.max_body).await else {
-        let response = text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "request body is larger than the limit of {} bytes",
-                state.max_body
-            ),
-        );
-        state
-            .metrics
-            .request(task, 413, from_task, started.elapsed());
-        return response;
+    let body = match read_body(&parts.headers, body, state.max_body, "request body").await {
+        Ok(body) => body,
+        Err(response) => {
+            state.metrics.request(
+                task,
+                response.status().as_u16(),
+                from_task,
+                started.elapsed(),
+            );
+            return response;
+        }
     };
     let invoke_request = InvokeRequest {
         task: task.to_string(),
@@ -303,8 +448,10 @@ fn client_response(state: &App, answer: InvokeResponse) -> Response {
 fn invoke_error(task: &str, err: InvokeError) -> Response {
     tracing::warn!(task, "{err}");
     match err {
-        InvokeError::Unavailable { .. } => unavailable(format!(
-            "task `{task}` is unavailable right now; retry shortly"
+        // The reason goes to the client too: on the nuctl platform it may be a setting to change
+        // (`pick_address` in src/platform/nuctl/function.rs), which no retry fixes.
+        InvokeError::Unavailable { function, reason } => unavailable(format!(
+            "task `{task}` is unavailable right now (function `{function}`): {reason}"
         )),
         InvokeError::Crashed { .. } => text(
             StatusCode::BAD_GATEWAY,
@@ -373,11 +520,14 @@ fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>
     let Some(expected) = &state.token else {
         return Ok(());
     };
+    // `<scheme> <token>`; the scheme is case-insensitive (RFC 9110 §11.1), so `bearer` and
+    // `BEARER` are `Bearer` too.
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim_start_matches(' '));
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
         Ok(())
     } else {
@@ -392,14 +542,20 @@ fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>
     }
 }
 
+/// A task name must be a lowercase DNS-1123 label: anything else is refused (400) before it is
+/// looked up anywhere. The message shows at most the first characters, escaped.
 fn valid_task_name(task: &str) -> Result<(), Box<Response>> {
-    if crate::contract::is_dns_label(task, crate::contract::MAX_TASK_NAME) {
+    if super::uploads::valid_task_name(task) {
         Ok(())
     } else {
+        let mut shown: String = task.chars().take(64).flat_map(char::escape_debug).collect();
+        if task.chars().count() > 64 {
+            shown.push('…');
+        }
         Err(Box::new(text(
             StatusCode::BAD_REQUEST,
             format!(
-                "`{task}` is not a valid task name: use a lowercase DNS-1123 label of at most {} characters",
+                "`{shown}` is not a valid task name: use a lowercase DNS-1123 label of at most {} characters",
                 crate::contract::MAX_TASK_NAME
             ),
         )))
@@ -407,13 +563,28 @@ fn valid_task_name(task: &str) -> Result<(), Box<Response>> {
 }
 
 async fn upload(state: &App, task: &str, request: Request) -> Response {
-    let refused = authorized(state, request.headers()).and_then(|()| valid_task_name(task));
-    if let Err(response) = refused {
-        // Read (at most a little of) the body before refusing: closing a socket that still
-        // holds unread data makes the kernel reset the connection, and the client may then
-        // lose this answer.
-        let _ = axum::body::to_bytes(request.into_body(), REFUSED_BODY_DRAIN).await;
-        return *response;
+    if let Err(response) = authorized(state, request.headers()) {
+        return refuse(*response, request.into_body());
+    }
+    let (inflight, request) = match admit(state, request) {
+        Ok(admitted) => admitted,
+        Err(response) => return *response,
+    };
+    let limit = state.max_upload + 64 * 1024;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        let response = text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the upload is larger than the limit of {} bytes",
+                state.max_upload
+            ),
+        );
+        return refuse(response, request.into_body());
     }
     let mut multipart =
         match <Multipart as axum::extract::FromRequest<()>>::from_request(request, &()).await {
@@ -448,9 +619,25 @@ async fn upload(state: &App, task: &str, request: Request) -> Response {
             "the multipart body has no field `zip_file`",
         );
     };
-    match state.control.upload(task, zip).await {
-        Ok(message) => text(StatusCode::OK, message),
-        Err(e) => text(e.status, e.message),
+    // Run to the end even if the client goes away: an upload is made, deployed and kept or
+    // rolled back as one unit, never cut off halfway.
+    let (control, name) = (state.control.clone(), task.to_string());
+    let outcome = tokio::spawn(async move {
+        let _inflight = inflight;
+        control.upload(&name, zip).await
+    })
+    .await;
+    control_response(outcome)
+}
+
+/// The answer of a control operation run in its own task.
+fn control_response(
+    outcome: Result<Result<String, ControlError>, tokio::task::JoinError>,
+) -> Response {
+    match outcome {
+        Ok(Ok(message)) => text(StatusCode::OK, message),
+        Ok(Err(e)) => text(e.status, e.message),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
@@ -468,17 +655,22 @@ fn multipart_error(state: &AppState, err: axum::extract::multipart::MultipartErr
     }
 }
 
-async fn remove(state: &App, task: &str, headers: &HeaderMap) -> Response {
-    if let Err(response) = authorized(state, headers) {
-        return *response;
+async fn remove(state: &App, task: &str, request: Request) -> Response {
+    if let Err(response) = authorized(state, request.headers()) {
+        return refuse(*response, request.into_body());
     }
-    if let Err(response) = valid_task_name(task) {
-        return *response;
-    }
-    match state.control.remove(task).await {
-        Ok(message) => text(StatusCode::OK, message),
-        Err(e) => text(e.status, e.message),
-    }
+    let (inflight, _request) = match admit(state, request) {
+        Ok(admitted) => admitted,
+        Err(response) => return *response,
+    };
+    let (control, name) = (state.control.clone(), task.to_string());
+    control_response(
+        tokio::spawn(async move {
+            let _inflight = inflight;
+            control.remove(&name).await
+        })
+        .await,
+    )
 }
 
 #[cfg(test)]

@@ -94,6 +94,8 @@ fn state(mode: &'static str, token: Option<&str>) -> Arc<AppState> {
         routes: Routes::default(),
         metrics: Metrics::new(),
         ready: AtomicBool::new(true),
+        draining: AtomicBool::new(false),
+        inflight: Arc::default(),
         token: token.map(str::to_string),
         advertise_host: "127.0.0.1".into(),
         port: 8000,
@@ -308,4 +310,70 @@ async fn drain_waits_for_inflight_requests() {
     };
     drop(guard);
     assert!(waiter.await.unwrap());
+}
+
+#[tokio::test]
+async fn while_draining_clients_get_503_and_tasks_are_still_served() {
+    let state = state("echo", None);
+    state.draining.store(true, Ordering::SeqCst);
+    let (status, headers, body) = send(&state, post("/taska", "")).await;
+    assert_eq!(
+        (status, &headers["connection"]),
+        (503, &HeaderValue::from_static("close"))
+    );
+    assert!(body.contains("shutting down"), "{body}");
+    let from_task = axum::http::Request::post("/taskb")
+        .header(HEADER_CALLER, "taska")
+        .body(Body::from("{}"))
+        .unwrap();
+    assert_eq!(send(&state, from_task).await.0, 201);
+    let health = axum::http::Request::get("/-/health")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&state, health).await.0, 503);
+    assert_eq!(state.inflight.count(), 0);
+}
+
+#[tokio::test]
+async fn invalid_names_are_400_on_every_method_before_any_lookup() {
+    let state = state("echo", None);
+    for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
+        for uri in [
+            "/%2Fetc",
+            "/..",
+            "/%2E%2E",
+            "/Task",
+            "/a%00",
+            "/%C3%A9",
+            "/%2Fetc/sub",
+        ] {
+            let request = axum::http::Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(Body::empty())
+                .unwrap();
+            let (status, _, body) = send(&state, request).await;
+            assert_eq!(status, 400, "{method} {uri}: {body}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let state = state("echo", Some("s3cret"));
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let delete = axum::http::Request::delete("/taska")
+            .header("authorization", format!("{scheme} s3cret"))
+            .body(Body::empty())
+            .unwrap();
+        // Past the token check: the declared task's 409.
+        assert_eq!(send(&state, delete).await.0, 409, "{scheme}");
+    }
+    for wrong in ["Basic s3cret", "Bearer", "Bearers3cret", "Bearer s3cre"] {
+        let delete = axum::http::Request::delete("/taska")
+            .header("authorization", wrong)
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&state, delete).await.0, 401, "{wrong}");
+    }
 }

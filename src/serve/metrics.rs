@@ -1,6 +1,8 @@
 //! `/-/metrics`: Prometheus text exposition of the proxy's counters and histograms.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -28,6 +30,15 @@ struct ResultLabels {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TriggerLabels {
+    function: String,
+    trigger: String,
+    kind: String,
+    /// `ok`, `error` or `failed` ([`crate::platform::TriggerEvents::result`]).
+    result: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -45,6 +56,8 @@ pub struct Metrics {
     transition_duration: HistogramFamily<ResultLabels>,
     worker_restarts: Counter,
     worker_restarts_seen: AtomicU64,
+    trigger_events: Family<TriggerLabels, Counter>,
+    trigger_events_seen: Mutex<HashMap<TriggerLabels, u64>>,
 }
 
 impl Default for Metrics {
@@ -94,6 +107,12 @@ impl Metrics {
             "Worker processes restarted after a crash or timeout",
             worker_restarts.clone(),
         );
+        let trigger_events = Family::<TriggerLabels, Counter>::default();
+        registry.register(
+            "trigger_events",
+            "Events the platform's own triggers fired (local cron), by function, trigger, kind and result",
+            trigger_events.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -103,6 +122,8 @@ impl Metrics {
             transition_duration,
             worker_restarts,
             worker_restarts_seen: AtomicU64::new(0),
+            trigger_events,
+            trigger_events_seen: Mutex::new(HashMap::new()),
         }
     }
 
@@ -155,10 +176,57 @@ impl Metrics {
         }
     }
 
+    /// Brings the trigger event counters up to the platform's running totals.
+    pub fn trigger_events_total(&self, totals: &[crate::platform::TriggerEvents]) {
+        let mut seen = self.trigger_events_seen.lock().expect("metrics poisoned");
+        for events in totals {
+            let labels = TriggerLabels {
+                function: events.function.clone(),
+                trigger: events.trigger.clone(),
+                kind: events.kind.clone(),
+                result: events.result.clone(),
+            };
+            let before = seen.insert(labels.clone(), events.total).unwrap_or(0);
+            if events.total > before {
+                self.trigger_events
+                    .get_or_create(&labels)
+                    .inc_by(events.total - before);
+            }
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::TriggerEvents;
+
+    #[test]
+    fn trigger_events_follow_the_platforms_running_totals() {
+        let metrics = Metrics::new();
+        let total = |total| TriggerEvents {
+            function: "shop-a".into(),
+            trigger: "tick".into(),
+            kind: "cron".into(),
+            result: "ok".into(),
+            total,
+        };
+        metrics.trigger_events_total(&[total(2)]);
+        metrics.trigger_events_total(&[total(2)]);
+        metrics.trigger_events_total(&[total(5)]);
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                r#"fusionizer_trigger_events_total{function="shop-a",trigger="tick",kind="cron",result="ok"} 5"#
+            ),
+            "{text}"
+        );
     }
 }

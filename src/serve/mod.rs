@@ -1,12 +1,20 @@
 //! `fusionizer serve`: the invocation proxy, the schedule runner and the HTTP API; and
 //! `fusionizer invoke`, its client.
 //!
-//! Start-up binds the listener first (so `/-/health` answers 503 while the start phase deploys),
-//! applies the start phase, prints the route table and the schedule, then follows the schedule:
-//! each phase fires at its `after` offset from start (counted from the start phase's own offset
-//! with `--phase N`). A ticker re-reads the platform (every 500 ms on the local platform, every
-//! 15 s through nuctl) so a separate `apply` is picked up, retries a failed regroup every few
-//! seconds, and with `--watch` reloads fusion.toml and the task files when they change.
+//! Start-up takes over SIGINT/SIGTERM first, binds the listener (so `/-/health` answers 503
+//! while the start phase deploys), applies the start phase, prints the route table and the
+//! schedule, then follows the schedule: each phase fires at its `after` offset from start
+//! (counted from the start phase's own offset with `--phase N`). A ticker re-reads the platform
+//! (every 500 ms on the local platform, every 15 s through nuctl) so a separate `apply` is picked
+//! up, retries a failed regroup every few seconds, and with `--watch` reloads fusion.toml and the
+//! task files when they change.
+//!
+//! Shutdown (SIGINT/SIGTERM, at any point, the start-up deploy included) stops the schedule
+//! (a regroup or start in progress is cancelled: workers it started are stopped), then drains:
+//! client requests get 503, while task-to-task calls (`X-Fusionizer-Caller`) are still served,
+//! until the requests in flight finish or `[serve] shutdown-timeout` passes (what is cut off
+//! then is logged). Then it stops listening, stops the workers, removes its socket directories
+//! and exits 0.
 
 pub mod http;
 pub mod metrics;
@@ -18,6 +26,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 
 use crate::config::{Config, Workspace};
 use crate::error::{Error, ExitCode, Result};
@@ -35,6 +44,9 @@ use self::runner::Runner;
 const TICK: Duration = Duration::from_millis(500);
 /// How long after a failed regroup serve tries again.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// How long, once the drain is over and the workers are stopped, open connections get to
+/// receive their last answers before serve exits.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Resolved `fusionizer serve` arguments.
 #[derive(Debug, Clone)]
@@ -184,6 +196,9 @@ async fn open_platform(workspace: &Workspace, proxy_url: String) -> Result<Arc<d
 }
 
 async fn serve(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCode> {
+    // Before anything is started: from here on a SIGINT/SIGTERM is a shutdown that stops what
+    // was started and exits 0, whenever it comes.
+    let mut signals = Signals::install()?;
     let config = workspace.config.clone();
     let (start, upcoming) = schedule(&config, &args)?;
     let bound = bind(&config, &args).await?;
@@ -195,6 +210,8 @@ async fn serve(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCod
         routes: Routes::default(),
         metrics: Metrics::new(),
         ready: AtomicBool::new(false),
+        draining: AtomicBool::new(false),
+        inflight: Arc::default(),
         token: bound.token.clone(),
         advertise_host: bound.advertise.clone(),
         port: bound.local.port(),
@@ -214,16 +231,20 @@ async fn serve(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCod
         bound.local,
         platform.kind()
     ));
-    let shutdown = Arc::new(tokio::sync::Notify::new());
+    let stop_listening = Arc::new(tokio::sync::Notify::new());
     let server = {
-        let shutdown = shutdown.clone();
+        let stop_listening = stop_listening.clone();
         let app = http::router(state.clone(), runner.clone());
         let listener = bound.listener;
         tokio::spawn(async move {
             axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.notified().await })
+                .with_graceful_shutdown(async move { stop_listening.notified().await })
                 .await
         })
+    };
+    let server = Server {
+        task: server,
+        stop_listening,
     };
 
     let start_name = match start {
@@ -231,34 +252,131 @@ async fn serve(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCod
         None => "the initial grouping (every task alone)".to_string(),
     };
     ui.status(&format!("Deploying {start_name}..."));
-    if let Err(err) = deploy_start(ui, &runner, &state, &start_name).await {
-        shutdown.notify_one();
-        let _ = server.await;
-        platform.shutdown().await;
-        return Err(err);
-    }
-    print_start(ui, &state, &upcoming);
-
-    let background = tokio::spawn(background(
-        runner.clone(),
-        state.clone(),
-        origin,
-        upcoming,
-        args.watch,
-    ));
-
-    wait_for_signal().await;
-    ui.status("Shutting down: draining in-flight requests...");
-    background.abort();
-    shutdown.notify_one();
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!("server error: {e}"),
-        Err(e) => tracing::error!("server task failed: {e}"),
-    }
-    platform.shutdown().await;
+    // The start is cancelled by a shutdown: the regroup is dropped halfway, and the workers it
+    // started stop with it (see `platform::local::pool::Pool`'s `Drop`).
+    let started = tokio::select! {
+        started = deploy_start(ui, &runner, &state, &start_name) => Some(started),
+        () = signals.recv() => None,
+    };
+    let background = match started {
+        Some(Ok(())) => {
+            print_start(ui, &state, &upcoming);
+            let background = tokio::spawn(background(
+                runner.clone(),
+                state.clone(),
+                origin,
+                upcoming,
+                args.watch,
+            ));
+            signals.recv().await;
+            Some(background)
+        }
+        Some(Err(err)) => {
+            server.stop().await;
+            platform.shutdown().await;
+            return Err(err);
+        }
+        None => {
+            ui.status(&format!(
+                "Shutting down while deploying {start_name}: stopping what was started..."
+            ));
+            None
+        }
+    };
+    shut_down(
+        ui,
+        &state,
+        platform.as_ref(),
+        server,
+        background,
+        config.serve.shutdown_timeout,
+    )
+    .await;
     ui.status("Stopped");
     Ok(ExitCode::Success)
+}
+
+/// The HTTP server task and the switch that stops its listener.
+struct Server {
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop_listening: Arc<tokio::sync::Notify>,
+}
+
+impl Server {
+    /// Stops listening and waits (at most [`CLOSE_GRACE`]) for open connections to finish.
+    async fn stop(mut self) {
+        self.stop_listening.notify_one();
+        match tokio::time::timeout(CLOSE_GRACE, &mut self.task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!("server error: {e}"),
+            Ok(Err(e)) => tracing::error!("server task failed: {e}"),
+            Err(_) => {
+                tracing::warn!(
+                    "connections still open {CLOSE_GRACE:?} after shutdown; closing them"
+                );
+                self.task.abort();
+            }
+        }
+    }
+}
+
+/// The shutdown (see the module docs): stop the schedule, drain, stop listening and the
+/// workers.
+async fn shut_down(
+    ui: &Ui,
+    state: &AppState,
+    platform: &dyn Platform,
+    server: Server,
+    background: Option<tokio::task::JoinHandle<()>>,
+    timeout: Duration,
+) {
+    state.draining.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    ui.status(&format!(
+        "Shutting down: refusing new client requests, draining {} in flight (up to {})...",
+        state.inflight.count(),
+        humantime::format_duration(timeout)
+    ));
+    if let Some(background) = background {
+        // A regroup in progress is cancelled; what it started stops with it.
+        background.abort();
+        let _ = background.await;
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    if state.inflight.wait_idle(deadline).await {
+        tracing::info!("shutdown: drained in {:.2?}", started.elapsed());
+    } else {
+        let table = state.routes.current();
+        let busy: Vec<String> = table
+            .functions()
+            .values()
+            .filter(|f| f.inflight() > 0)
+            .map(|f| {
+                format!(
+                    "`{}` ({} in flight; tasks {})",
+                    f.name,
+                    f.inflight(),
+                    f.tasks.join(", ")
+                )
+            })
+            .collect();
+        tracing::warn!(
+            "shutdown: the drain deadline (`[serve] shutdown-timeout` = {}) passed with {} \
+             request(s) still in flight; cutting them off{}",
+            humantime::format_duration(timeout),
+            state.inflight.count(),
+            if busy.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", busy.join(", "))
+            }
+        );
+    }
+    // Stop listening first; then the workers, so that a request cut off above still gets an
+    // answer (an error) before its connection closes.
+    let stopping = tokio::spawn(server.stop());
+    platform.shutdown().await;
+    let _ = stopping.await;
 }
 
 /// Deploys the start phase. A failed function or a held lock is retried in the background; any
@@ -359,6 +477,9 @@ async fn background(
                 state
                     .metrics
                     .worker_restarts_total(runner.platform().worker_restarts());
+                state
+                    .metrics
+                    .trigger_events_total(&runner.platform().trigger_events());
             }
         }
     }
@@ -425,23 +546,29 @@ impl Watcher {
     }
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// SIGINT and SIGTERM, taken over from the moment [`Signals::install`] runs.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let install = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| Error::failure(format!("cannot handle {name}: {e}")))
+        };
+        Ok(Signals {
+            interrupt: install(SignalKind::interrupt(), "SIGINT")?,
+            terminate: install(SignalKind::terminate(), "SIGTERM")?,
+        })
+    }
+
+    /// Waits for the next SIGINT or SIGTERM.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }

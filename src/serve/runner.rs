@@ -67,11 +67,14 @@ impl Runner {
         state: Arc<AppState>,
     ) -> Self {
         let serve = &workspace.config.serve;
+        let uploads = UploadStore::new(
+            &workspace.config.state_dir(),
+            workspace.config.project.platform,
+        );
+        // An upload or removal a previous serve did not finish was never acknowledged: undo it.
+        uploads.recover();
         Runner {
-            uploads: UploadStore::new(
-                &workspace.config.state_dir(),
-                workspace.config.project.platform,
-            ),
+            uploads,
             drain_timeout: serve.drain_timeout,
             max_upload: serve.max_upload_bytes,
             max_unpacked: serve.max_unpacked_bytes,
@@ -154,29 +157,100 @@ impl Runner {
     pub async fn regroup(&self, why: &str) -> Result<RegroupReport, Error> {
         let _guard = self.regroup_lock.lock().await;
         let started = Instant::now();
-        // The same advisory lock as `fusionizer apply`, held for this regroup only: a CLI apply
-        // and serve never change the platform at once (whichever comes second waits: the CLI
-        // exits 75 naming serve; serve retries its regroup a few seconds later).
+        let result = match self.apply_lock(why) {
+            Ok(_apply_lock) => self.regroup_locked(why, started).await,
+            Err(err) => Err(err),
+        };
+        self.record(why, started, &result);
+        result
+    }
+
+    /// The same advisory lock as `fusionizer apply`, held for one regroup (or one upload with its
+    /// rollback) only: a CLI apply and serve never change the platform at once (whichever comes
+    /// second waits: the CLI exits 75 naming serve; serve retries its regroup a few seconds
+    /// later, and an upload answers 503).
+    fn apply_lock(&self, why: &str) -> Result<crate::lock::ApplyLock, Error> {
         let lock_path = crate::lock::lock_path(
             &self.with_config(crate::config::Config::state_dir),
             &self.platform.identity(),
         );
-        let result = match crate::lock::acquire(
+        crate::lock::acquire(
             &lock_path,
             &format!("fusionizer serve ({why})"),
             Duration::ZERO,
-        ) {
-            Ok(_apply_lock) => self.regroup_locked(why, started).await,
-            Err(err) => Err(err.into()),
-        };
-        let ok = matches!(&result, Ok(report) if report.failed.is_empty());
+        )
+        .map_err(Error::from)
+    }
+
+    /// Counts, flags (for the retry) and logs the outcome of one regroup.
+    fn record(&self, why: &str, started: Instant, result: &Result<RegroupReport, Error>) {
+        let ok = matches!(result, Ok(report) if report.failed.is_empty());
         self.failed.store(!ok, Ordering::SeqCst);
         self.state.metrics.transition(ok, started.elapsed());
-        match &result {
+        match result {
             Ok(report) => log_report(why, report),
             Err(err) => tracing::error!("{why}: regroup failed, routes unchanged: {err}"),
         }
-        result
+    }
+
+    /// Changes the stored uploads and deploys the change as one unit: under the regroup lock
+    /// (so no other upload, removal or regroup runs in between) and the apply lock, the change
+    /// is made, the current phase applied, and on failure the change undone and applied again.
+    /// A rollback therefore restores exactly what was live before this request, and what a
+    /// success acknowledges stays until a later change replaces it.
+    async fn change_uploads(&self, task: &str, change: UploadChange) -> Changed {
+        let why = match &change {
+            UploadChange::Put(_) => format!("upload of `{task}`"),
+            UploadChange::Remove => format!("removal of `{task}`"),
+        };
+        let _guard = self.regroup_lock.lock().await;
+        let started = Instant::now();
+        let _apply_lock = match self.apply_lock(&why) {
+            Ok(lock) => lock,
+            Err(err) => {
+                // Nothing was changed: the stored code is what it was.
+                let result: Result<RegroupReport, Error> = Err(err);
+                self.record(&why, started, &result);
+                let Err(err) = result else {
+                    unreachable!("made an error above")
+                };
+                return Changed::Busy(err);
+            }
+        };
+        let replaced = match change {
+            UploadChange::Put(staged) => self.uploads.commit(task, *staged),
+            UploadChange::Remove if !self.uploads.contains(task) => return Changed::NotFound,
+            UploadChange::Remove => self.uploads.take_aside(task),
+        };
+        let replaced = match replaced {
+            Ok(replaced) => replaced,
+            Err(e) => return Changed::Store(e),
+        };
+        let result = self.regroup_locked(&why, started).await;
+        self.record(&why, started, &result);
+        let reason = match result {
+            Ok(report) if report.failed.is_empty() => {
+                if let Err(e) = replaced.keep() {
+                    tracing::warn!("removing the previous code of `{task}` failed: {e}");
+                }
+                return Changed::Done;
+            }
+            Ok(report) => report
+                .failed
+                .iter()
+                .map(|(f, e)| format!("`{f}`: {e}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Err(err) => err.to_string(),
+        };
+        if let Err(e) = self.uploads.restore(replaced) {
+            tracing::error!("restoring the previous code of `{task}` failed: {e}");
+        }
+        let rollback = format!("rollback of the {why}");
+        let started = Instant::now();
+        let result = self.regroup_locked(&rollback, started).await;
+        self.record(&rollback, started, &result);
+        Changed::RolledBack(reason)
     }
 
     /// One regroup is one apply of the current phase (plan, then the apply engine), with the
@@ -488,6 +562,28 @@ impl Runner {
     }
 }
 
+/// A change to the stored uploads ([`Runner::change_uploads`]).
+enum UploadChange {
+    /// Put this validated upload in place of the task's code.
+    Put(Box<super::uploads::Staged>),
+    /// Take the task out.
+    Remove,
+}
+
+/// What [`Runner::change_uploads`] came to.
+enum Changed {
+    /// Deployed; the change is final.
+    Done,
+    /// Another apply holds the platform's lock; nothing was changed.
+    Busy(Error),
+    /// Removal of a task that is not (or no longer) stored.
+    NotFound,
+    /// The stored uploads could not be changed; nothing was deployed.
+    Store(UploadError),
+    /// The deploy failed (why); the previous code is back and deployed again.
+    RolledBack(String),
+}
+
 #[async_trait]
 impl Control for Runner {
     async fn upload(&self, task: &str, zip: Bytes) -> Result<String, ControlError> {
@@ -499,7 +595,8 @@ impl Control for Runner {
                 ),
             ));
         }
-        // Unpacking may take a while for a large archive: keep it off the proxy's threads.
+        // Unpacking may take a while for a large archive: keep it off the proxy's threads. It
+        // writes only a fresh staging directory, so it needs no lock.
         let (uploads, name, limits) = (
             self.uploads.clone(),
             task.to_string(),
@@ -510,40 +607,20 @@ impl Control for Runner {
                 .await
                 .map_err(|e| ControlError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
                 .map_err(|e| ControlError::new(upload_status(&e), e.to_string()))?;
-        let replaced = self
-            .uploads
-            .commit(task, staged)
-            .map_err(|e| ControlError::new(upload_status(&e), e.to_string()))?;
-        match self.regroup(&format!("upload of `{task}`")).await {
-            Ok(report) if report.failed.is_empty() => {
-                Ok(format!("Successfully deployed Task '{task}'"))
-            }
-            Err(err) if err.code == crate::error::ExitCode::TempFail => {
-                // Another apply holds the platform: nothing was deployed; put the old code back.
-                if let Err(e) = self.uploads.restore(replaced) {
-                    tracing::error!("restoring the previous code of `{task}` failed: {e}");
-                }
-                Err(busy(&err))
-            }
-            outcome => {
-                let reason = match outcome {
-                    Ok(report) => report
-                        .failed
-                        .iter()
-                        .map(|(f, e)| format!("`{f}`: {e}"))
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                    Err(err) => err.to_string(),
-                };
-                if let Err(e) = self.uploads.restore(replaced) {
-                    tracing::error!("restoring the previous code of `{task}` failed: {e}");
-                }
-                let _ = self.regroup(&format!("rollback of `{task}`")).await;
-                Err(ControlError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("deploying task `{task}` failed; the previous version keeps running\n{reason}"),
-                ))
-            }
+        match self
+            .change_uploads(task, UploadChange::Put(Box::new(staged)))
+            .await
+        {
+            Changed::Done => Ok(format!("Successfully deployed Task '{task}'")),
+            Changed::Busy(err) => Err(busy(&err)),
+            Changed::Store(e) => Err(ControlError::new(upload_status(&e), e.to_string())),
+            Changed::NotFound => unreachable!("only a removal finds nothing"),
+            Changed::RolledBack(reason) => Err(ControlError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "deploying task `{task}` failed; the previous version keeps running\n{reason}"
+                ),
+            )),
         }
     }
 
@@ -556,31 +633,16 @@ impl Control for Runner {
                 ),
             ));
         }
-        if !self.uploads.contains(task) {
-            return Err(ControlError::new(
+        match self.change_uploads(task, UploadChange::Remove).await {
+            Changed::Done => Ok(format!("Successfully deleted Task '{task}'")),
+            Changed::Busy(err) => Err(busy(&err)),
+            Changed::NotFound => Err(ControlError::new(
                 StatusCode::NOT_FOUND,
                 format!("no uploaded task `{task}`"),
-            ));
-        }
-        let aside = self
-            .uploads
-            .take_aside(task)
-            .map_err(|e| ControlError::new(upload_status(&e), e.to_string()))?;
-        match self.regroup(&format!("removal of `{task}`")).await {
-            Ok(report) if report.failed.is_empty() => {
-                Ok(format!("Successfully deleted Task '{task}'"))
-            }
-            outcome => {
-                let _ = self.uploads.restore(super::uploads::Replaced {
-                    task: task.to_string(),
-                    backup: aside,
-                });
-                if let Err(err) = &outcome {
-                    if err.code == crate::error::ExitCode::TempFail {
-                        return Err(busy(err));
-                    }
-                }
-                let _ = self.regroup(&format!("rollback of `{task}` removal")).await;
+            )),
+            Changed::Store(e) => Err(ControlError::new(upload_status(&e), e.to_string())),
+            Changed::RolledBack(reason) => {
+                tracing::error!("removing task `{task}` failed: {reason}");
                 Err(ControlError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     format!("removing task `{task}` failed; it keeps running (see serve's log)"),
@@ -590,6 +652,7 @@ impl Control for Runner {
     }
 
     fn is_known(&self, task: &str) -> bool {
-        self.with_config(|c| c.tasks.contains_key(task)) || self.uploads.contains(task)
+        super::uploads::valid_task_name(task)
+            && (self.with_config(|c| c.tasks.contains_key(task)) || self.uploads.contains(task))
     }
 }

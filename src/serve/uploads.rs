@@ -5,6 +5,15 @@
 //! bytes, not the sizes the archive claims), entries with absolute paths, `..` or links are
 //! refused, and everything is unpacked into a staging directory that only replaces the task's
 //! directory (by rename) once the task validated.
+//!
+//! A change (an upload put in place, or a task taken out) moves the previous directory aside
+//! into `.old-<task>-…/task` and is undone with [`UploadStore::restore`] or made final with
+//! [`Replaced::keep`]. The aside directory stays on disk until one of those runs, so a change
+//! cut short (serve killed mid-deploy) is undone by [`UploadStore::recover`] at the next start:
+//! what was acknowledged before it is what comes back.
+//!
+//! Only names that are valid task names (lowercase DNS-1123 labels) ever become paths here: every
+//! method that takes a task name checks it first.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek};
@@ -32,6 +41,8 @@ pub enum UploadError {
     Link(String),
     #[error("the task is invalid:\n{}", render(.0))]
     Invalid(Vec<Diagnostic>),
+    #[error("`{0}` is not a valid task name")]
+    InvalidName(String),
     #[error("storing the upload failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -60,8 +71,16 @@ impl UploadStore {
         }
     }
 
-    fn task_dir(&self, task: &str) -> PathBuf {
-        self.dir.join(task)
+    /// `uploads/<task>`, for a valid task name only: an unchecked name (`..`, `/etc`, …) never
+    /// becomes a path.
+    fn task_dir(&self, task: &str) -> Option<PathBuf> {
+        valid_task_name(task).then(|| self.dir.join(task))
+    }
+
+    /// [`UploadStore::task_dir`], or the error an invalid name gets.
+    fn checked_dir(&self, task: &str) -> Result<PathBuf, UploadError> {
+        self.task_dir(task)
+            .ok_or_else(|| UploadError::InvalidName(task.to_string()))
     }
 
     /// Every stored upload, loaded and validated; invalid ones are skipped with a warning.
@@ -87,8 +106,10 @@ impl UploadStore {
         out
     }
 
+    /// Whether `task` is a stored upload; `false` for any name that is not a valid task name,
+    /// without looking at the disk.
     pub fn contains(&self, task: &str) -> bool {
-        self.task_dir(task).is_dir()
+        self.task_dir(task).is_some_and(|dir| dir.is_dir())
     }
 
     /// Unpacks and validates `zip` into a staging directory. Nothing is replaced yet.
@@ -99,6 +120,7 @@ impl UploadStore {
         max_zip: u64,
         max_unpacked: u64,
     ) -> Result<Staged, UploadError> {
+        self.checked_dir(task)?;
         if zip.len() as u64 > max_zip {
             return Err(UploadError::TooLarge {
                 size: zip.len() as u64,
@@ -107,7 +129,7 @@ impl UploadStore {
         }
         std::fs::create_dir_all(&self.dir)?;
         let staging = tempfile::Builder::new()
-            .prefix(&format!(".staging-{task}-"))
+            .prefix(&format!("{STAGING_PREFIX}{task}-"))
             .tempdir_in(&self.dir)?;
         extract(std::io::Cursor::new(zip), staging.path(), max_unpacked)?;
         let root = task_root(staging.path());
@@ -122,45 +144,99 @@ impl UploadStore {
     /// Puts a staged upload in place of the task's directory; returns the previous directory
     /// (moved aside) so a failed deploy can [`UploadStore::restore`] it.
     pub fn commit(&self, task: &str, staged: Staged) -> Result<Replaced, UploadError> {
-        let target = self.task_dir(task);
-        let backup = self.take_aside(task)?;
-        std::fs::rename(&staged.root, &target)?;
+        let target = self.checked_dir(task)?;
+        let replaced = self.take_aside(task)?;
+        if let Err(e) = std::fs::rename(&staged.root, &target) {
+            let _ = self.restore(replaced);
+            return Err(e.into());
+        }
         drop(staged.staging);
-        Ok(Replaced {
-            task: task.to_string(),
-            backup,
-        })
+        Ok(replaced)
     }
 
-    /// Moves the task's directory aside (for a delete that may need undoing).
-    pub fn take_aside(&self, task: &str) -> Result<Option<tempfile::TempDir>, UploadError> {
-        let target = self.task_dir(task);
+    /// Moves the task's directory aside (for a change that may need undoing).
+    pub fn take_aside(&self, task: &str) -> Result<Replaced, UploadError> {
+        let target = self.checked_dir(task)?;
+        let mut replaced = Replaced {
+            task: task.to_string(),
+            aside: None,
+        };
         if !target.exists() {
-            return Ok(None);
+            return Ok(replaced);
         }
         std::fs::create_dir_all(&self.dir)?;
         let aside = tempfile::Builder::new()
-            .prefix(&format!(".old-{task}-"))
-            .tempdir_in(&self.dir)?;
-        std::fs::rename(&target, aside.path().join("task"))?;
-        Ok(Some(aside))
+            .prefix(&format!("{ASIDE_PREFIX}{task}-"))
+            .tempdir_in(&self.dir)?
+            .keep();
+        replaced.aside = Some(aside.clone());
+        if let Err(e) = std::fs::rename(&target, aside.join(ASIDE_TASK)) {
+            let _ = std::fs::remove_dir(&aside);
+            return Err(e.into());
+        }
+        Ok(replaced)
     }
 
     /// Undoes a [`UploadStore::commit`] or [`UploadStore::take_aside`].
     pub fn restore(&self, replaced: Replaced) -> Result<(), UploadError> {
-        let target = self.task_dir(&replaced.task);
+        let target = self.checked_dir(&replaced.task)?;
         if target.exists() {
             std::fs::remove_dir_all(&target)?;
         }
-        if let Some(backup) = replaced.backup {
-            std::fs::rename(backup.path().join("task"), &target)?;
+        if let Some(aside) = &replaced.aside {
+            let previous = aside.join(ASIDE_TASK);
+            if previous.exists() {
+                std::fs::rename(&previous, &target)?;
+            }
+            std::fs::remove_dir_all(aside)?;
         }
         Ok(())
     }
 
+    /// Undoes every change a previous run left halfway (see the module docs) and removes its
+    /// staging directories; says what it restored.
+    pub fn recover(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            if name.starts_with(STAGING_PREFIX) {
+                let _ = std::fs::remove_dir_all(&path);
+                continue;
+            }
+            let Some(rest) = name.strip_prefix(ASIDE_PREFIX) else {
+                continue;
+            };
+            // `.old-<task>-<random>`: the task is everything before the last `-`.
+            let task = rest.rsplit_once('-').map_or(rest, |(task, _)| task);
+            let replaced = Replaced {
+                task: task.to_string(),
+                aside: Some(path.clone()),
+            };
+            if !path.join(ASIDE_TASK).exists() {
+                let _ = std::fs::remove_dir_all(&path);
+                continue;
+            }
+            match self.restore(replaced) {
+                Ok(()) => tracing::warn!(
+                    task,
+                    "an upload or removal of `{task}` was cut short before it was acknowledged; \
+                     its previous code is back"
+                ),
+                Err(e) => tracing::error!(
+                    task,
+                    "cannot restore the previous code of `{task}` from `{}`: {e}",
+                    path.display()
+                ),
+            }
+        }
+    }
+
     /// The task's stored spec after a commit.
     pub fn spec(&self, task: &str) -> Option<TaskSpec> {
-        TaskSpec::load_on(task, &self.task_dir(task), self.platform).ok()
+        TaskSpec::load_on(task, &self.task_dir(task)?, self.platform).ok()
     }
 }
 
@@ -171,10 +247,36 @@ pub struct Staged {
     pub spec: TaskSpec,
 }
 
-/// What a commit replaced (dropped: the old code is deleted).
+/// What a change replaced: the task's previous directory, moved aside. Dropping it leaves the
+/// backup on disk (for [`UploadStore::recover`]); [`Replaced::keep`] makes the change final.
+#[derive(Debug)]
 pub struct Replaced {
     pub task: String,
-    pub backup: Option<tempfile::TempDir>,
+    /// `.old-<task>-…`, holding the previous directory as `task`; `None` when there was none.
+    aside: Option<PathBuf>,
+}
+
+impl Replaced {
+    /// Makes the change final: deletes the previous code.
+    pub fn keep(self) -> Result<(), UploadError> {
+        if let Some(aside) = &self.aside {
+            std::fs::remove_dir_all(aside)?;
+        }
+        Ok(())
+    }
+}
+
+/// Prefix of the directory a change moves the previous code into.
+const ASIDE_PREFIX: &str = ".old-";
+/// The previous task directory's name inside it.
+const ASIDE_TASK: &str = "task";
+/// Prefix of the directories uploads are unpacked into.
+const STAGING_PREFIX: &str = ".staging-";
+
+/// Whether `task` is a valid task name (a lowercase DNS-1123 label, at most
+/// [`crate::contract::MAX_TASK_NAME`] characters): the only names that become paths.
+pub fn valid_task_name(task: &str) -> bool {
+    crate::contract::is_dns_label(task, crate::contract::MAX_TASK_NAME)
 }
 
 /// The directory holding `function.yaml`: the archive root, or its single top-level directory
@@ -359,7 +461,7 @@ mod tests {
             ("main.py", b"def handler(c, e):\n    return 1\n"),
         ]);
         let staged = store.stage("t", &v1, 1 << 20, 1 << 20).unwrap();
-        drop(store.commit("t", staged).unwrap());
+        store.commit("t", staged).unwrap().keep().unwrap();
         assert!(store.contains("t"));
         // A zip made from outside the task directory (one top-level folder) works too.
         let v2 = zip_of(&[
@@ -374,6 +476,74 @@ mod tests {
         let main = std::fs::read_to_string(state.path().join("uploads/t/main.py")).unwrap();
         assert!(main.contains("return 1"), "restore did not bring v1 back");
         assert_eq!(store.load_all().len(), 1);
+        assert_eq!(
+            only_entries(&state.path().join("uploads")),
+            ["t", "t/function.yaml", "t/main.py"]
+        );
+    }
+
+    #[test]
+    fn a_change_cut_short_is_undone_at_the_next_start() {
+        let state = tempfile::tempdir().unwrap();
+        let store = UploadStore::new(state.path(), PlatformKind::Local);
+        let v1 = zip_of(&[
+            ("function.yaml", FUNCTION_YAML),
+            ("main.py", b"def handler(c, e):\n    return 1\n"),
+        ]);
+        let v2 = zip_of(&[
+            ("function.yaml", FUNCTION_YAML),
+            ("main.py", b"def handler(c, e):\n    return 2\n"),
+        ]);
+        store
+            .commit("t", store.stage("t", &v1, 1 << 20, 1 << 20).unwrap())
+            .unwrap()
+            .keep()
+            .unwrap();
+        // Never acknowledged: serve died before `keep` or `restore`.
+        drop(
+            store
+                .commit("t", store.stage("t", &v2, 1 << 20, 1 << 20).unwrap())
+                .unwrap(),
+        );
+        let stale = store.stage("t", &v2, 1 << 20, 1 << 20).unwrap();
+        std::mem::forget(stale);
+        store.recover();
+        let main = std::fs::read_to_string(state.path().join("uploads/t/main.py")).unwrap();
+        assert!(main.contains("return 1"), "{main}");
+        assert_eq!(
+            only_entries(&state.path().join("uploads")),
+            ["t", "t/function.yaml", "t/main.py"]
+        );
+        // A removal cut short, likewise.
+        drop(store.take_aside("t").unwrap());
+        assert!(!store.contains("t"));
+        store.recover();
+        assert!(store.contains("t"));
+    }
+
+    #[test]
+    fn invalid_names_never_become_paths() {
+        let state = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(state.path().join("uploads")).unwrap();
+        let store = UploadStore::new(state.path(), PlatformKind::Local);
+        for name in [
+            "..",
+            ".",
+            "/etc",
+            "../uploads",
+            "a/b",
+            "",
+            "UP",
+            "a\0b",
+            "é",
+        ] {
+            assert!(!store.contains(name), "{name:?}");
+            assert!(
+                matches!(store.take_aside(name), Err(UploadError::InvalidName(_))),
+                "{name:?}"
+            );
+        }
+        assert!(state.path().join("uploads").is_dir());
     }
 
     #[test]

@@ -5,10 +5,13 @@ mod architecture;
 mod build;
 mod contract;
 mod local;
+mod local_cron;
 mod nuctl;
 mod nuctl_cli;
 mod plan;
 mod plan_destroy;
+mod reliability;
 mod serve;
+mod soak;
 #[path = "../support/mod.rs"]
 mod support;

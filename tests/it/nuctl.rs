@@ -140,7 +140,13 @@ fn render(err: PlatformError) -> String {
 async fn list_handles_none_one_and_many() {
     let fake = Fake::new();
     let platform = fake.platform(&[]);
+    // A listing that matches nothing: nuctl 1.14.1 prints `No functions found\n` and exits 0
+    // (pkg/nuctl/command/get.go), which is an empty list, not an error.
     assert_eq!(platform.list("shop").await.unwrap(), vec![]);
+    assert_eq!(
+        fake.calls(),
+        ["nuctl get function -o json -l fusionizer.io/project=shop --platform local".to_string()]
+    );
 
     platform
         .deploy(&artifact(&["a"], None), &NoProgress)
@@ -182,10 +188,88 @@ async fn get_returns_unowned_functions_and_none_for_missing() {
         foreign.function_yaml.clone().into_bytes(),
     );
     platform.deploy(&foreign, &NoProgress).await.unwrap();
+    // Nuclio's Docker platform ignores the `fusionizer.io/project` selector
+    // (pkg/platform/local/client/store.go): the listing holds the foreign function, and only
+    // the client-side ownership check keeps it out.
+    let calls = fake.calls();
     assert_eq!(platform.list("shop").await.unwrap(), vec![]);
+    assert_eq!(
+        fake.calls()[calls.len()..],
+        ["nuctl get function -o json -l fusionizer.io/project=shop --platform local".to_string()]
+    );
     let live = platform.get("shop-a").await.unwrap().unwrap();
     assert!(!live.is_owned_by("shop"));
     assert_eq!(live.labels.get("team").map(String::as_str), Some("billing"));
+    // Neither the listing, a refresh nor a look-up by name lets an invocation reach it.
+    platform.refresh().await.unwrap();
+    let err = platform
+        .invoker("shop-a")
+        .await
+        .unwrap()
+        .invoke(request(""))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, InvokeError::Unavailable { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("not owned by fusionizer project `shop`"),
+        "{err}"
+    );
+}
+
+/// An artifact of `tasks` whose function is called `name`, as a hand-made artifact could be.
+fn artifact_named(name: &str, tasks: &[&str]) -> Artifact {
+    let mut a = artifact(tasks, None);
+    a.function_yaml = a.function_yaml.replace(&a.name, name);
+    a.files
+        .insert("function.yaml".into(), a.function_yaml.clone().into_bytes());
+    a.name = name.to_string();
+    a
+}
+
+#[tokio::test]
+async fn a_name_over_56_characters_is_refused_before_nuctl_runs() {
+    // On kube, Nuclio names the Service `nuclio-<function>` (pkg/platform/kube/types.go), a
+    // 63-character DNS label: 57 to 63 characters fail late, over 63 nuctl waits forever.
+    let fake = Fake::new();
+    let mut config = fake.config(&[]);
+    config.nuctl.platform = Some("kube".into());
+    config.nuctl.namespace = Some("nuclio".into());
+    let platform = NuctlPlatform::new(&config, None).unwrap();
+    for length in [57, 64] {
+        let name = format!("shop-{}", "a".repeat(length - 5));
+        let err = platform
+            .deploy(&artifact_named(&name, &["a"]), &NoProgress)
+            .await
+            .unwrap_err();
+        let text = render(err);
+        assert!(
+            text.contains(&format!("deploying `{name}` failed")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("its name has {length} characters")),
+            "{text}"
+        );
+        assert!(text.contains("at most 56"), "{text}");
+        assert!(text.contains("`nuclio-<function>`"), "{text}");
+        // `replace` refuses before deleting anything.
+        platform
+            .replace(&artifact_named(&name, &["a"]), &NoProgress)
+            .await
+            .unwrap_err();
+    }
+    assert_eq!(fake.calls(), Vec::<String>::new());
+    // 56 characters deploy.
+    let name = format!("shop-{}", "a".repeat(51));
+    platform
+        .deploy(&artifact_named(&name, &["a"]), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(
+        platform.get(&name).await.unwrap().unwrap().state,
+        FunctionState::Ready
+    );
 }
 
 #[tokio::test]
@@ -389,6 +473,25 @@ fn the_fake_rejects_flags_nuctl_does_not_have() {
 
 /// An HTTP server on 127.0.0.1 that answers with what it received.
 async fn echo_server(tag: &'static str) -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    echo_server_on(listener, tag)
+}
+
+/// [`echo_server`] on a port of Kubernetes' `NodePort` range (30000-32767), which the fake then
+/// reports as the function's node port (pkg/platform/kube/functionres/lazy.go).
+async fn node_port_echo_server(tag: &'static str) -> (u16, tokio::task::JoinHandle<()>) {
+    for port in (30000..=32767).rev() {
+        if let Ok(listener) = tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+            return echo_server_on(listener, tag);
+        }
+    }
+    panic!("no free port in 30000-32767 on 127.0.0.1");
+}
+
+fn echo_server_on(
+    listener: tokio::net::TcpListener,
+    tag: &'static str,
+) -> (u16, tokio::task::JoinHandle<()>) {
     use axum::body::Bytes;
     use axum::http::{HeaderMap, Method, Uri};
     let app = axum::Router::new().fallback(
@@ -411,7 +514,6 @@ async fn echo_server(tag: &'static str) -> (u16, tokio::task::JoinHandle<()>) {
             )
         },
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let task = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
@@ -536,6 +638,79 @@ async fn refresh_picks_up_a_redeploy_made_elsewhere() {
     second_server.abort();
 }
 
+/// The fake on kube settings (`--platform kube --namespace nuclio`), with `[nuctl]
+/// http-trigger-service-type` set to `service_type`.
+fn kube_platform(fake: &Fake, env: &[(&str, &str)], service_type: Option<&str>) -> NuctlPlatform {
+    let mut config = fake.config(env);
+    config.nuctl.platform = Some("kube".into());
+    config.nuctl.namespace = Some("nuclio".into());
+    config.nuctl.http_trigger_service_type = service_type.map(str::to_string);
+    NuctlPlatform::new(&config, None).unwrap()
+}
+
+#[tokio::test]
+async fn a_node_port_without_a_host_is_unavailable_on_kube_with_the_settings_named() {
+    // The default Helm chart leaves NUCLIO_CONTROLLER_EXTERNAL_IP_ADDRESSES empty, so a NodePort
+    // function's external URL is `:<nodePort>`
+    // (pkg/platform/kube/controller/nucliofunction.go `populateFunctionInvocationStatus`).
+    let fake = Fake::new();
+    let platform = kube_platform(&fake, &[], Some("NodePort"));
+    platform
+        .deploy(&artifact(&["a"], None), &NoProgress)
+        .await
+        .unwrap();
+    let calls = fake.calls();
+    assert!(
+        calls.iter().any(|c| c.starts_with("nuctl deploy shop-a ")
+            && c.contains(" --http-trigger-service-type NodePort")),
+        "{calls:#?}"
+    );
+    let err = platform
+        .invoker("shop-a")
+        .await
+        .unwrap()
+        .invoke(request(""))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, InvokeError::Unavailable { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("only node port 30000"), "{text}");
+    assert!(
+        text.contains("NUCLIO_CONTROLLER_EXTERNAL_IP_ADDRESSES"),
+        "{text}"
+    );
+    assert!(text.contains("invocation-url = \"internal\""), "{text}");
+}
+
+#[tokio::test]
+async fn a_node_port_at_the_controllers_external_address_is_reached() {
+    // With the controller's external IP addresses set, the URL is `<ip>:<nodePort>`.
+    let fake = Fake::new();
+    let (port, server) = node_port_echo_server("node").await;
+    let platform = kube_platform(
+        &fake,
+        &[("FAKE_NUCTL_CONTROLLER_EXTERNAL_IP_ADDRESSES", "127.0.0.1")],
+        Some("NodePort"),
+    );
+    platform
+        .deploy(&artifact(&["a"], Some(port)), &NoProgress)
+        .await
+        .unwrap();
+    let response = platform
+        .invoker("shop-a")
+        .await
+        .unwrap()
+        .invoke(request("hi"))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200);
+    assert!(response
+        .headers
+        .iter()
+        .any(|(n, v)| n == "x-server" && v == "node"));
+    server.abort();
+}
+
 #[tokio::test]
 async fn missing_and_broken_functions_are_unavailable() {
     let fake = Fake::new();
@@ -641,8 +816,17 @@ struct Served<'a> {
 
 impl Drop for Served<'_> {
     fn drop(&mut self) {
+        // The platform the function was deployed on: without `--platform`, nuctl's `auto` would
+        // pick kube whenever a kubeconfig resolves on this machine.
         let _ = std::process::Command::new(&self.launcher)
-            .args(["delete", "function", self.name, "--force"])
+            .args([
+                "delete",
+                "function",
+                self.name,
+                "--force",
+                "--platform",
+                "local",
+            ])
             .output();
     }
 }

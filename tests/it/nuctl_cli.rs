@@ -285,21 +285,37 @@ impl Drop for Served {
     /// Deletes every function the fake holds (stopping its server process), pass or fail.
     fn drop(&mut self) {
         self.open_gate();
-        let Ok(text) = std::fs::read_to_string(self.state.join("state.json")) else {
-            return;
-        };
-        let Ok(data) = serde_json::from_str::<serde_json::Value>(&text) else {
-            return;
-        };
-        let Some(namespaces) = data["functions"].as_object() else {
-            return;
+        delete_every_function(&self.state);
+    }
+}
+
+/// Deletes every function the fake at `state` holds, on both of its platforms (`state.json`
+/// keeps the Docker platform's functions at the top and the kube ones under `kube`), each with
+/// its own `--platform`: nuctl's `auto` would pick kube whenever a kubeconfig resolves here.
+fn delete_every_function(state: &Path) {
+    let Ok(text) = std::fs::read_to_string(state.join("state.json")) else {
+        return;
+    };
+    let Ok(data) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return;
+    };
+    for (platform, store) in [("local", &data), ("kube", &data["kube"])] {
+        let Some(namespaces) = store["functions"].as_object() else {
+            continue;
         };
         for (namespace, functions) in namespaces {
             for name in functions.as_object().into_iter().flat_map(|f| f.keys()) {
                 let _ = std::process::Command::new(FAKE_NUCTL)
-                    .env("FAKE_NUCTL_DIR", &self.state)
-                    .args(["delete", "function", name, "--force", "--namespace"])
-                    .arg(namespace)
+                    .env("FAKE_NUCTL_DIR", state)
+                    .args([
+                        "delete",
+                        "function",
+                        name,
+                        "--force",
+                        "--platform",
+                        platform,
+                    ])
+                    .args(["--namespace", namespace])
                     .output();
             }
         }
@@ -355,4 +371,474 @@ fn serve_routes_to_fake_nuctl_endpoints_without_nuctl_per_request() {
     let serve = served.start(&env, "1");
     assert_eq!(add(&serve, 5, 3), 8);
     assert_eq!(serve.metric("fusionizer_task_calls_total", "proxied"), 1.0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a real Nuclio 1.14.1 does that the first fake did not (issue 12): empty listings, the
+// Docker platform's selector quirk, ClusterIP and NodePort services on Kubernetes.
+
+/// The quickstart on kube settings: `[nuctl] platform = "kube"`, namespace `nuclio` (so no
+/// kubeconfig is needed), plus the `extra` lines of `[nuctl]`.
+fn quickstart_on_kube(extra: &str) -> (TestEnv, PathBuf) {
+    let (env, state) = quickstart_on_nuctl();
+    let toml = env.project().join("fusion.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let kube = format!("[nuctl]\nplatform = \"kube\"\nnamespace = \"nuclio\"\n{extra}");
+    let text = text.replace("[nuctl]\nplatform = \"local\"\n", &kube);
+    assert!(text.contains("platform = \"kube\""), "{text}");
+    std::fs::write(&toml, text).unwrap();
+    (env, state)
+}
+
+/// Runs the fake nuctl directly (as another user of the same Nuclio would) in `dir`; it must
+/// succeed.
+fn fake_nuctl(env: &TestEnv, state: &Path, dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(FAKE_NUCTL)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", env.root().join("home"))
+        .env("FAKE_NUCTL_DIR", state)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nuctl {args:?}:\n{}",
+        transcript(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Deploys a function that fusionizer project `quickstart` does not own, with `labels`, through
+/// the fake directly; `flags` are the global flags and `--project-name`.
+fn deploy_foreign(env: &TestEnv, state: &Path, name: &str, labels: &str, flags: &[&str]) {
+    let dir = env.root().join("foreign").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("function.yaml"),
+        format!(
+            "metadata:\n  name: {name}\n  labels:\n{labels}spec:\n  runtime: \"python:3.11\"\n  \
+             handler: main:handler\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("main.py"),
+        "def handler(context, event):\n    return 'foreign'\n",
+    )
+    .unwrap();
+    let mut args = vec!["deploy", name, "--path", ".", "--file", "function.yaml"];
+    args.extend_from_slice(flags);
+    fake_nuctl(env, state, &dir, &args);
+}
+
+/// `nuctl get function NAME -o json` of each of `names`, through the fake directly.
+fn foreign_json(env: &TestEnv, state: &Path, names: &[&str], flags: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .map(|name| {
+            let mut args = vec!["get", "function", name, "-o", "json"];
+            args.extend_from_slice(flags);
+            fake_nuctl(env, state, env.root(), &args)
+        })
+        .collect()
+}
+
+/// Whether a nuctl call recorded after the first `since` changed function `name` (deploy or
+/// delete).
+fn touched(state: &Path, since: usize, name: &str) -> bool {
+    calls(state)[since..]
+        .iter()
+        .any(|argv| is_deploy_of(argv, name) || is_delete_of(argv, name))
+}
+
+/// The function names `status --output json` (with `args`) reports as live, and every drift.
+fn status_of(env: &TestEnv, state: &Path, args: &[&str]) -> (Vec<String>, Vec<String>) {
+    let mut argv = vec!["status", "--output", "json"];
+    argv.extend_from_slice(args);
+    let out = expect_nuctl(env, state, &[], &argv, 0);
+    let status: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let functions = status["functions"].as_array().unwrap();
+    let live = functions
+        .iter()
+        .filter(|f| f["drift"] != "missing")
+        .map(|f| f["function"].as_str().unwrap().to_string())
+        .collect();
+    let drifts = functions
+        .iter()
+        .map(|f| f["drift"].as_str().unwrap().to_string())
+        .collect();
+    (live, drifts)
+}
+
+#[test]
+fn plan_on_a_nuclio_without_functions_is_exit_2_not_an_error() {
+    // nuctl 1.14.1 answers a listing that matches nothing with `No functions found\n` on
+    // stdout and exit 0 (pkg/nuctl/command/get.go), on both of its platforms.
+    for kube in [false, true] {
+        let (env, state) = if kube {
+            quickstart_on_kube("")
+        } else {
+            quickstart_on_nuctl()
+        };
+        let out = expect_nuctl(&env, &state, &[], &["plan", "--detailed-exitcode"], 2);
+        assert!(
+            stdout(&out).contains("Plan: 2 to add, 0 to change, 0 to destroy."),
+            "kube: {kube}\n{}",
+            transcript(&out)
+        );
+        assert!(
+            stderr(&out).is_empty(),
+            "kube: {kube}\n{}",
+            transcript(&out)
+        );
+        let listing = &calls(&state)[0];
+        assert_eq!(
+            listing[..6],
+            [
+                "get",
+                "function",
+                "-o",
+                "json",
+                "-l",
+                "fusionizer.io/project=quickstart"
+            ],
+            "{listing:?}"
+        );
+        let (live, _) = status_of(&env, &state, &[]);
+        assert!(live.is_empty(), "{live:?}");
+    }
+}
+
+#[test]
+fn a_function_of_another_owner_in_the_same_nuclio_project_is_left_alone_on_docker() {
+    // Nuclio's Docker platform ignores every selector key but `nuclio.io/project-name`
+    // (pkg/platform/local/client/store.go): `-l fusionizer.io/project=quickstart` lists every
+    // function of the Nuclio project, these two included.
+    let (env, state) = quickstart_on_nuctl();
+    let local = ["--platform", "local"];
+    let owned_by_other =
+        "    fusionizer.io/project: other\n    fusionizer.io/managed-by: fusionizer\n";
+    deploy_foreign(&env, &state, "other-taska", owned_by_other, &local);
+    deploy_foreign(
+        &env,
+        &state,
+        "billing-report",
+        "    team: billing\n",
+        &local,
+    );
+    let foreign = ["other-taska", "billing-report"];
+    let before = foreign_json(&env, &state, &foreign, &local);
+    let since = calls(&state).len();
+
+    let (live, _) = status_of(&env, &state, &[]);
+    assert!(live.is_empty(), "{live:?}");
+    let out = expect_nuctl(&env, &state, &[], &["plan", "--detailed-exitcode"], 2);
+    let text = stdout(&out);
+    assert!(
+        text.contains("Plan: 2 to add, 0 to change, 0 to destroy."),
+        "{text}"
+    );
+    for name in foreign {
+        assert!(!text.contains(name), "{name} in the plan:\n{text}");
+    }
+    expect_nuctl(&env, &state, &[], &["apply", "--auto-approve"], 0);
+    expect_nuctl(&env, &state, &[], &["plan", "--detailed-exitcode"], 0);
+    // A regroup deletes the project's own old functions, and only those.
+    expect_nuctl(
+        &env,
+        &state,
+        &[],
+        &["apply", "--phase", "2", "--auto-approve"],
+        0,
+    );
+    let (live, _) = status_of(&env, &state, &["--phase", "2"]);
+    assert_eq!(live, ["quickstart-taska-taskb"]);
+    for name in foreign {
+        assert!(!touched(&state, since, name), "{name} was changed");
+    }
+    assert_eq!(foreign_json(&env, &state, &foreign, &local), before);
+}
+
+#[test]
+fn http_trigger_service_type_is_passed_to_every_deploy_when_configured() {
+    let (env, state) = quickstart_on_kube("http-trigger-service-type = \"NodePort\"\n");
+    expect_nuctl(&env, &state, &[], &["apply", "--auto-approve"], 0);
+    let deploys: Vec<Vec<String>> = calls(&state)
+        .into_iter()
+        .filter(|argv| argv[0] == "deploy")
+        .collect();
+    assert_eq!(deploys.len(), 2, "{deploys:?}");
+    for argv in &deploys {
+        assert!(
+            argv.windows(2)
+                .any(|w| w == ["--http-trigger-service-type", "NodePort"]),
+            "{argv:?}"
+        );
+    }
+    // The kube platform gave the HTTP trigger a NodePort service
+    // (pkg/platform/kube/platform.go `enrichTriggerWithServiceType`), whose external URL has an
+    // empty host with the default Helm chart.
+    let kube = ["--platform", "kube", "--namespace", "nuclio"];
+    let json = foreign_json(&env, &state, &["quickstart-taska"], &kube);
+    let function: serde_json::Value = serde_json::from_str(&json[0]).unwrap();
+    let triggers = function["spec"]["triggers"].as_object().unwrap();
+    assert!(
+        triggers
+            .values()
+            .all(|t| t["attributes"]["serviceType"] == "NodePort"),
+        "{triggers:?}"
+    );
+    let external = function["status"]["externalInvocationUrls"][0]
+        .as_str()
+        .unwrap();
+    assert!(external.starts_with(':'), "{external}");
+    // The plan after the deploy shows no change: the service type is Nuclio's enrichment.
+    expect_nuctl(&env, &state, &[], &["plan", "--detailed-exitcode"], 0);
+
+    // Unset, nothing is passed and Nuclio's default ClusterIP applies.
+    let (env, state) = quickstart_on_kube("");
+    expect_nuctl(&env, &state, &[], &["apply", "--auto-approve"], 0);
+    assert!(calls(&state)
+        .iter()
+        .all(|argv| !argv.iter().any(|a| a == "--http-trigger-service-type")));
+}
+
+#[test]
+fn serve_answers_503_naming_the_setting_when_a_cluster_ip_function_has_no_external_url() {
+    // Kubernetes settings with Nuclio's default ClusterIP service and the default
+    // `invocation-url = "external"`: the function has internal URLs only
+    // (pkg/platform/kube/controller/nucliofunction.go `populateFunctionInvocationStatus`).
+    let (env, state) = quickstart_on_kube("invocation-url = \"external\"\n");
+    let state_dir = state.display().to_string();
+    let serve = Serve::start_with(
+        &env,
+        &[
+            ("FUSIONIZER_NUCTL", FAKE_NUCTL),
+            ("FAKE_NUCTL_DIR", state_dir.as_str()),
+        ],
+        &["--phase", "2", "--no-schedule"],
+    );
+    let response = client()
+        .post(serve.url("/taska"))
+        .json(&serde_json::json!({"value1": 1, "value2": 2}))
+        .send()
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.text().unwrap();
+    assert_eq!(status, 503, "{body}\n{}", serve.log());
+    assert!(body.contains("quickstart-taska-taskb"), "{body}");
+    assert!(body.contains("ClusterIP"), "{body}");
+    assert!(
+        body.contains("`[nuctl] http-trigger-service-type = \"NodePort\"`"),
+        "{body}"
+    );
+    assert!(
+        body.contains("`[nuctl] invocation-url = \"internal\"`"),
+        "{body}"
+    );
+}
+
+#[test]
+fn serve_reaches_node_ports_at_the_controllers_external_address_on_kube() {
+    // NodePort services, and a controller that knows the nodes' external address (the fake
+    // serves each function on 127.0.0.1 and reports it as `127.0.0.1:<nodePort>`). Phase 1:
+    // taska calls taskb across functions, through serve's proxy.
+    let (env, state) = quickstart_on_kube("http-trigger-service-type = \"NodePort\"\n");
+    let served = Served::new(&env, &state);
+    let serve = served.start(&env, "1");
+    assert_eq!(add(&serve, 5, 3), 8);
+    assert_eq!(serve.metric("fusionizer_task_calls_total", "proxied"), 1.0);
+    let deploys = calls(&state)
+        .into_iter()
+        .filter(|argv| argv[0] == "deploy")
+        .count();
+    assert_eq!(deploys, 2);
+}
+
+/// The whole journey of issue 12 on Kubernetes settings, starting from nothing: init, plan
+/// (exit 2), apply, plan (exit 0), regroup, status, destroy, plan; functions of other owners in
+/// the same Nuclio project stay untouched throughout.
+#[test]
+fn journey_on_kube_settings_from_init_to_destroy() {
+    let env = TestEnv::new();
+    let state = env.root().join("nuctl-state");
+    std::fs::create_dir_all(&state).unwrap();
+
+    // init, then the kube settings.
+    let out = env
+        .cmd()
+        .args(["init", "--name", "journey"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    let toml = env.project().join("fusion.toml");
+    let text = std::fs::read_to_string(&toml).unwrap().replace(
+        "name = \"journey\"\n",
+        "name = \"journey\"\nplatform = \"nuctl\"\n",
+    );
+    assert!(text.contains("platform = \"nuctl\""), "{text}");
+    std::fs::write(
+        &toml,
+        format!(
+            "{text}\n[nuctl]\nplatform = \"kube\"\nnamespace = \"nuclio\"\nproject = \
+             \"shared\"\nhttp-trigger-service-type = \"NodePort\"\n"
+        ),
+    )
+    .unwrap();
+
+    // plan on a namespace without functions: exit 2, two to add.
+    let out = expect_nuctl(&env, &state, &[], &["plan", "--detailed-exitcode"], 2);
+    assert!(
+        stdout(&out).contains("Plan: 2 to add, 0 to change, 0 to destroy."),
+        "{}",
+        stdout(&out)
+    );
+
+    // Others use the same Nuclio project: one function matches the project selector but is
+    // hand-made (no `managed-by`), one is another team's.
+    let kube = ["--platform", "kube", "--namespace", "nuclio"];
+    fake_nuctl(
+        &env,
+        &state,
+        env.root(),
+        &[
+            "create",
+            "project",
+            "shared",
+            "--platform",
+            "kube",
+            "--namespace",
+            "nuclio",
+        ],
+    );
+    let mut flags = kube.to_vec();
+    flags.extend(["--project-name", "shared"]);
+    deploy_foreign(
+        &env,
+        &state,
+        "journey-manual",
+        "    fusionizer.io/project: journey\n",
+        &flags,
+    );
+    deploy_foreign(
+        &env,
+        &state,
+        "billing-report",
+        "    team: billing\n",
+        &flags,
+    );
+    let foreign = ["journey-manual", "billing-report"];
+    let before = foreign_json(&env, &state, &foreign, &kube);
+    let since = calls(&state).len();
+
+    // apply; every deploy goes to the kube platform with the configured service type and
+    // Nuclio project; plan is then a no-op.
+    let out = expect_nuctl(&env, &state, &[], &["plan", "--detailed-exitcode"], 2);
+    for name in foreign {
+        assert!(!stdout(&out).contains(name), "{}", stdout(&out));
+    }
+    expect_nuctl(&env, &state, &[], &["apply", "--auto-approve"], 0);
+    for argv in calls(&state)
+        .iter()
+        .filter(|argv| argv[0] == "deploy" && argv[1].starts_with("journey-task"))
+    {
+        for pair in [
+            ["--http-trigger-service-type", "NodePort"],
+            ["--project-name", "shared"],
+            ["--platform", "kube"],
+        ] {
+            assert!(argv.windows(2).any(|w| w == pair), "{argv:?}");
+        }
+    }
+    expect_nuctl(&env, &state, &[], &["plan", "--detailed-exitcode"], 0);
+    let (live, drifts) = status_of(&env, &state, &[]);
+    assert_eq!(live, ["journey-taska", "journey-taskb"]);
+    assert!(drifts.iter().all(|d| d == "in sync"), "{drifts:?}");
+
+    // Regroup to the fused phase.
+    expect_nuctl(
+        &env,
+        &state,
+        &[],
+        &["apply", "--phase", "2", "--auto-approve"],
+        0,
+    );
+    expect_nuctl(
+        &env,
+        &state,
+        &[],
+        &["plan", "--phase", "2", "--detailed-exitcode"],
+        0,
+    );
+    let (live, drifts) = status_of(&env, &state, &["--phase", "2"]);
+    assert_eq!(live, ["journey-taska-taskb"]);
+    assert!(drifts.iter().all(|d| d == "in sync"), "{drifts:?}");
+
+    // destroy: every function the project owns goes, nothing else.
+    let out = expect_nuctl(&env, &state, &[], &["destroy", "--auto-approve"], 0);
+    assert!(
+        !foreign.iter().any(|name| stdout(&out).contains(name)),
+        "{}",
+        transcript(&out)
+    );
+    let out = expect_nuctl(
+        &env,
+        &state,
+        &[],
+        &["plan", "--destroy", "--detailed-exitcode"],
+        0,
+    );
+    assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
+    let out = expect_nuctl(
+        &env,
+        &state,
+        &[],
+        &["plan", "--phase", "2", "--detailed-exitcode"],
+        2,
+    );
+    assert!(
+        stdout(&out).contains("Plan: 1 to add, 0 to change, 0 to destroy."),
+        "{}",
+        stdout(&out)
+    );
+    let (live, _) = status_of(&env, &state, &["--phase", "2"]);
+    assert!(live.is_empty(), "{live:?}");
+
+    // The others' functions were never touched.
+    for name in foreign {
+        assert!(!touched(&state, since, name), "{name} was changed");
+    }
+    assert_eq!(foreign_json(&env, &state, &foreign, &kube), before);
+    let listing = fake_nuctl(
+        &env,
+        &state,
+        env.root(),
+        &[
+            "get",
+            "function",
+            "-o",
+            "json",
+            "--platform",
+            "kube",
+            "--namespace",
+            "nuclio",
+        ],
+    );
+    let mut names: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(&listing)
+        .map_or_else(
+            |_| {
+                let one: serde_json::Value = serde_json::from_str(&listing).unwrap();
+                vec![one["metadata"]["name"].as_str().unwrap().to_string()]
+            },
+            |functions| {
+                functions
+                    .iter()
+                    .map(|f| f["metadata"]["name"].as_str().unwrap().to_string())
+                    .collect()
+            },
+        );
+    names.sort();
+    assert_eq!(names, ["billing-report", "journey-manual"]);
 }

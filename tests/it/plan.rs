@@ -603,6 +603,12 @@ fn nuctl_stuck_function_is_replaced_and_regroup_converges() {
         "files of task `taskb` changed"
     );
     assert_eq!(plan["changes"][0]["changed_fields"], serde_json::json!([]));
+    // The same without the function.yaml files fusionizer wrote on deploy (another machine, a
+    // cleaned state dir): what Nuclio 1.14.1 filled in is still told apart by its defaults.
+    std::fs::remove_dir_all(env.project().join(".fusionizer/build")).unwrap();
+    let out = expect_nuctl(&env, &state, &[], &["plan", "--output", "json"], 0);
+    let plan: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(plan["changes"][0]["changed_fields"], serde_json::json!([]));
     expect_nuctl(&env, &state, &[], &["apply", "--auto-approve"], 0);
 
     // Regroup; the fused function fails to deploy: both old functions stay.

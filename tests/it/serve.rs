@@ -46,6 +46,13 @@ impl Serve {
 
     /// [`Serve::start`] with extra environment variables.
     pub(crate) fn start_with(env: &TestEnv, vars: &[(&str, &str)], args: &[&str]) -> Serve {
+        let mut serve = Serve::spawn(env, vars, args);
+        serve.wait_healthy();
+        serve
+    }
+
+    /// Starts serve and returns once it listens, without waiting for the start phase.
+    pub(crate) fn spawn(env: &TestEnv, vars: &[(&str, &str)], args: &[&str]) -> Serve {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fusionizer"));
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -85,7 +92,12 @@ impl Serve {
             let _ = child.kill();
             panic!("serve did not start:\n{}", log.lock().unwrap());
         };
-        let mut serve = Serve { child, base, log };
+        Serve { child, base, log }
+    }
+
+    /// Waits until `/-/health` answers 200.
+    pub(crate) fn wait_healthy(&mut self) {
+        let serve = self;
         let client = client();
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {
@@ -104,7 +116,19 @@ impl Serve {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        serve
+    }
+
+    /// Waits until serve's log holds `needle`.
+    pub(crate) fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for `{needle}` in serve's log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub(crate) fn log(&self) -> String {
@@ -136,15 +160,29 @@ impl Serve {
 
     /// Sends SIGTERM and waits for the exit code.
     pub(crate) fn terminate(mut self) -> Option<i32> {
+        self.signal("TERM");
+        self.wait_exit()
+    }
+
+    /// Sends `signal` (`TERM`, `KILL`, …) without waiting.
+    pub(crate) fn signal(&self, signal: &str) {
         let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
+    }
+
+    /// Waits (bounded) for serve to exit; its exit code (`None`: killed by a signal).
+    pub(crate) fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status.code();
             }
-            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "serve did not exit:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -164,7 +202,7 @@ pub(crate) fn client() -> reqwest::blocking::Client {
         .unwrap()
 }
 
-fn add(serve: &Serve, task: &str, a: i64, b: i64) -> (u16, String) {
+pub(crate) fn add(serve: &Serve, task: &str, a: i64, b: i64) -> (u16, String) {
     let response = client()
         .post(serve.url(&format!("/{task}")))
         .json(&serde_json::json!({"value1": a, "value2": b}))
@@ -173,7 +211,7 @@ fn add(serve: &Serve, task: &str, a: i64, b: i64) -> (u16, String) {
     (response.status().as_u16(), response.text().unwrap())
 }
 
-fn result_of(body: &str) -> Option<i64> {
+pub(crate) fn result_of(body: &str) -> Option<i64> {
     serde_json::from_str::<serde_json::Value>(body)
         .ok()?
         .get("result")?
@@ -182,7 +220,7 @@ fn result_of(body: &str) -> Option<i64> {
 
 /// Bounded concurrent load on `POST /<task>` with `{"value1": client, "value2": i}`, until
 /// [`Load::finish`]. `accept(client, i, result)` says whether an answer is correct.
-struct Load {
+pub(crate) struct Load {
     stop: Arc<AtomicBool>,
     ok: Arc<AtomicU64>,
     failures: Arc<Mutex<Vec<String>>>,
@@ -191,17 +229,28 @@ struct Load {
 }
 
 /// What a [`Load`] saw.
-struct LoadReport {
-    ok: u64,
-    failures: Vec<String>,
-    max_latency_us: u64,
+pub(crate) struct LoadReport {
+    pub(crate) ok: u64,
+    pub(crate) failures: Vec<String>,
+    pub(crate) max_latency_us: u64,
 }
 
 impl Load {
-    fn start(
+    pub(crate) fn start(
         serve: &Arc<Serve>,
         task: &'static str,
         clients: i64,
+        accept: fn(i64, i64, i64) -> bool,
+    ) -> Load {
+        Load::start_bounded(serve, task, clients, 20_000, accept)
+    }
+
+    /// [`Load::start`] with at most `per_client` requests from each client.
+    pub(crate) fn start_bounded(
+        serve: &Arc<Serve>,
+        task: &'static str,
+        clients: i64,
+        per_client: i64,
         accept: fn(i64, i64, i64) -> bool,
     ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
@@ -220,7 +269,7 @@ impl Load {
                 std::thread::spawn(move || {
                     let client = client();
                     // Bounded in count as well as by `finish`.
-                    for i in 0..20_000i64 {
+                    for i in 0..per_client {
                         if stop.load(Ordering::SeqCst) {
                             break;
                         }
@@ -259,7 +308,7 @@ impl Load {
         }
     }
 
-    fn finish(self) -> LoadReport {
+    pub(crate) fn finish(self) -> LoadReport {
         self.stop.store(true, Ordering::SeqCst);
         for c in self.clients {
             c.join().unwrap();
@@ -398,7 +447,7 @@ groups = [["taska", "taskb"]]
     assert!(report.ok > 0);
 }
 
-fn zip_dir(dir: &std::path::Path) -> Vec<u8> {
+pub(crate) fn zip_dir(dir: &std::path::Path) -> Vec<u8> {
     let mut buf = std::io::Cursor::new(Vec::new());
     let mut zip = zip::ZipWriter::new(&mut buf);
     for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
@@ -420,7 +469,12 @@ fn zip_dir(dir: &std::path::Path) -> Vec<u8> {
     buf.into_inner()
 }
 
-fn put_zip(serve: &Serve, task: &str, zip: Vec<u8>, token: Option<&str>) -> (u16, String) {
+pub(crate) fn put_zip(
+    serve: &Serve,
+    task: &str,
+    zip: Vec<u8>,
+    token: Option<&str>,
+) -> (u16, String) {
     let form = reqwest::blocking::multipart::Form::new().part(
         "zip_file",
         reqwest::blocking::multipart::Part::bytes(zip).file_name("task.zip"),

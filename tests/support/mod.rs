@@ -130,3 +130,62 @@ pub(crate) fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     }
     files
 }
+
+/// Whether process `pid` is running (exists and is not a zombie waiting to be reaped).
+pub(crate) fn process_running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next())
+        .unwrap_or("");
+    !matches!(state, "Z" | "X" | "x")
+}
+
+/// The running local workers (pid, command line arguments) whose `--function` starts with
+/// `<project>-`, found in `/proc`.
+pub(crate) fn workers_of(project: &str) -> Vec<(u32, Vec<String>)> {
+    let prefix = format!("{project}-");
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_worker = args.iter().any(|a| a == "fusionizer_dispatcher.worker")
+            && args
+                .windows(2)
+                .any(|w| w[0] == "--function" && w[1].starts_with(&prefix));
+        if is_worker && process_running(pid) {
+            found.push((pid, args));
+        }
+    }
+    found
+}
+
+/// Entries of `dir` (names), sorted; empty when it does not exist.
+pub(crate) fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}

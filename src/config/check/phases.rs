@@ -12,6 +12,7 @@ use crate::config::{Phase, TaskDecl};
 const PHASE_KEYS: &[&str] = &["after", "groups"];
 
 impl Checker<'_> {
+    // Long by design: one linear pass over `[[phase]]`, each key checked where it is read.
     pub(super) fn phases(
         &mut self,
         root: &DeTable<'_>,
@@ -108,6 +109,7 @@ impl Checker<'_> {
         phases
     }
 
+    // Long by design: one linear pass over a phase's groups, each problem reported where found.
     fn groups(
         &mut self,
         number: usize,

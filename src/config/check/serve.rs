@@ -15,6 +15,7 @@ const SERVE_KEYS: &[&str] = &[
     "max-body-size",
     "request-timeout",
     "drain-timeout",
+    "shutdown-timeout",
     "max-upload-size",
     "max-unpacked-size",
 ];
@@ -98,9 +99,15 @@ impl Checker<'_> {
                 serve.drain_timeout = duration;
             }
         }
+        if let Some(value) = table.get("shutdown-timeout") {
+            if let Some(duration) = self.duration(value, "serve.shutdown-timeout") {
+                serve.shutdown_timeout = duration;
+            }
+        }
         serve
     }
 
+    // Long by design: one linear pass over `[nuctl]`, each key checked where it is read.
     pub(super) fn nuctl(&mut self, root: &DeTable<'_>, root_dir: &Path) -> NuctlConfig {
         let mut nuctl = NuctlConfig::default();
         let Some(table) = self.table(root, "nuctl") else {

@@ -6,16 +6,23 @@
 //! - [`pool`]: `numWorkers` worker processes per function, supervised and restarted, and the
 //!   request path to them;
 //! - `worker`: one worker process, its start, readiness and supervision;
-//! - [`protocol`]: the frames spoken over each worker's Unix socket.
+//! - `run`: this process's socket directories, and the cleanup after a predecessor that was
+//!   killed (run whenever the platform is opened);
+//! - [`protocol`]: the frames spoken over each worker's Unix socket;
+//! - `cron`: the function's `cron` triggers, fired into its pool while a version serves, as
+//!   Nuclio's processor fires them.
 //!
 //! Two modes. Opened without [`HostOptions`] (`fusionizer apply`), a deploy builds the
 //! environment, starts the workers once to prove every `init_context` completes, stops them and
 //! installs the version. Opened with them (`fusionizer serve`), a deploy keeps the new workers
 //! running and switches requests to them, [`Platform::refresh`] picks up what another process
-//! installed, and [`Platform::shutdown`] stops every worker.
+//! installed, and [`Platform::shutdown`] stops every worker. Only in `serve` do cron triggers
+//! fire; a deploy in either mode refuses one it cannot parse.
 
+mod cron;
 pub mod pool;
 pub mod protocol;
+mod run;
 mod shared;
 pub mod state;
 pub mod venv;
@@ -37,7 +44,7 @@ use crate::config::Config;
 use crate::fuse::Artifact;
 use crate::platform::{
     DeployProgress, HostOptions, InvokeError, InvokeRequest, InvokeResponse, Invoker, LiveFunction,
-    NoProgress, Platform, PlatformError,
+    NoProgress, Platform, PlatformError, TriggerEvents,
 };
 
 /// How long `shutdown` lets in-flight requests finish before workers get `Q`.
@@ -61,6 +68,10 @@ struct Inner {
     /// Versions `refresh` failed to start, so it does not retry them every tick.
     failed: Mutex<BTreeMap<String, String>>,
     restarts: Arc<AtomicU64>,
+    /// Which running cron trigger fires each tick, and the events they fired.
+    crons: Arc<cron::Registry>,
+    /// Where this process's worker sockets live.
+    run: run::RunDir,
 }
 
 /// One function as this process runs it; also its [`Invoker`]. Requests always go to the
@@ -105,6 +116,9 @@ impl LocalPlatform {
     /// Opens the local platform of `config`'s project. `host` is `Some` in `serve`.
     pub fn new(config: &Config, host: Option<HostOptions>) -> Result<Self, PlatformError> {
         let state = StateDir::new(&config.state_dir());
+        // Workers and socket directories a killed predecessor left behind go first.
+        run::reap(state.root());
+        let run = run::RunDir::new(state.root());
         let root = std::fs::canonicalize(&config.root).unwrap_or_else(|_| config.root.clone());
         let identity = format!("local:{}", root.join(".fusionizer").join("local").display());
         let hosted = host.is_some();
@@ -132,6 +146,8 @@ impl LocalPlatform {
                 retiring: tokio::sync::Mutex::new(Vec::new()),
                 failed: Mutex::new(BTreeMap::new()),
                 restarts: Arc::new(AtomicU64::new(0)),
+                crons: Arc::new(cron::Registry::default()),
+                run,
             }),
         })
     }
@@ -234,6 +250,7 @@ impl Inner {
                 env,
                 num_workers: record.num_workers,
                 request_timeout: self.host.request_timeout,
+                socket_dir: self.run.pool_dir()?,
             },
             self.restarts.clone(),
         )
@@ -311,13 +328,26 @@ impl Inner {
         }
     }
 
-    /// Starts a pool for an installed version, holding its files for the pool's life.
+    /// Starts a pool for an installed version, holding its files for the pool's life; when
+    /// serving, its cron triggers fire from now on.
     async fn start_version(&self, version: &Version) -> Result<Arc<Pool>, PlatformError> {
         let hold = version.hold()?;
         let record = version.read_record()?;
+        let triggers = cron_triggers(&record.name, &record.function_yaml)?;
         let pool = self.start_pool(&record, version, &NoProgress).await?;
         pool.keep(hold);
+        self.serve_crons(&pool, &record.name, triggers);
         Ok(pool)
+    }
+
+    /// When serving: fires `triggers` into `pool`, the version of `function` that starts
+    /// serving, until the pool stops. Their claims supersede those of the version it replaces,
+    /// so call this before the old version is retired.
+    fn serve_crons(&self, pool: &Arc<Pool>, function: &str, triggers: Vec<cron::CronTrigger>) {
+        if self.hosted && !triggers.is_empty() {
+            let crons = cron::start(pool, function, triggers, &self.crons);
+            pool.keep_until_stopped(Box::new(crons));
+        }
     }
 }
 
@@ -361,6 +391,7 @@ impl Platform for LocalPlatform {
             });
         }
         let record = FunctionRecord::from_artifact(artifact)?;
+        let triggers = cron_triggers(name, &record.function_yaml)?;
         progress.step(name, "staging the artifact");
         let staged = inner.state.stage(artifact)?;
         let pool = match inner.start_pool(&record, &staged.version, progress).await {
@@ -387,6 +418,7 @@ impl Platform for LocalPlatform {
         // (through `invoker`); otherwise they only proved readiness.
         if inner.hosted || slot.pool().is_some() {
             pool.keep(staged.hold);
+            inner.serve_crons(&pool, name, triggers);
             if let Some(old) = slot.replace(Some(pool)) {
                 inner.retire(old).await;
             }
@@ -459,6 +491,10 @@ impl Platform for LocalPlatform {
         LocalPlatform::worker_restarts(self)
     }
 
+    fn trigger_events(&self) -> Vec<TriggerEvents> {
+        self.inner.crons.fired()
+    }
+
     async fn shutdown(&self) {
         let inner = &self.inner;
         let slots: Vec<Arc<Slot>> = inner
@@ -478,7 +514,17 @@ impl Platform for LocalPlatform {
         }
         drop(pools);
         inner.state.collect();
+        inner.run.remove();
     }
+}
+
+/// The cron triggers of `function`'s function.yaml; one that cannot be parsed fails the deploy.
+fn cron_triggers(function: &str, yaml: &str) -> Result<Vec<cron::CronTrigger>, PlatformError> {
+    cron::triggers(yaml).map_err(|message| PlatformError::Deploy {
+        function: function.to_string(),
+        message,
+        detail: None,
+    })
 }
 
 /// `text` as an indented `|` frame under `title`, for error details.

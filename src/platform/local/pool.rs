@@ -15,7 +15,6 @@
 //! in a handler cannot take the next event anyway.
 
 use std::fs::File;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,6 +43,9 @@ pub struct Pool {
     supervisors: Mutex<Vec<JoinHandle<()>>>,
     /// Keeps the version's files from being collected while the pool runs.
     hold: Mutex<Option<File>>,
+    /// Dropped first when the pool stops: what must end before it does (the cron triggers
+    /// firing into it while it serves).
+    guards: Mutex<Vec<Box<dyn Send>>>,
 }
 
 impl Pool {
@@ -54,7 +56,7 @@ impl Pool {
         spec: PoolSpec,
         restarts: Arc<AtomicU64>,
     ) -> Result<Arc<Pool>, PlatformError> {
-        let socket_dir = socket_dir()?;
+        let socket_dir = spec.socket_dir.clone();
         let workers = spec.num_workers.max(1);
         let (stop, _) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -82,6 +84,7 @@ impl Pool {
             shared,
             supervisors: Mutex::new(supervisors),
             hold: Mutex::new(None),
+            guards: Mutex::new(Vec::new()),
         });
         let mut failure = None;
         for first in firsts {
@@ -119,6 +122,11 @@ impl Pool {
         *self.hold.lock().expect("hold poisoned") = Some(hold);
     }
 
+    /// Keeps `guard` until the pool stops, and drops it before anything else stops.
+    pub(super) fn keep_until_stopped(&self, guard: Box<dyn Send>) {
+        self.guards.lock().expect("guards poisoned").push(guard);
+    }
+
     /// Process ids of the workers currently running (by worker index).
     pub fn worker_pids(&self) -> Vec<Option<u32>> {
         self.shared.pids.lock().expect("pids poisoned").clone()
@@ -126,11 +134,26 @@ impl Pool {
 
     /// Runs one request on an idle worker, waiting for one up to the request timeout.
     pub async fn invoke(&self, request: &InvokeRequest) -> Result<InvokeResponse, PoolError> {
+        self.run(|id| protocol::encode_event(request, id, unix_now()))
+            .await
+    }
+
+    /// Runs one event of a trigger of the platform's own (cron) like [`Pool::invoke`].
+    pub async fn fire(
+        &self,
+        event: &protocol::TriggerEvent<'_>,
+    ) -> Result<InvokeResponse, PoolError> {
+        self.run(|id| protocol::encode_trigger_event(event, id))
+            .await
+    }
+
+    /// Runs the `E` frame `encode` builds for the next event id on an idle worker.
+    async fn run(&self, encode: impl FnOnce(u64) -> Vec<u8>) -> Result<InvokeResponse, PoolError> {
         let shared = &self.shared;
         let timeout = shared.spec.request_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         let id = shared.next_event.fetch_add(1, Ordering::Relaxed);
-        let frame = protocol::encode_event(request, id, unix_now());
+        let frame = encode(id);
         let _in_flight = InFlight::enter(shared);
         let function = || shared.spec.function.clone();
         loop {
@@ -206,6 +229,10 @@ impl Pool {
     /// killed. Idempotent.
     pub async fn stop(&self, drain: Duration) {
         let shared = &self.shared;
+        // No tick fires into a stopping pool (one already sent drains like any request).
+        drop(std::mem::take(
+            &mut *self.guards.lock().expect("guards poisoned"),
+        ));
         shared.permits.close();
         let deadline = tokio::time::Instant::now() + drain;
         loop {
@@ -224,6 +251,21 @@ impl Pool {
         }
         let _ = std::fs::remove_dir_all(&shared.socket_dir);
         self.hold.lock().expect("hold poisoned").take();
+    }
+}
+
+impl Drop for Pool {
+    /// A pool dropped without [`Pool::stop`] (its start or deploy was cancelled halfway, e.g. by
+    /// a shutdown): its supervisors would keep their workers running, so they are told to stop
+    /// them, and its socket directory goes.
+    fn drop(&mut self) {
+        if let Ok(guards) = self.guards.get_mut() {
+            guards.clear();
+        }
+        let shared = &self.shared;
+        shared.permits.close();
+        shared.stop.send_replace(true);
+        let _ = std::fs::remove_dir_all(&shared.socket_dir);
     }
 }
 
@@ -255,23 +297,6 @@ impl Drop for KillUnlessSent<'_> {
             conn.abandon();
         }
     }
-}
-
-/// A fresh private directory for a pool's sockets, short enough for `sun_path` (108 bytes).
-pub(super) fn socket_dir() -> Result<PathBuf, PlatformError> {
-    use std::os::unix::fs::DirBuilderExt;
-    let base = std::env::temp_dir();
-    let base = if base.as_os_str().len() <= 60 {
-        base
-    } else {
-        PathBuf::from("/tmp")
-    };
-    let dir = base.join(format!("fz-{}", super::state::nonce()));
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|e| PlatformError::io(format!("cannot create `{}`", dir.display()), e))?;
-    Ok(dir)
 }
 
 fn unix_now() -> u64 {

@@ -12,7 +12,8 @@
 //! Rust → worker:
 //! - `E` event: `meta_len:u32 BE | meta JSON | body bytes` with meta
 //!   `{"id", "method", "path", "fields", "headers", "content_type", "timestamp", "trigger"}`
-//!   ([`EventMeta`]);
+//!   ([`EventMeta`] for requests, [`TriggerEvent`] for cron events, whose header values may be
+//!   any JSON value);
 //! - `Q` quit: the worker takes no more events and exits 0.
 //!
 //! Worker → Rust:
@@ -119,11 +120,12 @@ fn split_meta(payload: &Bytes) -> Result<(&[u8], Bytes), FrameError> {
     Ok((&payload[4..4 + meta_len], payload.slice(4 + meta_len..)))
 }
 
-/// The trigger an event came from (always the default HTTP trigger locally).
+/// The trigger an event came from: the default HTTP trigger for requests, or a cron trigger
+/// the local platform fires ([`encode_trigger_event`]).
 #[derive(Debug, serde::Serialize)]
-pub struct Trigger {
-    pub kind: &'static str,
-    pub name: &'static str,
+pub struct Trigger<'a> {
+    pub kind: &'a str,
+    pub name: &'a str,
 }
 
 /// Meta of an `E` frame: Nuclio's event fields.
@@ -138,7 +140,7 @@ pub struct EventMeta<'a> {
     pub headers: BTreeMap<&'a str, String>,
     pub content_type: &'a str,
     pub timestamp: u64,
-    pub trigger: Trigger,
+    pub trigger: Trigger<'a>,
 }
 
 /// Encodes `request` as an `E` frame with event id `id`. The `Task-Name` header is set from
@@ -193,6 +195,42 @@ pub fn encode_event(request: &InvokeRequest, id: u64, timestamp: u64) -> Vec<u8>
     };
     let meta = serde_json::to_vec(&meta).expect("event meta always serialises");
     encode_with_meta(KIND_EVENT, &meta, &request.body)
+}
+
+/// An event a trigger of the platform's own builds (a cron trigger), sent as the trigger builds
+/// it: no defaults are filled in, and header values keep their JSON type.
+#[derive(Debug, serde::Serialize)]
+pub struct TriggerEvent<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub headers: &'a serde_json::Map<String, serde_json::Value>,
+    pub content_type: &'a str,
+    /// Unix seconds.
+    pub timestamp: u64,
+    pub trigger: Trigger<'a>,
+    #[serde(skip)]
+    pub body: &'a [u8],
+}
+
+/// Meta of an `E` frame for a [`TriggerEvent`].
+#[derive(serde::Serialize)]
+struct TriggerEventMeta<'a> {
+    id: String,
+    /// Always empty: only the HTTP trigger has query arguments.
+    fields: BTreeMap<String, String>,
+    #[serde(flatten)]
+    event: &'a TriggerEvent<'a>,
+}
+
+/// Encodes `event` as an `E` frame with event id `id`.
+pub fn encode_trigger_event(event: &TriggerEvent<'_>, id: u64) -> Vec<u8> {
+    let meta = TriggerEventMeta {
+        id: id.to_string(),
+        fields: BTreeMap::new(),
+        event,
+    };
+    let meta = serde_json::to_vec(&meta).expect("event meta always serialises");
+    encode_with_meta(KIND_EVENT, &meta, event.body)
 }
 
 /// Task-to-task call counts of one event, as the dispatcher reports them.
@@ -366,6 +404,39 @@ mod tests {
         assert_eq!(meta["headers"]["Task-Name"], "taska");
         assert!(meta["headers"].get("task-name").is_none());
         assert_eq!(meta["trigger"]["kind"], "http");
+    }
+
+    #[tokio::test]
+    async fn trigger_event_frame_keeps_the_event_as_built() {
+        let mut headers = serde_json::Map::new();
+        headers.insert("Task-Name".into(), "taska".into());
+        headers.insert("X-Count".into(), 3.into());
+        let event = TriggerEvent {
+            method: "",
+            path: "",
+            headers: &headers,
+            content_type: "",
+            timestamp: 0,
+            trigger: Trigger {
+                kind: "cron",
+                name: "tick",
+            },
+            body: b"hello",
+        };
+        let bytes = encode_trigger_event(&event, 9);
+        let frame = read_frame(&mut bytes.as_slice()).await.unwrap();
+        assert_eq!(frame.kind, KIND_EVENT);
+        let (meta, body) = split_meta(&frame.payload).unwrap();
+        let meta: serde_json::Value = serde_json::from_slice(meta).unwrap();
+        assert_eq!(&body[..], b"hello");
+        assert_eq!(
+            meta,
+            serde_json::json!({
+                "id": "9", "fields": {}, "method": "", "path": "", "content_type": "",
+                "timestamp": 0, "trigger": {"kind": "cron", "name": "tick"},
+                "headers": {"Task-Name": "taska", "X-Count": 3},
+            })
+        );
     }
 
     #[tokio::test]

@@ -24,6 +24,8 @@ pub struct PoolSpec {
     pub env: Vec<(OsString, OsString)>,
     pub num_workers: usize,
     pub request_timeout: Duration,
+    /// A fresh private directory for the pool's sockets, removed when the pool stops.
+    pub socket_dir: PathBuf,
 }
 
 pub(super) type Answer = Result<InvokeResponse, String>;

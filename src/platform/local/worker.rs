@@ -3,10 +3,11 @@
 //!
 //! A worker is started by binding a fresh Unix socket in the pool's private directory, spawning
 //! `python -u -m fusionizer_dispatcher.worker --socket … --handler _fusionizer_entry:handler
-//! --worker-id N --function NAME` in the artifact directory, accepting its one connection and
-//! reading frames until `S` (ready) or `F` (an `init_context` failed). Its own stdout and stderr
-//! (what could not be framed, such as an interpreter crash) are logged line by line, tagged with
-//! the function, and the last lines explain a failed start.
+//! --worker-id N --function NAME --watchdog-stdin` in the artifact directory (in a process group
+//! of its own, its stdin a pipe only this process holds: see [`crate::proc::Cmd::watchdog`]),
+//! accepting its one connection and reading frames until `S` (ready) or `F` (an `init_context`
+//! failed). Its own stdout and stderr (what could not be framed, such as an interpreter crash)
+//! are logged line by line, tagged with the function, and the last lines explain a failed start.
 
 use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
@@ -51,6 +52,8 @@ struct Running {
     reader: JoinHandle<String>,
     /// The stdout/stderr pumps.
     pumps: Vec<JoinHandle<()>>,
+    /// The write end of the worker's watchdog pipe (its stdin), held for the worker's life.
+    _watchdog: Option<tokio::process::ChildStdin>,
 }
 
 /// How a running worker's life ended.
@@ -245,6 +248,8 @@ struct Spawned {
     tail: Arc<Mutex<VecDeque<String>>>,
     function: String,
     index: usize,
+    /// The write end of the worker's watchdog pipe: out of `child`, whose `wait` would close it.
+    watchdog: Option<tokio::process::ChildStdin>,
 }
 
 impl Spawned {
@@ -321,6 +326,7 @@ async fn start_worker(shared: &Arc<Shared>, index: usize) -> Result<Running, Pla
         conn,
         reader,
         pumps: spawned.pumps,
+        _watchdog: spawned.watchdog,
     })
 }
 
@@ -345,6 +351,10 @@ fn spawn(spec: &PoolSpec, path: &Path, index: usize) -> Result<Spawned, Platform
         .arg(index.to_string())
         .arg(contract::WORKER_ARG_FUNCTION)
         .arg(&spec.function)
+        // Tied to this process: if it dies (even `kill -9`), the worker and what its tasks
+        // started go too, wherever they are (`init_context` included).
+        .arg(contract::WORKER_ARG_WATCHDOG)
+        .watchdog()
         .cwd(&spec.artifact_dir);
     for (key, value) in &spec.env {
         cmd = cmd.env(key, value);
@@ -354,6 +364,8 @@ fn spawn(spec: &PoolSpec, path: &Path, index: usize) -> Result<Spawned, Platform
         message: format!("could not start worker {index}"),
         detail: Some(e.to_string()),
     })?;
+    // `Child::wait` closes stdin: the watchdog pipe is kept apart, for as long as the worker.
+    let watchdog = child.stdin.take();
     let tail = Arc::new(Mutex::new(VecDeque::new()));
     let mut pumps = Vec::new();
     if let Some(stdout) = child.stdout.take() {
@@ -380,6 +392,7 @@ fn spawn(spec: &PoolSpec, path: &Path, index: usize) -> Result<Spawned, Platform
         tail,
         function,
         index,
+        watchdog,
     })
 }
 

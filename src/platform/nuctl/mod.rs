@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::config::{Config, NuctlConfig};
+use crate::contract::{ANNOTATION_DIGEST, MAX_FUNCTION_NAME};
 use crate::fuse::Artifact;
 use crate::platform::{
     DeployProgress, FunctionState, HostOptions, InvokeError, Invoker, LiveFunction, Platform,
@@ -115,6 +116,8 @@ impl NuctlPlatform {
         artifact: &Artifact,
         progress: &dyn DeployProgress,
     ) -> Result<(), PlatformError> {
+        // Refused before the old function is deleted, not after.
+        check_name(&artifact.name)?;
         progress.step(&artifact.name, "deleting the old function (--force)");
         self.delete(&artifact.name, true).await?;
         self.deploy(artifact, progress).await
@@ -140,11 +143,16 @@ impl Inner {
     fn remember(&self, name: &str, function: Option<&NuclioFunction>) {
         let address = match function {
             None => Err("it is not deployed".to_string()),
+            // A same-named function of another owner is never invoked.
+            Some(f) if !f.is_owned_by(&self.project) => Err(format!(
+                "the function of that name is not owned by fusionizer project `{}`",
+                self.project
+            )),
             Some(f) => match f.state() {
                 state @ (FunctionState::Provisioning(_)
                 | FunctionState::Error(_)
                 | FunctionState::Unhealthy(_)) => Err(format!("its state is `{}`", state.word())),
-                _ => f.address(self.settings.invocation_url),
+                _ => f.address(self.settings.invocation_url, self.is_docker()),
             },
         };
         self.endpoints.lock().expect("endpoint cache").insert(
@@ -154,6 +162,46 @@ impl Inner {
                 fetched: Instant::now(),
             },
         );
+    }
+
+    /// Whether nuctl drives Nuclio's Docker platform (`[nuctl] platform = "local"`), where a
+    /// function's node is this machine (see [`function::pick_address`]).
+    fn is_docker(&self) -> bool {
+        self.settings.platform.as_deref() == Some("local")
+    }
+
+    /// What fusionizer knows about the live deploy of `f`: the function.yaml it wrote under
+    /// `.fusionizer/build/<name>/` when that is the one live (same `fusionizer.io/digest`), and
+    /// the `--readiness-timeout` it passes.
+    fn as_deployed(&self, f: &NuclioFunction) -> function::AsDeployed {
+        let live_digest = f
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_DIGEST));
+        let written = live_digest.and_then(|digest| {
+            let path = self
+                .build_dir
+                .join(&f.metadata.name)
+                .join(crate::contract::FUNCTION_FILE);
+            let text = std::fs::read_to_string(path).ok()?;
+            let doc: serde_json::Value = serde_norway::from_str(&text).ok()?;
+            let written_digest = doc
+                .get("metadata")?
+                .get("annotations")?
+                .get(ANNOTATION_DIGEST)?
+                .as_str()?;
+            (written_digest == digest).then_some(doc)
+        });
+        function::AsDeployed {
+            written,
+            readiness_timeout: self.settings.readiness_timeout.map(readiness_secs),
+        }
+    }
+
+    /// A function of this project, as plan and status see it.
+    fn live(&self, f: &NuclioFunction) -> LiveFunction {
+        f.to_live_as(&self.as_deployed(f))
     }
 
     fn forget(&self, name: &str) {
@@ -249,8 +297,7 @@ impl Inner {
             args.extend(["--project-name".into(), project.into()]);
         }
         if let Some(timeout) = s.readiness_timeout {
-            // nuctl takes whole seconds; round up so a sub-second setting is not 0 (unset).
-            let secs = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
+            let secs = readiness_secs(timeout);
             args.extend(["--readiness-timeout".into(), secs.to_string().into()]);
         }
         if let Some(service_type) = &s.http_trigger_service_type {
@@ -260,6 +307,39 @@ impl Inner {
         }
         self.nuctl.command(args)
     }
+}
+
+/// `--readiness-timeout` for a configured timeout: nuctl takes whole seconds; round up so a
+/// sub-second setting is not 0 (unset).
+fn readiness_secs(timeout: Duration) -> u64 {
+    timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0)
+}
+
+/// Refuses a function name Nuclio cannot deploy on Kubernetes, before nuctl runs. The kube
+/// platform names the function's `Deployment`, `Service`, `ConfigMap`, HPA and `Ingress`
+/// `nuclio-<function>` (pkg/platform/kube/types.go `DeploymentNameFromFunctionName` and
+/// friends), DNS labels of at most 63 characters: a name of 57 to 63 characters fails when the
+/// Service is created (pkg/platform/kube/functionres/lazy.go), and one over 63 is dropped by the
+/// controller's `validation.IsQualifiedName` check without a status, so `nuctl deploy` waits
+/// for readiness forever (pkg/platform/kube/controller/nucliofunction.go `CreateOrUpdate`,
+/// pkg/platform/kube/client/deployer.go). fusionizer's own names never exceed the limit
+/// (`MAX_FUNCTION_NAME`, src/contract.rs); a hand-made artifact could.
+fn check_name(name: &str) -> Result<(), PlatformError> {
+    let length = name.chars().count();
+    if length <= MAX_FUNCTION_NAME {
+        return Ok(());
+    }
+    Err(PlatformError::Deploy {
+        function: name.to_string(),
+        message: format!(
+            "its name has {length} characters, and a function name may have at most \
+             {MAX_FUNCTION_NAME}: on Kubernetes Nuclio names its resources `nuclio-<function>`, \
+             which must fit in 63 characters (nuctl would fail or wait forever)"
+        ),
+        detail: Some(
+            "names fusionizer makes always fit; give the group a shorter name".to_string(),
+        ),
+    })
 }
 
 fn parse_functions(
@@ -318,19 +398,23 @@ impl Platform for NuctlPlatform {
         let functions = parse_functions(&cmd, values)?;
         // Nuclio's Docker platform ignores every selector key except `nuclio.io/project-name`
         // (pkg/platform/local/client/store.go), so the selector above narrows nothing there:
-        // ownership is decided here, from the labels, on every platform.
+        // ownership is decided here, from the labels, on every platform. Only owned functions
+        // reach the endpoint cache too.
         let mut live: Vec<LiveFunction> = functions
             .iter()
-            .inspect(|f| self.inner.remember(&f.metadata.name, Some(f)))
-            .map(NuclioFunction::to_live)
-            .filter(|f| f.is_owned_by(project))
+            .map(|f| (f, self.inner.live(f)))
+            .filter(|(_, live)| live.is_owned_by(project))
+            .map(|(f, live)| {
+                self.inner.remember(&f.metadata.name, Some(f));
+                live
+            })
             .collect();
         live.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(live)
     }
 
     async fn get(&self, name: &str) -> Result<Option<LiveFunction>, PlatformError> {
-        Ok(self.inner.fetch(name).await?.map(|f| f.to_live()))
+        Ok(self.inner.fetch(name).await?.map(|f| self.inner.live(&f)))
     }
 
     async fn deploy(
@@ -339,6 +423,7 @@ impl Platform for NuctlPlatform {
         progress: &dyn DeployProgress,
     ) -> Result<(), PlatformError> {
         let name = artifact.name.as_str();
+        check_name(name)?;
         let inner = &self.inner;
         progress.step(name, "checking the live function");
         if let Some(live) = inner.fetch(name).await? {
@@ -429,7 +514,13 @@ impl Platform for NuctlPlatform {
             Some(values) => parse_functions(&cmd, values)?,
         };
         self.inner.endpoints.lock().expect("endpoint cache").clear();
-        for f in &functions {
+        // As in `list`: the Docker platform ignores the selector
+        // (pkg/platform/local/client/store.go), so only functions whose labels say this project
+        // owns them are cached.
+        for f in functions
+            .iter()
+            .filter(|f| f.is_owned_by(&self.inner.project))
+        {
             self.inner.remember(&f.metadata.name, Some(f));
         }
         Ok(())

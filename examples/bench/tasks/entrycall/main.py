@@ -16,7 +16,7 @@ def handler(context, event):
     call_ns = []
     for i in range(k):
         start = clock()
-        response = context.platform.call_function("leaf", nuclio_sdk.Event(body={"x": i, "y": 1}))
+        response = context.platform.call_function("leaf", nuclio_sdk.Event(body={"x": i, "y": 1}, method="POST"))
         call_ns.append(clock() - start)
         if response.status_code != 200 or response.body != {"sum": i + 1}:
             return 502, f"leaf answered {response.status_code}: {response.body!r}"
