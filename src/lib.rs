@@ -9,7 +9,8 @@
 //! - [`workspace`]: the pipeline fusion.toml → grouping → fused artifacts → live → plan;
 //! - [`plan`], [`platform`], [`fuse`], [`schedule`], [`config`]: the core, pure except for
 //!   the platforms;
-//! - [`lock`], [`proc`], [`http_client`], [`ui`], [`error`], [`contract`]: the ground floor.
+//! - [`lock`], [`proc`], [`http_client`], [`ui`], [`traces`], [`error`], [`contract`]: the
+//!   ground floor.
 
 pub mod apply;
 pub mod cli;
@@ -25,6 +26,7 @@ pub mod proc;
 pub mod schedule;
 pub mod serve;
 pub mod status;
+pub mod traces;
 pub mod ui;
 pub mod workspace;
 
