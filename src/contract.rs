@@ -34,6 +34,26 @@ pub const HEADER_SERVER_PORT: &str = "Fusionizer-Server-Port";
 /// Response header through which a platform reports how many in-process sibling calls a
 /// request made (the proxy counts them in its metrics and strips the header).
 pub const HEADER_LOCAL_CALLS: &str = "X-Fusionizer-Local-Calls";
+/// Response header through which the dispatcher reports the in-process calls a request made, one
+/// record each (`caller callee s|a status duration_us bytes`, joined by `,`; docs/traces.md).
+/// The local worker sends the same text in its `R` frame; the proxy records it and strips the
+/// header before answering the client.
+pub const HEADER_TRACE: &str = "X-Fusionizer-Trace";
+/// Response header carrying the worker's peak resident set (bytes) over the event, when the
+/// proxy asked for a sample ([`HEADER_SAMPLE_RSS`]); stripped by the proxy.
+pub const HEADER_PEAK_RSS: &str = "X-Fusionizer-Peak-Rss";
+/// Request header by which the proxy asks the function to measure its peak resident set over
+/// this event (value `1`); the local platform turns it into the `E` frame's `sample_rss`.
+pub const HEADER_SAMPLE_RSS: &str = "X-Fusionizer-Sample-Rss";
+/// W3C Trace Context header, read and propagated on proxied calls (lowercase, as the
+/// recommendation spells it).
+pub const HEADER_TRACEPARENT: &str = "traceparent";
+/// RFC 7240 request header; `Prefer: respond-async` asks for a fire-and-forget call.
+pub const HEADER_PREFER: &str = "Prefer";
+/// The `Prefer` token asking the proxy to answer `202 Accepted` at once (RFC 7240 §4.1).
+pub const PREFER_RESPOND_ASYNC: &str = "respond-async";
+/// RFC 7240 response header naming the preferences the server honoured.
+pub const HEADER_PREFERENCE_APPLIED: &str = "Preference-Applied";
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the ones a
 /// forwarding client recomputes (`host`, `content-length`). Lowercase.

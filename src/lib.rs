@@ -7,8 +7,8 @@
 //! - [`serve`]: the invocation proxy and the schedule runner;
 //! - [`apply`], [`status`]: changing and reporting the platform;
 //! - [`workspace`]: the pipeline fusion.toml → grouping → fused artifacts → live → plan;
-//! - [`plan`], [`platform`], [`fuse`], [`schedule`], [`config`]: the core, pure except for
-//!   the platforms;
+//! - [`plan`], [`optimize`], [`platform`], [`fuse`], [`schedule`], [`config`]: the core, pure
+//!   except for the platforms and the `command` optimizer's program;
 //! - [`lock`], [`proc`], [`http_client`], [`ui`], [`traces`], [`error`], [`contract`]: the
 //!   ground floor.
 
@@ -20,6 +20,7 @@ pub mod error;
 pub mod fuse;
 pub mod http_client;
 pub mod lock;
+pub mod optimize;
 pub mod plan;
 pub mod platform;
 pub mod proc;

@@ -68,31 +68,40 @@ pub fn grouping(
             Some(number - 1)
         }
     };
+    let groups = phase.map_or(&[][..], |index| config.phases[index].groups.as_slice());
+    Ok(over_present(groups, present))
+}
+
+/// `groups` laid over the `present` tasks, by the rules of a phase: each group shrinks to its
+/// present members (a task already placed by an earlier group stays there) and vanishes when
+/// none is present; every present task named in no group runs alone. Sorted like [`grouping`].
+///
+/// serve uses it for a grouping an optimizer chose, so that a task uploaded or removed since
+/// then is placed the way a phase would place it.
+pub fn over_present(groups: &[Vec<String>], present: &BTreeSet<String>) -> Grouping {
     let mut grouped = BTreeSet::new();
-    let mut groups: Grouping = Vec::new();
-    if let Some(index) = phase {
-        for group in &config.phases[index].groups {
-            let members: Vec<String> = group
-                .iter()
-                .filter(|task| present.contains(*task) && !grouped.contains(*task))
-                .cloned()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            grouped.extend(members.iter().cloned());
-            if !members.is_empty() {
-                groups.push(members);
-            }
+    let mut out: Grouping = Vec::new();
+    for group in groups {
+        let members: Vec<String> = group
+            .iter()
+            .filter(|task| present.contains(*task) && !grouped.contains(*task))
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        grouped.extend(members.iter().cloned());
+        if !members.is_empty() {
+            out.push(members);
         }
     }
-    groups.extend(
+    out.extend(
         present
             .iter()
             .filter(|task| !grouped.contains(*task))
             .map(|task| vec![task.clone()]),
     );
-    groups.sort();
-    Ok(groups)
+    out.sort();
+    out
 }
 
 #[cfg(test)]
@@ -139,6 +148,8 @@ mod tests {
                 .collect(),
             serve: ServeConfig::default(),
             nuctl: NuctlConfig::default(),
+            optimizer: crate::config::OptimizerConfig::default(),
+            overrides: Vec::new(),
         }
     }
 
@@ -209,6 +220,16 @@ mod tests {
         let c = config(&[(0, &[&["a", "b"]])]);
         let g = grouping(&c, at(0), &present(&["a", "b", "zed"])).unwrap();
         assert_eq!(g, groups(&[&["a", "b"], &["zed"]]));
+    }
+
+    #[test]
+    fn an_explicit_grouping_is_laid_over_the_present_tasks_like_a_phase() {
+        let chosen = groups(&[&["c", "a"], &["b", "gone"], &["a", "d"]]);
+        assert_eq!(
+            over_present(&chosen, &present(&["a", "b", "c", "d", "new"])),
+            groups(&[&["a", "c"], &["b"], &["d"], &["new"]])
+        );
+        assert!(over_present(&chosen, &present(&[])).is_empty());
     }
 
     #[test]

@@ -3,9 +3,15 @@
 //! `error`, `unhealthy`, stuck provisioning), `not desired` (owned but not in the grouping) —
 //! plus desired functions that are `missing`. `in sync` means plan leaves it alone.
 //!
+//! When serve's optimizer (`[optimizer] kind = "feedback"` or `"command"`) regrouped live, the
+//! live grouping is one fusion.toml does not describe: serve notes it in
+//! `.fusionizer/live-grouping.json` ([`LiveGrouping`]), and status warns about it
+//! ([`optimizer_note`]) as long as the live functions still follow that grouping.
+//!
 //! [`compute`] is pure; [`command`] observes the platform and renders a table or JSON.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -73,6 +79,104 @@ pub struct Status {
     /// By function name.
     pub functions: Vec<FunctionStatus>,
     pub summary: StatusSummary,
+    /// Set when serve's optimizer chose the live grouping and fusion.toml does not describe it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimizer: Option<OptimizerNote>,
+}
+
+/// The file in the state directory where serve notes a live grouping an optimizer chose.
+pub const LIVE_GROUPING_FILE: &str = "live-grouping.json";
+
+/// What serve notes when an optimizer regrouped live (`.fusionizer/live-grouping.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveGrouping {
+    /// `feedback` or `command`.
+    pub source: String,
+    /// When the optimizer chose it (RFC 3339, UTC).
+    pub chosen_at: String,
+    /// The grouping serve applied: sorted groups of sorted tasks.
+    pub groups: Vec<Vec<String>>,
+    /// serve's base URL, for `fusionizer optimize --from`.
+    pub serve_url: String,
+}
+
+impl LiveGrouping {
+    /// Writes the note (whole or not at all: a temporary file renamed into place).
+    pub fn write(&self, state_dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(state_dir)?;
+        let mut file = tempfile::NamedTempFile::new_in(state_dir)?;
+        serde_json::to_writer_pretty(&mut file, self)?;
+        file.persist(state_dir.join(LIVE_GROUPING_FILE))
+            .map(drop)
+            .map_err(|e| e.error)
+    }
+
+    /// Reads the note, if serve left one that can be read.
+    pub fn read(state_dir: &Path) -> Option<LiveGrouping> {
+        let text = std::fs::read_to_string(state_dir.join(LIVE_GROUPING_FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Removes the note: the live grouping is fusion.toml's again.
+    pub fn clear(state_dir: &Path) -> std::io::Result<()> {
+        match std::fs::remove_file(state_dir.join(LIVE_GROUPING_FILE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The warning that fusion.toml no longer describes the live grouping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OptimizerNote {
+    /// Who chose the live grouping: `feedback` or `command`.
+    pub source: String,
+    pub chosen_at: String,
+    /// The live grouping.
+    pub live: Vec<Vec<String>>,
+    /// The grouping fusion.toml selects.
+    pub desired: Vec<Vec<String>>,
+    /// How to make fusion.toml describe the live grouping.
+    pub hint: String,
+}
+
+/// The warning for `note` (what serve noted), when the live owned functions still follow the
+/// grouping it names and the desired artifacts (fusion.toml's grouping) do not. `None` when
+/// there is no note, or when a later `apply` (or `optimize --write`) made them agree again.
+pub fn optimizer_note(
+    note: Option<LiveGrouping>,
+    project: &str,
+    desired: &[Artifact],
+    live_owned: &[LiveFunction],
+) -> Option<OptimizerNote> {
+    let note = note?;
+    let mut live: Vec<Vec<String>> = live_owned
+        .iter()
+        .filter(|f| f.is_owned_by(project))
+        .map(LiveFunction::tasks)
+        .collect();
+    live.sort();
+    let mut wanted: Vec<Vec<String>> = desired.iter().map(|a| a.tasks.clone()).collect();
+    wanted.sort();
+    (live == note.groups && live != wanted).then(|| OptimizerNote {
+        hint: format!(
+            "`fusionizer optimize --from {}` prints the change to fusion.toml that describes it \
+             (`--write` makes it)",
+            note.serve_url
+        ),
+        source: note.source,
+        chosen_at: note.chosen_at,
+        live,
+        desired: wanted,
+    })
+}
+
+fn render_groups(groups: &[Vec<String>]) -> String {
+    groups
+        .iter()
+        .map(|g| format!("[{}]", g.join(", ")))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Status {
@@ -145,6 +249,7 @@ pub fn compute(project: &str, desired: &[Artifact], live_owned: &[LiveFunction])
             missing: n(Drift::Missing),
         },
         functions,
+        optimizer: None,
     }
 }
 
@@ -217,6 +322,24 @@ pub fn render_text(status: &Status, color: bool) -> String {
         ));
     }
     out.push('\n');
+    if let Some(note) = &status.optimizer {
+        out.push_str(&paint(
+            color,
+            Style::Yellow,
+            &format!(
+                "warning: fusion.toml no longer describes the live grouping: serve's `{}` \
+                 optimizer regrouped live at {}",
+                note.source, note.chosen_at
+            ),
+        ));
+        out.push('\n');
+        out.push_str(&format!(
+            "  live:         {}\n  fusion.toml:  {}\nhint: {}\n\n",
+            render_groups(&note.live),
+            render_groups(&note.desired),
+            note.hint
+        ));
+    }
     if status.in_sync() {
         out.push_str("Live state matches fusion.toml.\n");
     } else {
@@ -280,6 +403,74 @@ mod tests {
             "status_drift_json",
             serde_json::to_string_pretty(&status).unwrap()
         );
+    }
+
+    #[test]
+    fn a_live_grouping_an_optimizer_chose_is_a_warning_while_it_lasts() {
+        let (a, b, ab) = (
+            Fake::new("shop", &["taska"]),
+            Fake::new("shop", &["taskb"]),
+            Fake::new("shop", &["taska", "taskb"]),
+        );
+        let note = |groups: &[&[&str]]| LiveGrouping {
+            source: "feedback".to_string(),
+            chosen_at: "2026-12-06T19:00:00.000Z".to_string(),
+            groups: groups
+                .iter()
+                .map(|g| g.iter().map(ToString::to_string).collect())
+                .collect(),
+            serve_url: "http://127.0.0.1:8000".to_string(),
+        };
+        let desired = [a.build(), b.build()];
+        let live = [ab.live()];
+        let mut status = compute("shop", &desired, &live);
+        status.optimizer =
+            optimizer_note(Some(note(&[&["taska", "taskb"]])), "shop", &desired, &live);
+        let text = render_text(&status, false);
+        assert!(
+            text.contains(
+                "warning: fusion.toml no longer describes the live grouping: serve's `feedback` \
+                 optimizer regrouped live at 2026-12-06T19:00:00.000Z\n  live:         [taska, taskb]\n  \
+                 fusion.toml:  [taska] [taskb]\nhint: `fusionizer optimize --from http://127.0.0.1:8000`"
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["optimizer"]["source"], "feedback");
+        assert_eq!(json["optimizer"]["live"][0][1], "taskb");
+        // No note, a note the live functions no longer follow, or fusion.toml caught up: quiet.
+        assert_eq!(optimizer_note(None, "shop", &desired, &live), None);
+        let stale = optimizer_note(
+            Some(note(&[&["taska"], &["taskb"]])),
+            "shop",
+            &desired,
+            &live,
+        );
+        assert_eq!(stale, None);
+        let caught_up = [ab.build()];
+        let note_ab = Some(note(&[&["taska", "taskb"]]));
+        assert_eq!(optimizer_note(note_ab, "shop", &caught_up, &live), None);
+        assert!(!serde_json::to_string(&compute("shop", &desired, &live))
+            .unwrap()
+            .contains("optimizer"));
+    }
+
+    #[test]
+    fn the_note_is_written_read_and_cleared_in_the_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join(".fusionizer");
+        assert_eq!(LiveGrouping::read(&state_dir), None);
+        LiveGrouping::clear(&state_dir).unwrap();
+        let note = LiveGrouping {
+            source: "command".to_string(),
+            chosen_at: "t".to_string(),
+            groups: vec![vec!["a".to_string()]],
+            serve_url: "http://127.0.0.1:1".to_string(),
+        };
+        note.write(&state_dir).unwrap();
+        assert_eq!(LiveGrouping::read(&state_dir), Some(note));
+        LiveGrouping::clear(&state_dir).unwrap();
+        assert_eq!(LiveGrouping::read(&state_dir), None);
     }
 
     #[test]

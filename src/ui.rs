@@ -1,10 +1,15 @@
 //! Terminal presentation: colour decisions, stdout writes that survive a closed pipe, error
-//! rendering and log setup. Data goes to stdout; progress, logs and errors to stderr.
+//! rendering and log setup. Data goes to stdout; progress, logs and errors to stderr (through
+//! [`report`], which draws progress events as lines, spinners or JSON).
+
+pub mod report;
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::Error;
+
+pub use report::LogFormat;
 
 /// `--color`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -41,6 +46,8 @@ pub struct Ui {
     /// stdin and stderr are terminals (prompts and progress bars are allowed).
     pub interactive: bool,
     pub stderr_is_tty: bool,
+    /// `--log-format`.
+    pub log_format: LogFormat,
 }
 
 impl Ui {
@@ -53,6 +60,7 @@ impl Ui {
             verbose,
             interactive: std::io::stdin().is_terminal() && stderr_is_tty,
             stderr_is_tty,
+            log_format: LogFormat::Text,
         }
     }
 
@@ -65,6 +73,7 @@ impl Ui {
             verbose: 0,
             interactive: false,
             stderr_is_tty: false,
+            log_format: LogFormat::Text,
         }
     }
 
@@ -73,9 +82,23 @@ impl Ui {
         paint(self.color, style, text)
     }
 
-    /// A status line on stderr (suppressed by `-q`).
+    /// With `--log-format`.
+    pub fn with_log_format(mut self, format: LogFormat) -> Self {
+        self.log_format = format;
+        self
+    }
+
+    /// A status line on stderr (suppressed by `-q`; above any spinner on a terminal, a JSON
+    /// `message` with `--log-format json`).
     pub fn status(&self, line: &str) {
-        if !self.quiet {
+        if self.quiet {
+            return;
+        }
+        if report::is_active() {
+            report::emit(report::Event::Message {
+                text: line.to_string(),
+            });
+        } else {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(err, "{line}");
         }
@@ -112,6 +135,7 @@ pub enum Style {
     Green,
     Yellow,
     Red,
+    Cyan,
     Bold,
     Dim,
 }
@@ -125,6 +149,7 @@ pub fn paint(on: bool, style: Style, text: &str) -> String {
         Style::Green => "32",
         Style::Yellow => "33",
         Style::Red => "31",
+        Style::Cyan => "36",
         Style::Bold => "1",
         Style::Dim => "2",
     };
@@ -163,27 +188,31 @@ pub fn outln(text: &str) {
 
 /// Prints an error once, at the edge: `error: …`, its details, `  caused by: …`, `hint: …`;
 /// `error:` in red when `color`.
+/// With `--log-format json`, one `log` object at level `error` whose message is the whole text.
 pub fn print_error(err: &Error, color: bool) {
+    if report::is_json() {
+        report::emit(report::Event::Log {
+            level: report::Level::Error,
+            target: "fusionizer".to_string(),
+            message: err.render("error:"),
+            fields: serde_json::Map::new(),
+        });
+        return;
+    }
     let rendered = err.render(&paint(color, Style::Red, "error:"));
     let _ = writeln!(std::io::stderr().lock(), "{rendered}");
 }
 
-/// Sets up `tracing` on stderr: warnings by default, info with `-v`, debug with `-vv`,
-/// errors only with `-q`; `FUSIONIZER_LOG` (an env-filter) overrides.
+/// Sets up the progress reporter and `tracing` on stderr (see [`report::init`]): human lines
+/// (spinners on a terminal), or JSON with `--log-format json`; timestamped `tracing` lines with
+/// `-v` (info) and `-vv` (debug); errors only with `-q`; `FUSIONIZER_LOG` (an env-filter)
+/// overrides the levels.
 pub fn init_logging(ui: &Ui) {
-    use tracing_subscriber::EnvFilter;
-    let default = match (ui.quiet, ui.verbose) {
-        (true, _) => "error",
-        (false, 0) => "fusionizer=info",
-        (false, 1) => "fusionizer=debug",
-        _ => "debug",
-    };
-    let filter = EnvFilter::try_from_env(crate::contract::ENV_LOG)
-        .unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ui.color_stderr)
-        .with_target(false)
-        .try_init();
+    report::init(report::Setup {
+        format: ui.log_format,
+        verbose: ui.verbose,
+        quiet: ui.quiet,
+        stderr_is_tty: ui.stderr_is_tty,
+        color: ui.color_stderr,
+    });
 }

@@ -19,6 +19,7 @@ use crate::fuse::{self, Artifact};
 use crate::plan::{self, Plan};
 use crate::platform::{self, HostOptions, LiveFunction, Platform, PlatformError};
 use crate::schedule::{self, Selection};
+use crate::ui::report::{self, Event};
 
 /// The workspace, the fused artifacts of the selected grouping and the platform.
 pub struct Prepared {
@@ -50,6 +51,23 @@ pub fn fuse_selection_over(
     selection: Selection,
 ) -> Result<Vec<Artifact>> {
     Ok(fuse_problems_over(workspace, specs, selection)??)
+}
+
+/// Fuses an explicit `grouping` (serve's optimizers choose one) over the tasks in `specs`; the
+/// grouping must already cover exactly those tasks ([`schedule::over_present`]). A group that
+/// cannot be fused is an error naming the tasks and the field, as for a phase.
+pub fn fuse_grouping_over(
+    workspace: &Workspace,
+    specs: &BTreeMap<String, TaskSpec>,
+    grouping: &schedule::Grouping,
+) -> Result<Vec<Artifact>> {
+    Ok(fuse::fuse_grouping_with(
+        &workspace.config.project.name,
+        specs,
+        grouping,
+        &fuse::baked_env(&workspace.config),
+        &workspace.config.overrides,
+    )?)
 }
 
 /// The fused artifacts of the grouping `selection` picks over the declared path tasks.
@@ -167,11 +185,20 @@ fn observe_and_plan(
     prepared: Prepared,
     rt: &tokio::runtime::Runtime,
 ) -> Result<(Prepared, Observed, Plan)> {
+    report::emit(Event::Spin {
+        id: "refresh".to_string(),
+        verb: "Refreshing".to_string(),
+        subject: format!("live functions ({} platform)", prepared.platform.kind()),
+    });
     let observed = rt.block_on(observe(
         prepared.platform.as_ref(),
         prepared.project(),
         &prepared.artifacts,
-    ))?;
+    ));
+    report::emit(Event::Clear {
+        id: "refresh".to_string(),
+    });
+    let observed = observed?;
     let plan = compute_plan(&prepared, &observed)?;
     Ok((prepared, observed, plan))
 }
@@ -210,10 +237,11 @@ fn fuse_problems_over(
 ) -> Result<Result<Vec<Artifact>, fuse::FuseFailure>> {
     let present: BTreeSet<String> = specs.keys().cloned().collect();
     let grouping = schedule::grouping(&workspace.config, selection, &present)?;
-    Ok(fuse::fuse_grouping(
+    Ok(fuse::fuse_grouping_with(
         &workspace.config.project.name,
         specs,
         &grouping,
         &fuse::baked_env(&workspace.config),
+        &workspace.config.overrides,
     ))
 }

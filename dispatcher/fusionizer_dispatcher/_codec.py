@@ -24,6 +24,7 @@ import datetime
 import http.client
 import json
 import os
+import random
 import re
 import socket
 import sys
@@ -176,9 +177,14 @@ def utc_timestamp(seconds):
     return stamp
 
 
+# Event ids need to be unique, not unpredictable: a generator seeded once from the OS saves the
+# `getrandom` system call `uuid.uuid4` makes per id (~1 µs, more on a cold CPU cache).
+_IDS = random.Random(os.urandom(32))
+
+
 def uuid4_string():
-    """`str(uuid.uuid4())`, computed the same way without building a `UUID` object."""
-    number = int.from_bytes(os.urandom(16), "big")
+    """A version-4 UUID in `str(uuid.uuid4())`'s form, without building a `UUID` object."""
+    number = _IDS.getrandbits(128)
     number = (number & ~(0xC000 << 48)) | (0x8000 << 48)  # RFC 4122 variant
     number = (number & ~(0xF000 << 64)) | (4 << 76)  # version 4
     text = "%032x" % number
@@ -649,10 +655,12 @@ class ProxyConnection(http.client.HTTPConnection):
     `X-Fusionizer-Caller: <caller>` instead of any the task wrote.
     """
 
-    def __init__(self, host, port, timeout, callee, caller):
+    def __init__(self, host, port, timeout, callee, caller, traceparent=None):
         super(ProxyConnection, self).__init__(host, port, timeout)
         self._target = "/" + urllib.parse.quote(str(callee), safe="")
         self._caller = caller
+        self._traceparent = traceparent
+        self._has_traceparent = False
 
     def putrequest(self, method, url, skip_host=False, skip_accept_encoding=False):
         super(ProxyConnection, self).putrequest(method, url, skip_host, skip_accept_encoding)
@@ -664,12 +672,21 @@ class ProxyConnection(http.client.HTTPConnection):
 
     def putheader(self, header, *values):
         super(ProxyConnection, self).putheader(header, *values)
-        if self._buffer[-1].partition(b":")[0].lower() == _CALLER_BYTES:
+        name = self._buffer[-1].partition(b":")[0].lower()
+        if name == _CALLER_BYTES:
             del self._buffer[-1]
+        elif name == _TRACEPARENT_BYTES:
+            self._has_traceparent = True
 
     def endheaders(self, message_body=None, *, encode_chunked=False):
         http.client.HTTPConnection.putheader(self, _contract.HEADER_CALLER, self._caller)
+        if self._traceparent and not self._has_traceparent:
+            # the event's trace goes on (W3C Trace Context), unless the task set its own
+            http.client.HTTPConnection.putheader(
+                self, _contract.HEADER_TRACEPARENT, self._traceparent
+            )
         super(ProxyConnection, self).endheaders(message_body, encode_chunked=encode_chunked)
 
 
 _CALLER_BYTES = _contract.HEADER_CALLER.lower().encode("ascii")
+_TRACEPARENT_BYTES = _contract.HEADER_TRACEPARENT.lower().encode("ascii")

@@ -21,6 +21,19 @@ HEADER_SERVER_PORT = "Fusionizer-Server-Port"
 HEADER_NUCLIO_TARGET = "X-Nuclio-Target"
 # Nuclio's own header on events a kube-mode cron trigger sends through the HTTP trigger.
 HEADER_NUCLIO_INVOKE_TRIGGER = "X-Nuclio-Invoke-Trigger"
+# Response header: the in-process calls a request made, one record each
+# (`caller callee s|a status duration_us bytes`, joined by `,`); the proxy strips it.
+HEADER_TRACE = "X-Fusionizer-Trace"
+# Response header: the worker's peak resident set (bytes) over the event, when sampled.
+HEADER_PEAK_RSS = "X-Fusionizer-Peak-Rss"
+# Request header: the proxy asks for a peak-RSS sample over this event (value `1`).
+HEADER_SAMPLE_RSS = "X-Fusionizer-Sample-Rss"
+# W3C Trace Context, propagated on calls through the proxy.
+HEADER_TRACEPARENT = "traceparent"
+# RFC 7240: `Prefer: respond-async` makes a call fire-and-forget (the proxy answers 202).
+HEADER_PREFER = "Prefer"
+PREFER_RESPOND_ASYNC = "respond-async"
+HEADER_PREFERENCE_APPLIED = "Preference-Applied"
 
 # ------------------------------------------------------------------ environment
 # The proxy's base URL, for calls to tasks in other functions.
@@ -73,6 +86,8 @@ EVENT_HEADERS = "headers"
 EVENT_CONTENT_TYPE = "content_type"
 EVENT_TIMESTAMP = "timestamp"
 EVENT_TRIGGER = "trigger"
+# true when the proxy asked for a peak-RSS sample over this event.
+EVENT_SAMPLE_RSS = "sample_rss"
 TRIGGER_KIND = "kind"
 TRIGGER_NAME = "name"
 
@@ -82,6 +97,9 @@ RESPONSE_CONTENT_TYPE = "content_type"
 RESPONSE_HEADERS = "headers"
 RESPONSE_TASK = "task"
 RESPONSE_CALLS = "calls"
+# The in-process call records (the `HEADER_TRACE` text) and the sampled peak RSS (bytes).
+RESPONSE_TRACE = "trace"
+RESPONSE_PEAK_RSS = "peak_rss"
 CALLS_LOCAL = "local"
 CALLS_REMOTE = "remote"
 

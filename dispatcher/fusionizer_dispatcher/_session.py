@@ -242,6 +242,8 @@ class _SiblingAdapter(requests.adapters.HTTPAdapter):
             if callee is not None:
                 return dispatcher._requests_in_process(self, self._task, callee, request, parts)
             request.headers[_contract.HEADER_CALLER] = self._task
+            if dispatcher.traceparent and _contract.HEADER_TRACEPARENT not in request.headers:
+                request.headers[_contract.HEADER_TRACEPARENT] = dispatcher.traceparent
             dispatcher.calls["remote"] += 1
         return super(_SiblingAdapter, self).send(
             request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies

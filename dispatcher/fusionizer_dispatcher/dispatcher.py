@@ -9,6 +9,7 @@ keep the exact semantics of the HTTP call they replace (see `_codec`).
 """
 
 import asyncio
+import collections
 import contextvars
 import copy
 import functools
@@ -16,14 +17,16 @@ import http.client
 import inspect
 import logging
 import os
+import queue
 import re
 import sys
 import threading
+import time
 import urllib.parse
 
 import nuclio_sdk
 
-from . import _codec, _contract, _imports
+from . import _codec, _contract, _imports, _trace
 
 _HANDLER_RE = re.compile(r"^([\w|-]+(\.[\w|-]+)*):(\w+)$")
 _PLAIN_OUTPUTS = _codec.PLAIN_OUTPUTS
@@ -31,6 +34,10 @@ _DEFAULT_PROXY_PORT = int(_contract.DEFAULT_PROXY_PORT)
 _HTTP = _contract.TRIGGER_KIND_HTTP
 _LOCAL = _contract.CALLS_LOCAL
 _REMOTE = _contract.CALLS_REMOTE
+# In-process asynchronous calls waiting to run, at most; past it such a call answers 503.
+MAX_DEFERRED = 256
+_ACCEPTED_BODY = b"accepted: the call runs after this event\n"
+_QUEUE_FULL_BODY = b"too many asynchronous calls waiting in this function; retry later\n"
 
 
 class _Frame(object):
@@ -129,6 +136,9 @@ class _PlatformProxy(object):
     def call_function(self, function_name, event, node=None, timeout=None, service_name_override=None):
         """`nuclio_sdk.Platform.call_function`, same signature and errors (`nuclio_sdk/platform.py`).
 
+        An `event` carrying the header `Prefer: respond-async` (RFC 7240) makes the call
+        fire-and-forget, as `call_function_async` does.
+
         A sibling runs in-process; a task elsewhere is reached through the proxy; with
         `service_name_override` the real platform makes the call. With no proxy known (no
         `FUSIONIZER_PROXY_URL`, and the event did not come through the proxy), a call to another
@@ -158,6 +168,22 @@ class _PlatformProxy(object):
             service_name_override=service_name_override,
         )
 
+    def call_function_async(self, function_name, event, node=None, timeout=None,
+                            service_name_override=None):
+        """`call_function` as a fire-and-forget call: `event` is sent with `Prefer:
+        respond-async` (RFC 7240; the caller's event is not changed), and the answer is
+        `202 Accepted` at once. The callee runs later: through the proxy, serve runs it in the
+        background; in-process, it runs after the caller's event (local platform) or on a
+        separate thread (Nuclio). When too many asynchronous calls wait, the answer is 503 with
+        `Retry-After` instead: a call is never dropped without an answer. Either way the call
+        counts as `async` in serve's traces. Code that must also run on Nuclio without
+        fusionizer can set the header itself and call `call_function`.
+        """
+        return self.call_function(
+            function_name, _with_prefer_async(event), node=node, timeout=timeout,
+            service_name_override=service_name_override,
+        )
+
     def set_termination_callback(self, callback):
         """Like `nuclio_sdk.Platform.set_termination_callback`: replaces this task's callback."""
         self._dispatcher._set_signal_callback("termination", self._task, callback)
@@ -173,6 +199,16 @@ class _PlatformProxy(object):
 # Argument errors name the method as Python spells its qualified name ("Platform.call_function()
 # missing 1 required positional argument: 'event'"): spell it as the SDK's.
 _PlatformProxy.call_function.__qualname__ = nuclio_sdk.Platform.call_function.__qualname__
+
+
+def _with_prefer_async(event):
+    """A shallow copy of `event` whose headers (a copy) carry `Prefer: respond-async`."""
+    copied = copy.copy(event)
+    headers = getattr(event, "headers", None)
+    headers = dict(headers) if headers else {}
+    headers[_contract.HEADER_PREFER] = _contract.PREFER_RESPOND_ASYNC
+    copied.headers = headers
+    return copied
 
 
 class _CallEvent(object):
@@ -259,6 +295,16 @@ class Dispatcher(object):
         self.root = root
         self.triggers = dict(triggers or {})
         self.calls = {_LOCAL: 0, _REMOTE: 0}
+        # In-process calls of the current event, for the proxy (`_trace`), and those past the cap.
+        self.trace = []
+        self.trace_more = 0
+        self._event_headers = None
+        # Where in-process asynchronous calls wait: the local worker runs them after it answered
+        # the event (`run_deferred`) and sets `defer_after_response`; otherwise (Nuclio) a
+        # helper thread runs them, and the trace goes out as a response header.
+        self.defer_after_response = False
+        self.deferred = collections.deque()
+        self._deferred_thread = None
         self.last_task = None
         self.loop = None
         self._signal_callbacks = {"termination": {}, "drain": {}}
@@ -419,10 +465,63 @@ class Dispatcher(object):
 
     def _handle(self, context, event):
         self.calls = {_LOCAL: 0, _REMOTE: 0}
+        if self.trace:
+            self.trace = []
+        self.trace_more = 0
+        self._event_headers = event.headers
         self.last_task = None
         name, refusal = self.route(context, event)
         if refusal is not None:
             return refusal
+        if not self.defer_after_response and _codec.proxy_headers(event.headers)[0]:
+            return self._handle_reporting(name, event)
+        return self._handle_task(name, event)
+
+    def _handle_reporting(self, name, event):
+        """`_handle_task`, plus what the proxy records (`_trace`) as response headers: on Nuclio
+        nothing else carries it back. Only for an event that came through the proxy (it names
+        itself in `Fusionizer-Server-Address`), which strips them; and only an answer with
+        something to report is rebuilt."""
+        sample = bool(_codec.header_value(event.headers, _contract.HEADER_SAMPLE_RSS))
+        if sample:
+            sample = _trace.reset_peak_rss()
+        result = self._handle_task(name, event)
+        if type(result) not in _PLAIN_OUTPUTS and inspect.isawaitable(result):
+            return self._report_after(result, sample)
+        return self._reported(result, sample)
+
+    async def _report_after(self, awaitable, sample):
+        return self._reported(await awaitable, sample)
+
+    def _reported(self, result, sample):
+        text = _trace.trailer(self.trace, self.trace_more)
+        rss = _trace.peak_rss() if sample else None
+        if not text and rss is None:
+            return result
+        status, content_type, headers, body = _codec.encode_output(result)
+        headers = dict(headers)
+        if text:
+            headers[_contract.HEADER_TRACE] = text
+        if rss is not None:
+            headers[_contract.HEADER_PEAK_RSS] = str(rss)
+        return nuclio_sdk.Response(
+            body=body, headers=headers, content_type=content_type, status_code=status
+        )
+
+    @property
+    def traceparent(self):
+        """The current event's W3C `traceparent`, sent on with calls through the proxy (looked
+        up only when such a call is made)."""
+        headers = self._event_headers
+        if not headers:
+            return None
+        return _codec.header_value(headers, _contract.HEADER_TRACEPARENT) or None
+
+    def trailer(self):
+        """The current event's in-process call records as the proxy reads them ('' if none)."""
+        return _trace.trailer(self.trace, self.trace_more)
+
+    def _handle_task(self, name, event):
         task = self.tasks[name]
         self.last_task = name
         if task.session is not None:
@@ -564,7 +663,58 @@ class Dispatcher(object):
         event = _codec.new_event(
             body, headers.get("Content-Type", ""), headers, method, "/" + callee, {}, self._trigger()
         )
-        return self._run_task(callee, event, proxy)
+        return self._run_traced(caller, callee, event, proxy, pairs, len(body))
+
+    # ----------------------------------------------------------------- traced and async calls
+
+    def _run_traced(self, caller, callee, event, proxy, pairs, request_size):
+        """`_run_task`, recorded for the proxy; with `Prefer: respond-async`, deferred instead
+        (answered 202, or 503 when too many wait)."""
+        started = time.perf_counter()
+        if _trace.prefers_async(pairs):
+            result = self._defer(caller, callee, event, proxy)
+            mode, size = "a", request_size
+        else:
+            result = self._run_task(callee, event, proxy)
+            mode, size = "s", request_size + len(result[3])
+        micros = int((time.perf_counter() - started) * 1e6)
+        if not _trace.record(self.trace, caller, callee, mode, result[0], micros, size):
+            self.trace_more += 1
+        return result
+
+    def _defer(self, caller, callee, event, proxy):
+        """Queue `callee` on `event` to run later (`run_deferred`, or the helper thread)."""
+        job = (caller, callee, event, proxy)
+        if self.defer_after_response:
+            if len(self.deferred) >= MAX_DEFERRED:
+                return self._queue_full()
+            self.deferred.append(job)
+        else:
+            if self._deferred_thread is None:
+                self._deferred_thread = _DeferredThread(self)
+            if not self._deferred_thread.put(job):
+                return self._queue_full()
+        headers = {_contract.HEADER_PREFERENCE_APPLIED: _contract.PREFER_RESPOND_ASYNC}
+        return 202, "text/plain", headers, _ACCEPTED_BODY
+
+    def _queue_full(self):
+        return 503, "text/plain", {"Retry-After": "1"}, _QUEUE_FULL_BODY
+
+    def run_deferred(self):
+        """Run the in-process asynchronous calls the last event made, in order (the local worker
+        calls this once it has answered the event)."""
+        while self.deferred:
+            self._run_deferred(self.deferred.popleft())
+
+    def _run_deferred(self, job):
+        caller, callee, event, proxy = job
+        status = self._run_task(callee, event, proxy)[0]
+        if status >= 500:
+            task = self.tasks[callee]
+            if task.context is not None:
+                task.context.logger.error_with(
+                    "asynchronous call failed", caller=caller, status=status
+                )
 
     def _call_function_in_process(self, caller, callee, event, node, timeout):
         self.calls[_LOCAL] += 1
@@ -589,8 +739,10 @@ class Dispatcher(object):
     def _call_function_via_proxy(self, caller, callee, event, node, proxy, timeout):
         self.calls[_REMOTE] += 1
 
+        traceparent = self.traceparent
+
         def connect(url, timeout=None):
-            return _codec.ProxyConnection(proxy[0], proxy[1], timeout, callee, caller)
+            return _codec.ProxyConnection(proxy[0], proxy[1], timeout, callee, caller, traceparent)
 
         return self._sdk_call(callee, event, node, timeout, connect)
 
@@ -628,7 +780,9 @@ class Dispatcher(object):
             body, headers.get("Content-Type", ""), headers, request.method,
             _codec.nuclio_path(parts.path or "/"), fields, self._trigger(),
         )
-        status, content_type, out_headers, out_body = self._run_task(callee, event, proxy)
+        status, content_type, out_headers, out_body = self._run_traced(
+            caller, callee, event, proxy, pairs, len(body)
+        )
         return self._requests_response(
             adapter, request, status, _codec.wire_headers(content_type, out_headers, out_body),
             out_body,
@@ -791,6 +945,36 @@ async def _named_init(name, awaitable):
         return await awaitable
     except Exception as exc:
         raise TaskError(name, "task `{0}`: init_context failed: {1}".format(name, exc)) from exc
+
+
+class _DeferredThread(object):
+    """A daemon thread running a dispatcher's in-process asynchronous calls, one at a time,
+    from a queue of at most `MAX_DEFERRED` (Nuclio, where no hook runs after the answer).
+
+    The callee then runs beside the worker's current event, on this thread: task code that
+    keeps unguarded module state shared between tasks must expect that.
+    """
+
+    def __init__(self, dispatcher):
+        self._dispatcher = dispatcher
+        self._queue = queue.Queue(MAX_DEFERRED)
+        thread = threading.Thread(target=self._run, name="fusionizer-deferred", daemon=True)
+        thread.start()
+
+    def put(self, job):
+        try:
+            self._queue.put_nowait(job)
+            return True
+        except queue.Full:
+            return False
+
+    def _run(self):
+        while True:
+            job = self._queue.get()
+            try:
+                self._dispatcher._run_deferred(job)
+            except Exception:
+                pass  # `_run_task` already logged it through the callee's logger
 
 
 class _LoopThread(object):

@@ -17,13 +17,16 @@ Frames, both directions:
 
 Rust -> worker
     E  event: meta_len:u32 BE | meta JSON | body (raw bytes, rest). meta = {"id", "method",
-       "path", "fields", "headers", "content_type", "timestamp" (unix s), "trigger": {kind, name}}
+       "path", "fields", "headers", "content_type", "timestamp" (unix s), "trigger": {kind, name},
+       "sample_rss" (only when true)}
     Q  quit: run the termination callback (see below), then exit 0.
 Worker -> Rust
     S  ready, once, after every task's init_context: JSON {"pid", "tasks"}
     F  init failed: JSON {"task": str|null, "error": str}; then exit 1
     R  response, exactly one per E, in order: meta_len:u32 BE | meta JSON | body (raw bytes).
-       meta = {"status_code", "content_type", "headers", "task", "calls": {"local", "remote"}};
+       meta = {"status_code", "content_type", "headers", "task", "calls": {"local", "remote"}}
+       plus, when there is something to report (`_trace`), "trace" (the in-process call
+       records) and "peak_rss" (bytes, when the E frame's "sample_rss" asked for it);
        headers are strings, as Nuclio's HTTP trigger sends them (`_codec.response_headers`), and
        a `X-nuclio-filestream-path` response already carries the file as its body
     L  log line: JSON {"task", "level": debug|info|warn|error, "message", "with",
@@ -32,6 +35,9 @@ Worker -> Rust
 Task loggers and anything task code writes to sys.stdout/sys.stderr become L frames tagged with
 the current task; the real stderr (fd 2) stays untouched for what cannot be framed. Frame
 letters, meta keys and arguments are `_contract`'s.
+
+In-process asynchronous calls (`Prefer: respond-async`, `call_function(..., respond_async=True)`)
+made during an event run after its R frame is sent, before the next frame is read.
 
 Stopping and draining, as Nuclio's wrapper and processor do it
 (`pkg/processor/runtime/python/py/_nuclio_wrapper.py`, `pkg/processor/runtime/python/runtime.go`,
@@ -55,6 +61,7 @@ protocol answers every E; Nuclio's wrapper writes nothing back for it.
 import argparse
 import asyncio
 import collections
+import gc
 import inspect
 import io
 import json
@@ -71,7 +78,7 @@ import traceback
 
 import nuclio_sdk
 
-from . import _codec, _contract as C
+from . import _codec, _contract as C, _trace
 from .dispatcher import current_task
 
 _CONNECT_TIMEOUT = 10.0
@@ -139,7 +146,7 @@ class _Channel(object):
         return pending >= _U32 + int.from_bytes(self._buf[start:start + _U32], "big")
 
     def read(self):
-        """Next frame as (kind, meta bytes or None, body bytes)."""
+        """Next frame as (kind, meta text or None, body bytes)."""
         self._fill(_U32 + 1)
         start = self._start
         length = int.from_bytes(self._buf[start:start + _U32], "big")
@@ -151,7 +158,9 @@ class _Channel(object):
         meta = None
         if kind == _EVENT:
             meta_len = int.from_bytes(self._buf[first:first + _U32], "big")
-            meta = bytes(self._view[first + _U32:first + _U32 + meta_len])
+            # text, decoded straight from the buffer: `json.loads` of bytes would first sniff
+            # their encoding and decode a copy
+            meta = str(self._view[first + _U32:first + _U32 + meta_len], "utf-8")
             first += _U32 + meta_len
         body = bytes(self._view[first:end])
         self._start = end
@@ -382,6 +391,9 @@ class Worker(object):
         self._context = context
         self._loop = loop
         self._dispatcher = getattr(entrypoint, "fusionizer_dispatcher", None)
+        if self._dispatcher is not None:
+            # the trace goes in the R frame, and in-process async calls run after it is sent
+            self._dispatcher.defer_after_response = True
         self._signals = signals
         self._triggers = {}
         self._metas = {}
@@ -425,8 +437,11 @@ class Worker(object):
         do); a handler that raises, or whose result cannot be encoded, is a 500, as in the
         wrapper (`_handle_event` / `_on_handle_event_error`).
         """
+        sample = False
         try:
-            event = self._event(json.loads(meta), body)
+            meta = json.loads(meta)
+            sample = bool(meta.get(C.EVENT_SAMPLE_RSS)) and _trace.reset_peak_rss()
+            event = self._event(meta, body)
             output = self._entrypoint(self._context, event)
             if type(output) not in _PLAIN_OUTPUTS and inspect.isawaitable(output):
                 output = self._loop.run_until_complete(output)
@@ -437,13 +452,18 @@ class Worker(object):
                 "Exception caught in handler", exc=str(exc), traceback=traceback.format_exc()
             )
         dispatcher = self._dispatcher
-        return {
+        response = {
             C.RESPONSE_STATUS_CODE: status,
             C.RESPONSE_CONTENT_TYPE: content_type,
             C.RESPONSE_HEADERS: headers,
             C.RESPONSE_TASK: dispatcher.last_task if dispatcher is not None else None,
             C.RESPONSE_CALLS: dispatcher.calls if dispatcher is not None else _NO_CALLS,
-        }, out
+        }
+        if dispatcher is not None and dispatcher.trace:
+            response[C.RESPONSE_TRACE] = dispatcher.trailer()
+        if sample:
+            response[C.RESPONSE_PEAK_RSS] = _trace.peak_rss()
+        return response, out
 
     def discarded(self):
         """The answer to an event that arrives after a termination or drain signal."""
@@ -485,6 +505,12 @@ class Worker(object):
             sys.stdout.flush()
             sys.stderr.flush()
             channel.send(_RESPONSE, self._encode_meta(response, dumps), out)
+            dispatcher = self._dispatcher
+            if dispatcher is not None and dispatcher.deferred:
+                # in-process asynchronous calls, now that the caller has its answer
+                dispatcher.run_deferred()
+                sys.stdout.flush()
+                sys.stderr.flush()
 
     def _on_signals(self):
         """Run what the signals since the last event ask for; an exit status to stop with."""
@@ -552,7 +578,7 @@ class Worker(object):
         content_type = response[C.RESPONSE_CONTENT_TYPE]
         task = response[C.RESPONSE_TASK]
         if (
-            response[C.RESPONSE_HEADERS]
+            response[C.RESPONSE_HEADERS] or len(response) != 5
             or type(calls) is not dict or len(calls) != 2
             or type(status) is not int or type(content_type) is not str
             or (task is not None and type(task) is not str)
@@ -572,6 +598,14 @@ class Worker(object):
                 self._metas.clear()
             self._metas[key] = encoded
         return encoded
+
+
+def _freeze_heap():
+    """After every `init_context`: what exists now (modules, task state) lives as long as the
+    worker, so the cyclic collector stops scanning it (`gc.freeze`), and each collection during
+    events walks only what events allocate."""
+    gc.collect()
+    gc.freeze()
 
 
 def _parse_args(argv):
@@ -634,6 +668,7 @@ def main(argv=None):
     signals = _Signals()
     signals.install()
     tasks = sorted(dispatcher.tasks) if dispatcher is not None else []
+    _freeze_heap()
     channel.send_json(_READY, {C.READY_PID: os.getpid(), C.READY_TASKS: tasks})
     return Worker(channel, entrypoint, context, loop, signals).serve()
 

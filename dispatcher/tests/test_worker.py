@@ -182,6 +182,9 @@ class WorkerTest(WorkerCase):
         conn.sendall(event_frame(headers={"Task-Name": "taska", "X-Kind": "call"}))
         meta, body, _ = peer.response()
         self.assertEqual((json.loads(body), meta["calls"]), ({"sum": 5}, {"local": 1, "remote": 0}))
+        # the in-process call, for the proxy's traces (`_trace`), in the R frame
+        self.assertRegex(meta["trace"], r"^taska taskb s 201 \d+ \d+$")
+        self.assertNotIn("peak_rss", meta)
 
         conn.sendall(event_frame(headers={"Task-Name": "taska", "X-Kind": "raise"}))
         meta, body, logs = peer.response()

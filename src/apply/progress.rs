@@ -1,18 +1,12 @@
-//! How `fusionizer apply` shows progress on stderr: one indicatif spinner per function on a
-//! terminal; one line per event elsewhere, so CI logs read `Creating shop-taska...` then
-//! `shop-taska: ready (3.2s)`.
-
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::sync::Mutex;
-use std::time::Duration;
-
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+//! How a plan being carried out is shown: each change as a long step of [`crate::ui::report`]
+//! (`Creating quickstart-taska` with a spinner on a terminal, collapsing into
+//! `Deployed quickstart-taska in 4.6s`), so `apply`, `destroy` and serve's regroups read alike.
 
 use crate::apply::engine::{ApplyObserver, ChangeResult, Outcome};
 use crate::plan::{Action, Change};
-use crate::ui::{paint, Style, Ui};
+use crate::ui::report::{self, Event, RenderOptions, Tone};
 
+/// The verb while a change runs.
 fn verb(action: Action) -> &'static str {
     match action {
         Action::Create => "Creating",
@@ -22,139 +16,92 @@ fn verb(action: Action) -> &'static str {
     }
 }
 
-fn done_word(action: Action) -> &'static str {
+/// The verb once a change applied.
+fn done(action: Action) -> &'static str {
     match action {
-        Action::Delete => "deleted",
-        _ => "ready",
+        Action::Create => "Deployed",
+        Action::Update => "Updated",
+        Action::Replace => "Replaced",
+        Action::Delete => "Deleted",
     }
 }
 
-fn seconds(d: Duration) -> String {
-    format!("{:.1}s", d.as_secs_f64())
+fn id(change: &Change) -> String {
+    format!("change:{}", change.function)
 }
 
-/// The one-line outcome, e.g. `shop-taska: ready (3.2s)`.
-pub fn outcome_line(result: &ChangeResult, color: bool) -> String {
-    let name = &result.change.function;
+/// The event a change starts with.
+pub fn begin_event(change: &Change) -> Event {
+    Event::Begin {
+        id: id(change),
+        verb: verb(change.action).to_string(),
+        subject: change.function.clone(),
+    }
+}
+
+/// The event a change ends with: `Deployed shop-taska in 3.2s`, `Failed create shop-taska: …`
+/// (the message's further lines as detail) or `Skipped delete shop-taska: why`.
+pub fn end_event(result: &ChangeResult) -> Event {
+    let change = &result.change;
     match &result.outcome {
-        Outcome::Applied => format!(
-            "{name}: {} ({})",
-            paint(color, Style::Green, done_word(result.change.action)),
-            seconds(result.elapsed)
-        ),
+        Outcome::Applied => Event::End {
+            id: id(change),
+            verb: done(change.action).to_string(),
+            subject: change.function.clone(),
+            elapsed: Some(result.elapsed),
+            tone: Tone::Good,
+            detail: Vec::new(),
+        },
         Outcome::Failed(message) => {
             let mut lines = message.lines();
-            let mut text = format!(
-                "{name}: {} ({}): {}",
-                paint(color, Style::Red, "failed"),
-                seconds(result.elapsed),
-                lines.next().unwrap_or_default()
-            );
-            for line in lines {
-                text.push_str("\n    ");
-                text.push_str(line);
+            Event::End {
+                id: id(change),
+                verb: "Failed".to_string(),
+                subject: format!(
+                    "{} {} after {}: {}",
+                    change.action.word(),
+                    change.function,
+                    report::duration(result.elapsed),
+                    lines.next().unwrap_or_default()
+                ),
+                elapsed: None,
+                tone: Tone::Bad,
+                detail: lines.map(str::to_string).collect(),
             }
-            text
         }
-        Outcome::NotAttempted(why) => format!(
-            "{name}: {}: {why}",
-            paint(
-                color,
-                Style::Yellow,
-                if result.change.action == Action::Delete {
-                    "not deleted"
-                } else {
-                    "not attempted"
-                }
-            )
-        ),
+        Outcome::NotAttempted(why) => Event::End {
+            id: id(change),
+            verb: "Skipped".to_string(),
+            subject: format!("{} {}: {why}", change.action.word(), change.function),
+            elapsed: None,
+            tone: Tone::Warn,
+            detail: Vec::new(),
+        },
     }
 }
 
-/// The stderr observer `apply` uses.
-pub struct Progress {
-    color: bool,
-    quiet: bool,
-    /// `Some` on a terminal: spinners; `None`: log lines.
-    bars: Option<(MultiProgress, Mutex<BTreeMap<String, ProgressBar>>)>,
+/// The one-line outcome as a log without a terminal shows it, e.g.
+/// `    Deployed shop-taska in 3.2s`.
+pub fn outcome_line(result: &ChangeResult, color: bool) -> String {
+    report::render(&end_event(result), RenderOptions { width: None, color }).unwrap_or_default()
 }
 
-impl Progress {
-    pub fn new(ui: &Ui) -> Progress {
-        let bars = (ui.stderr_is_tty && !ui.quiet).then(|| {
-            (
-                MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
-                Mutex::new(BTreeMap::new()),
-            )
-        });
-        Progress {
-            color: ui.color_stderr,
-            quiet: ui.quiet,
-            bars,
-        }
-    }
-
-    fn line(&self, text: &str) {
-        if self.quiet {
-            return;
-        }
-        match &self.bars {
-            Some((multi, _)) => {
-                let _ = multi.println(text);
-            }
-            None => {
-                let _ = writeln!(std::io::stderr().lock(), "{text}");
-            }
-        }
-    }
-
-    fn bar(&self, change: &Change) -> Option<ProgressBar> {
-        let (multi, bars) = self.bars.as_ref()?;
-        let mut bars = bars
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Some(
-            bars.entry(change.function.clone())
-                .or_insert_with(|| {
-                    let bar = multi.add(ProgressBar::new_spinner());
-                    bar.set_style(
-                        ProgressStyle::with_template("{spinner} {prefix} {wide_msg} {elapsed}")
-                            .expect("valid template"),
-                    );
-                    bar.set_prefix(format!("{} {}", verb(change.action), change.function));
-                    bar.enable_steady_tick(Duration::from_millis(120));
-                    bar
-                })
-                .clone(),
-        )
-    }
-}
+/// The observer `apply`, `destroy` and serve's regroups use: every change as a progress event.
+pub struct Progress;
 
 impl ApplyObserver for Progress {
     fn started(&self, change: &Change) {
-        if self.bar(change).is_none() {
-            self.line(&format!("{} {}...", verb(change.action), change.function));
-        }
+        report::emit(begin_event(change));
     }
 
     fn step(&self, change: &Change, message: &str) {
-        match self.bar(change) {
-            Some(bar) => bar.set_message(message.to_string()),
-            None => self.line(&format!("{}: {message}", change.function)),
-        }
+        report::emit(Event::Step {
+            id: id(change),
+            message: message.to_string(),
+        });
     }
 
     fn finished(&self, result: &ChangeResult) {
-        let line = outcome_line(result, self.color);
-        if let Some((_, bars)) = &self.bars {
-            let bar = bars
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(&result.change.function);
-            if let Some(bar) = bar {
-                bar.finish_and_clear();
-            }
-        }
-        self.line(&line);
+        report::emit(end_event(result));
     }
 }

@@ -362,13 +362,16 @@ fn outcome_lines_read_well_in_ci_logs() {
             false,
         )
     };
-    assert_eq!(line(Outcome::Applied, 3240), "shop-taska: ready (3.2s)");
+    assert_eq!(
+        line(Outcome::Applied, 3240),
+        "    Deployed shop-taska in 3.2s"
+    );
     assert_eq!(
         line(Outcome::Failed("exit 1\n  | boom".into()), 50),
-        "shop-taska: failed (0.1s): exit 1\n      | boom"
+        "      Failed create shop-taska after 50ms: exit 1\n               | boom"
     );
     assert_eq!(
         line(Outcome::NotAttempted("why".into()), 0),
-        "shop-taska: not attempted: why"
+        "     Skipped create shop-taska: why"
     );
 }

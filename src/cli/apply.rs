@@ -185,10 +185,9 @@ fn run(
     plan: &Plan,
     parallelism: usize,
 ) -> ApplyReport {
-    let observer = Progress::new(&ctx.ui);
     let options = ApplyOptions {
         parallelism,
-        observer: &observer,
+        observer: &Progress,
         hooks: &NoHooks,
     };
     ctx.ui.status("");

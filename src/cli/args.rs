@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use crate::ui::{ColorChoice, OutputFormat};
+pub use crate::ui::{ColorChoice, LogFormat, OutputFormat};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,9 +37,13 @@ pub struct GlobalArgs {
     /// Print less: only errors
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Print more (repeat for debug output)
+    /// Print more: timestamped log lines (repeat for debug output)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// How progress and logs are written to stderr: `text` for people, `json` for log shippers
+    /// (one object per line)
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 /// `--at DURATION` or `--phase N`.
@@ -154,6 +158,54 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         server: Option<String>,
     },
+    /// Work with the call traces a running `fusionizer serve` recorded (docs/traces.md)
+    Traces {
+        #[command(subcommand)]
+        command: TracesCommand,
+    },
+    /// Propose the next grouping from observed calls, as a diff of fusion.toml
+    #[command(
+        long_about = "Propose the next grouping from the calls serve observed (Fusionize's \
+                      rules: tasks joined by synchronous calls share a function, asynchronous \
+                      callees stay apart, groups never mix runtimes or conflicting specs), as a \
+                      unified diff of fusion.toml that appends a [[phase]]. See docs/optimize.md."
+    )]
+    Optimize {
+        /// The traces: a running serve (`http://HOST:PORT`, reads `/-/traces`) or a file written
+        /// by `fusionizer traces export` or saved from `/-/traces` (JSON or JSON Lines)
+        #[arg(long, value_name = "URL|FILE")]
+        from: String,
+        /// Ignore edges with fewer calls (default: [optimizer] min-calls, which defaults to 10)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        min_calls: Option<u64>,
+        /// Print the call graph and why each edge was inlined or not
+        #[arg(long)]
+        explain: bool,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+        /// The appended phase's `after` (default: one second after the last [[phase]], or 0s)
+        #[arg(long, value_name = "DURATION")]
+        after: Option<String>,
+        /// Write the proposal into fusion.toml, keeping its comments and formatting
+        #[arg(long)]
+        write: bool,
+        /// Exit 0 when nothing changes, 2 when a change is proposed, 1 on error
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Also propose a memory limit per group: the p99 peak RSS of its tasks plus headroom,
+        /// as `[[override]]` tables
+        #[arg(long)]
+        memory: bool,
+        /// The headroom of `--memory`, in percent of the measured p99 peak RSS
+        #[arg(
+            long,
+            value_name = "PERCENT",
+            default_value_t = 25,
+            requires = "memory"
+        )]
+        memory_headroom: u32,
+    },
     /// Scaffold a fusion.toml and two example tasks that call each other
     Init {
         /// Where to create the project (default: the working directory)
@@ -166,6 +218,20 @@ pub enum Command {
     Completions {
         /// The shell
         shell: clap_complete::Shell,
+    },
+}
+
+/// `fusionizer traces …`.
+#[derive(Debug, Subcommand)]
+pub enum TracesCommand {
+    /// Fetch `GET /-/traces` from a running serve and write it as JSON Lines
+    Export {
+        /// Where to write (`-` for stdout)
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The serve to ask: a URL or HOST:PORT (default: [serve] listen of fusion.toml)
+        #[arg(long, value_name = "URL")]
+        from: Option<String>,
     },
 }
 

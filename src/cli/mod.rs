@@ -9,9 +9,11 @@ mod completions;
 mod destroy;
 mod init;
 mod invoke;
+mod optimize;
 mod plan;
 mod serve;
 mod status;
+mod traces;
 mod validate;
 
 use std::ffi::OsString;
@@ -143,7 +145,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         None => base,
     };
-    let ui = ui::Ui::new(cli.global.color, cli.global.quiet, cli.global.verbose);
+    let ui = ui::Ui::new(cli.global.color, cli.global.quiet, cli.global.verbose)
+        .with_log_format(cli.global.log_format);
     ui::init_logging(&ui);
     let ctx = Context {
         config_override: cli.global.config.as_ref().map(|p| absolute(&cwd, p)),
@@ -229,6 +232,36 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             headers,
             server,
         } => invoke::command(&ctx, &task, data, headers, server),
+        Command::Traces { command } => traces::command(&ctx, command),
+        Command::Optimize {
+            from,
+            min_calls,
+            explain,
+            output,
+            after,
+            write,
+            detailed_exitcode,
+            memory,
+            memory_headroom,
+        } => optimize::command(
+            &ctx,
+            optimize::OptimizeArgs {
+                from,
+                min_calls,
+                explain,
+                output,
+                after: after
+                    .map(|text| {
+                        config::parse_duration(&text).map_err(|e| {
+                            Error::usage(format!("invalid value `{text}` for `--after`: {e}"))
+                        })
+                    })
+                    .transpose()?,
+                write,
+                detailed_exitcode,
+                memory: memory.then_some(memory_headroom),
+            },
+        ),
     }
 }
 

@@ -7,7 +7,8 @@ use super::Context;
 use crate::error::{ExitCode, Result};
 use crate::plan::saved::SavedPlan;
 use crate::plan::{render, Plan};
-use crate::schedule::Selection;
+use crate::platform::LiveFunction;
+use crate::schedule::{Grouping, Selection};
 use crate::ui::{self, OutputFormat};
 use crate::workspace::{make_destroy_plan, make_plan, runtime};
 
@@ -46,7 +47,14 @@ pub(super) fn command(ctx: &Context, args: PlanArgs) -> Result<ExitCode> {
     } else {
         make_plan(ctx.workspace()?, &rt, selection)?
     };
-    ui::out(&render(&plan, output, ctx.ui.color));
+    if output == OutputFormat::Markdown {
+        // The grouping before → after: the live functions' task sets, then the desired ones.
+        let before: Grouping = observed.owned.iter().map(LiveFunction::tasks).collect();
+        let after: Grouping = prepared.artifacts.iter().map(|a| a.tasks.clone()).collect();
+        ui::out(&render::markdown_with_grouping(&plan, &before, &after));
+    } else {
+        ui::out(&render(&plan, output, ctx.ui.color));
+    }
     if let Some(written) = out {
         let saved = if destroy {
             SavedPlan::destroying(plan.clone(), prepared.platform.identity(), &observed.owned)

@@ -3,7 +3,7 @@
 use super::Context;
 use crate::error::{ExitCode, Result};
 use crate::schedule::Selection;
-use crate::status::{compute, render_text};
+use crate::status::{compute, optimizer_note, render_text, LiveGrouping};
 use crate::ui::{self, OutputFormat};
 use crate::workspace::{observe, prepare, runtime};
 
@@ -16,7 +16,13 @@ pub(super) fn command(
     let rt = runtime()?;
     let prepared = prepare(ctx.workspace()?, selection)?;
     let observed = rt.block_on(observe(prepared.platform.as_ref(), prepared.project(), &[]))?;
-    let status = compute(prepared.project(), &prepared.artifacts, &observed.owned);
+    let mut status = compute(prepared.project(), &prepared.artifacts, &observed.owned);
+    status.optimizer = optimizer_note(
+        LiveGrouping::read(&prepared.workspace.config.state_dir()),
+        prepared.project(),
+        &prepared.artifacts,
+        &observed.owned,
+    );
     match output {
         OutputFormat::Json => {
             let mut text = serde_json::to_string_pretty(&status).expect("serialisable");

@@ -16,10 +16,19 @@ use super::units::{self, UnitError};
 use super::{Config, Diagnostic, PlatformKind, ProjectConfig, TaskDecl, TaskSource};
 use crate::contract::{dns_label_hint, is_dns_label, MAX_PROJECT_NAME, MAX_TASK_NAME};
 
+mod optimizer;
 mod phases;
 mod serve;
 
-const ROOT_KEYS: &[&str] = &["project", "tasks", "phase", "serve", "nuctl"];
+const ROOT_KEYS: &[&str] = &[
+    "project",
+    "tasks",
+    "phase",
+    "serve",
+    "nuctl",
+    "optimizer",
+    "override",
+];
 const PROJECT_KEYS: &[&str] = &["name", "platform"];
 const TASK_KEYS: &[&str] = &["path", "upload"];
 
@@ -75,6 +84,8 @@ pub(crate) fn parse(file: &Path, text: &str) -> Parsed {
     let phases = checker.phases(&root, &tasks);
     let serve = checker.serve(&root);
     let nuctl = checker.nuctl(&root, &root_dir);
+    let optimizer = checker.optimizer(&root);
+    let overrides = checker.overrides(&root, &tasks);
     Parsed {
         config: Some(Config {
             file: file.to_path_buf(),
@@ -84,6 +95,8 @@ pub(crate) fn parse(file: &Path, text: &str) -> Parsed {
             phases,
             serve,
             nuctl,
+            optimizer,
+            overrides,
         }),
         task_spans,
         diagnostics: checker.diagnostics,
@@ -224,6 +237,25 @@ impl Checker<'_> {
                 None
             }
         }
+    }
+
+    /// A count: a whole number between `min` and `max`.
+    fn count(&mut self, value: &Value<'_>, what: &str, min: u64, max: u64) -> Option<u64> {
+        let DeValue::Integer(int) = value.get_ref() else {
+            self.type_error(value, what, "a whole number");
+            return None;
+        };
+        let n = u64::from_str_radix(int.as_str(), int.radix())
+            .ok()
+            .filter(|n| (min..=max).contains(n));
+        if n.is_none() {
+            self.error(
+                value.span(),
+                format!("invalid `{what}` `{int}`: must be a whole number from {min} to {max}"),
+                None,
+            );
+        }
+        n
     }
 
     /// A byte size: an integer (bytes) or a string with a unit.

@@ -104,6 +104,13 @@ pub struct ServeConfig {
     pub max_upload_bytes: u64,
     /// `max-unpacked-size` (what an upload unpacks to), default 64 MiB.
     pub max_unpacked_bytes: u64,
+    /// `trace-spans`: raw spans `GET /-/traces` keeps (a ring), default 1024; 0 keeps none.
+    pub trace_spans: usize,
+    /// `trace-edges`: distinct call edges (and entry tasks) aggregated, default 4096.
+    pub trace_edges: usize,
+    /// `async-queue`: asynchronous calls (`Prefer: respond-async`) accepted and not finished,
+    /// default 256; past it a call gets 503 with `Retry-After`.
+    pub async_queue: usize,
 }
 
 impl Default for ServeConfig {
@@ -118,6 +125,9 @@ impl Default for ServeConfig {
             shutdown_timeout: Duration::from_secs(30),
             max_upload_bytes: 16 * 1024 * 1024,
             max_unpacked_bytes: 64 * 1024 * 1024,
+            trace_spans: 1024,
+            trace_edges: 4096,
+            async_queue: 256,
         }
     }
 }
@@ -180,6 +190,59 @@ impl Default for NuctlConfig {
     }
 }
 
+/// `[optimizer] kind`: who decides the grouping while `serve` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// The `[[phase]]` schedule, nothing else (the default).
+    #[default]
+    Static,
+    /// Every `interval`, the `fusionizer optimize` algorithm over the last window of traces.
+    Feedback,
+    /// Every `interval`, an external program (`command`) that reads traces on stdin and prints
+    /// the next grouping (`docs/optimizer-protocol.md`).
+    Command,
+}
+
+/// `[optimizer]`, with defaults filled in (`docs/optimize.md`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptimizerConfig {
+    /// `kind`, default [`OptimizerKind::Static`].
+    pub kind: OptimizerKind,
+    /// `interval`: how often a `feedback` or `command` optimizer runs, default 60s.
+    pub interval: Duration,
+    /// `min-calls`: edges with fewer calls are ignored, default 10. Also the default of
+    /// `fusionizer optimize --min-calls`.
+    pub min_calls: u64,
+    /// `min-gain`: the expected gain (share of synchronous calls that become in-process, 0 to 1)
+    /// below which a `feedback` proposal is not applied, default 0.05.
+    pub min_gain: f64,
+    /// `stable-intervals`: how many consecutive runs must propose the same grouping before it is
+    /// applied (hysteresis), default 2.
+    pub stable_intervals: u32,
+    /// `cooldown`: the least time between two live regroups made by an optimizer, default 5m.
+    pub cooldown: Duration,
+    /// `command`: the program and its arguments (`kind = "command"` only).
+    pub command: Vec<String>,
+    /// `timeout`: how long one run of `command` may take before it is killed, default 10s.
+    pub timeout: Duration,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        OptimizerConfig {
+            kind: OptimizerKind::Static,
+            interval: Duration::from_secs(60),
+            min_calls: 10,
+            min_gain: 0.05,
+            stable_intervals: 2,
+            cooldown: Duration::from_secs(300),
+            command: Vec::new(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// A parsed and validated `fusion.toml`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -197,6 +260,21 @@ pub struct Config {
     pub serve: ServeConfig,
     /// `[nuctl]`, with defaults filled in.
     pub nuctl: NuctlConfig,
+    /// `[optimizer]`, with defaults filled in.
+    pub optimizer: OptimizerConfig,
+    /// `[[override]]` entries, in file order.
+    pub overrides: Vec<Override>,
+}
+
+/// One `[[override]]`: settings for the function of exactly this task set, in whatever phase
+/// it is deployed (`docs/optimize.md`, "Memory").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    /// `tasks`: the group, sorted.
+    pub tasks: Vec<String>,
+    /// `resources.limits.memory`: a Kubernetes quantity such as `"256Mi"`, written into the
+    /// fused function.yaml's `spec.resources.limits.memory` in place of the merged value.
+    pub memory_limit: Option<String>,
 }
 
 impl Config {

@@ -107,6 +107,9 @@ drain-timeout = "0s"
 shutdown-timeout = "5s"
 max-upload-size = "2MiB"
 max-unpacked-size = "1GB"
+trace-spans = 0
+trace-edges = 64
+async-queue = 8
 
 [nuctl]
 binary = "/opt/nuctl"
@@ -153,6 +156,9 @@ invocation-url = "internal"
             shutdown_timeout: Duration::from_secs(5),
             max_upload_bytes: 2 * 1024 * 1024,
             max_unpacked_bytes: 1_000_000_000,
+            trace_spans: 0,
+            trace_edges: 64,
+            async_queue: 8,
         }
     );
     assert_eq!(
@@ -460,7 +466,8 @@ fn unknown_keys_list_the_valid_keys_of_their_table() {
         fx.parse(&with_project("[[phases]]\nafter = \"0s\"\n"))
             .unwrap_err(),
         "fusion.toml:4:3: unknown top-level key `phases`\n  hint: did you mean `phase`? \
-         valid top-level keys: `project`, `tasks`, `phase`, `serve`, `nuctl`"
+         valid top-level keys: `project`, `tasks`, `phase`, `serve`, `nuctl`, `optimizer`, \
+         `override`"
     );
     assert_eq!(
         fx.parse("[project]\nname = \"shop\"\nplatfrom = \"local\"\n")
@@ -489,7 +496,8 @@ fn unknown_keys_list_the_valid_keys_of_their_table() {
             .unwrap_err(),
         "fusion.toml:5:1: unknown key `listen-address` in `[serve]`\n  hint: did you mean `listen`? \
          valid keys in `[serve]`: `listen`, `advertise`, `token-env`, `max-body-size`, \
-         `request-timeout`, `drain-timeout`, `shutdown-timeout`, `max-upload-size`, `max-unpacked-size`"
+         `request-timeout`, `drain-timeout`, `shutdown-timeout`, `max-upload-size`, `max-unpacked-size`, \
+         `trace-spans`, `trace-edges`, `async-queue`"
     );
     assert_eq!(
         fx.parse(&with_project("[nuctl]\nzone = \"x\"\n"))
@@ -608,7 +616,7 @@ fusion.toml:11:21: phase 1: unknown task `tasbk`
 fusion.toml:14:9: phase 2 starts at `10s`, not after phase 1 at `40s`
   hint: list `[[phase]]` tables in strictly increasing `after` order
 fusion.toml:18:1: unknown key `listn` in `[serve]`
-  hint: did you mean `listen`? valid keys in `[serve]`: `listen`, `advertise`, `token-env`, `max-body-size`, `request-timeout`, `drain-timeout`, `shutdown-timeout`, `max-upload-size`, `max-unpacked-size`"
+  hint: did you mean `listen`? valid keys in `[serve]`: `listen`, `advertise`, `token-env`, `max-body-size`, `request-timeout`, `drain-timeout`, `shutdown-timeout`, `max-upload-size`, `max-unpacked-size`, `trace-spans`, `trace-edges`, `async-queue`"
     );
     // And as the top-level error: exit 78 with one cause per problem.
     let diagnostics = load(&fx.toml_path()).unwrap_err();
@@ -794,4 +802,97 @@ fn the_runtime_is_checked_for_the_project_platform() {
     );
     let error = Error::from(load(&fx.toml_path()).unwrap_err());
     assert_eq!(error.code, ExitCode::Config);
+}
+
+#[test]
+fn optimizer_defaults_and_every_key() {
+    let fx = Fixture::new();
+    let config = fx.parse(&with_project("")).unwrap();
+    assert_eq!(config.optimizer, super::OptimizerConfig::default());
+    assert_eq!(config.optimizer.kind, super::OptimizerKind::Static);
+    let config = fx
+        .parse(&with_project(
+            "[optimizer]\nkind = \"command\"\ninterval = \"30s\"\nmin-calls = 5\nmin-gain = 0.2\n\
+             stable-intervals = 3\ncooldown = \"2m\"\ncommand = [\"python3\", \"opt.py\"]\n\
+             timeout = \"5s\"\n",
+        ))
+        .unwrap();
+    let o = config.optimizer;
+    assert_eq!(o.kind, super::OptimizerKind::Command);
+    assert_eq!(o.interval, Duration::from_secs(30));
+    assert_eq!(o.min_calls, 5);
+    assert!((o.min_gain - 0.2).abs() < 1e-12);
+    assert_eq!(o.stable_intervals, 3);
+    assert_eq!(o.cooldown, Duration::from_secs(120));
+    assert_eq!(o.command, vec!["python3".to_string(), "opt.py".to_string()]);
+    assert_eq!(o.timeout, Duration::from_secs(5));
+    let config = fx
+        .parse(&with_project(
+            "[optimizer]\nkind = \"feedback\"\nmin-gain = 0\n",
+        ))
+        .unwrap();
+    assert_eq!(config.optimizer.kind, super::OptimizerKind::Feedback);
+}
+
+#[test]
+fn optimizer_problems_are_named_with_a_fix() {
+    let fx = Fixture::new();
+    let err = |rest: &str| fx.parse(&with_project(rest)).unwrap_err();
+    assert_eq!(
+        err("[optimizer]\nkind = \"smart\"\n"),
+        "fusion.toml:5:8: unknown optimizer kind `smart`\n  hint: `optimizer.kind` is `static`, \
+         `feedback` or `command`"
+    );
+    assert!(err("[optimizer]\nkind = \"command\"\n")
+        .contains("`optimizer.kind = \"command\"` needs `command`"));
+    assert!(err("[optimizer]\ncommand = [\"x\"]\n")
+        .contains("`optimizer.command` is only read with `kind = \"command\"`"));
+    assert!(err("[optimizer]\nkind = \"command\"\ncommand = []\n")
+        .contains("`optimizer.command` must be a non-empty array of strings"));
+    assert!(err("[optimizer]\nmin-gain = 1.5\n")
+        .contains("`optimizer.min-gain` is 1.5, outside 0 to 1"));
+    assert!(err("[optimizer]\nmin-calls = 0\n")
+        .contains("`optimizer.min-calls` must be a whole number of at least 1"));
+    assert!(err("[optimizer]\ninterval = \"0s\"\n")
+        .contains("`optimizer.interval` must be greater than zero"));
+    assert!(err("[optimizer]\ntimeout = \"10\"\n")
+        .contains("invalid `optimizer.timeout` `10`: missing unit"));
+    assert!(err("[optimizer]\nintreval = \"1m\"\n").contains("did you mean `interval`?"));
+}
+
+#[test]
+fn overrides_name_declared_tasks_and_a_memory_quantity() {
+    let fx = Fixture::new();
+    let tasks = "[tasks]\ntaska = { upload = true }\ntaskb = { upload = true }\n\n";
+    let config = fx
+        .parse(&with_project(&format!(
+            "{tasks}[[override]]\ntasks = [\"taskb\", \"taska\"]\nresources.limits.memory = \"96Mi\"\n"
+        )))
+        .unwrap();
+    assert_eq!(
+        config.overrides,
+        vec![super::Override {
+            tasks: vec!["taska".into(), "taskb".into()],
+            memory_limit: Some("96Mi".into()),
+        }]
+    );
+    let err = |rest: &str| {
+        fx.parse(&with_project(&format!("{tasks}{rest}")))
+            .unwrap_err()
+    };
+    assert!(err("[[override]]\ntasks = [\"taskx\"]\n").contains("override 1: unknown task `taskx`"));
+    assert!(
+        err("[[override]]\ntasks = [\"taska\"]\nresources.limits.memory = \"lots\"\n")
+            .contains("invalid `override 1.resources.limits.memory` `lots`")
+    );
+    assert!(
+        err("[[override]]\ntasks = [\"taska\"]\nresources.limits.cpu = \"1\"\n")
+            .contains("unknown key `cpu` in override 1.resources.limits")
+    );
+    assert!(
+        err("[[override]]\ntasks = [\"taska\"]\n\n[[override]]\ntasks = [\"taska\"]\n")
+            .contains("override 2: another `[[override]]` is for the same tasks `taska`")
+    );
+    assert!(err("[[override]]\nresources.limits.memory = \"1Gi\"\n")
+        .contains("override 1 is missing `tasks`"));
 }

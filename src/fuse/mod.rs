@@ -38,7 +38,7 @@ use sha2::{Digest as _, Sha256};
 
 pub use self::metadata::Metadata;
 
-use crate::config::{Config, PlatformKind, TaskSpec, Workspace};
+use crate::config::{Config, Override, PlatformKind, TaskSpec, Workspace};
 use crate::contract::{
     is_dns_label, ANNOTATION_DIGEST, ANNOTATION_TASKS, ANNOTATION_TASK_DIGESTS, ENTRY_HANDLER,
     ENTRY_MODULE, ENV_PROXY_URL, LABEL_MANAGED_BY, LABEL_PROJECT, MANAGED_BY, MAX_FUNCTION_NAME,
@@ -311,7 +311,7 @@ impl PartialEq for FuseError {
 /// Fuses one group. Merge conflicts are errors naming both tasks and the field; every problem of
 /// the group is reported at once (exit 78; 1 when a file cannot be read).
 pub fn fuse_group(project: &str, tasks: &[&TaskSpec]) -> Result<Artifact, Error> {
-    fuse(project, tasks, &BTreeMap::new()).map_err(|problems| {
+    fuse(project, tasks, &BTreeMap::new(), &[]).map_err(|problems| {
         let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
         problems_error(
             format!("cannot fuse `{}`", function_name(project, &names)),
@@ -326,6 +326,50 @@ pub fn fuse_group(project: &str, tasks: &[&TaskSpec]) -> Result<Artifact, Error>
     })
 }
 
+/// Whether `tasks` could share one function, without reading their files: the same merge and
+/// Nuclio validation [`fuse_group`] runs, over the loaded function.yaml documents only. Every
+/// problem found (conflicting fields, reserved labels, what Nuclio would refuse); empty when the
+/// group fuses. `fusionizer optimize` and the optimizers use it to keep groups that cannot be
+/// deployed out of a proposal.
+pub fn check_group(project: &str, tasks: &[&TaskSpec]) -> Vec<FuseError> {
+    let mut tasks: Vec<&TaskSpec> = tasks.to_vec();
+    tasks.sort_by(|a, b| a.name.cmp(&b.name));
+    tasks.dedup_by(|a, b| a.name == b.name);
+    if tasks.is_empty() {
+        return vec![FuseError::Empty];
+    }
+    let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
+    let name = function_name(project, &names);
+    let docs: Vec<item::Item<'_>> = tasks
+        .iter()
+        .map(|t| item::Item {
+            task: &t.name,
+            value: &t.function,
+        })
+        .collect();
+    let mut problems = Vec::new();
+    let merged = merge::merge(&docs, &mut problems);
+    if !problems.is_empty() {
+        return problems;
+    }
+    let shape = Shape {
+        name: &name,
+        project,
+        tasks: &names,
+        task_digests: &BTreeMap::new(),
+        merged: &merged,
+        env: &BTreeMap::new(),
+    };
+    nuclio_rules::check(&shape.document(None))
+        .into_iter()
+        .map(|r| FuseError::NuclioRejects {
+            function: name.clone(),
+            rule: r.rule,
+            message: r.message,
+        })
+        .collect()
+}
+
 /// Fuses every group of a grouping, reporting every conflict of every group at once (exit 78).
 /// Artifacts come back in the grouping's order.
 pub fn fuse_all(
@@ -333,11 +377,12 @@ pub fn fuse_all(
     specs: &BTreeMap<String, TaskSpec>,
     grouping: &Grouping,
 ) -> Result<Vec<Artifact>, Error> {
-    fuse_grouping(
+    fuse_grouping_with(
         &workspace.config.project.name,
         specs,
         grouping,
         &baked_env(&workspace.config),
+        &workspace.config.overrides,
     )
     .map_err(Error::from)
 }
@@ -349,6 +394,19 @@ pub fn fuse_grouping(
     specs: &BTreeMap<String, TaskSpec>,
     grouping: &Grouping,
     env: &BTreeMap<String, String>,
+) -> Result<Vec<Artifact>, FuseFailure> {
+    fuse_grouping_with(project, specs, grouping, env, &[])
+}
+
+/// [`fuse_grouping`] with fusion.toml's `[[override]]` tables: the function of a group whose
+/// task set equals an override's `tasks` takes the override's settings
+/// (`resources.limits.memory` replaces the merged `spec.resources.limits.memory`).
+pub fn fuse_grouping_with(
+    project: &str,
+    specs: &BTreeMap<String, TaskSpec>,
+    grouping: &Grouping,
+    env: &BTreeMap<String, String>,
+    overrides: &[Override],
 ) -> Result<Vec<Artifact>, FuseFailure> {
     let mut artifacts = Vec::new();
     let mut failure = FuseFailure::default();
@@ -363,7 +421,7 @@ pub fn fuse_grouping(
             }
         }
         let result = if missing.is_empty() {
-            fuse(project, &tasks, env)
+            fuse(project, &tasks, env, overrides)
         } else {
             Err(missing)
         };
@@ -481,6 +539,7 @@ fn fuse(
     project: &str,
     tasks: &[&TaskSpec],
     env: &BTreeMap<String, String>,
+    overrides: &[Override],
 ) -> Result<Artifact, Vec<FuseError>> {
     let mut problems = Vec::new();
     let mut tasks: Vec<&TaskSpec> = tasks.to_vec();
@@ -507,7 +566,10 @@ fn fuse(
             value: &t.function,
         })
         .collect();
-    let merged = merge::merge(&docs, &mut problems);
+    let mut merged = merge::merge(&docs, &mut problems);
+    if let Some(over) = overrides.iter().find(|o| o.tasks == names) {
+        apply_override(&mut merged, over);
+    }
 
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut task_digests = BTreeMap::new();
@@ -576,6 +638,33 @@ fn fuse(
         build_commands: merged.build_commands,
         files,
     })
+}
+
+/// Writes an override's settings into the merged spec: `resources.limits.memory` replaces
+/// whatever the tasks merged to (the other resource quantities stay).
+fn apply_override(merged: &mut merge::Merged, over: &Override) {
+    let Some(memory) = &over.memory_limit else {
+        return;
+    };
+    let resources = merged
+        .spec_rest
+        .entry("resources".into())
+        .or_insert_with(|| Value::Mapping(Mapping::new()));
+    if !resources.is_mapping() {
+        *resources = Value::Mapping(Mapping::new());
+    }
+    let Value::Mapping(resources) = resources else {
+        return;
+    };
+    let limits = resources
+        .entry("limits".into())
+        .or_insert_with(|| Value::Mapping(Mapping::new()));
+    if !limits.is_mapping() {
+        *limits = Value::Mapping(Mapping::new());
+    }
+    if let Value::Mapping(limits) = limits {
+        limits.insert("memory".into(), memory.as_str().into());
+    }
 }
 
 /// Everything the generated function.yaml is made of.

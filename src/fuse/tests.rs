@@ -670,6 +670,8 @@ fn workspace(root: &Path) -> Workspace {
             phases: Vec::new(),
             serve: crate::config::ServeConfig::default(),
             nuctl: crate::config::NuctlConfig::default(),
+            optimizer: crate::config::OptimizerConfig::default(),
+            overrides: Vec::new(),
         },
         specs: BTreeMap::new(),
     }
@@ -920,4 +922,60 @@ fn a_trigger_whose_key_is_not_its_name_is_refused() {
 /// fusion.toml text parsed as if it lived in `/project`.
 fn parsed(text: &str) -> crate::config::Config {
     crate::config::parse(Path::new("/project/fusion.toml"), text).unwrap()
+}
+
+#[test]
+fn check_group_finds_conflicts_without_reading_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = simple(tmp.path(), "taska", "");
+    let b = simple(tmp.path(), "taskb", "");
+    assert!(check_group("shop", &[&a, &b]).is_empty());
+    let mut c = simple(tmp.path(), "taskc", "");
+    c.function["spec"]["runtime"] = "python:3.10".into();
+    // The directory is gone: the check reads only the loaded specs.
+    std::fs::remove_dir_all(tmp.path().join("taska")).unwrap();
+    let problems = check_group("shop", &[&a, &c]);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].to_string().contains("spec.runtime"),
+        "{}",
+        problems[0]
+    );
+}
+
+#[test]
+fn an_override_sets_the_memory_limit_of_exactly_its_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = simple(
+        tmp.path(),
+        "taska",
+        "  resources:\n    limits:\n      memory: 1Gi\n      cpu: \"1\"\n",
+    );
+    let b = simple(tmp.path(), "taskb", "");
+    let specs: BTreeMap<String, TaskSpec> = [(a.name.clone(), a), (b.name.clone(), b)]
+        .into_iter()
+        .collect();
+    let over = vec![Override {
+        tasks: vec!["taska".into(), "taskb".into()],
+        memory_limit: Some("96Mi".into()),
+    }];
+    let grouping = vec![vec!["taska".to_string(), "taskb".to_string()]];
+    let fused = fuse_grouping_with("shop", &specs, &grouping, &BTreeMap::new(), &over).unwrap();
+    let doc = yaml(&fused[0]);
+    assert_eq!(
+        doc["spec"]["resources"]["limits"]["memory"].as_str(),
+        Some("96Mi")
+    );
+    assert_eq!(
+        doc["spec"]["resources"]["limits"]["cpu"].as_str(),
+        Some("1")
+    );
+    // Another task set: the override does not apply.
+    let alone = vec![vec!["taska".to_string()], vec!["taskb".to_string()]];
+    let fused = fuse_grouping_with("shop", &specs, &alone, &BTreeMap::new(), &over).unwrap();
+    assert_eq!(
+        yaml(&fused[0])["spec"]["resources"]["limits"]["memory"].as_str(),
+        Some("1Gi")
+    );
+    assert!(yaml(&fused[1])["spec"].get("resources").is_none());
 }

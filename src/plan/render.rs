@@ -2,7 +2,9 @@
 //! markdown summary for pull-request comments. Pure functions of the plan; colour only when the
 //! caller says so.
 
+use crate::optimize::mermaid;
 use crate::plan::{Action, Change, Plan, Summary};
+use crate::schedule::Grouping;
 use crate::ui::{paint, Style};
 
 /// The line printed when live state already matches.
@@ -184,4 +186,36 @@ pub fn markdown(plan: &Plan) -> String {
     }
     out.push_str("\n</details>\n");
     out
+}
+
+/// [`markdown`] with the grouping drawn before → after as a Mermaid diagram (the renderer of
+/// `fusionizer optimize --output markdown`), so a reviewer sees which tasks move together.
+/// `before` is the task sets of the live functions, `after` those of the desired ones; the
+/// diagram is left out when they are the same.
+pub fn markdown_with_grouping(plan: &Plan, before: &Grouping, after: &Grouping) -> String {
+    let text = markdown(plan);
+    let sorted = |g: &Grouping| {
+        let mut g: Grouping = g
+            .iter()
+            .map(|group| {
+                let mut group = group.clone();
+                group.sort();
+                group
+            })
+            .collect();
+        g.sort();
+        g
+    };
+    let (before, after) = (sorted(before), sorted(after));
+    if before == after {
+        return text;
+    }
+    let diagram = format!(
+        "Grouping, before → after:\n\n{}",
+        mermaid::diagram(&plan.project, &before, &after, &[])
+    );
+    match text.strip_suffix("\n</details>\n") {
+        Some(head) => format!("{head}\n{diagram}\n</details>\n"),
+        None => format!("{text}\n{diagram}"),
+    }
 }

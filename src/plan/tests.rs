@@ -208,6 +208,33 @@ fn regroup_plans_creates_and_deletes_with_where_tasks_go() {
     insta::assert_snapshot!("regroup_text", render::text(&plan, false));
     insta::assert_snapshot!("regroup_markdown", render::markdown(&plan));
     insta::assert_snapshot!("regroup_json", render::json(&plan));
+
+    // With the groupings, the markdown also draws them before → after, inside the block.
+    let before = vec![vec!["taska".to_string()], vec!["taskb".to_string()]];
+    let after = vec![vec!["taska".to_string(), "taskb".to_string()]];
+    let drawn = render::markdown_with_grouping(&plan, &before, &after);
+    assert!(
+        drawn.starts_with(&render::markdown(&plan).replace("\n</details>\n", "")),
+        "{drawn}"
+    );
+    assert!(
+        drawn.contains("Grouping, before → after:\n\n```mermaid\nflowchart LR\n"),
+        "{drawn}"
+    );
+    assert!(
+        drawn.contains("subgraph after_f0[\"shop-taska-taskb\"]"),
+        "{drawn}"
+    );
+    assert!(
+        drawn.contains("subgraph before_f1[\"shop-taskb\"]"),
+        "{drawn}"
+    );
+    assert!(drawn.ends_with("```\n\n</details>\n"), "{drawn}");
+    // The same grouping on both sides: no diagram.
+    assert_eq!(
+        render::markdown_with_grouping(&plan, &after, &after),
+        render::markdown(&plan)
+    );
 }
 
 #[test]

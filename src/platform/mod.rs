@@ -312,6 +312,35 @@ pub trait Platform: Send + Sync {
     fn trigger_events(&self) -> Vec<TriggerEvents> {
         Vec::new()
     }
+
+    /// The worker processes this process runs for `function`, by worker index, for serve's
+    /// dashboard; `None` when it runs none itself (Nuclio runs its own, or `function` is not
+    /// running here).
+    fn workers(&self, _function: &str) -> Option<Vec<WorkerInfo>> {
+        None
+    }
+}
+
+/// One worker process of a function ([`Platform::workers`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WorkerInfo {
+    /// The worker's index in its function (0-based, below `numWorkers`).
+    pub index: usize,
+    /// Its process id while it runs.
+    pub pid: Option<u32>,
+    pub state: WorkerState,
+}
+
+/// What a worker is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerState {
+    /// Running and waiting for an event.
+    Idle,
+    /// Running an event.
+    Busy,
+    /// Not running: being started, or restarted after a crash or timeout.
+    Starting,
 }
 
 /// How many events one trigger of one function fired with one result, since the platform was

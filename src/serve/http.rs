@@ -1,7 +1,8 @@
 //! The proxy's HTTP API (README, "serve: HTTP API"): `POST /<task>` invokes, `GET /<task>`
 //! describes, `PUT`/`DELETE /<task>` upload and remove ad-hoc tasks, and `/-/health`,
-//! `/-/routes`, `/-/metrics` serve operations. [`router`] builds it from shared state so tests
-//! can drive it in-process.
+//! `/-/routes`, `/-/metrics`, `/-/traces` serve operations. [`router`] builds it from shared
+//! state so tests can drive it in-process. What a request records in the traces, and the
+//! asynchronous form of a call (`Prefer: respond-async`), are in `http/calls.rs` (docs/traces.md).
 //!
 //! Errors are responses: unknown task → 404, function down → 503 with `Retry-After`, worker
 //! crash → 502, timeout → 504, body too large → 413. The body says what happened; causes go to
@@ -19,12 +20,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 
+use super::background::Background;
 use super::metrics::Metrics;
 use super::routes::Routes;
+use super::state::Board;
+use super::traces::Recorder;
 use crate::contract::{
-    is_hop_by_hop, HEADER_CALLER, HEADER_LOCAL_CALLS, HEADER_SERVER_ADDRESS, HEADER_SERVER_PORT,
-    HEADER_TASK_NAME,
+    is_hop_by_hop, HEADER_CALLER, HEADER_LOCAL_CALLS, HEADER_PEAK_RSS, HEADER_SAMPLE_RSS,
+    HEADER_SERVER_ADDRESS, HEADER_SERVER_PORT, HEADER_TASK_NAME, HEADER_TRACE, HEADER_TRACEPARENT,
 };
+
+mod calls;
 use crate::platform::{InvokeError, InvokeRequest, InvokeResponse};
 
 /// A refusal from the control plane, as an HTTP status and a message.
@@ -64,6 +70,8 @@ const LINGER_TIME: Duration = Duration::from_secs(30);
 pub struct AppState {
     pub routes: Routes,
     pub metrics: Metrics,
+    /// What `/-/state` reports beside the routes (schedule, transitions, request windows).
+    pub board: Board,
     /// Set once the start phase is deployed and ready.
     pub ready: AtomicBool,
     /// Set when serve shuts down: client requests are refused (503), task-to-task calls (those
@@ -79,6 +87,10 @@ pub struct AppState {
     pub max_body: usize,
     pub max_upload: usize,
     pub request_timeout: Duration,
+    /// What serve observed about calls and invocations (`GET /-/traces`).
+    pub traces: Arc<Recorder>,
+    /// The queue of asynchronous calls (`Prefer: respond-async`).
+    pub background: Background,
 }
 
 /// Counts the requests being handled; [`InFlight::wait_idle`] waits until there are none.
@@ -147,6 +159,7 @@ pub fn router(state: Arc<AppState>, control: Arc<dyn Control>) -> Router {
         .route("/-/health", get(health))
         .route("/-/routes", get(routes))
         .route("/-/metrics", get(metrics))
+        .route("/-/traces", get(traces))
         .route(
             "/{task}",
             any(task_root).layer(DefaultBodyLimit::max(upload_limit)),
@@ -180,9 +193,17 @@ async fn metrics(State(state): State<Arc<App>>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.encode(),
+        {
+            state.metrics.trace_dropped_total(state.traces.dropped());
+            state.metrics.encode_with(&state.traces.document())
+        },
     )
         .into_response()
+}
+
+/// `GET /-/traces`: the trace document (docs/traces.md).
+async fn traces(State(state): State<Arc<App>>) -> Response {
+    axum::Json(state.traces.document()).into_response()
 }
 
 async fn task_root(
@@ -316,9 +337,15 @@ fn unavailable(message: String) -> Response {
 fn forwardable(name: &HeaderName) -> bool {
     let name = name.as_str();
     !is_hop_by_hop(name)
-        && ![HEADER_TASK_NAME, HEADER_SERVER_ADDRESS, HEADER_SERVER_PORT]
-            .iter()
-            .any(|h| name.eq_ignore_ascii_case(h))
+        && ![
+            HEADER_TASK_NAME,
+            HEADER_SERVER_ADDRESS,
+            HEADER_SERVER_PORT,
+            HEADER_TRACEPARENT,
+            HEADER_SAMPLE_RSS,
+        ]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
 }
 
 /// Counts the request in flight, unless serve is shutting down and it comes from a client
@@ -339,7 +366,7 @@ fn admit(state: &AppState, request: Request) -> Result<(InFlightGuard, Request),
 
 async fn invoke(state: &Arc<App>, task: &str, request: Request) -> Response {
     let started = Instant::now();
-    let (_inflight, request) = match admit(state, request) {
+    let (inflight, request) = match admit(state, request) {
         Ok(admitted) => admitted,
         Err(response) => return *response,
     };
@@ -355,6 +382,7 @@ async fn invoke(state: &Arc<App>, task: &str, request: Request) -> Response {
     drop(table);
     let (parts, body) = request.into_parts();
     let from_task = parts.headers.contains_key(HEADER_CALLER);
+    let mut call = calls::CallContext::of(state, &parts.headers);
     let body = match read_body(&parts.headers, body, state.max_body, "request body").await {
         Ok(body) => body,
         Err(response) => {
@@ -367,18 +395,32 @@ async fn invoke(state: &Arc<App>, task: &str, request: Request) -> Response {
             return response;
         }
     };
+    let mut headers = forwarded_headers(state, task, &parts.headers);
+    call.add_headers(&mut headers, body.len());
     let invoke_request = InvokeRequest {
         task: task.to_string(),
         method: parts.method.as_str().to_string(),
         path: parts.uri.path().to_string(),
         query: parts.uri.query().unwrap_or_default().to_string(),
-        headers: forwarded_headers(state, task, &parts.headers),
+        headers,
         body,
     };
+    if call.is_async() {
+        drop(route);
+        let response = calls::accept(state, task, invoke_request, call, inflight);
+        state.metrics.request(
+            task,
+            response.status().as_u16(),
+            from_task,
+            started.elapsed(),
+        );
+        return response;
+    }
     let guard = route.enter();
     let outcome =
         tokio::time::timeout(state.request_timeout, route.invoker.invoke(invoke_request)).await;
     drop(guard);
+    let mut observed = calls::Observed::default();
     let response = match outcome {
         Err(_) => {
             tracing::warn!(task, function = %route.name, "request timed out");
@@ -391,7 +433,7 @@ async fn invoke(state: &Arc<App>, task: &str, request: Request) -> Response {
             )
         }
         Ok(Err(err)) => invoke_error(task, err),
-        Ok(Ok(answer)) => client_response(state, answer),
+        Ok(Ok(answer)) => client_response(state, answer, &mut observed),
     };
     state.metrics.request(
         task,
@@ -399,13 +441,24 @@ async fn invoke(state: &Arc<App>, task: &str, request: Request) -> Response {
         from_task,
         started.elapsed(),
     );
+    state
+        .board
+        .request(task, response.status().as_u16(), started.elapsed());
+    call.record(
+        state,
+        task,
+        response.status().as_u16(),
+        started.elapsed(),
+        &observed,
+    );
+    drop(inflight);
     response
 }
 
 /// The client's forwardable headers, plus the ones the proxy sets: the task, and where tasks
 /// reach the proxy.
 fn forwarded_headers(state: &App, task: &str, client: &HeaderMap) -> Vec<(String, String)> {
-    let mut headers: Vec<(String, String)> = Vec::with_capacity(client.len() + 3);
+    let mut headers: Vec<(String, String)> = Vec::with_capacity(client.len() + 5);
     for (name, value) in client {
         if forwardable(name) {
             if let Ok(value) = value.to_str() {
@@ -420,13 +473,26 @@ fn forwarded_headers(state: &App, task: &str, client: &HeaderMap) -> Vec<(String
 }
 
 /// The function's answer as the client sees it: internal and hop-by-hop headers removed, the
-/// in-process call count taken into the metrics.
-fn client_response(state: &App, answer: InvokeResponse) -> Response {
+/// in-process call count taken into the metrics, the trace trailer and peak RSS into `observed`.
+fn client_response(
+    state: &App,
+    answer: InvokeResponse,
+    observed: &mut calls::Observed,
+) -> Response {
     let mut builder = Response::builder().status(answer.status);
     let mut local_calls = 0;
+    observed.body_len = answer.body.len();
     for (name, value) in &answer.headers {
         if name.eq_ignore_ascii_case(HEADER_LOCAL_CALLS) {
             local_calls = value.parse().unwrap_or(0);
+            continue;
+        }
+        if name.eq_ignore_ascii_case(HEADER_TRACE) {
+            observed.trace = Some(value.clone());
+            continue;
+        }
+        if name.eq_ignore_ascii_case(HEADER_PEAK_RSS) {
+            observed.peak_rss = value.parse().ok();
             continue;
         }
         let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
@@ -515,7 +581,7 @@ fn describe(state: &App, task: &str, headers: &HeaderMap) -> Response {
 }
 
 /// Checks `Authorization: Bearer <token>` in constant time when a token is configured.
-fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
+pub(super) fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
     use subtle::ConstantTimeEq;
     let Some(expected) = &state.token else {
         return Ok(());

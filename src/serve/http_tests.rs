@@ -49,6 +49,9 @@ impl Invoker for Echo {
                         ("Content-Type".into(), "application/json".into()),
                         ("X-Custom".into(), "yes".into()),
                         (HEADER_LOCAL_CALLS.into(), "3".into()),
+                        // What a function on Nuclio reports (`_trace` in the dispatcher).
+                        (HEADER_TRACE.into(), "taska taskb s 200 150 42,+2".into()),
+                        (HEADER_PEAK_RSS.into(), "31457280".into()),
                     ],
                     body: Bytes::from(body.to_string()),
                 })
@@ -93,6 +96,7 @@ fn state(mode: &'static str, token: Option<&str>) -> Arc<AppState> {
     let state = AppState {
         routes: Routes::default(),
         metrics: Metrics::new(),
+        board: crate::serve::state::Board::default(),
         ready: AtomicBool::new(true),
         draining: AtomicBool::new(false),
         inflight: Arc::default(),
@@ -102,6 +106,8 @@ fn state(mode: &'static str, token: Option<&str>) -> Arc<AppState> {
         max_body: 1024,
         max_upload: 4096,
         request_timeout: Duration::from_millis(200),
+        traces: Arc::new(crate::serve::traces::Recorder::new(16, 16)),
+        background: crate::serve::background::Background::new(1, 1),
     };
     state.routes.swap(table);
     Arc::new(state)
@@ -376,4 +382,159 @@ async fn the_bearer_scheme_is_case_insensitive() {
             .unwrap();
         assert_eq!(send(&state, delete).await.0, 401, "{wrong}");
     }
+}
+
+#[tokio::test]
+async fn the_trace_headers_are_recorded_and_stripped() {
+    let state = state("echo", None);
+    let trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let request = axum::http::Request::post("/taska")
+        .header("traceparent", trace)
+        .body(Body::from("hi"))
+        .unwrap();
+    let (status, headers, body) = send(&state, request).await;
+    assert_eq!(status, 201);
+    for name in [HEADER_TRACE, HEADER_PEAK_RSS] {
+        assert!(!headers.contains_key(name), "{name} leaked to the client");
+    }
+    // The function sees the same trace under a new parent id, and the proxy's RSS request.
+    let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let sent = echo["headers"]["traceparent"].as_str().unwrap();
+    assert!(
+        sent.starts_with("00-0af7651916cd43dd8448eb211c80319c-"),
+        "{sent}"
+    );
+    assert_ne!(sent, trace);
+    assert_eq!(echo["headers"]["x-fusionizer-sample-rss"], "1");
+    let doc = state.traces.document();
+    assert_eq!(doc.tasks[0].task, "taska");
+    assert_eq!(doc.tasks[0].invocations, 1);
+    assert!(doc.tasks[0].peak_rss_p99_bytes.is_some());
+    let edge = &doc.edges[0];
+    assert_eq!(
+        (
+            edge.caller.as_str(),
+            edge.callee.as_str(),
+            edge.via,
+            edge.count,
+            edge.bytes
+        ),
+        ("taska", "taskb", crate::traces::Via::InProcess, 1, 42)
+    );
+    let trace_ids: Vec<_> = doc
+        .spans
+        .iter()
+        .map(|s| match s {
+            crate::traces::Span::Invocation { trace_id, .. }
+            | crate::traces::Span::Call { trace_id, .. } => trace_id.clone(),
+        })
+        .collect();
+    assert_eq!(trace_ids, ["0af7651916cd43dd8448eb211c80319c"; 2]);
+    // `+2`: calls the function made but did not itemise are counted, not lost.
+    let metrics = state.metrics.encode_with(&doc);
+    assert!(
+        metrics.contains("fusionizer_trace_records_skipped_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"fusionizer_edge_calls_total{caller="taska",callee="taskb",mode="sync",via="in-process"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
+    // The document itself, as the dashboard and `optimize` read it.
+    let (status, _, body) = send(
+        &state,
+        axum::http::Request::get("/-/traces")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(crate::traces::parse(&body, "/-/traces").unwrap(), doc);
+}
+
+#[tokio::test]
+async fn a_call_from_a_task_is_an_edge_through_the_proxy() {
+    let state = state("echo", None);
+    let request = axum::http::Request::post("/taskb")
+        .header(HEADER_CALLER, "taska")
+        .body(Body::from("12345"))
+        .unwrap();
+    let (status, _, body) = send(&state, request).await;
+    assert_eq!(status, 201);
+    let doc = state.traces.document();
+    assert!(doc.tasks.iter().all(|t| t.task != "taskb"), "{doc:?}");
+    let edge = doc
+        .edges
+        .iter()
+        .find(|e| e.via == crate::traces::Via::Proxy)
+        .unwrap();
+    assert_eq!(
+        (edge.caller.as_str(), edge.callee.as_str()),
+        ("taska", "taskb")
+    );
+    assert_eq!(edge.bytes, 5 + body.len() as u64);
+}
+
+#[tokio::test]
+async fn respond_async_answers_202_then_503_when_the_queue_is_full() {
+    // "slow" never answers within the test: the one place in the queue stays taken.
+    let state = state("slow", None);
+    let async_post = || {
+        axum::http::Request::post("/taska")
+            .header("prefer", "respond-async")
+            .header(HEADER_CALLER, "taskz")
+            .body(Body::from("x"))
+            .unwrap()
+    };
+    let (status, headers, _) = send(&state, async_post()).await;
+    assert_eq!(status, 202);
+    assert_eq!(headers["preference-applied"], "respond-async");
+    let (status, headers, body) = send(&state, async_post()).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(headers["retry-after"], "1");
+    assert!(
+        body.contains("queue of asynchronous calls is full"),
+        "{body}"
+    );
+    let metrics = state.metrics.encode();
+    assert!(
+        metrics.contains(r#"fusionizer_async_calls_total{result="rejected"} 1"#),
+        "{metrics}"
+    );
+    // The accepted call keeps serve's in-flight count up, so a shutdown drain waits for it.
+    assert_eq!(state.inflight.count(), 1);
+}
+
+#[tokio::test]
+async fn an_async_call_is_recorded_as_async_when_it_ran() {
+    let state = state("echo", None);
+    let request = axum::http::Request::post("/taskb")
+        .header("prefer", "respond-async")
+        .header(HEADER_CALLER, "taska")
+        .body(Body::from("x"))
+        .unwrap();
+    let (status, _, _) = send(&state, request).await;
+    assert_eq!(status, 202);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let edge = loop {
+        let doc = state.traces.document();
+        if let Some(edge) = doc
+            .edges
+            .into_iter()
+            .find(|e| e.via == crate::traces::Via::Proxy)
+        {
+            break edge;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the async call was never recorded"
+        );
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(edge.mode, crate::traces::Mode::Async);
+    assert_eq!((edge.count, edge.errors), (1, 0));
+    assert_eq!(state.background.queued(), 0);
 }

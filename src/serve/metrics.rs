@@ -31,6 +31,13 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransitionLabels {
+    result: String,
+    /// Who chose the grouping: `static` (the phases), `feedback` or `command` (an optimizer).
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TriggerLabels {
     function: String,
     trigger: String,
@@ -52,12 +59,16 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: HistogramFamily<RequestLabels>,
     calls: Family<CallLabels, Counter>,
-    transitions: Family<ResultLabels, Counter>,
-    transition_duration: HistogramFamily<ResultLabels>,
+    transitions: Family<TransitionLabels, Counter>,
+    transition_duration: HistogramFamily<TransitionLabels>,
     worker_restarts: Counter,
     worker_restarts_seen: AtomicU64,
     trigger_events: Family<TriggerLabels, Counter>,
     trigger_events_seen: Mutex<HashMap<TriggerLabels, u64>>,
+    async_calls: Family<ResultLabels, Counter>,
+    trace_records_skipped: Counter,
+    trace_dropped: Counter,
+    trace_dropped_seen: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -88,13 +99,14 @@ impl Metrics {
             "Task-to-task calls: in-process (fused) or proxied",
             calls.clone(),
         );
-        let transitions = Family::<ResultLabels, Counter>::default();
+        let transitions = Family::<TransitionLabels, Counter>::default();
         registry.register(
             "transitions",
-            "Regroupings (phase transitions and reloads), by result",
+            "Regroupings (phase transitions, optimizer regroups, uploads and reloads), by result \
+             and by who chose the grouping (static, feedback or command)",
             transitions.clone(),
         );
-        let transition_duration: HistogramFamily<ResultLabels> =
+        let transition_duration: HistogramFamily<TransitionLabels> =
             Family::new_with_constructor(latency_histogram as fn() -> Histogram);
         registry.register(
             "transition_duration_seconds",
@@ -113,7 +125,30 @@ impl Metrics {
             "Events the platform's own triggers fired (local cron), by function, trigger, kind and result",
             trigger_events.clone(),
         );
+        let async_calls = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "async_calls",
+            "Asynchronous calls (Prefer: respond-async): accepted, rejected (queue full, 503), \
+             then ok or failed when they ran",
+            async_calls.clone(),
+        );
+        let trace_records_skipped = Counter::default();
+        registry.register(
+            "trace_records_skipped",
+            "In-process call records a function reported but that were not itemised or not readable",
+            trace_records_skipped.clone(),
+        );
+        let trace_dropped = Counter::default();
+        registry.register(
+            "trace_dropped",
+            "Calls and invocations not aggregated because their edge or task was past [serve] trace-edges",
+            trace_dropped.clone(),
+        );
         Metrics {
+            async_calls,
+            trace_records_skipped,
+            trace_dropped,
+            trace_dropped_seen: AtomicU64::new(0),
             registry,
             requests,
             latency,
@@ -158,9 +193,12 @@ impl Metrics {
         }
     }
 
-    pub fn transition(&self, ok: bool, elapsed: Duration) {
-        let labels = ResultLabels {
+    /// Records one regroup; `reason` says who chose the grouping it applied
+    /// ([`super::routes::Source::word`]).
+    pub fn transition(&self, ok: bool, reason: &str, elapsed: Duration) {
+        let labels = TransitionLabels {
             result: if ok { "ok" } else { "failed" }.to_string(),
+            reason: reason.to_string(),
         };
         self.transitions.get_or_create(&labels).inc();
         self.transition_duration
@@ -195,6 +233,41 @@ impl Metrics {
         }
     }
 
+    /// Counts an asynchronous call by `result`: `accepted`, `rejected`, `ok` or `failed`.
+    pub fn async_call(&self, result: &str) {
+        self.async_calls
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts trace records a function reported that could not be recorded one by one.
+    pub fn trace_records_skipped(&self, n: u64) {
+        self.trace_records_skipped.inc_by(n);
+    }
+
+    /// Brings the dropped-trace counter up to the recorder's running total.
+    pub fn trace_dropped_total(&self, total: u64) {
+        let seen = self.trace_dropped_seen.fetch_max(total, Ordering::SeqCst);
+        if total > seen {
+            self.trace_dropped.inc_by(total - seen);
+        }
+    }
+
+    /// The exposition with the per-edge metrics of the trace document `doc` added:
+    /// `fusionizer_edge_calls_total`, `fusionizer_edge_errors_total`,
+    /// `fusionizer_edge_bytes_total` and `fusionizer_edge_duration_seconds` (p50 and p99, as
+    /// a summary's quantiles), each labelled by `caller`, `callee`, `mode` and `via`.
+    pub fn encode_with(&self, doc: &crate::traces::TraceDoc) -> String {
+        let mut out = self.encode();
+        let eof = out.rfind("# EOF").unwrap_or(out.len());
+        out.truncate(eof);
+        out.push_str(&edge_metrics(doc));
+        out.push_str("# EOF\n");
+        out
+    }
+
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -203,10 +276,92 @@ impl Metrics {
     }
 }
 
+/// Label values escaped for the text format (task names never need it; kept exact anyway).
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Reads one counter of an edge.
+type EdgeValue = fn(&crate::traces::Edge) -> u64;
+
+/// The per-edge families of [`Metrics::encode_with`].
+fn edge_metrics(doc: &crate::traces::TraceDoc) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let labels: Vec<String> = doc
+        .edges
+        .iter()
+        .map(|e| {
+            format!(
+                "caller=\"{}\",callee=\"{}\",mode=\"{}\",via=\"{}\"",
+                label(&e.caller),
+                label(&e.callee),
+                e.mode,
+                e.via
+            )
+        })
+        .collect();
+    let counters: [(&str, &str, EdgeValue); 3] = [
+        ("edge_calls", "Task-to-task calls observed, per edge", |e| {
+            e.count
+        }),
+        (
+            "edge_errors",
+            "Calls per edge that failed (status >= 500 or transport)",
+            |e| e.errors,
+        ),
+        (
+            "edge_bytes",
+            "Request plus response body bytes, per edge",
+            |e| e.bytes,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(out, "# HELP fusionizer_{name} {help}.");
+        let _ = writeln!(out, "# TYPE fusionizer_{name} counter");
+        for (edge, labels) in doc.edges.iter().zip(&labels) {
+            let _ = writeln!(out, "fusionizer_{name}_total{{{labels}}} {}", value(edge));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP fusionizer_edge_duration_seconds Call duration per edge, from the trace sketch."
+    );
+    let _ = writeln!(out, "# TYPE fusionizer_edge_duration_seconds summary");
+    for (edge, labels) in doc.edges.iter().zip(&labels) {
+        for (q, ms) in [("0.5", edge.p50_ms), ("0.99", edge.p99_ms)] {
+            let _ = writeln!(
+                out,
+                "fusionizer_edge_duration_seconds{{{labels},quantile=\"{q}\"}} {}",
+                ms / 1000.0
+            );
+        }
+        let _ = writeln!(
+            out,
+            "fusionizer_edge_duration_seconds_count{{{labels}}} {}",
+            edge.count
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::platform::TriggerEvents;
+
+    #[test]
+    fn dropped_traces_follow_the_recorders_running_total() {
+        let metrics = Metrics::new();
+        metrics.trace_dropped_total(3);
+        metrics.trace_dropped_total(3);
+        metrics.trace_dropped_total(5);
+        let text = metrics.encode();
+        assert!(text.contains("fusionizer_trace_dropped_total 5"), "{text}");
+    }
 
     #[test]
     fn trigger_events_follow_the_platforms_running_totals() {

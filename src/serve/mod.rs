@@ -16,10 +16,15 @@
 //! then is logged). Then it stops listening, stops the workers, removes its socket directories
 //! and exits 0.
 
+pub mod background;
+mod dashboard;
 pub mod http;
 pub mod metrics;
+pub mod optimizer;
 pub mod routes;
 pub mod runner;
+pub mod state;
+pub mod traces;
 pub mod uploads;
 
 use std::net::SocketAddr;
@@ -32,10 +37,12 @@ use crate::config::{Config, Workspace};
 use crate::error::{Error, ExitCode, Result};
 use crate::platform::{HostOptions, Platform, PlatformError};
 use crate::schedule::Selection;
+use crate::ui::report::{self, Event, Tone};
 use crate::ui::Ui;
 
 use self::http::AppState;
 use self::metrics::Metrics;
+use self::optimizer::OptimizerLoop;
 use self::routes::Routes;
 use self::runner::Runner;
 
@@ -201,6 +208,18 @@ async fn serve(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCod
     let mut signals = Signals::install()?;
     let config = workspace.config.clone();
     let (start, upcoming) = schedule(&config, &args)?;
+    // With an optimizer only it regroups after the start phase (docs/optimizers.md, "Phases and
+    // optimizers"); `--no-schedule` stops both.
+    let optimizer = if args.no_schedule {
+        None
+    } else {
+        self::optimizer::configured(&config)
+    };
+    let upcoming = if optimizer.is_some() {
+        Vec::new()
+    } else {
+        upcoming
+    };
     let bound = bind(&config, &args).await?;
     // Phase offsets count from here, the moment serve starts (not from when the first deploy
     // finished).
@@ -209,6 +228,7 @@ async fn serve(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCod
     let state = Arc::new(AppState {
         routes: Routes::default(),
         metrics: Metrics::new(),
+        board: self::state::Board::default(),
         ready: AtomicBool::new(false),
         draining: AtomicBool::new(false),
         inflight: Arc::default(),
@@ -218,6 +238,14 @@ async fn serve(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCod
         max_body: config.serve.max_body_bytes as usize,
         max_upload: config.serve.max_upload_bytes as usize,
         request_timeout: config.serve.request_timeout,
+        traces: Arc::new(self::traces::Recorder::new(
+            config.serve.trace_spans,
+            config.serve.trace_edges,
+        )),
+        background: self::background::Background::new(
+            config.serve.async_queue,
+            self::background::DEFAULT_CONCURRENCY,
+        ),
     });
     let runner = Arc::new(Runner::new(
         workspace,
@@ -225,21 +253,48 @@ async fn serve(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCod
         selection_for(start),
         state.clone(),
     ));
+    state.board.start(self::state::Setup {
+        project: config.project.name.clone(),
+        platform: platform.clone(),
+        started: std::time::SystemTime::now()
+            .checked_sub(origin.elapsed())
+            .unwrap_or(std::time::UNIX_EPOCH),
+        origin: origin.into_std(),
+        phases: config.phases.clone(),
+        start,
+        upcoming: upcoming.clone(),
+        declared: config.tasks.keys().cloned().collect(),
+        // The optimizer that runs (`static` with `--no-schedule`, too).
+        optimizer: optimizer
+            .as_ref()
+            .map_or(self::routes::Source::Static, |o| o.source())
+            .word()
+            .to_string(),
+        // A `feedback` or `command` optimizer's loop posts its own proposals.
+        proposer: optimizer
+            .is_none()
+            .then(|| dashboard::static_proposer(&runner, state.traces.clone())),
+    });
 
-    ui.status(&format!(
-        "Listening on http://{} ({} platform)",
-        bound.local,
-        platform.kind()
-    ));
+    status(
+        ui,
+        "Listening",
+        &format!("on http://{} ({} platform)", bound.local, platform.kind()),
+    );
     let stop_listening = Arc::new(tokio::sync::Notify::new());
     let server = {
         let stop_listening = stop_listening.clone();
-        let app = http::router(state.clone(), runner.clone());
+        let app =
+            http::router(state.clone(), runner.clone()).merge(dashboard::router(state.clone()));
         let listener = bound.listener;
         tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop_listening.notified().await })
-                .await
+            // With the peer's address: `/-/state` needs no token from loopback.
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stop_listening.notified().await })
+            .await
         })
     };
     let server = Server {
@@ -251,7 +306,7 @@ async fn serve(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCod
         Some(i) => format!("phase {}", i + 1),
         None => "the initial grouping (every task alone)".to_string(),
     };
-    ui.status(&format!("Deploying {start_name}..."));
+    status(ui, "Deploying", &start_name);
     // The start is cancelled by a shutdown: the regroup is dropped halfway, and the workers it
     // started stop with it (see `platform::local::pool::Pool`'s `Drop`).
     let started = tokio::select! {
@@ -260,14 +315,20 @@ async fn serve(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCod
     };
     let background = match started {
         Some(Ok(())) => {
-            print_start(ui, &state, &upcoming);
-            let background = tokio::spawn(background(
-                runner.clone(),
-                state.clone(),
-                origin,
-                upcoming,
-                args.watch,
-            ));
+            let optimizing = optimizer.map(|optimizer| {
+                OptimizerLoop::new(runner.clone(), state.clone(), optimizer, &config.optimizer)
+            });
+            print_start(ui, &state, &upcoming, optimizing.as_ref());
+            let schedule = background(runner.clone(), state.clone(), origin, upcoming, args.watch);
+            // One task, so that the shutdown's abort stops the optimizer's rounds too.
+            let background = tokio::spawn(async move {
+                match optimizing {
+                    Some(optimizing) => {
+                        tokio::join!(schedule, optimizing.run(origin));
+                    }
+                    None => schedule.await,
+                }
+            });
             signals.recv().await;
             Some(background)
         }
@@ -292,7 +353,7 @@ async fn serve(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCod
         config.serve.shutdown_timeout,
     )
     .await;
-    ui.status("Stopped");
+    status(ui, "Stopped", "fusionizer serve");
     Ok(ExitCode::Success)
 }
 
@@ -332,18 +393,47 @@ async fn shut_down(
 ) {
     state.draining.store(true, Ordering::SeqCst);
     let started = Instant::now();
-    ui.status(&format!(
-        "Shutting down: refusing new client requests, draining {} in flight (up to {})...",
-        state.inflight.count(),
-        humantime::format_duration(timeout)
-    ));
+    let inflight = state.inflight.count();
+    status(
+        ui,
+        "Stopping",
+        &format!(
+            "serve: new client requests get 503; {inflight} in flight (drain up to {})",
+            humantime::format_duration(timeout)
+        ),
+    );
+    if inflight > 0 {
+        report::emit(Event::Begin {
+            id: "shutdown".to_string(),
+            verb: "Draining".to_string(),
+            subject: format!(
+                "{inflight} request(s) in flight (up to {})",
+                humantime::format_duration(timeout)
+            ),
+        });
+    }
     if let Some(background) = background {
         // A regroup in progress is cancelled; what it started stops with it.
         background.abort();
         let _ = background.await;
     }
     let deadline = tokio::time::Instant::now() + timeout;
-    if state.inflight.wait_idle(deadline).await {
+    let drained = state.inflight.wait_idle(deadline).await;
+    if inflight > 0 || !drained {
+        report::emit(Event::End {
+            id: "shutdown".to_string(),
+            verb: if drained { "Drained" } else { "Cut off" }.to_string(),
+            subject: if drained {
+                "the requests in flight".to_string()
+            } else {
+                format!("{} request(s) still in flight", state.inflight.count())
+            },
+            elapsed: Some(started.elapsed()),
+            tone: if drained { Tone::Good } else { Tone::Warn },
+            detail: Vec::new(),
+        });
+    }
+    if drained {
         tracing::info!("shutdown: drained in {:.2?}", started.elapsed());
     } else {
         let table = state.routes.current();
@@ -403,21 +493,60 @@ async fn deploy_start(ui: &Ui, runner: &Runner, state: &AppState, start_name: &s
     Ok(())
 }
 
+/// A one-line status of serve (suppressed by `-q`).
+fn status(ui: &Ui, verb: &str, subject: &str) {
+    if !ui.quiet {
+        report::emit(Event::Status {
+            verb: verb.to_string(),
+            subject: subject.to_string(),
+            tone: Tone::Good,
+        });
+    }
+}
+
 /// The route table and the schedule, once the start phase is up.
-fn print_start(ui: &Ui, state: &AppState, upcoming: &Upcoming) {
-    ui.status("Routes:");
-    ui.status(state.routes.current().render().trim_end());
-    if upcoming.is_empty() {
-        ui.status("Schedule: none (staying in this grouping)");
+fn print_start(ui: &Ui, state: &AppState, upcoming: &Upcoming, optimizing: Option<&OptimizerLoop>) {
+    if ui.quiet {
+        return;
+    }
+    let table = state.routes.current();
+    report::emit(Event::Table {
+        verb: "Routes".to_string(),
+        subject: if table.by_task.is_empty() {
+            "none".to_string()
+        } else {
+            String::new()
+        },
+        rows: if table.by_task.is_empty() {
+            Vec::new()
+        } else {
+            table.rows()
+        },
+    });
+    if let Some(optimizing) = optimizing {
+        status(
+            ui,
+            "Schedule",
+            &format!(
+                "none; {} (later phases are not applied)",
+                optimizing.describe()
+            ),
+        );
+    } else if upcoming.is_empty() {
+        status(ui, "Schedule", "none (staying in this grouping)");
     } else {
-        ui.status("Schedule:");
-        for (delay, i) in upcoming {
-            ui.status(&format!(
-                "  +{:<8} phase {}",
-                humantime::format_duration(*delay).to_string(),
-                i + 1
-            ));
-        }
+        let mut rows = vec![vec!["AFTER".to_string(), "PHASE".to_string()]];
+        rows.extend(upcoming.iter().map(|(delay, i)| {
+            vec![
+                format!("+{}", humantime::format_duration(*delay)),
+                format!("phase {}", i + 1),
+            ]
+        }));
+        report::emit(Event::Table {
+            verb: "Schedule".to_string(),
+            subject: String::new(),
+            rows,
+        });
     }
 }
 
@@ -491,6 +620,12 @@ async fn reload(runner: &Runner) {
     match crate::config::load(&file) {
         Ok(workspace) => {
             tracing::info!("`{}` or a task changed; reloading", file.display());
+            if workspace.config.optimizer != runner.workspace().config.optimizer {
+                tracing::warn!(
+                    "`[optimizer]` changed: serve keeps the optimizer it started with; restart \
+                     serve to apply the change"
+                );
+            }
             runner.set_workspace(workspace);
             let _ = runner.regroup("reload").await;
         }

@@ -80,10 +80,48 @@ impl Drop for InflightGuard {
     }
 }
 
+/// Who chose the grouping serve applies: fusion.toml's phases, or an optimizer
+/// (`[optimizer] kind`, docs/optimizers.md). It labels every regroup (the `reason` of
+/// `fusionizer_transitions`) and shows in `/-/routes`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The `[[phase]]` schedule (or `--phase`): what fusion.toml says.
+    #[default]
+    Static,
+    /// The `feedback` optimizer: `fusionizer optimize`'s algorithm over recent traces.
+    Feedback,
+    /// The `command` optimizer: an external program.
+    Command,
+}
+
+impl Source {
+    /// The word used in logs, metrics and JSON.
+    pub fn word(self) -> &'static str {
+        match self {
+            Source::Static => "static",
+            Source::Feedback => "feedback",
+            Source::Command => "command",
+        }
+    }
+}
+
+/// Where the grouping behind a route table came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub source: Source,
+    /// The 1-based phase, when the grouping is a phase's.
+    pub phase: Option<usize>,
+    /// When an optimizer chose it (RFC 3339, UTC).
+    pub chosen_at: Option<String>,
+}
+
 /// Task → function, and the functions by name.
 #[derive(Default)]
 pub struct RouteTable {
     pub by_task: BTreeMap<String, Arc<FunctionRoute>>,
+    /// Who chose the grouping these routes serve.
+    pub origin: Origin,
 }
 
 impl RouteTable {
@@ -133,6 +171,33 @@ impl RouteTable {
         out
     }
 
+    /// The table as rows (`ROUTE`, `FUNCTION`, `WITH` header first), for the progress output.
+    pub fn rows(&self) -> Vec<Vec<String>> {
+        let mut rows = vec![vec![
+            "ROUTE".to_string(),
+            "FUNCTION".to_string(),
+            "WITH".to_string(),
+        ]];
+        for (task, f) in &self.by_task {
+            let others: Vec<&str> = f
+                .tasks
+                .iter()
+                .filter(|t| *t != task)
+                .map(String::as_str)
+                .collect();
+            rows.push(vec![
+                format!("/{task}"),
+                f.name.clone(),
+                if others.is_empty() {
+                    "-".to_string()
+                } else {
+                    others.join(",")
+                },
+            ]);
+        }
+        rows
+    }
+
     /// The JSON served at `/-/routes`.
     pub fn to_json(&self) -> serde_json::Value {
         let routes: serde_json::Map<String, serde_json::Value> = self
@@ -151,7 +216,15 @@ impl RouteTable {
                 )
             })
             .collect();
-        serde_json::json!({ "routes": routes })
+        let origin = &self.origin;
+        serde_json::json!({
+            "routes": routes,
+            "grouping": {
+                "source": origin.source.word(),
+                "phase": origin.phase,
+                "chosen_at": origin.chosen_at,
+            },
+        })
     }
 }
 

@@ -5,6 +5,10 @@
 //! route table in one step, drains the functions that lost their routes (bounded) and only then
 //! deletes them. A task whose new home failed keeps its old one; a failed regroup leaves the
 //! routes as they were and is retried.
+//!
+//! The grouping comes from the phase in force, or, once an optimizer chose one
+//! ([`Runner::choose`], `serve::optimizer`), from that explicit grouping laid over the present
+//! tasks; either way it goes through the same regroup.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -15,17 +19,23 @@ use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::http::StatusCode;
 
+mod grouping;
+
+pub use self::grouping::Chosen;
 use super::http::{AppState, Control, ControlError};
 use super::routes::{FunctionRoute, RouteTable};
+use super::state::{Failure, Move, Transition};
 use super::uploads::{UploadError, UploadStore};
-use crate::apply::{ApplyHooks, ApplyObserver, ApplyOptions, ApplyReport, ChangeResult, Outcome};
+use crate::apply::progress::Progress;
+use crate::apply::{ApplyHooks, ApplyOptions, ApplyReport, Outcome};
 use crate::config::{TaskSource, TaskSpec, Workspace};
 use crate::error::Error;
 use crate::fuse::Artifact;
-use crate::plan::{Action, Change};
+use crate::plan::Action;
 use crate::platform::{FunctionState, LiveFunction, Platform};
 use crate::schedule::Selection;
-use crate::workspace::{fuse_selection_over, observe};
+use crate::ui::report::{self, Event, Tone};
+use crate::workspace::{fuse_grouping_over, fuse_selection_over, observe};
 
 /// How many functions a regroup deploys at once.
 const PARALLELISM: usize = 4;
@@ -35,8 +45,10 @@ pub struct Runner {
     workspace: Mutex<Workspace>,
     platform: Arc<dyn Platform>,
     uploads: UploadStore,
-    /// The phase currently in force (what regroups and reloads apply).
+    /// The phase currently in force (what regroups and reloads apply) …
     selection: Mutex<Selection>,
+    /// … unless an optimizer chose a grouping, which then applies instead.
+    chosen: Mutex<Option<Chosen>>,
     /// One regroup at a time.
     regroup_lock: tokio::sync::Mutex<()>,
     /// Set when the last regroup failed, so the ticker retries it.
@@ -81,6 +93,7 @@ impl Runner {
             workspace: Mutex::new(workspace),
             platform,
             selection: Mutex::new(selection),
+            chosen: Mutex::new(None),
             regroup_lock: tokio::sync::Mutex::new(()),
             failed: std::sync::atomic::AtomicBool::new(false),
             state,
@@ -146,11 +159,18 @@ impl Runner {
         specs
     }
 
-    /// The artifacts of the current phase over the present tasks.
+    /// The artifacts of the current phase (or the chosen grouping) over the present tasks.
     fn desired(&self) -> Result<Vec<Artifact>, Error> {
         let workspace = self.workspace();
         let specs = self.present_specs(&workspace);
-        fuse_selection_over(&workspace, &specs, self.selection())
+        match self.chosen() {
+            Some(chosen) => {
+                let present = specs.keys().cloned().collect();
+                let grouping = crate::schedule::over_present(&chosen.grouping, &present);
+                fuse_grouping_over(&workspace, &specs, &grouping)
+            }
+            None => fuse_selection_over(&workspace, &specs, self.selection()),
+        }
     }
 
     /// Applies the current phase: deploy, switch routes, drain, delete.
@@ -186,11 +206,20 @@ impl Runner {
     fn record(&self, why: &str, started: Instant, result: &Result<RegroupReport, Error>) {
         let ok = matches!(result, Ok(report) if report.failed.is_empty());
         self.failed.store(!ok, Ordering::SeqCst);
-        self.state.metrics.transition(ok, started.elapsed());
+        let origin = self.origin();
+        self.state
+            .metrics
+            .transition(ok, origin.source.word(), started.elapsed());
         match result {
             Ok(report) => log_report(why, report),
             Err(err) => tracing::error!("{why}: regroup failed, routes unchanged: {err}"),
         }
+        if ok {
+            self.note_live_grouping(&origin);
+        }
+        let phase = origin.phase.map(|n| n - 1);
+        let transition = transition_of(why, started, ok, phase, result);
+        self.state.board.transition(phase, transition);
     }
 
     /// Changes the stored uploads and deploys the change as one unit: under the regroup lock
@@ -261,12 +290,14 @@ impl Runner {
         let observed = observe(self.platform.as_ref(), &project, &artifacts).await?;
         let plan = crate::plan::compute(&project, &artifacts, &observed.owned, &observed.unowned)?;
         if plan.has_changes() {
-            tracing::info!(
-                "{why}: {}",
-                crate::plan::render::footer(&plan.summary).trim_end()
-            );
+            report::emit(Event::Status {
+                verb: "Planned".to_string(),
+                subject: format!("{} ({why})", crate::plan::render::counts(&plan.summary)),
+                tone: Tone::Info,
+            });
         }
         let hooks = SwitchRoutes {
+            why,
             runner: self,
             artifacts: &artifacts,
             project: &project,
@@ -276,7 +307,7 @@ impl Runner {
         };
         let options = ApplyOptions {
             parallelism: PARALLELISM,
-            observer: &LogObserver,
+            observer: &Progress,
             hooks: &hooks,
         };
         // Boxed as `dyn Future + Send` so the compiler checks `Send` here, where the lifetimes
@@ -321,7 +352,10 @@ impl Runner {
     async fn build_table(&self, artifacts: &[Artifact], live: &[LiveFunction]) -> RouteTable {
         let current = self.state.routes.current();
         let current_functions = current.functions();
-        let mut table = RouteTable::default();
+        let mut table = RouteTable {
+            origin: self.origin(),
+            ..RouteTable::default()
+        };
         let ready: Vec<&LiveFunction> = live
             .iter()
             .filter(|f| f.state == FunctionState::Ready)
@@ -429,6 +463,8 @@ impl Runner {
 /// The apply engine's hook for serve: once every new function is ready, switch the routes in
 /// one swap, then drain the functions that lost their routes before the engine deletes them.
 struct SwitchRoutes<'a> {
+    /// Why this regroup runs (`phase 2`), for the progress line.
+    why: &'a str,
     runner: &'a Runner,
     artifacts: &'a [Artifact],
     project: &'a str,
@@ -466,13 +502,47 @@ impl ApplyHooks for SwitchRoutes<'_> {
                     moved.insert(task.clone(), (before, f.name.clone()));
                 }
             }
+            if !moved.is_empty() {
+                report::emit(switched_event(self.why, &moved, self.started.elapsed()));
+            }
         }
         let still_routed = new.functions();
         for (name, route) in old.functions() {
             if still_routed.contains_key(&name) {
                 continue;
             }
-            if !route.drain(runner.drain_timeout).await {
+            let inflight = route.inflight();
+            let id = format!("drain:{name}");
+            if inflight > 0 {
+                report::emit(Event::Begin {
+                    id: id.clone(),
+                    verb: "Draining".to_string(),
+                    subject: format!("{name} ({inflight} in flight)"),
+                });
+            }
+            let started = Instant::now();
+            let drained = route.drain(runner.drain_timeout).await;
+            if inflight > 0 && drained {
+                report::emit(Event::End {
+                    id,
+                    verb: "Drained".to_string(),
+                    subject: name.clone(),
+                    elapsed: Some(started.elapsed()),
+                    tone: Tone::Good,
+                    detail: Vec::new(),
+                });
+            } else if !drained {
+                report::emit(Event::End {
+                    id,
+                    verb: "Cut off".to_string(),
+                    subject: format!(
+                        "{name}: the drain timed out with {} request(s) in flight",
+                        route.inflight()
+                    ),
+                    elapsed: None,
+                    tone: Tone::Warn,
+                    detail: Vec::new(),
+                });
                 tracing::warn!(
                     function = %name,
                     "drain timed out with {} request(s) in flight",
@@ -484,38 +554,46 @@ impl ApplyHooks for SwitchRoutes<'_> {
     }
 }
 
-/// Logs each deploy and delete of a regroup.
-struct LogObserver;
-
-impl ApplyObserver for LogObserver {
-    fn started(&self, change: &Change) {
-        tracing::info!(function = %change.function, "{}: {}", change.action.word(), change.reason);
-    }
-
-    fn step(&self, change: &Change, message: &str) {
-        tracing::info!(function = %change.function, "{message}");
-    }
-
-    fn finished(&self, result: &ChangeResult) {
-        let name = &result.change.function;
-        match &result.outcome {
-            Outcome::Applied => tracing::info!(
-                function = %name,
-                "{} in {:.1?}",
-                match result.change.action {
-                    Action::Delete => "deleted",
-                    _ => "ready",
-                },
-                result.elapsed
-            ),
-            Outcome::Failed(why) => tracing::error!(function = %name, "failed: {why}"),
-            Outcome::NotAttempted(_) => {}
-        }
-    }
-}
-
 fn is_same(artifact: &Artifact, live: &LiveFunction) -> bool {
     artifact.name == live.name && live.digest() == Some(artifact.digest.as_str())
+}
+
+/// One regroup as `/-/state` lists it.
+fn transition_of(
+    why: &str,
+    started: Instant,
+    ok: bool,
+    phase: Option<usize>,
+    result: &Result<RegroupReport, Error>,
+) -> Transition {
+    let mut transition = Transition::finished(why, started, ok);
+    transition.phase = phase.map(|i| i + 1);
+    match result {
+        Ok(report) => {
+            transition = transition.switched_after(report.elapsed);
+            transition.moved = report
+                .moved
+                .iter()
+                .map(|(task, (from, to))| Move {
+                    task: task.clone(),
+                    from: from.clone(),
+                    to: to.clone(),
+                })
+                .collect();
+            transition.deployed.clone_from(&report.deployed);
+            transition.deleted.clone_from(&report.deleted);
+            transition.failed = report
+                .failed
+                .iter()
+                .map(|(function, error)| Failure {
+                    function: function.clone(),
+                    error: error.clone(),
+                })
+                .collect();
+        }
+        Err(err) => transition.error = Some(err.to_string()),
+    }
+    transition
 }
 
 fn log_report(why: &str, report: &RegroupReport) {
@@ -532,6 +610,33 @@ fn log_report(why: &str, report: &RegroupReport) {
         report.deleted.len(),
         report.failed.len()
     );
+}
+
+/// The route switch as a progress line: `Switched 2 routes in 128ms (phase 2)`, then each task
+/// that moved from one function to another (`taska: quickstart-taska → quickstart-taska-taskb`).
+fn switched_event(
+    why: &str,
+    moved: &BTreeMap<String, (Option<String>, String)>,
+    elapsed: Duration,
+) -> Event {
+    let n = moved.len();
+    Event::End {
+        id: format!("switch:{why}"),
+        verb: "Switched".to_string(),
+        subject: format!(
+            "{n} route{} in {} ({why})",
+            crate::ui::plural(n),
+            report::duration(elapsed)
+        ),
+        elapsed: None,
+        tone: Tone::Good,
+        detail: moved
+            .iter()
+            .filter_map(|(task, (from, to))| {
+                from.as_ref().map(|from| format!("{task}: {from} → {to}"))
+            })
+            .collect(),
+    }
 }
 
 /// The answer while another apply holds the platform's lock.

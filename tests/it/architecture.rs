@@ -21,6 +21,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("schedule", 4),
     ("fuse", 5),
     ("platform", 6),
+    ("optimize", 6),
     ("plan", 7),
     ("workspace", 8),
     ("apply", 9),

@@ -330,4 +330,9 @@ fn the_documented_example_config_parses() {
     let config = fusionizer::config::parse(&path, &text).unwrap();
     assert_eq!(config.tasks.len(), 3);
     assert_eq!(config.phases.len(), 2);
+    assert_eq!(
+        config.optimizer,
+        fusionizer::config::OptimizerConfig::default()
+    );
+    assert_eq!(config.overrides.len(), 1);
 }

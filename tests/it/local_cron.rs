@@ -32,6 +32,8 @@ fn config(root: &Path) -> Config {
         phases: Vec::new(),
         serve: ServeConfig::default(),
         nuctl: NuctlConfig::default(),
+        optimizer: fusionizer::config::OptimizerConfig::default(),
+        overrides: Vec::new(),
     }
 }
 

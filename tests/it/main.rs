@@ -4,10 +4,13 @@
 mod architecture;
 mod build;
 mod contract;
+mod dashboard;
 mod local;
 mod local_cron;
 mod nuctl;
 mod nuctl_cli;
+mod optimize;
+mod optimizers;
 mod plan;
 mod plan_destroy;
 mod reliability;
@@ -15,3 +18,5 @@ mod serve;
 mod soak;
 #[path = "../support/mod.rs"]
 mod support;
+mod terminal;
+mod traces;

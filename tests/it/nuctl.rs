@@ -73,6 +73,8 @@ impl Fake {
                 platform: Some("local".into()),
                 ..NuctlConfig::default()
             },
+            optimizer: fusionizer::config::OptimizerConfig::default(),
+            overrides: Vec::new(),
         }
     }
 

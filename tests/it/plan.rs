@@ -14,9 +14,16 @@ fn plan_schema() -> Value {
 
 /// Validates `value` against `schema` (the JSON Schema subset `docs/plan-schema.json` uses:
 /// `$ref` into `#/$defs`, `type`, `const`, `enum`, `required`, `properties`,
-/// `additionalProperties: false`, `items`, `minimum`). Any other keyword is a test failure, so
-/// the schema cannot silently outgrow the validator.
-fn validate(root: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
+/// `additionalProperties: false`, `items`, `minimum`, `maximum`, `minItems`, `oneOf`; the last
+/// three for the optimizer's schemas). Any other keyword is a test failure, so the schema cannot
+/// silently outgrow the validator.
+pub(crate) fn validate(
+    root: &Value,
+    schema: &Value,
+    value: &Value,
+    at: &str,
+    errors: &mut Vec<String>,
+) {
     let Some(schema) = schema.as_object() else {
         errors.push(format!("{at}: schema is not an object"));
         return;
@@ -59,6 +66,36 @@ fn validate(root: &Value, schema: &Value, value: &Value, at: &str, errors: &mut 
             "enum" => {
                 if !rule.as_array().unwrap().contains(value) {
                     errors.push(format!("{at}: {value} is not one of {rule}"));
+                }
+            }
+            "maximum" => {
+                if value.as_f64().is_some_and(|v| v > rule.as_f64().unwrap()) {
+                    errors.push(format!("{at}: {value} is above {rule}"));
+                }
+            }
+            "minItems" => {
+                if value
+                    .as_array()
+                    .is_some_and(|a| (a.len() as u64) < rule.as_u64().unwrap())
+                {
+                    errors.push(format!("{at}: fewer than {rule} items"));
+                }
+            }
+            "oneOf" => {
+                let matching = rule
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|branch| {
+                        let mut branch_errors = Vec::new();
+                        validate(root, branch, value, at, &mut branch_errors);
+                        branch_errors.is_empty()
+                    })
+                    .count();
+                if matching != 1 {
+                    errors.push(format!(
+                        "{at}: matches {matching} of the `oneOf` branches, not 1"
+                    ));
                 }
             }
             "minimum" => {
@@ -280,13 +317,17 @@ fn walkthrough_first_apply_edit_regroup_converge() {
     s.bind(|| insta::assert_snapshot!("walk_2_apply_creates", stdout(&out)));
     let err = stderr(&out);
     for line in [
-        "Creating quickstart-taska...",
-        "Creating quickstart-taskb...",
-        "quickstart-taska: ready (",
-        "quickstart-taskb: ready (",
+        "    Creating quickstart-taska\n",
+        "    Creating quickstart-taskb\n",
+        "    Deployed quickstart-taska in ",
+        "    Deployed quickstart-taskb in ",
     ] {
         assert!(err.contains(line), "no `{line}` in:\n{err}");
     }
+    assert!(
+        !err.contains('\x1b'),
+        "control codes off a terminal:\n{err}"
+    );
 
     // Converged.
     let out = expect(&env, &["plan", "--detailed-exitcode"], 0);
@@ -332,8 +373,8 @@ fn walkthrough_first_apply_edit_regroup_converge() {
     let out = expect(&env, &["apply", "--phase", "2", "--auto-approve"], 0);
     s.bind(|| insta::assert_snapshot!("walk_6_apply_regroup", stdout(&out)));
     let err = stderr(&out);
-    let ready = err.find("quickstart-taska-taskb: ready (").expect(&err);
-    let deleted = err.find("quickstart-taska: deleted (").expect(&err);
+    let ready = err.find("Deployed quickstart-taska-taskb in ").expect(&err);
+    let deleted = err.find("Deleted quickstart-taska in ").expect(&err);
     assert!(
         ready < deleted,
         "the new home is ready before the old one goes:\n{err}"
@@ -455,7 +496,7 @@ fn failed_build_keeps_every_task_on_its_old_function_until_fixed() {
         "{err}"
     );
     assert!(
-        err.contains("quickstart-taskb: not deleted: it still serves `taskb`"),
+        err.contains("Skipped delete quickstart-taskb: it still serves `taskb`"),
         "{err}"
     );
     assert_eq!(

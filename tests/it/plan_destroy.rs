@@ -126,7 +126,10 @@ fn plan_destroy_then_destroy_removes_every_owned_function_and_nothing_else() {
         "{text}"
     );
     let err = stderr(&out);
-    for line in ["quickstart-taska: deleted (", "quickstart-taskb: deleted ("] {
+    for line in [
+        "Deleted quickstart-taska in ",
+        "Deleted quickstart-taskb in ",
+    ] {
         assert!(err.contains(line), "no `{line}` in:\n{err}");
     }
     assert!(live(&env).is_empty());

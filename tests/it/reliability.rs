@@ -358,7 +358,7 @@ fn shutdown_lets_in_flight_requests_finish_their_calls_between_functions() {
     let serve = Arc::new(Serve::start(&env, &[]));
     let (request, go) = gated_request(&serve, &env);
     serve.signal("TERM");
-    serve.wait_for_log("Shutting down", Duration::from_secs(30));
+    serve.wait_for_log("Stopping serve", Duration::from_secs(30));
     // A new client request is refused while the drain goes on.
     let refused = client()
         .post(serve.url("/taskb"))

@@ -340,8 +340,13 @@ fn regroup_with_crashes(size: &Size, problems: &mut Problems) -> Row {
                 let workers = workers_of(&prefix[..prefix.len() - 1]);
                 let now: std::collections::BTreeSet<String> =
                     workers.iter().map(|(_, args)| function(args)).collect();
-                if let Some(new) = now.iter().find(|f| !known.contains(*f)) {
-                    if let Some((pid, _)) = workers.iter().find(|(_, args)| function(args) != *new)
+                // Only a function seen before this switch is serving: a switch may start more
+                // than one new function, and killing one of those before it is ready fails the
+                // deploy (which is right, but not what this scenario injects).
+                if now.iter().any(|f| !known.contains(f)) {
+                    if let Some((pid, _)) = workers
+                        .iter()
+                        .find(|(_, args)| known.contains(&function(args)))
                     {
                         let _ = Command::new("kill")
                             .args(["-KILL", &pid.to_string()])
@@ -573,7 +578,8 @@ fn uploads_and_deletes(size: &Size, rng: &mut Rng, problems: &mut Problems) -> R
         format!("uploads: after a restart serves {served:?}, stores {stored:?}, expected {state:?}")
     });
     let log = serve.log();
-    let clean = log.contains("0 deployed, 0 deleted, 0 failed");
+    // serve shows a `Planned …` line only for a plan with changes.
+    let clean = !log.contains(" Planned ");
     problems.check(clean, || {
         format!("uploads: the restart changed functions\n{log}")
     });

@@ -18,6 +18,9 @@ const SERVE_KEYS: &[&str] = &[
     "shutdown-timeout",
     "max-upload-size",
     "max-unpacked-size",
+    "trace-spans",
+    "trace-edges",
+    "async-queue",
 ];
 const NUCTL_KEYS: &[&str] = &[
     "binary",
@@ -102,6 +105,17 @@ impl Checker<'_> {
         if let Some(value) = table.get("shutdown-timeout") {
             if let Some(duration) = self.duration(value, "serve.shutdown-timeout") {
                 serve.shutdown_timeout = duration;
+            }
+        }
+        for (key, slot, min) in [
+            ("trace-spans", &mut serve.trace_spans, 0),
+            ("trace-edges", &mut serve.trace_edges, 1),
+            ("async-queue", &mut serve.async_queue, 1),
+        ] {
+            if let Some(value) = table.get(key) {
+                if let Some(n) = self.count(value, &format!("serve.{key}"), min, 1 << 20) {
+                    *slot = usize::try_from(n).unwrap_or(usize::MAX);
+                }
             }
         }
         serve

@@ -44,7 +44,7 @@ use crate::config::Config;
 use crate::fuse::Artifact;
 use crate::platform::{
     DeployProgress, HostOptions, InvokeError, InvokeRequest, InvokeResponse, Invoker, LiveFunction,
-    NoProgress, Platform, PlatformError, TriggerEvents,
+    NoProgress, Platform, PlatformError, TriggerEvents, WorkerInfo,
 };
 
 /// How long `shutdown` lets in-flight requests finish before workers get `Q`.
@@ -403,7 +403,7 @@ impl Platform for LocalPlatform {
                 return Err(e);
             }
         };
-        progress.step(name, "ready");
+        progress.step(name, "workers ready; installing the version");
         let slot = inner.slot(name);
         let _guard = slot.lifecycle.lock().await;
         if let Err(e) = inner.state.install(&staged, &record) {
@@ -493,6 +493,11 @@ impl Platform for LocalPlatform {
 
     fn trigger_events(&self) -> Vec<TriggerEvents> {
         self.inner.crons.fired()
+    }
+
+    fn workers(&self, function: &str) -> Option<Vec<WorkerInfo>> {
+        let pool = self.inner.slot_if_any(function)?.pool()?;
+        Some(pool.worker_states())
     }
 
     async fn shutdown(&self) {

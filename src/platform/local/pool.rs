@@ -27,7 +27,9 @@ use super::protocol;
 pub use super::shared::PoolSpec;
 use super::shared::{Answer, Conn, Shared};
 use super::worker::supervise;
-use crate::platform::{InvokeError, InvokeRequest, InvokeResponse, PlatformError};
+use crate::platform::{
+    InvokeError, InvokeRequest, InvokeResponse, PlatformError, WorkerInfo, WorkerState,
+};
 
 /// Why [`Pool::invoke`] did not answer.
 #[derive(Debug)]
@@ -130,6 +132,32 @@ impl Pool {
     /// Process ids of the workers currently running (by worker index).
     pub fn worker_pids(&self) -> Vec<Option<u32>> {
         self.shared.pids.lock().expect("pids poisoned").clone()
+    }
+
+    /// What each worker is doing, by worker index: a running worker is idle while it is in the
+    /// idle list and busy otherwise; one without a process is starting.
+    pub fn worker_states(&self) -> Vec<WorkerInfo> {
+        let pids = self.worker_pids();
+        let idle: Vec<usize> = self
+            .shared
+            .idle
+            .lock()
+            .expect("idle list poisoned")
+            .iter()
+            .map(|conn| conn.index)
+            .collect();
+        pids.into_iter()
+            .enumerate()
+            .map(|(index, pid)| WorkerInfo {
+                index,
+                pid,
+                state: match pid {
+                    None => WorkerState::Starting,
+                    Some(_) if idle.contains(&index) => WorkerState::Idle,
+                    Some(_) => WorkerState::Busy,
+                },
+            })
+            .collect()
     }
 
     /// Runs one request on an idle worker, waiting for one up to the request timeout.

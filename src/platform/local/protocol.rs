@@ -12,6 +12,7 @@
 //! Rust → worker:
 //! - `E` event: `meta_len:u32 BE | meta JSON | body bytes` with meta
 //!   `{"id", "method", "path", "fields", "headers", "content_type", "timestamp", "trigger"}`
+//!   and `"sample_rss": true` when the proxy asked for a peak-RSS sample
 //!   ([`EventMeta`] for requests, [`TriggerEvent`] for cron events, whose header values may be
 //!   any JSON value);
 //! - `Q` quit: the worker takes no more events and exits 0.
@@ -21,8 +22,9 @@
 //!   ([`Ready`]);
 //! - `F` init failed: `{"task", "error"}` ([`InitFailed`]), then the worker exits 1;
 //! - `R` response, exactly one per `E` and in order: `meta_len:u32 BE | meta JSON | body bytes`
-//!   with meta `{"status_code", "content_type", "headers", "task", "calls"}`
-//!   ([`ResponseMeta`]); the body is the raw bytes (no base64);
+//!   with meta `{"status_code", "content_type", "headers", "task", "calls"}`, plus `"trace"`
+//!   (the in-process call records, docs/traces.md) and `"peak_rss"` (bytes) when there is
+//!   something to report ([`ResponseMeta`]); the body is the raw bytes (no base64);
 //! - `L` log line, at any time: `{"task", "level", "message", "with", "stream"}` ([`LogLine`]).
 //!
 //! Encoding builds a whole frame in one buffer so that sending it is a single write; decoding
@@ -141,6 +143,10 @@ pub struct EventMeta<'a> {
     pub content_type: &'a str,
     pub timestamp: u64,
     pub trigger: Trigger<'a>,
+    /// The proxy asked for a peak-RSS sample over this event (header `X-Fusionizer-Sample-Rss`,
+    /// which is not passed on as a header).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sample_rss: bool,
 }
 
 /// Encodes `request` as an `E` frame with event id `id`. The `Task-Name` header is set from
@@ -148,10 +154,15 @@ pub struct EventMeta<'a> {
 pub fn encode_event(request: &InvokeRequest, id: u64, timestamp: u64) -> Vec<u8> {
     let mut headers: BTreeMap<&str, String> = BTreeMap::new();
     let mut content_type = "";
+    let mut sample_rss = false;
     for (name, value) in &request.headers {
         if !request.task.is_empty() && name.eq_ignore_ascii_case(crate::contract::HEADER_TASK_NAME)
         {
             continue; // replaced by the task the request is routed to
+        }
+        if name.eq_ignore_ascii_case(crate::contract::HEADER_SAMPLE_RSS) {
+            sample_rss = true;
+            continue;
         }
         if name.eq_ignore_ascii_case("content-type") {
             content_type = value;
@@ -192,6 +203,7 @@ pub fn encode_event(request: &InvokeRequest, id: u64, timestamp: u64) -> Vec<u8>
             kind: crate::contract::TRIGGER_KIND_HTTP,
             name: crate::contract::DEFAULT_HTTP_TRIGGER,
         },
+        sample_rss,
     };
     let meta = serde_json::to_vec(&meta).expect("event meta always serialises");
     encode_with_meta(KIND_EVENT, &meta, &request.body)
@@ -254,6 +266,12 @@ pub struct ResponseMeta {
     pub task: Option<String>,
     #[serde(default)]
     pub calls: Calls,
+    /// The in-process call records of this event (the `X-Fusionizer-Trace` text).
+    #[serde(default)]
+    pub trace: Option<String>,
+    /// The worker's peak resident set over the event in bytes, when a sample was asked for.
+    #[serde(default)]
+    pub peak_rss: Option<u64>,
 }
 
 /// A decoded `R` frame.
@@ -294,11 +312,30 @@ impl WorkerResponse {
                 self.meta.calls.local.to_string(),
             ));
         }
+        push_trace_headers(&mut headers, self.meta.trace, self.meta.peak_rss);
         InvokeResponse {
             status: self.meta.status_code,
             headers,
             body: self.body,
         }
+    }
+}
+
+/// The trace trailer and the peak-RSS sample as the response headers the proxy records and
+/// strips (the same headers a function on Nuclio sends).
+fn push_trace_headers(
+    headers: &mut Vec<(String, String)>,
+    trace: Option<String>,
+    peak_rss: Option<u64>,
+) {
+    if let Some(trace) = trace.filter(|t| !t.is_empty()) {
+        headers.push((crate::contract::HEADER_TRACE.to_string(), trace));
+    }
+    if let Some(rss) = peak_rss {
+        headers.push((
+            crate::contract::HEADER_PEAK_RSS.to_string(),
+            rss.to_string(),
+        ));
     }
 }
 
@@ -342,9 +379,9 @@ pub fn decode_json<T: serde::de::DeserializeOwned>(
 }
 
 /// The `tracing` target of task log lines (filter with `FUSIONIZER_LOG=fusionizer::task=debug`).
-pub const TASK_LOG_TARGET: &str = "fusionizer::task";
+pub const TASK_LOG_TARGET: &str = crate::ui::report::TASK_TARGET;
 /// The `tracing` target of what workers write to their real stdout/stderr.
-pub const WORKER_LOG_TARGET: &str = "fusionizer::worker";
+pub const WORKER_LOG_TARGET: &str = crate::ui::report::WORKER_TARGET;
 
 /// Emits a worker's `L` frame as a `tracing` event at its level.
 pub fn emit_log(function: &str, line: &LogLine) {
@@ -454,6 +491,43 @@ mod tests {
         assert!(response
             .headers
             .contains(&("Content-Type".into(), "text/plain".into())));
+    }
+
+    #[tokio::test]
+    async fn trace_reports_become_the_headers_the_proxy_strips() {
+        let meta = br#"{"status_code": 200, "trace": "a b s 200 5 7", "peak_rss": 1048576}"#;
+        let frame = encode_with_meta(KIND_RESPONSE, meta, b"");
+        let frame = read_frame(&mut frame.as_slice()).await.unwrap();
+        let response = WorkerResponse::decode(&frame.payload)
+            .unwrap()
+            .into_response();
+        assert!(response
+            .headers
+            .contains(&("X-Fusionizer-Trace".into(), "a b s 200 5 7".into())));
+        assert!(response
+            .headers
+            .contains(&("X-Fusionizer-Peak-Rss".into(), "1048576".into())));
+        // Asking for a sample is a field of the event, not a header the task sees.
+        let request = InvokeRequest {
+            task: "a".into(),
+            method: "POST".into(),
+            path: "/".into(),
+            query: String::new(),
+            headers: vec![(crate::contract::HEADER_SAMPLE_RSS.into(), "1".into())],
+            body: Bytes::new(),
+        };
+        let bytes = encode_event(&request, 1, 0);
+        let frame = read_frame(&mut bytes.as_slice()).await.unwrap();
+        let (meta, _) = split_meta(&frame.payload).unwrap();
+        let meta: serde_json::Value = serde_json::from_slice(meta).unwrap();
+        assert_eq!(meta["sample_rss"], true);
+        assert!(meta["headers"].get("X-Fusionizer-Sample-Rss").is_none());
+        let plain = InvokeRequest {
+            headers: vec![],
+            ..request
+        };
+        let bytes = encode_event(&plain, 1, 0);
+        assert!(!String::from_utf8_lossy(&bytes).contains("sample_rss"));
     }
 
     #[tokio::test]

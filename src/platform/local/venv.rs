@@ -28,6 +28,7 @@ use tokio::sync::OnceCell;
 use crate::contract::{ENV_CACHE_DIR, ENV_PYTHON};
 use crate::platform::{DeployProgress, PlatformError};
 use crate::proc::{Cmd, ProcError};
+use crate::ui::report::{self, Event, Tone};
 
 /// The runtime's own Python requirements, part of every environment's key.
 pub const REQUIREMENTS: &str = include_str!("../../../dispatcher/requirements.txt");
@@ -170,8 +171,32 @@ impl Environments {
         if venv.dir.join(MARKER).is_file() {
             return Ok(venv);
         }
-        self.build(function, &venv, build_commands, workdir, progress)
-            .await?;
+        let id = format!("env:{function}");
+        let subject = format!("env {function} ({})", packages(build_commands));
+        report::emit(Event::Begin {
+            id: id.clone(),
+            verb: "Building".to_string(),
+            subject: subject.clone(),
+        });
+        let started = std::time::Instant::now();
+        let built = self
+            .build(
+                function,
+                &venv,
+                build_commands,
+                workdir,
+                &EnvSteps { id: &id, progress },
+            )
+            .await;
+        report::emit(Event::End {
+            id,
+            verb: if built.is_ok() { "Built" } else { "Failed" }.to_string(),
+            subject,
+            elapsed: Some(started.elapsed()),
+            tone: if built.is_ok() { Tone::Good } else { Tone::Bad },
+            detail: Vec::new(),
+        });
+        built?;
         Ok(venv)
     }
 
@@ -242,6 +267,42 @@ impl Environments {
     }
 }
 
+/// What an environment build installs, for its progress line: `pip: nuclio-sdk, requests`, then
+/// the function's build commands (`pip install numpy`).
+fn packages(build_commands: &[String]) -> String {
+    let pip: Vec<&str> = REQUIREMENTS
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or_default().trim())
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            line.split(|c: char| "<>=!~;[ ".contains(c))
+                .next()
+                .unwrap_or(line)
+        })
+        .collect();
+    let mut text = format!("pip: {}", pip.join(", "));
+    for command in build_commands {
+        text.push_str(&format!("; `{command}`"));
+    }
+    text
+}
+
+/// Forwards a build's steps to the function's progress and to the environment's own spinner.
+struct EnvSteps<'a> {
+    id: &'a str,
+    progress: &'a dyn DeployProgress,
+}
+
+impl DeployProgress for EnvSteps<'_> {
+    fn step(&self, function: &str, message: &str) {
+        self.progress.step(function, "building its environment");
+        report::emit(Event::Step {
+            id: self.id.to_string(),
+            message: message.to_string(),
+        });
+    }
+}
+
 /// A failed build step as a deploy error: the step and its exit status in the message, the
 /// program's output (stdout then stderr) framed in the detail.
 fn deploy_error(function: &str, what: &str, err: ProcError) -> PlatformError {
@@ -271,6 +332,15 @@ fn deploy_error(function: &str, what: &str, err: ProcError) -> PlatformError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_progress_line_names_the_packages_and_build_commands() {
+        assert_eq!(packages(&[]), "pip: nuclio-sdk, requests");
+        assert_eq!(
+            packages(&["pip install numpy".to_string()]),
+            "pip: nuclio-sdk, requests; `pip install numpy`"
+        );
+    }
 
     #[test]
     fn key_depends_on_every_input_and_not_on_how_they_split() {

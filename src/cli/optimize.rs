@@ -1,0 +1,226 @@
+//! `fusionizer optimize`: read traces (from a running serve or a file) and fusion.toml, propose
+//! the next grouping ([`crate::optimize`]), render it, and optionally write it into fusion.toml.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+
+use super::Context;
+use crate::config;
+use crate::error::{Error, ExitCode, Result};
+use crate::http_client::http_client;
+use crate::optimize::edit::{self, format_duration};
+use crate::optimize::render::{self, Report};
+use crate::optimize::{propose, Input, Options};
+use crate::schedule::{self, Selection};
+use crate::traces::{self, TraceDoc};
+use crate::ui::{self, OutputFormat};
+use crate::workspace::runtime;
+
+/// The largest trace document read from serve (its bounds keep it far smaller).
+const MAX_TRACES_BYTES: usize = 64 * 1024 * 1024;
+
+/// Resolved `fusionizer optimize` arguments.
+#[derive(Debug, Clone)]
+pub(super) struct OptimizeArgs {
+    pub(super) from: String,
+    pub(super) min_calls: Option<u64>,
+    pub(super) explain: bool,
+    pub(super) output: OutputFormat,
+    pub(super) after: Option<Duration>,
+    pub(super) write: bool,
+    pub(super) detailed_exitcode: bool,
+    /// `--memory`, with its headroom in percent.
+    pub(super) memory: Option<u32>,
+}
+
+/// `fusionizer optimize`.
+pub(super) fn command(ctx: &Context, args: OptimizeArgs) -> Result<ExitCode> {
+    let workspace = ctx.workspace()?;
+    let config = &workspace.config;
+    let (source, traces) = read_traces(ctx, &args.from)?;
+    let min_calls = args.min_calls.unwrap_or(config.optimizer.min_calls);
+
+    // The grouping in force once the schedule has run: the last phase, or every task alone.
+    let declared: BTreeSet<String> = config.tasks.keys().cloned().collect();
+    let selection = match config.phases.len() {
+        0 => Selection::At(Duration::ZERO),
+        n => Selection::Phase(n),
+    };
+    let current = schedule::grouping(config, selection, &declared)?;
+    let proposal = propose(
+        Input {
+            project: &config.project.name,
+            specs: &workspace.specs,
+            current: &current,
+            traces: &traces,
+        },
+        Options { min_calls },
+    );
+
+    let last = config.phases.last().map(|p| p.after);
+    let after = match args.after {
+        Some(after) if last.is_some_and(|last| after <= last) => {
+            let last = format_duration(last.unwrap_or_default());
+            return Err(Error::usage(format!(
+                "`--after {}` is not after the last [[phase]] (`after = \"{last}\"`)",
+                format_duration(after)
+            ))
+            .with_hint(
+                "phases run in increasing `after` order: pick a later offset, or omit `--after`",
+            ));
+        }
+        Some(after) => after,
+        None => edit::default_after(last),
+    };
+    let memory = args
+        .memory
+        .map(|headroom| edit::memory_limits(&proposal, &traces, headroom));
+
+    let before = std::fs::read_to_string(&config.file).map_err(|e| {
+        Error::failure(format!(
+            "cannot read `{}`: {e}",
+            config::display_path(&config.file)
+        ))
+    })?;
+    let changed = proposal.changed();
+    let memory_changes = memory.as_ref().is_some_and(|m| !m.is_empty());
+    let proposed_text = if changed || memory_changes {
+        let comment = format!(
+            "Proposed by `fusionizer optimize` from the traces of {source} since {}\n\
+             (min-calls {min_calls}; expected gain {:+.0}% of synchronous calls in-process).",
+            traces.started,
+            proposal.gain.expected * 100.0
+        );
+        let memory = memory.as_deref().unwrap_or(&[]);
+        let text = if changed {
+            edit::append_phase(&before, after, &proposal.proposed, &comment, memory)
+        } else {
+            edit::set_memory_limits(&before, memory)
+        }
+        .map_err(|e| {
+            Error::new(
+                ExitCode::Config,
+                format!("`{}`: {e}", config::display_path(&config.file)),
+            )
+        })?;
+        // The edit must leave a valid fusion.toml.
+        config::parse(&config.file, &text).map_err(|d| {
+            Error::failure("the proposed fusion.toml does not validate (a bug)".to_string())
+                .caused_by(
+                    d.0.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+        })?;
+        text
+    } else {
+        before.clone()
+    };
+    let name = config::display_path(&config.file);
+    let diff = edit::unified_diff(name.trim_start_matches("./"), &before, &proposed_text);
+    let has_change = !diff.is_empty();
+    let report = Report::new(
+        &config.project.name,
+        &source,
+        &traces.started,
+        min_calls,
+        proposal,
+        changed.then(|| format_duration(after)),
+        memory,
+        diff,
+    );
+    ui::out(&match args.output {
+        OutputFormat::Text => render::text(&report, args.explain, ctx.ui.color),
+        OutputFormat::Json => render::json(&report),
+        OutputFormat::Markdown => render::markdown(&report),
+    });
+    if args.write && has_change {
+        std::fs::write(&config.file, &proposed_text).map_err(|e| {
+            Error::failure(format!(
+                "cannot write `{}`: {e}",
+                config::display_path(&config.file)
+            ))
+        })?;
+        ctx.ui.status(&format!(
+            "Wrote the proposal into `{}`; review it, then `fusionizer plan`",
+            config::display_path(&config.file)
+        ));
+    } else if args.write {
+        ctx.ui
+            .status("Nothing to write: fusion.toml already describes the proposal");
+    }
+    Ok(if args.detailed_exitcode && has_change {
+        ExitCode::Changes
+    } else {
+        ExitCode::Success
+    })
+}
+
+/// The trace document from `from`: `http://…` fetches `/-/traces` from a running serve (the URL
+/// as given when it already has a path), anything else is a file.
+fn read_traces(ctx: &Context, from: &str) -> Result<(String, TraceDoc)> {
+    if from.starts_with("https://") {
+        return Err(
+            Error::usage(format!("`--from {from}`: HTTPS is not supported")).with_hint(
+                "serve speaks plain HTTP: use `http://HOST:PORT`, or save the traces to a file",
+            ),
+        );
+    }
+    if let Some(rest) = from.strip_prefix("http://") {
+        let url = if rest.contains('/') && !rest.ends_with('/') {
+            from.to_string()
+        } else {
+            format!("{}/-/traces", from.trim_end_matches('/'))
+        };
+        let text = fetch(&url)?;
+        let doc = traces::parse(&text, &url).map_err(|e| Error::failure(e.to_string()))?;
+        return Ok((url, doc));
+    }
+    let path = ctx.resolve(std::path::Path::new(from));
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Error::failure(format!("cannot read traces `{from}`: {e}")).with_hint(
+            "pass a file written by `fusionizer traces export FILE`, or `http://HOST:PORT` of a \
+             running serve",
+        )
+    })?;
+    let doc = traces::parse(&text, from).map_err(|e| Error::failure(e.to_string()))?;
+    Ok((from.to_string(), doc))
+}
+
+fn fetch(url: &str) -> Result<String> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let request = hyper::Request::get(url)
+            .header("Accept", "application/json")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| Error::usage(format!("invalid URL `{url}`: {e}")))?;
+        let response = http_client().request(request).await.map_err(|e| {
+            Error::new(
+                ExitCode::Unavailable,
+                format!(
+                    "could not reach fusionizer serve at `{url}`: {}",
+                    Error::chain(&e)
+                ),
+            )
+            .with_hint("start it with `fusionizer serve`, or pass `--from FILE`")
+        })?;
+        let status = response.status();
+        let body = http_body_util::Limited::new(response.into_body(), MAX_TRACES_BYTES)
+            .collect()
+            .await
+            .map_err(|e| Error::failure(format!("reading `{url}` failed: {e}")))?
+            .to_bytes();
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if !status.is_success() {
+            return Err(Error::failure(format!(
+                "`{url}` answered {status}: {}",
+                text.trim()
+            )));
+        }
+        Ok(text)
+    })
+}
