@@ -45,6 +45,17 @@ pub(crate) fn closest<'a>(
         .map(|(_, candidate)| candidate)
 }
 
+/// The hint for a group member that names no declared task: the likely typo, or where to declare it.
+pub(crate) fn unknown_task_hint<'a>(
+    name: &str,
+    declared: impl IntoIterator<Item = &'a str>,
+) -> String {
+    match closest(name, declared) {
+        Some(close) => format!("did you mean `{close}`?"),
+        None => "declare it under `[tasks]`".to_string(),
+    }
+}
+
 /// What the walk produced: the (possibly partial) config, where each path task's directory is
 /// written, and every problem found.
 pub(crate) struct Parsed {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
-use super::{closest, Checker, Value};
+use super::{unknown_task_hint, Checker, Value};
 use crate::config::{OptimizerConfig, OptimizerKind, Override, TaskDecl};
 
 const OPTIMIZER_KEYS: &[&str] = &[
@@ -335,10 +335,7 @@ impl Checker<'_> {
             };
             let name = name.as_ref();
             if !tasks.contains_key(name) {
-                let hint = match closest(name, tasks.keys().map(String::as_str)) {
-                    Some(close) => format!("did you mean `{close}`?"),
-                    None => "declare it under `[tasks]`".to_string(),
-                };
+                let hint = unknown_task_hint(name, tasks.keys().map(String::as_str));
                 self.error(
                     member.span(),
                     format!("override {number}: unknown task `{name}`"),

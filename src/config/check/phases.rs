@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
-use super::{closest, Checker, Value};
+use super::{unknown_task_hint, Checker, Value};
 use crate::config::{Phase, TaskDecl};
 
 const PHASE_KEYS: &[&str] = &["after", "groups"];
@@ -165,10 +165,7 @@ impl Checker<'_> {
                 };
                 let name = name.as_ref();
                 if !tasks.contains_key(name) {
-                    let hint = match closest(name, tasks.keys().map(String::as_str)) {
-                        Some(close) => format!("did you mean `{close}`?"),
-                        None => "declare it under `[tasks]`".to_string(),
-                    };
+                    let hint = unknown_task_hint(name, tasks.keys().map(String::as_str));
                     self.error(
                         member.span(),
                         format!("phase {number}: unknown task `{name}`"),
