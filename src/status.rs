@@ -160,7 +160,7 @@ pub fn optimizer_note(
     wanted.sort();
     (live == note.groups && live != wanted).then(|| OptimizerNote {
         hint: format!(
-            "`fusionizer optimize --from {}` prints the change to fusion.toml that describes it \
+            "`fusionizer optimize --from {} --live` prints the change to fusion.toml that describes it \
              (`--write` makes it)",
             note.serve_url
         ),
@@ -431,7 +431,7 @@ mod tests {
             text.contains(
                 "warning: fusion.toml no longer describes the live grouping: serve's `feedback` \
                  optimizer regrouped live at 2026-12-06T19:00:00.000Z\n  live:         [taska, taskb]\n  \
-                 fusion.toml:  [taska] [taskb]\nhint: `fusionizer optimize --from http://127.0.0.1:8000`"
+                 fusion.toml:  [taska] [taskb]\nhint: `fusionizer optimize --from http://127.0.0.1:8000 --live`"
             ),
             "{text}"
         );

@@ -205,6 +205,10 @@ pub enum Command {
             requires = "memory"
         )]
         memory_headroom: u32,
+        /// Propose the grouping the running serve has live (from its `/-/routes`), not one from
+        /// the traces: the change that makes fusion.toml describe what an optimizer chose
+        #[arg(long)]
+        live: bool,
     },
     /// Scaffold a fusion.toml and two example tasks that call each other
     Init {

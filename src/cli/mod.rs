@@ -243,6 +243,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             detailed_exitcode,
             memory,
             memory_headroom,
+            live,
         } => optimize::command(
             &ctx,
             optimize::OptimizeArgs {
@@ -260,6 +261,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 write,
                 detailed_exitcode,
                 memory: memory.then_some(memory_headroom),
+                live,
             },
         ),
     }

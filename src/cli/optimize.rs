@@ -34,6 +34,8 @@ pub(super) struct OptimizeArgs {
     pub(super) detailed_exitcode: bool,
     /// `--memory`, with its headroom in percent.
     pub(super) memory: Option<u32>,
+    /// `--live`: propose the grouping serve has live instead of one from the traces.
+    pub(super) live: bool,
 }
 
 /// `fusionizer optimize`.
@@ -59,6 +61,13 @@ pub(super) fn command(ctx: &Context, args: OptimizeArgs) -> Result<ExitCode> {
         },
         Options { min_calls },
     );
+    // `--live`: what an optimizer in serve chose. The edges still explain the traffic, but the
+    // proposal is exactly the live grouping.
+    let proposal = if args.live {
+        proposal.with_proposed(live_grouping(&args.from, &declared)?)
+    } else {
+        proposal
+    };
 
     let last = config.phases.last().map(|p| p.after);
     let after = match args.after {
@@ -88,12 +97,21 @@ pub(super) fn command(ctx: &Context, args: OptimizeArgs) -> Result<ExitCode> {
     let changed = proposal.changed();
     let memory_changes = memory.as_ref().is_some_and(|m| !m.is_empty());
     let proposed_text = if changed || memory_changes {
-        let comment = format!(
-            "Proposed by `fusionizer optimize` from the traces of {source} since {}\n\
-             (min-calls {min_calls}; expected gain {:+.0}% of synchronous calls in-process).",
-            traces.started,
-            proposal.gain.expected * 100.0
-        );
+        let comment = if args.live {
+            format!(
+                "The grouping serve had live at {} (chosen by its optimizer), written by\n\
+                 `fusionizer optimize --live` (expected gain {:+.0}% of synchronous calls in-process).",
+                args.from,
+                proposal.gain.expected * 100.0
+            )
+        } else {
+            format!(
+                "Proposed by `fusionizer optimize` from the traces of {source} since {}\n\
+                 (min-calls {min_calls}; expected gain {:+.0}% of synchronous calls in-process).",
+                traces.started,
+                proposal.gain.expected * 100.0
+            )
+        };
         let memory = memory.as_deref().unwrap_or(&[]);
         let text = if changed {
             edit::append_phase(&before, after, &proposal.proposed, &comment, memory)
@@ -158,6 +176,50 @@ pub(super) fn command(ctx: &Context, args: OptimizeArgs) -> Result<ExitCode> {
     } else {
         ExitCode::Success
     })
+}
+
+/// The grouping a running serve has live: its `/-/routes`, tasks grouped by the function that
+/// holds them. Only tasks fusion.toml declares (uploads that are not declared stay out).
+fn live_grouping(from: &str, declared: &BTreeSet<String>) -> Result<schedule::Grouping> {
+    let Some(rest) = from.strip_prefix("http://") else {
+        return Err(Error::usage(format!(
+            "`--live` reads a running serve, but `--from {from}` is a file"
+        ))
+        .with_hint("pass `--from http://HOST:PORT` of the serve whose grouping to keep"));
+    };
+    let base = rest.split('/').next().unwrap_or(rest);
+    let url = format!("http://{base}/-/routes");
+    let text = fetch(&url)?;
+    let routes: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::failure(format!("`{url}`: not serve's route table: {e}")))?;
+    let Some(table) = routes.get("routes").and_then(serde_json::Value::as_object) else {
+        return Err(Error::failure(format!(
+            "`{url}`: not serve's route table: no `routes` object"
+        )));
+    };
+    let mut by_function: std::collections::BTreeMap<&str, Vec<String>> =
+        std::collections::BTreeMap::new();
+    for (task, route) in table {
+        if !declared.contains(task) {
+            continue;
+        }
+        let function = route
+            .get("function")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| {
+                Error::failure(format!("`{url}`: route of `{task}` names no function"))
+            })?;
+        by_function.entry(function).or_default().push(task.clone());
+    }
+    let mut grouping: schedule::Grouping = by_function
+        .into_values()
+        .map(|mut tasks| {
+            tasks.sort();
+            tasks
+        })
+        .collect();
+    grouping.sort();
+    Ok(grouping)
 }
 
 /// The trace document from `from`: `http://…` fetches `/-/traces` from a running serve (the URL

@@ -168,6 +168,30 @@ impl Proposal {
     pub fn changed(&self) -> bool {
         self.current != self.proposed
     }
+
+    /// The same traffic, with `proposed` in place of the computed proposal (e.g. the grouping an
+    /// optimizer in serve chose): the edges keep their decisions, the gain is recomputed.
+    #[must_use]
+    pub fn with_proposed(mut self, proposed: Grouping) -> Self {
+        let together =
+            |a: &str, b: &str| group_of(&proposed, a).is_some_and(|g| g.iter().any(|t| t == b));
+        let after: u64 = self
+            .edges
+            .iter()
+            .filter(|e| e.mode == Mode::Sync && e.caller != e.callee)
+            .filter(|e| together(&e.caller, &e.callee))
+            .map(|e| e.calls)
+            .sum();
+        self.gain.in_process_after = after.min(self.gain.sync_calls);
+        if self.gain.sync_calls > 0 {
+            #[allow(clippy::cast_precision_loss)] // call counts far below 2^52
+            let expected = (self.gain.in_process_after as f64 - self.gain.in_process_before as f64)
+                / self.gain.sync_calls as f64;
+            self.gain.expected = expected;
+        }
+        self.proposed = proposed;
+        self
+    }
 }
 
 /// Union-find over task names, with the members of each root kept for conflict checks.

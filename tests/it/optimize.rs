@@ -311,6 +311,11 @@ fn bad_traces_are_refused_with_the_reason() {
     assert!(err.contains("cannot read traces `missing.json`"), "{err}");
     let (code, _, err) = run(&env, &["optimize", "--from", "https://example.com"]);
     assert_eq!(code, 64, "{err}");
+    // `--live` keeps what a running serve has live: a file has no live grouping.
+    let fixture = fixture().display().to_string();
+    let (code, _, err) = run(&env, &["optimize", "--from", &fixture, "--live"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("`--live` reads a running serve"), "{err}");
 }
 
 /// A one-request HTTP server on loopback answering `status` and `body`; returns its address

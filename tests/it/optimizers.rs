@@ -216,10 +216,30 @@ fn each_example_command_optimizer_regroups_live_under_load_without_a_failed_requ
         );
         assert!(
             text.contains(&format!(
-                "hint: `fusionizer optimize --from {}`",
+                "hint: `fusionizer optimize --from {} --live`",
                 serve.base
             )),
             "{text}"
+        );
+        // The hint's command: the change that makes fusion.toml describe the live grouping.
+        let out = env
+            .cmd()
+            .args([
+                "optimize",
+                "--from",
+                &serve.base,
+                "--live",
+                "--detailed-exitcode",
+            ])
+            .output()
+            .unwrap();
+        let diff = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "{diff}");
+        assert!(
+            diff.contains(
+                "+groups = [[\"archive\"], [\"enrich\", \"ingest\", \"store\", \"validate\"]]"
+            ),
+            "{diff}"
         );
     }
 }
