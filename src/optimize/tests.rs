@@ -156,6 +156,38 @@ fn sync_components_group_and_the_async_callee_stays_apart() {
 }
 
 #[test]
+fn a_grouping_chosen_elsewhere_keeps_the_edges_and_recomputes_the_gain() {
+    let specs = iot_specs();
+    let alone = g(&[
+        &["archive"],
+        &["enrich"],
+        &["ingest"],
+        &["store"],
+        &["validate"],
+    ]);
+    // What an optimizer in serve might have chosen instead: only `enrich` and `store` together.
+    let live = g(&[
+        &["archive"],
+        &["enrich", "store"],
+        &["ingest"],
+        &["validate"],
+    ]);
+    let p = run(&specs, &alone, &iot_doc(), 10).with_proposed(live.clone());
+    assert_eq!(p.proposed, live);
+    assert!(p.changed());
+    assert_eq!(p.edges.len(), 4, "the edges still explain the traffic");
+    // 300 of the 900 synchronous calls (enrich -> store) run in-process with it.
+    assert_eq!(p.gain.sync_calls, 900);
+    assert_eq!(p.gain.in_process_after, 300);
+    assert!((p.gain.expected - 1.0 / 3.0).abs() < 1e-9);
+    // Back to the grouping in force: no change, no gain.
+    let p = run(&specs, &alone, &iot_doc(), 10).with_proposed(alone.clone());
+    assert!(!p.changed());
+    assert_eq!(p.gain.in_process_after, 0);
+    assert!(p.gain.expected.abs() < 1e-9);
+}
+
+#[test]
 fn the_proposal_in_force_is_no_change() {
     let specs = iot_specs();
     let current = g(&[&["archive"], &["enrich", "ingest", "store", "validate"]]);
