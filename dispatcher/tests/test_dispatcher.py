@@ -97,7 +97,7 @@ class CallStylesTest(ArtifactTestCase):
         """}
         dispatcher = self.load({"taska": taska, "taskb": TASKB})
         url = "http://localhost:%d/taskb" % self.proxy.address[1]
-        result = dispatcher.handler(self.context, event("taska", {"url": url}, proxy=("10.9.9.9", 8000)))
+        result = dispatcher.handler(self.context, event("taska", {"url": url}, proxy=("fusionizer-proxy.invalid", 8000)))
         self.assertEqual(result, {"sum": 3})
         self.assertEqual(len(self.proxy.requests), 1)
         self.assertNotIn("X-Fusionizer-Caller", self.proxy.requests[0][1])

@@ -99,7 +99,7 @@ groups = [["taskc", "taskb", "taska"]]
 
 [serve]
 listen = "0.0.0.0:9000"
-advertise = "10.0.0.1"
+advertise = "fusionizer-serve.invalid"
 token-env = "FUSIONIZER_TOKEN"
 max-body-size = 1024
 request-timeout = "2m"
@@ -148,7 +148,7 @@ invocation-url = "internal"
         c.serve,
         ServeConfig {
             listen: "0.0.0.0:9000".to_string(),
-            advertise: Some("10.0.0.1".to_string()),
+            advertise: Some("fusionizer-serve.invalid".to_string()),
             token_env: Some("FUSIONIZER_TOKEN".to_string()),
             max_body_bytes: 1024,
             request_timeout: Duration::from_secs(120),

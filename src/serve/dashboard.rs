@@ -230,6 +230,10 @@ mod tests {
         Arc::new(state)
     }
 
+    /// A peer that is not loopback, as a mocked connection reports it: nothing connects to it.
+    /// TEST-NET-1 (RFC 5737), reserved for documentation and never routed.
+    const REMOTE_PEER: &str = "192.0.2.7:5000";
+
     async fn get(
         app: &Arc<AppState>,
         uri: &str,
@@ -259,7 +263,7 @@ mod tests {
     async fn the_page_and_its_assets_are_served_from_the_binary() {
         let app = app(Some("secret"));
         // The page holds no data: it loads without a token from anywhere.
-        let (status, headers, body) = get(&app, "/-/ui", Some("10.0.0.7:5000"), None).await;
+        let (status, headers, body) = get(&app, "/-/ui", Some(REMOTE_PEER), None).await;
         assert_eq!(status, 200);
         assert_eq!(headers["content-type"], "text/html; charset=utf-8");
         assert!(headers["content-security-policy"]
@@ -290,7 +294,7 @@ mod tests {
             let (status, _, body) = get(&app, "/-/state", Some(peer), None).await;
             assert_eq!(status, 200, "{peer}: {body}");
         }
-        for peer in [Some("10.0.0.7:5000"), None] {
+        for peer in [Some(REMOTE_PEER), None] {
             let (status, headers, body) = get(&app, "/-/state", peer, None).await;
             assert_eq!(status, 401, "{peer:?}: {body}");
             assert_eq!(headers["www-authenticate"], "Bearer");
@@ -301,7 +305,7 @@ mod tests {
             assert_eq!(status, 200, "{body}");
         }
         // Without a configured token, anyone may read.
-        let (status, _, _) = get(&self::app(None), "/-/state", Some("10.0.0.7:5000"), None).await;
+        let (status, _, _) = get(&self::app(None), "/-/state", Some(REMOTE_PEER), None).await;
         assert_eq!(status, 200);
     }
 
