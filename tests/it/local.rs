@@ -7,12 +7,11 @@
 //! the target directory (needs `PyPI` the first time).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fusionizer::config::{Config, NuctlConfig, PlatformKind, ProjectConfig, ServeConfig};
 use fusionizer::fuse::Artifact;
 use fusionizer::platform::local::LocalPlatform;
 use fusionizer::platform::{
@@ -21,30 +20,9 @@ use fusionizer::platform::{
 };
 use sha2::{Digest, Sha256};
 
+use crate::support::{local_config, use_shared_cache};
+
 const STUB_WORKER: &str = include_str!("fixtures/stub_worker.py");
-
-fn setup() {
-    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fusionizer-cache");
-    // Every test sets the same value, so concurrent tests agree.
-    std::env::set_var("FUSIONIZER_CACHE_DIR", cache);
-}
-
-fn config(root: &Path) -> Config {
-    Config {
-        file: root.join("fusion.toml"),
-        root: root.to_path_buf(),
-        project: ProjectConfig {
-            name: "shop".to_string(),
-            platform: PlatformKind::Local,
-        },
-        tasks: BTreeMap::new(),
-        phases: Vec::new(),
-        serve: ServeConfig::default(),
-        nuctl: NuctlConfig::default(),
-        optimizer: fusionizer::config::OptimizerConfig::default(),
-        overrides: Vec::new(),
-    }
-}
 
 fn hosted(timeout: Duration) -> Option<HostOptions> {
     Some(HostOptions {
@@ -209,11 +187,11 @@ fn files_starting_with(dir: &Path, prefix: &str) -> usize {
 
 #[tokio::test]
 async fn apply_mode_deploy_waits_for_every_init_context_and_records_the_function() {
-    setup();
+    use_shared_cache();
     let temp = tempfile::tempdir().unwrap();
     let marker = temp.path().join("init-done");
     let marker_env = marker.to_string_lossy().into_owned();
-    let platform = LocalPlatform::new(&config(temp.path()), None).unwrap();
+    let platform = LocalPlatform::new(&local_config(temp.path()), None).unwrap();
     let artifact = artifact(Spec {
         env: &[
             ("STUB_INIT_DELAY", "0.3"),
@@ -259,10 +237,10 @@ async fn apply_mode_deploy_waits_for_every_init_context_and_records_the_function
 
 #[tokio::test]
 async fn hosted_deploy_answers_requests_with_the_handlers_result() {
-    setup();
+    use_shared_cache();
     let temp = tempfile::tempdir().unwrap();
     let platform =
-        LocalPlatform::new(&config(temp.path()), hosted(Duration::from_secs(30))).unwrap();
+        LocalPlatform::new(&local_config(temp.path()), hosted(Duration::from_secs(30))).unwrap();
     platform
         .deploy(
             &artifact(Spec {
@@ -309,10 +287,10 @@ async fn hosted_deploy_answers_requests_with_the_handlers_result() {
 
 #[tokio::test]
 async fn a_killed_worker_fails_its_request_with_crashed_and_the_next_requests_succeed() {
-    setup();
+    use_shared_cache();
     let temp = tempfile::tempdir().unwrap();
     let platform =
-        LocalPlatform::new(&config(temp.path()), hosted(Duration::from_secs(30))).unwrap();
+        LocalPlatform::new(&local_config(temp.path()), hosted(Duration::from_secs(30))).unwrap();
     platform
         .deploy(&artifact(Spec::default()), &NoProgress)
         .await
@@ -351,10 +329,13 @@ async fn a_killed_worker_fails_its_request_with_crashed_and_the_next_requests_su
 
 #[tokio::test]
 async fn a_request_that_times_out_kills_its_worker_and_later_requests_succeed() {
-    setup();
+    use_shared_cache();
     let temp = tempfile::tempdir().unwrap();
-    let platform =
-        LocalPlatform::new(&config(temp.path()), hosted(Duration::from_millis(500))).unwrap();
+    let platform = LocalPlatform::new(
+        &local_config(temp.path()),
+        hosted(Duration::from_millis(500)),
+    )
+    .unwrap();
     platform
         .deploy(&artifact(Spec::default()), &NoProgress)
         .await
@@ -382,10 +363,10 @@ async fn a_request_that_times_out_kills_its_worker_and_later_requests_succeed() 
 
 #[tokio::test]
 async fn a_failing_build_command_is_reported_and_the_previous_version_keeps_answering() {
-    setup();
+    use_shared_cache();
     let temp = tempfile::tempdir().unwrap();
     let platform =
-        LocalPlatform::new(&config(temp.path()), hosted(Duration::from_secs(30))).unwrap();
+        LocalPlatform::new(&local_config(temp.path()), hosted(Duration::from_secs(30))).unwrap();
     let v1 = artifact(Spec::default());
     platform.deploy(&v1, &NoProgress).await.unwrap();
     let invoker = platform.invoker("shop-a").await.unwrap();
@@ -426,9 +407,9 @@ async fn a_failing_build_command_is_reported_and_the_previous_version_keeps_answ
 
 #[tokio::test]
 async fn a_failing_init_context_is_a_deploy_error_with_its_traceback() {
-    setup();
+    use_shared_cache();
     let temp = tempfile::tempdir().unwrap();
-    let platform = LocalPlatform::new(&config(temp.path()), None).unwrap();
+    let platform = LocalPlatform::new(&local_config(temp.path()), None).unwrap();
     let err = platform
         .deploy(
             &artifact(Spec {
@@ -459,10 +440,11 @@ async fn a_failing_init_context_is_a_deploy_error_with_its_traceback() {
 
 #[tokio::test]
 async fn refresh_follows_deploys_and_deletes_made_by_another_instance() {
-    setup();
+    use_shared_cache();
     let temp = tempfile::tempdir().unwrap();
-    let serve = LocalPlatform::new(&config(temp.path()), hosted(Duration::from_secs(30))).unwrap();
-    let apply = LocalPlatform::new(&config(temp.path()), None).unwrap();
+    let serve =
+        LocalPlatform::new(&local_config(temp.path()), hosted(Duration::from_secs(30))).unwrap();
+    let apply = LocalPlatform::new(&local_config(temp.path()), None).unwrap();
     assert_eq!(serve.identity(), apply.identity());
 
     apply
@@ -529,7 +511,7 @@ impl Captured {
 
 #[tokio::test]
 async fn the_fused_quickstart_runs_on_the_real_dispatcher_and_its_logs_reach_tracing() {
-    setup();
+    use_shared_cache();
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -545,7 +527,7 @@ async fn the_fused_quickstart_runs_on_the_real_dispatcher_and_its_logs_reach_tra
     let b = fusionizer::config::TaskSpec::load("taskb", &tasks.join("taskb")).unwrap();
     let artifact = fusionizer::fuse::fuse_group("quickstart", &[&a, &b]).unwrap();
     let platform =
-        LocalPlatform::new(&config(temp.path()), hosted(Duration::from_secs(30))).unwrap();
+        LocalPlatform::new(&local_config(temp.path()), hosted(Duration::from_secs(30))).unwrap();
     platform.deploy(&artifact, &NoProgress).await.unwrap();
     let live = platform.get(&artifact.name).await.unwrap().unwrap();
     assert_eq!(live.digest(), Some(artifact.digest.as_str()));
@@ -599,10 +581,10 @@ async fn the_fused_quickstart_runs_on_the_real_dispatcher_and_its_logs_reach_tra
 #[tokio::test]
 #[ignore = "measurement, prints timings"]
 async fn invoker_round_trip_cost() {
-    setup();
+    use_shared_cache();
     let temp = tempfile::tempdir().unwrap();
     let platform =
-        LocalPlatform::new(&config(temp.path()), hosted(Duration::from_secs(30))).unwrap();
+        LocalPlatform::new(&local_config(temp.path()), hosted(Duration::from_secs(30))).unwrap();
     platform
         .deploy(&artifact(Spec::default()), &NoProgress)
         .await
@@ -646,10 +628,10 @@ async fn measure(what: &str, invoker: &Arc<dyn Invoker>, request: InvokeRequest)
 
 #[tokio::test]
 async fn a_hosted_redeploy_under_load_drops_no_request() {
-    setup();
+    use_shared_cache();
     let temp = tempfile::tempdir().unwrap();
     let platform = Arc::new(
-        LocalPlatform::new(&config(temp.path()), hosted(Duration::from_secs(30))).unwrap(),
+        LocalPlatform::new(&local_config(temp.path()), hosted(Duration::from_secs(30))).unwrap(),
     );
     let v1 = artifact(Spec {
         workers: 2,

@@ -6,36 +6,14 @@
 //! Nothing here sleeps to synchronise: every wait polls for a condition, with a deadline. The
 //! venv is built once into the same shared cache as `local.rs` (needs `PyPI` the first time).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use fusionizer::config::{Config, NuctlConfig, PlatformKind, ProjectConfig, ServeConfig, TaskSpec};
+use fusionizer::config::TaskSpec;
 use fusionizer::platform::local::LocalPlatform;
 use fusionizer::platform::{HostOptions, NoProgress, Platform, PlatformError, TriggerEvents};
 
-fn setup() {
-    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fusionizer-cache");
-    // Every test sets the same value, so concurrent tests agree.
-    std::env::set_var("FUSIONIZER_CACHE_DIR", cache);
-}
-
-fn config(root: &Path) -> Config {
-    Config {
-        file: root.join("fusion.toml"),
-        root: root.to_path_buf(),
-        project: ProjectConfig {
-            name: "shop".to_string(),
-            platform: PlatformKind::Local,
-        },
-        tasks: BTreeMap::new(),
-        phases: Vec::new(),
-        serve: ServeConfig::default(),
-        nuctl: NuctlConfig::default(),
-        optimizer: fusionizer::config::OptimizerConfig::default(),
-        overrides: Vec::new(),
-    }
-}
+use crate::support::{local_config, use_shared_cache};
 
 fn hosted() -> Option<HostOptions> {
     Some(HostOptions {
@@ -130,7 +108,7 @@ fn fired(platform: &LocalPlatform, function: &str, trigger: &str) -> u64 {
 
 #[tokio::test]
 async fn local_cron_triggers_fire_per_task_move_with_a_regroup_and_stop_with_their_function() {
-    setup();
+    use_shared_cache();
     let temp = tempfile::tempdir().unwrap();
     let out = temp.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
@@ -139,7 +117,7 @@ async fn local_cron_triggers_fire_per_task_move_with_a_regroup_and_stop_with_the
     let a = task(temp.path(), &out, "taska", &every_second("from-a", "a"));
     let b = task(temp.path(), &out, "taskb", &every_second("from-b", "b"));
     let fused = fusionizer::fuse::fuse_group("shop", &[&a, &b]).unwrap();
-    let platform = LocalPlatform::new(&config(temp.path()), hosted()).unwrap();
+    let platform = LocalPlatform::new(&local_config(temp.path()), hosted()).unwrap();
     platform.deploy(&fused, &NoProgress).await.unwrap();
 
     wait_for("two events for each task", || {
@@ -208,7 +186,7 @@ async fn local_cron_triggers_fire_per_task_move_with_a_regroup_and_stop_with_the
 
 #[tokio::test]
 async fn local_cron_trigger_that_cannot_be_parsed_fails_the_deploy_naming_function_and_trigger() {
-    setup();
+    use_shared_cache();
     let temp = tempfile::tempdir().unwrap();
     let out = temp.path().join("out");
     let a = task(
@@ -219,8 +197,8 @@ async fn local_cron_trigger_that_cannot_be_parsed_fails_the_deploy_naming_functi
     );
     let artifact = fusionizer::fuse::fuse_group("shop", &[&a]).unwrap();
     for platform in [
-        LocalPlatform::new(&config(temp.path()), None).unwrap(),
-        LocalPlatform::new(&config(temp.path()), hosted()).unwrap(),
+        LocalPlatform::new(&local_config(temp.path()), None).unwrap(),
+        LocalPlatform::new(&local_config(temp.path()), hosted()).unwrap(),
     ] {
         let err = platform.deploy(&artifact, &NoProgress).await.unwrap_err();
         let PlatformError::Deploy {

@@ -211,15 +211,11 @@ fn the_schema_check_catches_a_broken_plan() {
 // ---------------------------------------------------------------------------------------------
 // The CLI on the local platform (real Python workers; venvs cached under the target dir).
 
-use crate::support::{transcript, TestEnv};
+use crate::support::{cache_dir, transcript, TestEnv};
 
 /// The quickstart project (taska, taskb; phase 2 fuses them), with a shared venv cache.
 pub(crate) fn quickstart() -> TestEnv {
     TestEnv::example("quickstart")
-}
-
-fn cache_dir() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fusionizer-cache")
 }
 
 /// Runs `fusionizer ARGS` in the project with the shared cache; returns the output.

@@ -478,7 +478,7 @@ fn workers_die_with_a_killed_apply_and_the_next_command_cleans_up() {
         .env("HOME", env.root().join("home"))
         .env("NO_COLOR", "1")
         .env("TMPDIR", &tmp)
-        .env("FUSIONIZER_CACHE_DIR", crate::serve::cache_dir())
+        .env("FUSIONIZER_CACHE_DIR", crate::support::cache_dir())
         .current_dir(env.project())
         .args(["apply", "--auto-approve"])
         .stdin(std::process::Stdio::null())
@@ -501,7 +501,7 @@ fn workers_die_with_a_killed_apply_and_the_next_command_cleans_up() {
     let out = env
         .cmd()
         .env("TMPDIR", &tmp)
-        .env("FUSIONIZER_CACHE_DIR", crate::serve::cache_dir())
+        .env("FUSIONIZER_CACHE_DIR", crate::support::cache_dir())
         .arg("plan")
         .output()
         .unwrap();

@@ -8,18 +8,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::TestEnv;
+use crate::support::{cache_dir, TestEnv};
 
 /// A running `fusionizer serve`; killed on drop.
 pub(crate) struct Serve {
     child: Child,
     pub base: String,
     log: Arc<Mutex<String>>,
-}
-
-/// The shared virtualenv cache, so the runtime's venv is built once per test run.
-pub(crate) fn cache_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fusionizer-cache")
 }
 
 /// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.

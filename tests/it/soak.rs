@@ -33,7 +33,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::serve::{cache_dir, client, put_zip, result_of, wait_for, zip_dir, Load, Serve};
+use crate::serve::{client, put_zip, result_of, wait_for, zip_dir, Load, Serve};
+use crate::support::cache_dir;
 use crate::support::{entries, process_running, workers_of, TestEnv};
 
 /// At most how many requests each load client sends (the load also stops with its scenario).

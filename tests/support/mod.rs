@@ -189,3 +189,35 @@ pub(crate) fn entries(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// The virtualenv cache every test shares (under the target dir, so a clean build starts cold).
+pub(crate) fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fusionizer-cache")
+}
+
+/// Points this test process's local platform at [`cache_dir`]. Every test sets the same value,
+/// so concurrent tests agree.
+pub(crate) fn use_shared_cache() {
+    std::env::set_var("FUSIONIZER_CACHE_DIR", cache_dir());
+}
+
+/// A minimal fusion.toml of project `shop` on the local platform, rooted at `root`.
+pub(crate) fn local_config(root: &Path) -> fusionizer::config::Config {
+    use fusionizer::config::{
+        Config, NuctlConfig, OptimizerConfig, PlatformKind, ProjectConfig, ServeConfig,
+    };
+    Config {
+        file: root.join("fusion.toml"),
+        root: root.to_path_buf(),
+        project: ProjectConfig {
+            name: "shop".to_string(),
+            platform: PlatformKind::Local,
+        },
+        tasks: std::collections::BTreeMap::new(),
+        phases: Vec::new(),
+        serve: ServeConfig::default(),
+        nuctl: NuctlConfig::default(),
+        optimizer: OptimizerConfig::default(),
+        overrides: Vec::new(),
+    }
+}
