@@ -181,7 +181,6 @@ fn may_read(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
     use std::time::{Duration, Instant, SystemTime};
 
     use axum::body::{to_bytes, Body};
@@ -191,8 +190,6 @@ mod tests {
     use super::*;
     use crate::platform::memory::MemoryPlatform;
     use crate::serve::http::{AppState, Control, ControlError};
-    use crate::serve::metrics::Metrics;
-    use crate::serve::routes::Routes;
     use crate::serve::state::{Setup, Transition};
 
     struct ReadOnly;
@@ -211,22 +208,7 @@ mod tests {
     }
 
     fn app(token: Option<&str>) -> Arc<AppState> {
-        let state = AppState {
-            routes: Routes::default(),
-            metrics: Metrics::new(),
-            board: crate::serve::state::Board::default(),
-            ready: AtomicBool::new(true),
-            draining: AtomicBool::new(false),
-            inflight: Arc::default(),
-            token: token.map(str::to_string),
-            advertise_host: "127.0.0.1".into(),
-            port: 8000,
-            max_body: 1024,
-            max_upload: 4096,
-            request_timeout: Duration::from_secs(1),
-            traces: Arc::new(crate::serve::traces::Recorder::new(16, 16)),
-            background: crate::serve::background::Background::new(1, 1),
-        };
+        let state = AppState::for_tests(token, Duration::from_secs(1), 16);
         Arc::new(state)
     }
 

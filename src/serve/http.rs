@@ -93,6 +93,30 @@ pub struct AppState {
     pub background: Background,
 }
 
+#[cfg(test)]
+impl AppState {
+    /// A ready state with empty routes and small bounds, for unit tests: bearer `token`, answers
+    /// due within `request_timeout`, a trace recorder keeping `traces` spans and edges.
+    pub(crate) fn for_tests(token: Option<&str>, request_timeout: Duration, traces: usize) -> Self {
+        AppState {
+            routes: Routes::default(),
+            metrics: Metrics::new(),
+            board: crate::serve::state::Board::default(),
+            ready: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
+            inflight: Arc::default(),
+            token: token.map(str::to_string),
+            advertise_host: "127.0.0.1".into(),
+            port: 8000,
+            max_body: 1024,
+            max_upload: 4096,
+            request_timeout,
+            traces: Arc::new(crate::serve::traces::Recorder::new(traces, traces)),
+            background: crate::serve::background::Background::new(1, 1),
+        }
+    }
+}
+
 /// Counts the requests being handled; [`InFlight::wait_idle`] waits until there are none.
 #[derive(Default)]
 pub struct InFlight {

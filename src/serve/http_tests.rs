@@ -93,22 +93,7 @@ fn state(mode: &'static str, token: Option<&str>) -> Arc<AppState> {
     let mut table = RouteTable::default();
     table.by_task.insert("taska".into(), route.clone());
     table.by_task.insert("taskb".into(), route);
-    let state = AppState {
-        routes: Routes::default(),
-        metrics: Metrics::new(),
-        board: crate::serve::state::Board::default(),
-        ready: AtomicBool::new(true),
-        draining: AtomicBool::new(false),
-        inflight: Arc::default(),
-        token: token.map(str::to_string),
-        advertise_host: "127.0.0.1".into(),
-        port: 8000,
-        max_body: 1024,
-        max_upload: 4096,
-        request_timeout: Duration::from_millis(200),
-        traces: Arc::new(crate::serve::traces::Recorder::new(16, 16)),
-        background: crate::serve::background::Background::new(1, 1),
-    };
+    let state = AppState::for_tests(token, Duration::from_millis(200), 16);
     state.routes.swap(table);
     Arc::new(state)
 }

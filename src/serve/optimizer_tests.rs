@@ -1,7 +1,6 @@
 //! The optimizer loop over a runner on the in-memory platform, with a scripted optimizer: rounds
 //! are driven one by one at chosen offsets, so nothing here sleeps or depends on timing.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,9 +12,7 @@ use crate::config::OptimizerConfig;
 use crate::platform::memory::MemoryPlatform;
 use crate::schedule::Selection;
 use crate::serve::http::AppState;
-use crate::serve::metrics::Metrics;
-use crate::serve::routes::Routes;
-use crate::serve::traces::{CallRecord, Recorder};
+use crate::serve::traces::CallRecord;
 use crate::status::LiveGrouping;
 use crate::traces::{Edge, Limits, Mode, Span, TaskStats, Via};
 
@@ -58,20 +55,8 @@ impl Fixture {
         let workspace = crate::config::load(&dir.path().join("fusion.toml")).unwrap();
         let platform = Arc::new(MemoryPlatform::default());
         let state = Arc::new(AppState {
-            routes: Routes::default(),
-            metrics: Metrics::new(),
-            board: crate::serve::state::Board::default(),
-            ready: AtomicBool::new(true),
-            draining: AtomicBool::new(false),
-            inflight: Arc::default(),
-            token: None,
-            advertise_host: "127.0.0.1".into(),
             port: 8123,
-            max_body: 1024,
-            max_upload: 4096,
-            request_timeout: Duration::from_secs(1),
-            traces: Arc::new(Recorder::new(64, 64)),
-            background: crate::serve::background::Background::new(1, 1),
+            ..AppState::for_tests(None, Duration::from_secs(1), 64)
         });
         let runner = Arc::new(Runner::new(
             workspace,
