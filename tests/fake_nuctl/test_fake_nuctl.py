@@ -24,6 +24,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 FAKE = os.path.join(HERE, "nuctl")
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 FIXTURE = os.path.join(ROOT, "tests", "it", "fixtures", "nuctl_get_1.14.1.json")
+# The function.yaml fusionizer wrote for that function (also read by src/platform/nuctl/function.rs).
+FIXTURE_FUNCTION_YAML = os.path.join(ROOT, "tests", "it", "fixtures", "nuctl_get_1.14.1.function.yaml")
 
 FUNCTION_YAML = """\
 apiVersion: "nuclio.io/v1beta1"
@@ -663,8 +665,7 @@ class GetOutputShape(FakeTest):
         work = os.path.join(self.tmp, "work")
         name = fixture["metadata"]["name"]
         os.makedirs(os.path.join(work, name))
-        with open(os.path.join(work, name, "function.yaml"), "w") as f:
-            f.write(FIXTURE_FUNCTION_YAML)
+        shutil.copyfile(FIXTURE_FUNCTION_YAML, os.path.join(work, name, "function.yaml"))
         with open(os.path.join(work, name, "main.py"), "w") as f:
             f.write(HANDLER)
         env = {"FAKE_NUCTL_NOW": "1735550000.123456"}
@@ -678,33 +679,6 @@ class GetOutputShape(FakeTest):
         self.assertEqual(out.stdout, expected)
 
 
-FIXTURE_FUNCTION_YAML = """\
-apiVersion: "nuclio.io/v1beta1"
-kind: NuclioFunction
-metadata:
-  name: shop-orders
-  labels:
-    fusionizer.io/managed-by: fusionizer
-    fusionizer.io/project: shop
-  annotations:
-    fusionizer.io/digest: sha256:5f0c6e1f4b8f0c1d9e2a7b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f70
-    fusionizer.io/tasks: orders
-spec:
-  description: fusionizer group of tasks orders (project shop)
-  runtime: "python:3.11"
-  handler: _fusionizer_entry:handler
-  env:
-  - name: FUSIONIZER_PROJECT
-    value: shop
-  triggers:
-    http:
-      kind: http
-      name: http
-      numWorkers: 2
-  build:
-    commands:
-    - pip install requests
-"""
 
 
 class EnvironmentKnobs(FakeTest):

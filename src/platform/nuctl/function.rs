@@ -542,35 +542,11 @@ mod tests {
     /// `get function NAME -o json` prints it on kube, enriched fields included.
     const FIXTURE: &str = include_str!("../../../tests/it/fixtures/nuctl_get_1.14.1.json");
 
-    /// The function.yaml that was deployed to produce [`FIXTURE`] (`FIXTURE_FUNCTION_YAML` in
-    /// `tests/fake_nuctl/test_fake_nuctl.py`, which checks that the fake prints the fixture after
-    /// deploying it): what fusionizer writes for a one-task group.
-    const FIXTURE_FUNCTION_YAML: &str = r#"apiVersion: "nuclio.io/v1beta1"
-kind: NuclioFunction
-metadata:
-  name: shop-orders
-  labels:
-    fusionizer.io/managed-by: fusionizer
-    fusionizer.io/project: shop
-  annotations:
-    fusionizer.io/digest: sha256:5f0c6e1f4b8f0c1d9e2a7b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f70
-    fusionizer.io/tasks: orders
-spec:
-  description: fusionizer group of tasks orders (project shop)
-  runtime: "python:3.11"
-  handler: _fusionizer_entry:handler
-  env:
-  - name: FUSIONIZER_PROJECT
-    value: shop
-  triggers:
-    http:
-      kind: http
-      name: http
-      numWorkers: 2
-  build:
-    commands:
-    - pip install requests
-"#;
+    /// `tests/it/fixtures/nuctl_get_1.14.1.function.yaml`: the function.yaml that was deployed to
+    /// produce [`FIXTURE`] (`tests/fake_nuctl/test_fake_nuctl.py` checks that the fake prints the
+    /// fixture after deploying it): what fusionizer writes for a one-task group.
+    const FIXTURE_FUNCTION_YAML: &str =
+        include_str!("../../../tests/it/fixtures/nuctl_get_1.14.1.function.yaml");
 
     fn fixture() -> NuclioFunction {
         NuclioFunction::from_value(serde_json::from_str(FIXTURE).unwrap()).unwrap()
