@@ -221,6 +221,33 @@ impl Checker<'_> {
         }
     }
 
+    /// An array of strings, each checked by `problem` (a reason and a hint when it is wrong);
+    /// the good ones, in order.
+    fn string_list(
+        &mut self,
+        value: &Value<'_>,
+        what: &str,
+        problem: impl Fn(&str) -> Option<(String, String)>,
+    ) -> Vec<String> {
+        let DeValue::Array(members) = value.get_ref() else {
+            self.type_error(value, what, "an array of strings");
+            return Vec::new();
+        };
+        let mut list = Vec::new();
+        for member in members {
+            let Some(text) = self.string(member, what) else {
+                continue;
+            };
+            match problem(text) {
+                Some((reason, hint)) => {
+                    self.error(member.span(), format!("`{what}`: {reason}"), Some(hint));
+                }
+                None => list.push(text.to_ascii_lowercase()),
+            }
+        }
+        list
+    }
+
     fn optional_string(&mut self, table: &DeTable<'_>, key: &str, what: &str) -> Option<String> {
         let value = table.get(key)?;
         let text = self.string(value, what)?;

@@ -111,6 +111,27 @@ pub struct ServeConfig {
     /// `async-queue`: asynchronous calls (`Prefer: respond-async`) accepted and not finished,
     /// default 256; past it a call gets 503 with `Retry-After`.
     pub async_queue: usize,
+    /// `async-queue-size`: the request bodies those calls hold, in bytes, default 64 MiB; a call
+    /// that would take the queue past it gets 503 with `Retry-After` as well.
+    pub async_queue_bytes: u64,
+    /// `allowed-hosts`: further names the `Host` header may carry (beyond the listen address,
+    /// `localhost`, the loopback addresses and `advertise`); `*.example.com` matches subdomains,
+    /// `*` any host. Anything else is refused before any work (docs/security.md).
+    pub allowed_hosts: Vec<String>,
+    /// `allowed-origins`: browser origins (`http://host:port`) allowed beside serve's own; `*`
+    /// allows any. A request with another `Origin` is refused.
+    pub allowed_origins: Vec<String>,
+    /// `header-read-timeout`: how long a client has to send a request's headers once it started,
+    /// default 10s.
+    pub header_read_timeout: Duration,
+    /// `body-read-timeout`: how long a client has to send a whole request body, default 60s.
+    pub body_read_timeout: Duration,
+    /// `idle-timeout`: how long a connection may sit without a request (a keep-alive connection
+    /// between requests, or one that never sends anything), default 60s.
+    pub idle_timeout: Duration,
+    /// `max-connections`: client connections open at once, default 1024, lowered at start so
+    /// that file descriptors stay in reserve for the workers and the platform.
+    pub max_connections: usize,
 }
 
 impl Default for ServeConfig {
@@ -128,6 +149,13 @@ impl Default for ServeConfig {
             trace_spans: 1024,
             trace_edges: 4096,
             async_queue: 256,
+            async_queue_bytes: 64 * 1024 * 1024,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
         }
     }
 }

@@ -110,6 +110,13 @@ max-unpacked-size = "1GB"
 trace-spans = 0
 trace-edges = 64
 async-queue = 8
+async-queue-size = "1MiB"
+allowed-hosts = ["Serve.Example.Test", "*.apps.test", "[::1]", "192.0.2.1", "*"]
+allowed-origins = ["http://localhost:3000", "https://dash.example.test"]
+header-read-timeout = "5s"
+body-read-timeout = "30s"
+idle-timeout = "2m"
+max-connections = 100
 
 [nuctl]
 binary = "/opt/nuctl"
@@ -159,6 +166,22 @@ invocation-url = "internal"
             trace_spans: 0,
             trace_edges: 64,
             async_queue: 8,
+            async_queue_bytes: 1024 * 1024,
+            allowed_hosts: vec![
+                "serve.example.test".to_string(),
+                "*.apps.test".to_string(),
+                "[::1]".to_string(),
+                "192.0.2.1".to_string(),
+                "*".to_string()
+            ],
+            allowed_origins: vec![
+                "http://localhost:3000".to_string(),
+                "https://dash.example.test".to_string()
+            ],
+            header_read_timeout: Duration::from_secs(5),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 100,
         }
     );
     assert_eq!(
@@ -497,7 +520,9 @@ fn unknown_keys_list_the_valid_keys_of_their_table() {
         "fusion.toml:5:1: unknown key `listen-address` in `[serve]`\n  hint: did you mean `listen`? \
          valid keys in `[serve]`: `listen`, `advertise`, `token-env`, `max-body-size`, \
          `request-timeout`, `drain-timeout`, `shutdown-timeout`, `max-upload-size`, `max-unpacked-size`, \
-         `trace-spans`, `trace-edges`, `async-queue`"
+         `trace-spans`, `trace-edges`, `async-queue`, `async-queue-size`, `allowed-hosts`, \
+         `allowed-origins`, `header-read-timeout`, `body-read-timeout`, `idle-timeout`, \
+         `max-connections`"
     );
     assert_eq!(
         fx.parse(&with_project("[nuctl]\nzone = \"x\"\n"))
@@ -550,6 +575,59 @@ fn serve_and_nuctl_value_problems() {
     assert_eq!(
         serve("advertise = \"\"").unwrap_err(),
         "fusion.toml:5:13: `serve.advertise` is empty"
+    );
+    let host_hint = "hint: write a host name or IP address as clients put it in `Host` (no \
+                     scheme, port or path), `*.example.com` for its subdomains, or `*` for any host";
+    for (value, reason) in [
+        (
+            "http://serve.test",
+            "`http://serve.test` is a URL, not a host",
+        ),
+        (
+            "serve.test:8000",
+            "`serve.test:8000` has a port: ports are not compared, list the host alone",
+        ),
+        ("bad host", "`bad host` is not a host name"),
+        ("[zz]", "`[zz]` is not an IPv6 address"),
+    ] {
+        assert_eq!(
+            serve(&format!("allowed-hosts = [\"ok.test\", \"{value}\"]")).unwrap_err(),
+            format!("fusion.toml:5:29: `serve.allowed-hosts`: {reason}\n  {host_hint}"),
+        );
+    }
+    assert_eq!(
+        serve("allowed-hosts = \"serve.test\"").unwrap_err(),
+        "fusion.toml:5:17: `serve.allowed-hosts` must be an array of strings, found string"
+    );
+    let origin_hint = "hint: write an origin as browsers send it, `scheme://host` or \
+                       `scheme://host:port` with no path (e.g. `http://localhost:3000`), or `*`";
+    for (value, reason) in [
+        (
+            "localhost:3000",
+            "`localhost:3000` has no scheme or no host",
+        ),
+        (
+            "ftp://files.test",
+            "`ftp://files.test`: the scheme is `http` or `https`",
+        ),
+        (
+            "http://localhost:3000/",
+            "`http://localhost:3000/` is not an origin: it has more than a scheme, host and port",
+        ),
+        (
+            "http://user@localhost",
+            "`http://user@localhost` is not an origin: it has more than a scheme, host and port",
+        ),
+    ] {
+        assert_eq!(
+            serve(&format!("allowed-origins = [\"{value}\"]")).unwrap_err(),
+            format!("fusion.toml:5:20: `serve.allowed-origins`: {reason}\n  {origin_hint}"),
+        );
+    }
+    assert_eq!(
+        serve("idle-timeout = \"0s\"").unwrap_err(),
+        "fusion.toml:5:16: `serve.idle-timeout` must be greater than zero\n  hint: a connection \
+         that never times out can be held forever by a client that sends nothing"
     );
     let nuctl = |body: &str| fx.parse(&with_project(&format!("[nuctl]\n{body}\n")));
     assert_eq!(
@@ -616,7 +694,7 @@ fusion.toml:11:21: phase 1: unknown task `tasbk`
 fusion.toml:14:9: phase 2 starts at `10s`, not after phase 1 at `40s`
   hint: list `[[phase]]` tables in strictly increasing `after` order
 fusion.toml:18:1: unknown key `listn` in `[serve]`
-  hint: did you mean `listen`? valid keys in `[serve]`: `listen`, `advertise`, `token-env`, `max-body-size`, `request-timeout`, `drain-timeout`, `shutdown-timeout`, `max-upload-size`, `max-unpacked-size`, `trace-spans`, `trace-edges`, `async-queue`"
+  hint: did you mean `listen`? valid keys in `[serve]`: `listen`, `advertise`, `token-env`, `max-body-size`, `request-timeout`, `drain-timeout`, `shutdown-timeout`, `max-upload-size`, `max-unpacked-size`, `trace-spans`, `trace-edges`, `async-queue`, `async-queue-size`, `allowed-hosts`, `allowed-origins`, `header-read-timeout`, `body-read-timeout`, `idle-timeout`, `max-connections`"
     );
     // And as the top-level error: exit 78 with one cause per problem.
     let diagnostics = load(&fx.toml_path()).unwrap_err();

@@ -5,19 +5,19 @@
 //! The page and its two assets are static and hold no data. Everything it shows comes from the
 //! JSON endpoints, so it is as scriptable as the page. `/-/state` is read-only and, like `PUT`
 //! and `DELETE`, needs `Authorization: Bearer <token>` when a token is configured, unless the
-//! request comes from a loopback address; the page asks for the token then.
+//! request comes from a loopback address and names a loopback host (`Host: localhost:8000`, not
+//! a name a local reverse proxy relays); the page asks for the token then.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::rejection::ExtensionRejection;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use super::guard::{Connection, Guard};
 use super::http::{authorized, AppState};
 use super::runner::Runner;
 use super::state::{Proposal, Proposer};
@@ -146,10 +146,10 @@ fn asset_response(body: &'static str, content_type: &'static str) -> Response {
 /// `GET /-/state`: the state document (docs/state.schema.json).
 async fn state_document(
     State(app): State<Arc<AppState>>,
-    peer: Result<ConnectInfo<SocketAddr>, ExtensionRejection>,
+    connection: Option<axum::Extension<Connection>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(response) = may_read(&app, peer.ok().map(|ConnectInfo(peer)| peer), &headers) {
+    if let Err(response) = may_read(&app, connection.map(|c| c.0), &headers) {
         return *response;
     }
     let document = super::state::document(
@@ -166,13 +166,14 @@ async fn state_document(
 }
 
 /// Reading serve's state needs the token when one is configured, unless the request comes from
-/// a loopback address (the machine serve runs on). A request whose peer is unknown needs it.
+/// a loopback address (the machine serve runs on) and names a loopback host
+/// ([`Guard::is_local`]). A request whose peer is unknown needs it.
 fn may_read(
     app: &AppState,
-    peer: Option<SocketAddr>,
+    connection: Option<Connection>,
     headers: &HeaderMap,
 ) -> Result<(), Box<Response>> {
-    if peer.is_some_and(|peer| peer.ip().to_canonical().is_loopback()) {
+    if Guard::is_local(headers, connection) {
         Ok(())
     } else {
         authorized(app, headers)
@@ -183,8 +184,9 @@ fn may_read(
 mod tests {
     use std::time::{Duration, Instant, SystemTime};
 
+    use std::net::SocketAddr;
+
     use axum::body::{to_bytes, Body};
-    use axum::extract::connect_info::MockConnectInfo;
     use tower::ServiceExt;
 
     use super::*;
@@ -222,12 +224,25 @@ mod tests {
         peer: Option<&str>,
         auth: Option<&str>,
     ) -> (u16, axum::http::HeaderMap, String) {
+        get_as(app, "127.0.0.1:8000", uri, peer, auth).await
+    }
+
+    async fn get_as(
+        app: &Arc<AppState>,
+        host: &str,
+        uri: &str,
+        peer: Option<&str>,
+        auth: Option<&str>,
+    ) -> (u16, axum::http::HeaderMap, String) {
         let mut router = crate::serve::http::router(app.clone(), Arc::new(ReadOnly))
             .merge(super::router(app.clone()));
         if let Some(peer) = peer {
-            router = router.layer(MockConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+            router = router.layer(axum::Extension(Connection {
+                peer: peer.parse::<SocketAddr>().unwrap(),
+                local: "127.0.0.1:8000".parse().unwrap(),
+            }));
         }
-        let mut request = axum::http::Request::get(uri);
+        let mut request = axum::http::Request::get(uri).header("host", host);
         if let Some(auth) = auth {
             request = request.header("authorization", auth);
         }
@@ -285,6 +300,13 @@ mod tests {
             assert_eq!(status, 401);
             let (status, _, body) = get(&app, "/-/state", peer, Some("bearer secret")).await;
             assert_eq!(status, 200, "{body}");
+        }
+        // A loopback peer relaying for another name (a local reverse proxy, or a page that
+        // rebound its name to 127.0.0.1 where `allowed-hosts` lets it in) is not local.
+        for host in ["serve.example.test", "fusionizer.invalid:8000"] {
+            let (status, _, body) =
+                get_as(&app, host, "/-/state", Some("127.0.0.1:40000"), None).await;
+            assert_eq!(status, 401, "{host}: {body}");
         }
         // Without a configured token, anyone may read.
         let (status, _, _) = get(&self::app(None), "/-/state", Some(REMOTE_PEER), None).await;

@@ -32,6 +32,7 @@ use crate::contract::{
 
 mod calls;
 use crate::platform::{InvokeError, InvokeRequest, InvokeResponse};
+pub use calls::Chains;
 
 /// A refusal from the control plane, as an HTTP status and a message.
 #[derive(Debug)]
@@ -87,10 +88,14 @@ pub struct AppState {
     pub max_body: usize,
     pub max_upload: usize,
     pub request_timeout: Duration,
+    /// How long a client has to send a whole request body (`[serve] body-read-timeout`).
+    pub body_timeout: Duration,
     /// What serve observed about calls and invocations (`GET /-/traces`).
     pub traces: Arc<Recorder>,
     /// The queue of asynchronous calls (`Prefer: respond-async`).
     pub background: Background,
+    /// The synchronous requests being forwarded, to refuse call cycles (508).
+    pub chains: Chains,
 }
 
 #[cfg(test)]
@@ -111,8 +116,10 @@ impl AppState {
             max_body: 1024,
             max_upload: 4096,
             request_timeout,
+            body_timeout: Duration::from_secs(60),
             traces: Arc::new(crate::serve::traces::Recorder::new(traces, traces)),
-            background: crate::serve::background::Background::new(1, 1),
+            background: crate::serve::background::Background::new(1, 1 << 20, 1),
+            chains: Chains::default(),
         }
     }
 }
@@ -240,12 +247,52 @@ async fn task_root(
     if let Err(response) = valid_task_name(&task) {
         return refuse(*response, request.into_body());
     }
-    match *request.method() {
-        Method::GET => describe(&state, &task, request.headers()),
+    // A task's call (it carries `X-Fusionizer-Caller`) is delivered whatever its method, as
+    // Nuclio delivers an event and as the same call runs when the two tasks are fused. A
+    // browser cannot send that header across origins without a preflight, which serve never
+    // grants (serve::guard).
+    let from_task = state.task_caller(request.headers()).is_some();
+    match request.method().clone() {
+        Method::OPTIONS => options(TASK_METHODS, request),
+        Method::TRACE | Method::CONNECT => not_allowed(TASK_METHODS, request),
+        _ if from_task => invoke(&state, &task, request).await,
+        Method::GET | Method::HEAD => describe(&state, &task, request.headers()),
         Method::PUT => upload(&state, &task, request).await,
         Method::DELETE => remove(&state, &task, request).await,
-        _ => invoke(&state, &task, request).await,
+        Method::POST => invoke(&state, &task, request).await,
+        _ => not_allowed(TASK_METHODS, request),
     }
+}
+
+/// The methods of `/<task>`: `POST` invokes, `GET` (and `HEAD`) describes, `PUT` uploads,
+/// `DELETE` removes.
+const TASK_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS";
+/// The methods of `/<task>/<path>`: `POST` invokes with that path.
+const TASK_PATH_METHODS: &str = "POST, OPTIONS";
+
+/// `OPTIONS`: the methods, and nothing else. No `Access-Control-Allow-*` header: a browser's
+/// preflight gets no permission, so the request it asked about is never sent.
+fn options(allow: &'static str, request: Request) -> Response {
+    let mut response = refuse(StatusCode::NO_CONTENT.into_response(), request.into_body());
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+/// 405 with the methods that are allowed.
+fn not_allowed(allow: &'static str, request: Request) -> Response {
+    let mut response = text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "method {} is not allowed here; allowed: {allow}",
+            request.method()
+        ),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    refuse(response, request.into_body())
 }
 
 async fn task_sub(
@@ -256,7 +303,14 @@ async fn task_sub(
     if let Err(response) = valid_task_name(&task) {
         return refuse(*response, request.into_body());
     }
-    invoke(&state, &task, request).await
+    let from_task = state.task_caller(request.headers()).is_some();
+    match request.method().clone() {
+        Method::OPTIONS => options(TASK_PATH_METHODS, request),
+        Method::TRACE | Method::CONNECT => not_allowed(TASK_PATH_METHODS, request),
+        _ if from_task => invoke(&state, &task, request).await,
+        Method::POST => invoke(&state, &task, request).await,
+        _ => not_allowed(TASK_PATH_METHODS, request),
+    }
 }
 
 /// Answers `response` to a request whose body is not wanted, while the rest of that body is
@@ -285,12 +339,14 @@ async fn discard(mut body: axum::body::BodyDataStream) {
     }
 }
 
-/// The request body, when it fits in `limit` bytes; otherwise the 413 answer, given with the
-/// rest of the body discarded in the background ([`refuse`]).
+/// The request body, when it fits in `limit` bytes and arrives within `timeout`; otherwise the
+/// 413 answer, given with the rest of the body discarded in the background ([`refuse`]), or the
+/// 408 answer, with the connection closed.
 async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
+    timeout: Duration,
     what: &str,
 ) -> Result<Bytes, Response> {
     use futures_util::StreamExt;
@@ -307,9 +363,15 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(refuse(too_large(), body));
     }
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut stream = body.into_data_stream();
     let mut buf = bytes::BytesMut::new();
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(_) => return Err(body_timed_out(what, timeout)),
+        };
         let Ok(chunk) = chunk else {
             return Err(text(
                 StatusCode::BAD_REQUEST,
@@ -322,6 +384,21 @@ async fn read_body(
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
+}
+
+/// 408 for a body that did not arrive within `timeout`; the connection is closed.
+fn body_timed_out(what: &str, timeout: Duration) -> Response {
+    let mut response = text(
+        StatusCode::REQUEST_TIMEOUT,
+        format!(
+            "the {what} did not arrive within {} (`[serve] body-read-timeout`)",
+            humantime::format_duration(timeout)
+        ),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 fn text(status: StatusCode, message: impl Into<String>) -> Response {
@@ -372,13 +449,29 @@ fn forwardable(name: &HeaderName) -> bool {
         .any(|h| name.eq_ignore_ascii_case(h))
 }
 
+impl App {
+    /// The task a request says it comes from (`X-Fusionizer-Caller`), when that names a task
+    /// serve knows. Any client can send the header: a name that is no task is not believed (an
+    /// invocation counts it in `fusionizer_unknown_callers_total`), so that what clients send
+    /// cannot fill the traces' edge table or the metrics' labels.
+    fn task_caller<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        let caller = headers.get(HEADER_CALLER)?.to_str().ok()?;
+        self.is_task(caller).then_some(caller)
+    }
+
+    /// Whether `name` is a task serve routes, or one it knows (declared or uploaded).
+    fn is_task(&self, name: &str) -> bool {
+        self.routes.current().by_task.contains_key(name) || self.control.is_known(name)
+    }
+}
+
 /// Counts the request in flight, unless serve is shutting down and it comes from a client
 /// (not a task): then the 503 to answer, with the body discarded ([`refuse`]).
-fn admit(state: &AppState, request: Request) -> Result<(InFlightGuard, Request), Box<Response>> {
+fn admit(state: &App, request: Request) -> Result<(InFlightGuard, Request), Box<Response>> {
     // Counted before the check, so a shutdown that sees nothing in flight also means that every
     // request after it sees `draining`.
     let guard = state.inflight.enter();
-    if state.draining.load(Ordering::SeqCst) && !request.headers().contains_key(HEADER_CALLER) {
+    if state.draining.load(Ordering::SeqCst) && state.task_caller(request.headers()).is_none() {
         drop(guard);
         let response = unavailable(
             "serve is shutting down; it answers only the requests it had already taken".to_string(),
@@ -405,19 +498,33 @@ async fn invoke(state: &Arc<App>, task: &str, request: Request) -> Response {
     };
     drop(table);
     let (parts, body) = request.into_parts();
-    let from_task = parts.headers.contains_key(HEADER_CALLER);
-    let mut call = calls::CallContext::of(state, &parts.headers);
-    let body = match read_body(&parts.headers, body, state.max_body, "request body").await {
+    let caller = state.task_caller(&parts.headers).map(str::to_string);
+    let from_task = caller.is_some();
+    if !from_task && parts.headers.contains_key(HEADER_CALLER) {
+        state.metrics.unknown_caller();
+    }
+    let mut call = calls::CallContext::of(state, &parts.headers, caller);
+    // An answer given before the task is invoked: counted, then sent.
+    let answered = |response: Response| {
+        state.metrics.request(
+            task,
+            response.status().as_u16(),
+            from_task,
+            started.elapsed(),
+        );
+        response
+    };
+    let body = match read_body(
+        &parts.headers,
+        body,
+        state.max_body,
+        state.body_timeout,
+        "request body",
+    )
+    .await
+    {
         Ok(body) => body,
-        Err(response) => {
-            state.metrics.request(
-                task,
-                response.status().as_u16(),
-                from_task,
-                started.elapsed(),
-            );
-            return response;
-        }
+        Err(response) => return answered(response),
     };
     let mut headers = forwarded_headers(state, task, &parts.headers);
     call.add_headers(&mut headers, body.len());
@@ -431,19 +538,17 @@ async fn invoke(state: &Arc<App>, task: &str, request: Request) -> Response {
     };
     if call.is_async() {
         drop(route);
-        let response = calls::accept(state, task, invoke_request, call, inflight);
-        state.metrics.request(
-            task,
-            response.status().as_u16(),
-            from_task,
-            started.elapsed(),
-        );
-        return response;
+        return answered(calls::accept(state, task, invoke_request, call, inflight));
     }
+    let chain = match state.chains.enter(&call, task) {
+        Ok(chain) => chain,
+        Err(cycle) => return answered(calls::loop_detected(&cycle)),
+    };
     let guard = route.enter();
     let outcome =
         tokio::time::timeout(state.request_timeout, route.invoker.invoke(invoke_request)).await;
     drop(guard);
+    drop(chain);
     let mut observed = calls::Observed::default();
     let response = match outcome {
         Err(_) => {
@@ -688,14 +793,19 @@ async fn upload(state: &App, task: &str, request: Request) -> Response {
                 )
             }
         };
+    let deadline = tokio::time::Instant::now() + state.body_timeout;
     let mut zip = None;
     loop {
-        match multipart.next_field().await {
+        let Ok(field) = tokio::time::timeout_at(deadline, multipart.next_field()).await else {
+            return body_timed_out("upload", state.body_timeout);
+        };
+        match field {
             Ok(Some(field)) => {
                 if field.name() == Some("zip_file") {
-                    match field.bytes().await {
-                        Ok(bytes) => zip = Some(bytes),
-                        Err(e) => return multipart_error(state, e),
+                    match tokio::time::timeout_at(deadline, field.bytes()).await {
+                        Ok(Ok(bytes)) => zip = Some(bytes),
+                        Ok(Err(e)) => return multipart_error(state, e),
+                        Err(_) => return body_timed_out("upload", state.body_timeout),
                     }
                 }
             }

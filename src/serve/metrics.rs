@@ -67,6 +67,7 @@ pub struct Metrics {
     trigger_events_seen: Mutex<HashMap<TriggerLabels, u64>>,
     async_calls: Family<ResultLabels, Counter>,
     trace_records_skipped: Counter,
+    unknown_callers: Counter,
     trace_dropped: Counter,
     trace_dropped_seen: AtomicU64,
 }
@@ -138,6 +139,13 @@ impl Metrics {
             "In-process call records a function reported but that were not itemised or not readable",
             trace_records_skipped.clone(),
         );
+        let unknown_callers = Counter::default();
+        registry.register(
+            "unknown_callers",
+            "Requests whose X-Fusionizer-Caller named no known task: served as client requests, \
+             their caller not recorded",
+            unknown_callers.clone(),
+        );
         let trace_dropped = Counter::default();
         registry.register(
             "trace_dropped",
@@ -147,6 +155,7 @@ impl Metrics {
         Metrics {
             async_calls,
             trace_records_skipped,
+            unknown_callers,
             trace_dropped,
             trace_dropped_seen: AtomicU64::new(0),
             registry,
@@ -245,6 +254,11 @@ impl Metrics {
     /// Counts trace records a function reported that could not be recorded one by one.
     pub fn trace_records_skipped(&self, n: u64) {
         self.trace_records_skipped.inc_by(n);
+    }
+
+    /// Counts a request whose `X-Fusionizer-Caller` named no known task.
+    pub fn unknown_caller(&self) {
+        self.unknown_callers.inc();
     }
 
     /// Brings the dropped-trace counter up to the recorder's running total.

@@ -18,7 +18,9 @@
 
 pub mod background;
 mod dashboard;
+mod guard;
 pub mod http;
+mod listener;
 pub mod metrics;
 pub mod optimizer;
 pub mod routes;
@@ -149,12 +151,18 @@ async fn bind(config: &Config, args: &ServeArgs) -> Result<Bound> {
         .clone()
         .unwrap_or_else(|| config.serve.listen.clone());
     let addr = resolve_listen(&listen_text).await?;
-    let token = config
-        .serve
-        .token_env
-        .as_ref()
-        .and_then(|name| std::env::var(name).ok())
-        .filter(|t| !t.is_empty());
+    let token = match &config.serve.token_env {
+        None => None,
+        // A token that is configured but missing must not silently turn into no token at all.
+        Some(name) => match std::env::var(name) {
+            Ok(token) if !token.trim().is_empty() => Some(token),
+            Ok(_) => return Err(missing_token(name, "is empty")),
+            Err(std::env::VarError::NotPresent) => return Err(missing_token(name, "is not set")),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(missing_token(name, "is not valid UTF-8"))
+            }
+        },
+    };
     if !addr.ip().is_loopback() && token.is_none() && !args.insecure {
         return Err(Error::usage(format!(
             "refusing to listen on `{addr}` (not loopback) without a token"
@@ -182,6 +190,18 @@ async fn bind(config: &Config, args: &ServeArgs) -> Result<Bound> {
         token,
         advertise,
     })
+}
+
+/// The refusal to start when `[serve] token-env` names a variable without a token (exit 78).
+fn missing_token(name: &str, why: &str) -> Error {
+    Error::new(
+        ExitCode::Config,
+        format!("`[serve] token-env` names `{name}`, but that environment variable {why}"),
+    )
+    .with_hint(format!(
+        "set it to the bearer token PUT/DELETE and a remote `/-/state` must carry (`export \
+         {name}=…`), or remove `token-env` from fusion.toml to run without a token on loopback"
+    ))
 }
 
 /// Opens the platform with serve's settings; one that cannot be reached at all (no nuctl) is
@@ -238,14 +258,17 @@ async fn serve(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCod
         max_body: config.serve.max_body_bytes as usize,
         max_upload: config.serve.max_upload_bytes as usize,
         request_timeout: config.serve.request_timeout,
+        body_timeout: config.serve.body_read_timeout,
         traces: Arc::new(self::traces::Recorder::new(
             config.serve.trace_spans,
             config.serve.trace_edges,
         )),
         background: self::background::Background::new(
             config.serve.async_queue,
+            config.serve.async_queue_bytes,
             self::background::DEFAULT_CONCURRENCY,
         ),
+        chains: self::http::Chains::default(),
     });
     let runner = Arc::new(Runner::new(
         workspace,
@@ -284,18 +307,36 @@ async fn serve(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCod
     let stop_listening = Arc::new(tokio::sync::Notify::new());
     let server = {
         let stop_listening = stop_listening.clone();
-        let app =
-            http::router(state.clone(), runner.clone()).merge(dashboard::router(state.clone()));
+        let guard = Arc::new(guard::Guard::new(
+            bound.local.ip(),
+            &bound.advertise,
+            config
+                .nuctl
+                .proxy_url
+                .as_deref()
+                .and_then(|url| url.parse::<hyper::Uri>().ok())
+                .and_then(|uri| uri.host().map(str::to_string))
+                .as_deref(),
+            &config.serve.allowed_hosts,
+            &config.serve.allowed_origins,
+        ));
+        // The guard runs first, before any route: a refused request does no work at all.
+        let app = http::router(state.clone(), runner.clone())
+            .merge(dashboard::router(state.clone()))
+            .layer(axum::middleware::from_fn_with_state(guard, guard::enforce));
+        let (max_connections, lowered) = listener::connection_limit(config.serve.max_connections);
+        if let Some(why) = lowered {
+            tracing::warn!("{why}");
+        }
+        let limits = listener::Limits {
+            header_read: config.serve.header_read_timeout,
+            idle: config.serve.idle_timeout,
+            max_connections,
+        };
         let listener = bound.listener;
-        tokio::spawn(async move {
-            // With the peer's address: `/-/state` needs no token from loopback.
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { stop_listening.notified().await })
-            .await
-        })
+        tokio::spawn(listener::serve(listener, app, limits, async move {
+            stop_listening.notified().await;
+        }))
     };
     let server = Server {
         task: server,
@@ -359,7 +400,7 @@ async fn serve(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCod
 
 /// The HTTP server task and the switch that stops its listener.
 struct Server {
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: tokio::task::JoinHandle<()>,
     stop_listening: Arc<tokio::sync::Notify>,
 }
 
@@ -368,8 +409,7 @@ impl Server {
     async fn stop(mut self) {
         self.stop_listening.notify_one();
         match tokio::time::timeout(CLOSE_GRACE, &mut self.task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::error!("server error: {e}"),
+            Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!("server task failed: {e}"),
             Err(_) => {
                 tracing::warn!(

@@ -468,8 +468,9 @@ pub fn new_span_id() -> u64 {
     }
 }
 
-/// The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`), when valid.
-pub fn parse_traceparent(value: &str) -> Option<u128> {
+/// The trace id and parent id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`),
+/// when valid.
+pub fn parse_traceparent(value: &str) -> Option<(u128, u64)> {
     let mut parts = value.trim().split('-');
     let version = parts.next()?;
     let trace = parts.next()?;
@@ -489,12 +490,14 @@ pub fn parse_traceparent(value: &str) -> Option<u128> {
         return None;
     }
     let id = u128::from_str_radix(trace, 16).ok()?;
-    (id != 0 && parent != "0000000000000000").then_some(id)
+    let parent = u64::from_str_radix(parent, 16).ok()?;
+    (id != 0 && parent != 0).then_some((id, parent))
 }
 
-/// The `traceparent` serve sends on: the trace id, a new parent id, sampled.
-pub fn traceparent(trace_id: u128) -> String {
-    format!("00-{trace_id:032x}-{:016x}-01", new_span_id())
+/// The `traceparent` serve sends on: the trace id, the parent (span) id of the request it
+/// forwards, sampled.
+pub fn traceparent(trace_id: u128, span_id: u64) -> String {
+    format!("00-{trace_id:032x}-{span_id:016x}-01")
 }
 
 /// One in-process call as the dispatcher reports it in its trailer (docs/traces.md):
@@ -690,7 +693,7 @@ mod tests {
         let id = 0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c_u128;
         assert_eq!(
             parse_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
-            Some(id)
+            Some((id, 0xb7ad_6b71_6920_3331))
         );
         for bad in [
             "00-00000000000000000000000000000000-b7ad6b7169203331-01",
@@ -702,8 +705,8 @@ mod tests {
         ] {
             assert_eq!(parse_traceparent(bad), None, "{bad}");
         }
-        let written = traceparent(id);
-        assert_eq!(parse_traceparent(&written), Some(id), "{written}");
+        let written = traceparent(id, 7);
+        assert_eq!(parse_traceparent(&written), Some((id, 7)), "{written}");
         assert!(written.starts_with("00-0af7651916cd43dd8448eb211c80319c-"));
     }
 

@@ -349,7 +349,7 @@ fn check(root: &Value, schema: &Value, value: &Value, at: &str, problems: &mut V
 }
 
 /// Chromium: `FUSIONIZER_CHROMIUM`, or the first of the usual names on `PATH`.
-fn find_chromium() -> Option<PathBuf> {
+pub(crate) fn find_chromium() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("FUSIONIZER_CHROMIUM") {
         return Some(PathBuf::from(path));
     }
@@ -371,7 +371,7 @@ fn find_chromium() -> Option<PathBuf> {
 }
 
 /// A headless Chromium with the `DevTools` protocol on a loopback port; killed on drop.
-struct Browser {
+pub(crate) struct Browser {
     child: Child,
     port: u16,
     _profile: tempfile::TempDir,
@@ -379,7 +379,7 @@ struct Browser {
 }
 
 impl Browser {
-    fn launch(chromium: &Path) -> Browser {
+    pub(crate) fn launch(chromium: &Path) -> Browser {
         let profile = tempfile::tempdir().unwrap();
         let mut child = Command::new(chromium)
             .args([
@@ -442,7 +442,7 @@ impl Browser {
     }
 
     /// The first page target (the `about:blank` it started with).
-    fn page(&mut self) -> Page {
+    pub(crate) fn page(&mut self) -> Page {
         let list = format!("http://127.0.0.1:{}/json/list", self.port);
         let targets: Value = wait_for("Chromium's page target", Duration::from_secs(30), || {
             let targets: Value = client().get(&list).send().ok()?.json().ok()?;
@@ -475,7 +475,7 @@ impl Browser {
     }
 
     /// Asks Chromium to quit, then waits (bounded) for it.
-    fn close(mut self) {
+    pub(crate) fn close(mut self) {
         let version = format!("http://127.0.0.1:{}/json/version", self.port);
         if let Some(url) = client()
             .get(&version)
@@ -508,7 +508,7 @@ impl Drop for Browser {
 }
 
 /// One page, over its `DevTools` WebSocket.
-struct Page {
+pub(crate) struct Page {
     socket: WebSocket<MaybeTlsStream<TcpStream>>,
     next_id: u64,
     log: std::sync::Arc<std::sync::Mutex<String>>,
@@ -516,7 +516,7 @@ struct Page {
 
 impl Page {
     /// Sends a `DevTools` command and returns its result (events in between are skipped).
-    fn call(&mut self, method: &str, params: Value) -> Value {
+    pub(crate) fn call(&mut self, method: &str, params: Value) -> Value {
         self.next_id += 1;
         let id = self.next_id;
         self.socket
@@ -544,7 +544,7 @@ impl Page {
     }
 
     /// Evaluates `expression` in the page and returns its value.
-    fn evaluate(&mut self, expression: &str) -> Value {
+    pub(crate) fn evaluate(&mut self, expression: &str) -> Value {
         let result = self.call(
             "Runtime.evaluate",
             json!({"expression": expression, "returnByValue": true}),

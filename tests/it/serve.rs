@@ -48,7 +48,26 @@ impl Serve {
 
     /// Starts serve and returns once it listens, without waiting for the start phase.
     pub(crate) fn spawn(env: &TestEnv, vars: &[(&str, &str)], args: &[&str]) -> Serve {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fusionizer"));
+        Serve::spawn_wrapped(env, vars, args, &[])
+    }
+
+    /// [`Serve::spawn`] run by `wrapper` (a command and its arguments, given the binary and its
+    /// arguments after them), e.g. `sh -c 'ulimit -n 256 && exec "$0" "$@"'`.
+    pub(crate) fn spawn_wrapped(
+        env: &TestEnv,
+        vars: &[(&str, &str)],
+        args: &[&str],
+        wrapper: &[&str],
+    ) -> Serve {
+        let binary = env!("CARGO_BIN_EXE_fusionizer");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(binary);
+                cmd
+            }
+            None => Command::new(binary),
+        };
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", env.root().join("home"))

@@ -21,6 +21,13 @@ const SERVE_KEYS: &[&str] = &[
     "trace-spans",
     "trace-edges",
     "async-queue",
+    "async-queue-size",
+    "allowed-hosts",
+    "allowed-origins",
+    "header-read-timeout",
+    "body-read-timeout",
+    "idle-timeout",
+    "max-connections",
 ];
 const NUCTL_KEYS: &[&str] = &[
     "binary",
@@ -77,6 +84,7 @@ impl Checker<'_> {
             ("max-body-size", &mut serve.max_body_bytes),
             ("max-upload-size", &mut serve.max_upload_bytes),
             ("max-unpacked-size", &mut serve.max_unpacked_bytes),
+            ("async-queue-size", &mut serve.async_queue_bytes),
         ] {
             if let Some(value) = table.get(key) {
                 if let Some(bytes) = self.size(value, &format!("serve.{key}")) {
@@ -97,6 +105,25 @@ impl Checker<'_> {
                 }
             }
         }
+        for (key, slot) in [
+            ("header-read-timeout", &mut serve.header_read_timeout),
+            ("body-read-timeout", &mut serve.body_read_timeout),
+            ("idle-timeout", &mut serve.idle_timeout),
+        ] {
+            if let Some(value) = table.get(key) {
+                if let Some(duration) = self.duration(value, &format!("serve.{key}")) {
+                    if duration.is_zero() {
+                        self.error(
+                            value.span(),
+                            format!("`serve.{key}` must be greater than zero"),
+                            Some("a connection that never times out can be held forever by a client that sends nothing".to_string()),
+                        );
+                    } else {
+                        *slot = duration;
+                    }
+                }
+            }
+        }
         if let Some(value) = table.get("drain-timeout") {
             if let Some(duration) = self.duration(value, "serve.drain-timeout") {
                 serve.drain_timeout = duration;
@@ -111,12 +138,37 @@ impl Checker<'_> {
             ("trace-spans", &mut serve.trace_spans, 0),
             ("trace-edges", &mut serve.trace_edges, 1),
             ("async-queue", &mut serve.async_queue, 1),
+            ("max-connections", &mut serve.max_connections, 1),
         ] {
             if let Some(value) = table.get(key) {
                 if let Some(n) = self.count(value, &format!("serve.{key}"), min, 1 << 20) {
                     *slot = usize::try_from(n).unwrap_or(usize::MAX);
                 }
             }
+        }
+        if let Some(value) = table.get("allowed-hosts") {
+            serve.allowed_hosts = self.string_list(value, "serve.allowed-hosts", |host| {
+                allowed_host_problem(host).map(|reason| {
+                    (
+                        reason,
+                        "write a host name or IP address as clients put it in `Host` (no scheme, \
+                         port or path), `*.example.com` for its subdomains, or `*` for any host"
+                            .to_string(),
+                    )
+                })
+            });
+        }
+        if let Some(value) = table.get("allowed-origins") {
+            serve.allowed_origins = self.string_list(value, "serve.allowed-origins", |origin| {
+                allowed_origin_problem(origin).map(|reason| {
+                    (
+                        reason,
+                        "write an origin as browsers send it, `scheme://host` or \
+                         `scheme://host:port` with no path (e.g. `http://localhost:3000`), or `*`"
+                            .to_string(),
+                    )
+                })
+            });
         }
         serve
     }
@@ -208,6 +260,64 @@ impl Checker<'_> {
         }
         nuctl
     }
+}
+
+/// Why `host` cannot be an `allowed-hosts` entry, if it cannot.
+fn allowed_host_problem(host: &str) -> Option<String> {
+    if host == "*" {
+        return None;
+    }
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    if host.contains("://") || host.contains('/') {
+        return Some(format!("`{host}` is a URL, not a host"));
+    }
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    if let Some(inner) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        return match inner.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => None,
+            Err(_) => Some(format!("`{host}` is not an IPv6 address")),
+        };
+    }
+    if name.contains(':') {
+        return Some(format!(
+            "`{host}` has a port: ports are not compared, list the host alone"
+        ));
+    }
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if name.is_empty() || name.len() > 253 || !name.trim_end_matches('.').split('.').all(label_ok) {
+        return Some(format!("`{host}` is not a host name"));
+    }
+    None
+}
+
+/// Why `origin` cannot be an `allowed-origins` entry, if it cannot.
+fn allowed_origin_problem(origin: &str) -> Option<String> {
+    if origin == "*" {
+        return None;
+    }
+    let Ok(uri) = origin.parse::<hyper::Uri>() else {
+        return Some(format!("`{origin}` is not an origin"));
+    };
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return Some(format!("`{origin}` has no scheme or no host"));
+    };
+    if !matches!(scheme, "http" | "https") {
+        return Some(format!("`{origin}`: the scheme is `http` or `https`"));
+    }
+    if authority.as_str().contains('@') || origin != format!("{scheme}://{authority}") {
+        return Some(format!(
+            "`{origin}` is not an origin: it has more than a scheme, host and port"
+        ));
+    }
+    allowed_host_problem(authority.host())
 }
 
 /// A path-valued setting as written in fusion.toml: `~` and `~/…` expand to the home directory;
