@@ -1,13 +1,18 @@
-//! Issue 19, item 5: the CLI's clients of a running serve (`invoke`, `traces export`,
+//! Issue 19, items 5 and 6: the CLI's clients of a running serve (`invoke`, `traces export`,
 //! `optimize --from`) against hostile or broken servers on loopback (one that never answers, an
-//! endless or oversized body, a 5 MB error page, an `https://` address).
+//! endless or oversized body, a 5 MB error page, an `https://` address), and the `command`
+//! optimizer runner against programs that leave a child holding stdout or print too much.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::support::{transcript, TestEnv};
+use fusionizer::optimize::command::{self, Answer, OptimizerError};
+
+use crate::support::{process_running, transcript, TestEnv};
 
 /// How long a command may run before the test gives up on it (it is killed then): far above
 /// anything the fixed code takes, so only a hang reaches it.
@@ -208,4 +213,145 @@ fn every_client_refuses_https_naming_the_address() {
             "{args:?}\n{all}"
         );
     }
+}
+
+// --- the `command` optimizer runner (item 6) -----------------------------------------------
+
+/// The smallest request: no tasks, no traces (an answer of `keep` is valid for it).
+fn empty_request() -> command::Request {
+    use fusionizer::traces::{Limits, TraceDoc};
+    command::request(
+        "shop",
+        &Vec::new(),
+        &BTreeMap::new(),
+        command::RequestPhase {
+            number: None,
+            after: None,
+        },
+        command::RequestSettings {
+            min_calls: 10,
+            min_gain: 0.05,
+        },
+        TraceDoc {
+            version: 1,
+            started: "2025-01-01T00:00:00.000Z".to_string(),
+            limits: Limits {
+                spans: 0,
+                edges: 0,
+                sketch: String::new(),
+            },
+            edges: Vec::new(),
+            tasks: Vec::new(),
+            spans: Vec::new(),
+        },
+    )
+}
+
+/// Runs the shell script `script` as the command optimizer in `dir`.
+fn run_script(dir: &Path, script: &str, timeout: Duration) -> Result<Answer, OptimizerError> {
+    std::fs::write(dir.join("optimizer.sh"), script).unwrap();
+    let program = vec!["sh".to_string(), "optimizer.sh".to_string()];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(command::run(
+        &program,
+        dir,
+        timeout,
+        &empty_request(),
+        &BTreeMap::new(),
+    ))
+}
+
+/// The pid a script wrote into `dir/name`.
+fn pid_in(dir: &Path, name: &str) -> u32 {
+    std::fs::read_to_string(dir.join(name))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Waits (30 s at most) until `pid` is gone; kills it if it is not, so a failing run leaves
+/// nothing behind. Whether it went by itself.
+fn gone_by_itself(pid: u32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while process_running(pid) {
+        if Instant::now() > deadline {
+            let pid = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// Regression (issue 19, item 6): a program that answers at once but leaves a background child
+/// holding stdout was reported as timed out every round (the runner waited for EOF), and the
+/// child was left behind. Now its answer counts as soon as it exits, and the child is killed.
+#[test]
+fn an_optimizer_that_answers_and_leaves_a_child_holding_stdout_is_heard_and_cleaned_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let answer = run_script(
+        tmp.path(),
+        "cat > /dev/null\n\
+         sleep 300 &\n\
+         echo $! > child.pid\n\
+         echo '{\"version\": 1, \"keep\": true, \"reason\": \"answered at once\"}'\n",
+        Duration::from_secs(20),
+    );
+    let child = pid_in(tmp.path(), "child.pid");
+    assert!(
+        gone_by_itself(child),
+        "the background child {child} outlived the run"
+    );
+    assert_eq!(
+        answer,
+        Ok(Answer::Keep {
+            reason: "answered at once".to_string()
+        })
+    );
+}
+
+/// Regression (issue 19, item 6): on a timeout only the program itself was killed; what it had
+/// started kept running. Now its whole process group goes.
+#[test]
+fn an_optimizer_killed_for_its_timeout_takes_its_children_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let answer = run_script(
+        tmp.path(),
+        "sleep 300 &\n\
+         echo $! > child.pid\n\
+         sleep 300\n",
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        answer.as_ref().map_err(OptimizerError::kind),
+        Err("timeout")
+    );
+    let child = pid_in(tmp.path(), "child.pid");
+    assert!(
+        gone_by_itself(child),
+        "the background child {child} outlived the run"
+    );
+}
+
+/// Regression (issue 19, item 6): more than 4 MiB on stdout was reported as `timeout` (the
+/// runner stopped reading, the program blocked writing), not the documented `invalid-json`.
+#[test]
+fn an_optimizer_printing_5_mib_is_an_invalid_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let error = run_script(
+        tmp.path(),
+        "head -c 5242880 /dev/zero | tr '\\000' x\n",
+        Duration::from_secs(60),
+    )
+    .unwrap_err();
+    assert_eq!(error.kind(), "invalid-json", "{error}");
+    assert!(
+        error.to_string().contains(&format!(
+            "more than {} bytes on stdout",
+            command::MAX_STDOUT_BYTES
+        )),
+        "{error}"
+    );
 }
