@@ -2,6 +2,7 @@
 //! settings by [`super::run`]; core modules never see them.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -55,6 +56,15 @@ pub struct SelectionArgs {
     /// Use the N-th [[phase]] of fusion.toml (counting from 1)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub phase: Option<u32>,
+}
+
+/// `--timeout`, for the commands that talk to a running serve.
+#[derive(Debug, Args, Clone)]
+pub struct ClientArgs {
+    /// How long to wait for the running serve: connecting, sending and reading its whole answer
+    /// (e.g. 10s, 2m)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = timeout)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,6 +155,13 @@ pub enum Command {
         watch: bool,
     },
     /// Invoke a task through a running `fusionizer serve`
+    #[command(
+        long_about = "Invoke a task through a running `fusionizer serve` (a POST to /TASK) and \
+                      print the answer's body; a non-2xx answer exits 1. At most 64 MiB of \
+                      answer is read. serve itself waits for a task up to its [serve] \
+                      request-timeout (60s by default), longer than the 30s this command waits \
+                      by default: pass e.g. `--timeout 2m` for slow tasks."
+    )]
     Invoke {
         /// The task to invoke
         task: String,
@@ -154,9 +171,11 @@ pub enum Command {
         /// Extra header, `Name: value` (repeatable)
         #[arg(short = 'H', long = "header", value_name = "HEADER")]
         headers: Vec<String>,
-        /// The proxy's address (default: [serve] listen)
+        /// The proxy's address, `HOST:PORT` or `http://HOST:PORT` (default: [serve] listen)
         #[arg(long, value_name = "ADDR")]
         server: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Work with the call traces a running `fusionizer serve` recorded (docs/traces.md)
     Traces {
@@ -171,10 +190,13 @@ pub enum Command {
                       unified diff of fusion.toml that appends a [[phase]]. See docs/optimize.md."
     )]
     Optimize {
-        /// The traces: a running serve (`http://HOST:PORT`, reads `/-/traces`) or a file written
-        /// by `fusionizer traces export` or saved from `/-/traces` (JSON or JSON Lines)
+        /// The traces: a running serve (`http://HOST:PORT`, reads `/-/traces`, at most 64 MiB)
+        /// or a file written by `fusionizer traces export` or saved from `/-/traces` (JSON or
+        /// JSON Lines)
         #[arg(long, value_name = "URL|FILE")]
         from: String,
+        #[command(flatten)]
+        client: ClientArgs,
         /// Ignore edges with fewer calls (default: [optimizer] min-calls, which defaults to 10)
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         min_calls: Option<u64>,
@@ -228,7 +250,7 @@ pub enum Command {
 /// `fusionizer traces …`.
 #[derive(Debug, Subcommand)]
 pub enum TracesCommand {
-    /// Fetch `GET /-/traces` from a running serve and write it as JSON Lines
+    /// Fetch `GET /-/traces` from a running serve (at most 64 MiB) and write it as JSON Lines
     Export {
         /// Where to write (`-` for stdout)
         #[arg(value_name = "FILE")]
@@ -236,7 +258,17 @@ pub enum TracesCommand {
         /// The serve to ask: a URL or HOST:PORT (default: [serve] listen of fusion.toml)
         #[arg(long, value_name = "URL")]
         from: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
     },
+}
+
+/// `--timeout`: a duration (`30s`, `2m`) longer than zero.
+fn timeout(value: &str) -> Result<Duration, String> {
+    match crate::config::parse_duration(value)? {
+        Duration::ZERO => Err("a timeout of 0s would give up at once; use e.g. `30s`".to_string()),
+        duration => Ok(duration),
+    }
 }
 
 /// `--output` for commands that have no markdown rendering: `text` or `json`.

@@ -1,14 +1,19 @@
 //! `fusionizer invoke TASK`: posts to a running `fusionizer serve` and prints the body.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
+
+use super::serve_client::{ServeClient, MIB};
 use super::Context;
 use crate::config;
 use crate::error::{Error, ExitCode, Result};
-use crate::http_client::http_client;
 use crate::ui;
-use crate::workspace::runtime;
+
+/// The largest answer read: far above what a task usually answers (serve bounds request bodies
+/// by `[serve] max-body-size`, 4 MiB by default), and bounded.
+const MAX_ANSWER_BYTES: usize = 64 * MIB;
 
 /// `fusionizer invoke TASK`: posts to the running proxy and prints the body; non-2xx exits 1.
 pub(super) fn command(
@@ -17,6 +22,7 @@ pub(super) fn command(
     data: Option<String>,
     headers: Vec<String>,
     server: Option<String>,
+    timeout: Duration,
 ) -> Result<ExitCode> {
     let server = match server {
         Some(s) => s,
@@ -25,44 +31,19 @@ pub(super) fn command(
             _ => config::ServeConfig::default().listen,
         },
     };
-    let base = if server.starts_with("http://") || server.starts_with("https://") {
-        server
-    } else {
-        format!("http://{server}")
-    };
+    let client = ServeClient::new(&server, "--server", timeout)?;
     let body = read_body(data.as_deref())?;
-    let request = build_request(&format!("{base}/{task}"), &headers, body)?;
-    let rt = runtime()?;
-    let (status, bytes) = rt.block_on(async {
-        let response = http_client().request(request).await.map_err(|e| {
-            Error::new(
-                ExitCode::Unavailable,
-                format!("could not reach fusionizer serve at `{base}`: {e}"),
-            )
-            .with_hint("start it with `fusionizer serve`, or pass `--server HOST:PORT`")
-        })?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| Error::failure(format!("reading the response failed: {e}")))?
-            .to_bytes();
-        Ok::<_, Error>((status, bytes))
-    })?;
-    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    let url = client.url(&format!("{}/{task}", client.path().trim_end_matches('/')));
+    let request = build_request(&url, &headers, body)?;
+    let body = client
+        .send(request, MAX_ANSWER_BYTES)?
+        .success(&format!("`{task}`"))?;
+    let mut text = String::from_utf8_lossy(&body).into_owned();
     if !text.ends_with('\n') && !text.is_empty() {
         text.push('\n');
     }
-    if status.is_success() {
-        ui::out(&text);
-        Ok(ExitCode::Success)
-    } else {
-        Err(Error::failure(format!(
-            "`{task}` answered {status}: {}",
-            text.trim_end()
-        )))
-    }
+    ui::out(&text);
+    Ok(ExitCode::Success)
 }
 
 /// `--data`: JSON text, `@FILE`, or `-` for stdin.

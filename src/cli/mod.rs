@@ -12,6 +12,7 @@ mod invoke;
 mod optimize;
 mod plan;
 mod serve;
+mod serve_client;
 mod status;
 mod traces;
 mod validate;
@@ -231,10 +232,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             data,
             headers,
             server,
-        } => invoke::command(&ctx, &task, data, headers, server),
+            client,
+        } => invoke::command(&ctx, &task, data, headers, server, client.timeout),
         Command::Traces { command } => traces::command(&ctx, command),
         Command::Optimize {
             from,
+            client,
             min_calls,
             explain,
             output,
@@ -248,6 +251,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             &ctx,
             optimize::OptimizeArgs {
                 from,
+                timeout: client.timeout,
                 min_calls,
                 explain,
                 output,

@@ -4,28 +4,26 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-
+use super::serve_client::{ServeClient, MAX_TRACES_BYTES, MIB};
 use super::Context;
 use crate::config;
 use crate::error::{Error, ExitCode, Result};
-use crate::http_client::http_client;
 use crate::optimize::edit::{self, format_duration};
 use crate::optimize::render::{self, Report};
 use crate::optimize::{propose, Input, Options};
 use crate::schedule::{self, Selection};
 use crate::traces::{self, TraceDoc};
 use crate::ui::{self, OutputFormat};
-use crate::workspace::runtime;
 
-/// The largest trace document read from serve (its bounds keep it far smaller).
-const MAX_TRACES_BYTES: usize = 64 * 1024 * 1024;
+/// The largest route table read from serve (`--live`): a few hundred bytes a task.
+const MAX_ROUTES_BYTES: usize = 16 * MIB;
 
 /// Resolved `fusionizer optimize` arguments.
 #[derive(Debug, Clone)]
 pub(super) struct OptimizeArgs {
     pub(super) from: String,
+    /// `--timeout`: the deadline of each exchange with a running serve.
+    pub(super) timeout: Duration,
     pub(super) min_calls: Option<u64>,
     pub(super) explain: bool,
     pub(super) output: OutputFormat,
@@ -42,7 +40,7 @@ pub(super) struct OptimizeArgs {
 pub(super) fn command(ctx: &Context, args: OptimizeArgs) -> Result<ExitCode> {
     let workspace = ctx.workspace()?;
     let config = &workspace.config;
-    let (source, traces) = read_traces(ctx, &args.from)?;
+    let (source, traces) = read_traces(ctx, &args.from, args.timeout)?;
     let min_calls = args.min_calls.unwrap_or(config.optimizer.min_calls);
 
     // The grouping in force once the schedule has run: the last phase, or every task alone.
@@ -64,7 +62,7 @@ pub(super) fn command(ctx: &Context, args: OptimizeArgs) -> Result<ExitCode> {
     // `--live`: what an optimizer in serve chose. The edges still explain the traffic, but the
     // proposal is exactly the live grouping.
     let proposal = if args.live {
-        proposal.with_proposed(live_grouping(&args.from, &declared)?)
+        proposal.with_proposed(live_grouping(&args.from, args.timeout, &declared)?)
     } else {
         proposal
     };
@@ -180,17 +178,21 @@ pub(super) fn command(ctx: &Context, args: OptimizeArgs) -> Result<ExitCode> {
 
 /// The grouping a running serve has live: its `/-/routes`, tasks grouped by the function that
 /// holds them. Only tasks fusion.toml declares (uploads that are not declared stay out).
-fn live_grouping(from: &str, declared: &BTreeSet<String>) -> Result<schedule::Grouping> {
-    let Some(rest) = from.strip_prefix("http://") else {
+fn live_grouping(
+    from: &str,
+    timeout: Duration,
+    declared: &BTreeSet<String>,
+) -> Result<schedule::Grouping> {
+    if !from.contains("://") {
         return Err(Error::usage(format!(
             "`--live` reads a running serve, but `--from {from}` is a file"
         ))
         .with_hint("pass `--from http://HOST:PORT` of the serve whose grouping to keep"));
-    };
-    let base = rest.split('/').next().unwrap_or(rest);
-    let url = format!("http://{base}/-/routes");
-    let text = fetch(&url)?;
-    let routes: serde_json::Value = serde_json::from_str(&text)
+    }
+    let client = ServeClient::new(from, "--from", timeout)?;
+    let url = client.url("/-/routes");
+    let body = client.get("/-/routes", MAX_ROUTES_BYTES)?;
+    let routes: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| Error::failure(format!("`{url}`: not serve's route table: {e}")))?;
     let Some(table) = routes.get("routes").and_then(serde_json::Value::as_object) else {
         return Err(Error::failure(format!(
@@ -222,24 +224,19 @@ fn live_grouping(from: &str, declared: &BTreeSet<String>) -> Result<schedule::Gr
     Ok(grouping)
 }
 
-/// The trace document from `from`: `http://…` fetches `/-/traces` from a running serve (the URL
-/// as given when it already has a path), anything else is a file.
-fn read_traces(ctx: &Context, from: &str) -> Result<(String, TraceDoc)> {
-    if from.starts_with("https://") {
-        return Err(
-            Error::usage(format!("`--from {from}`: HTTPS is not supported")).with_hint(
-                "serve speaks plain HTTP: use `http://HOST:PORT`, or save the traces to a file",
-            ),
-        );
-    }
-    if let Some(rest) = from.strip_prefix("http://") {
-        let url = if rest.contains('/') && !rest.ends_with('/') {
-            from.to_string()
-        } else {
-            format!("{}/-/traces", from.trim_end_matches('/'))
+/// The trace document from `from`: an `http://` URL fetches `/-/traces` from a running serve
+/// (the URL as given when it already has a path not ending in `/`), anything else is a file.
+fn read_traces(ctx: &Context, from: &str, timeout: Duration) -> Result<(String, TraceDoc)> {
+    if from.contains("://") {
+        let client = ServeClient::new(from, "--from", timeout)?;
+        let path = match client.path() {
+            prefix if prefix.ends_with('/') => format!("{prefix}-/traces"),
+            given => given.to_string(),
         };
-        let text = fetch(&url)?;
-        let doc = traces::parse(&text, &url).map_err(|e| Error::failure(e.to_string()))?;
+        let url = client.url(&path);
+        let body = client.get(&path, MAX_TRACES_BYTES)?;
+        let doc = traces::parse(&String::from_utf8_lossy(&body), &url)
+            .map_err(|e| Error::failure(e.to_string()))?;
         return Ok((url, doc));
     }
     let path = ctx.resolve(std::path::Path::new(from));
@@ -251,38 +248,4 @@ fn read_traces(ctx: &Context, from: &str) -> Result<(String, TraceDoc)> {
     })?;
     let doc = traces::parse(&text, from).map_err(|e| Error::failure(e.to_string()))?;
     Ok((from.to_string(), doc))
-}
-
-fn fetch(url: &str) -> Result<String> {
-    let rt = runtime()?;
-    rt.block_on(async {
-        let request = hyper::Request::get(url)
-            .header("Accept", "application/json")
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| Error::usage(format!("invalid URL `{url}`: {e}")))?;
-        let response = http_client().request(request).await.map_err(|e| {
-            Error::new(
-                ExitCode::Unavailable,
-                format!(
-                    "could not reach fusionizer serve at `{url}`: {}",
-                    Error::chain(&e)
-                ),
-            )
-            .with_hint("start it with `fusionizer serve`, or pass `--from FILE`")
-        })?;
-        let status = response.status();
-        let body = http_body_util::Limited::new(response.into_body(), MAX_TRACES_BYTES)
-            .collect()
-            .await
-            .map_err(|e| Error::failure(format!("reading `{url}` failed: {e}")))?
-            .to_bytes();
-        let text = String::from_utf8_lossy(&body).into_owned();
-        if !status.is_success() {
-            return Err(Error::failure(format!(
-                "`{url}` answered {status}: {}",
-                text.trim()
-            )));
-        }
-        Ok(text)
-    })
 }

@@ -2,72 +2,42 @@
 //! `fusionizer serve` (`GET /-/traces`) and writes it as JSON Lines (docs/traces.md).
 
 use std::path::Path;
-
-use http_body_util::{BodyExt, Full};
+use std::time::Duration;
 
 use super::args::TracesCommand;
+use super::serve_client::{ServeClient, MAX_TRACES_BYTES};
 use super::Context;
 use crate::config;
 use crate::error::{Error, ExitCode, Result};
-use crate::http_client::http_client;
 use crate::ui;
-use crate::workspace::runtime;
 
 /// `fusionizer traces …`.
 pub(super) fn command(ctx: &Context, command: TracesCommand) -> Result<ExitCode> {
     match command {
-        TracesCommand::Export { file, from } => export(ctx, &file, from),
+        TracesCommand::Export { file, from, client } => export(ctx, &file, from, client.timeout),
     }
 }
 
-/// The base URL of the serve to ask: `--from`, else `[serve] listen` of fusion.toml, else the
-/// default listen address.
-fn base_url(ctx: &Context, from: Option<String>) -> String {
+/// The serve to ask: `--from`, else `[serve] listen` of fusion.toml, else the default listen
+/// address.
+fn serve(ctx: &Context, from: Option<String>, timeout: Duration) -> Result<ServeClient> {
     let server = from.unwrap_or_else(|| match ctx.config_path().ok().map(|p| config::load(&p)) {
         Some(Ok(ws)) => ws.config.serve.listen.clone(),
         _ => config::ServeConfig::default().listen,
     });
-    let server = server.trim_end_matches('/');
-    let server = server.strip_suffix("/-/traces").unwrap_or(server);
-    if server.starts_with("http://") || server.starts_with("https://") {
-        server.to_string()
-    } else {
-        format!("http://{server}")
-    }
+    ServeClient::new(&server, "--from", timeout)
 }
 
-fn export(ctx: &Context, file: &Path, from: Option<String>) -> Result<ExitCode> {
-    let base = base_url(ctx, from);
-    let url = format!("{base}/-/traces");
-    let request = hyper::Request::get(&url)
-        .header("Accept", "application/json")
-        .body(Full::new(bytes::Bytes::new()))
-        .map_err(|e| Error::usage(format!("invalid URL `{url}`: {e}")))?;
-    let rt = runtime()?;
-    let (status, body) = rt.block_on(async {
-        let response = http_client().request(request).await.map_err(|e| {
-            Error::new(
-                ExitCode::Unavailable,
-                format!("could not reach fusionizer serve at `{base}`: {e}"),
-            )
-            .with_hint("start it with `fusionizer serve`, or pass `--from URL`")
-        })?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| Error::failure(format!("reading `{url}` failed: {e}")))?
-            .to_bytes();
-        Ok::<_, Error>((status, body))
-    })?;
-    if !status.is_success() {
-        return Err(Error::failure(format!(
-            "`{url}` answered {status}: {}",
-            String::from_utf8_lossy(&body).trim_end()
-        ))
-        .with_hint("is this a fusionizer serve that records traces?"));
-    }
+fn export(ctx: &Context, file: &Path, from: Option<String>, timeout: Duration) -> Result<ExitCode> {
+    let client = serve(ctx, from, timeout)?;
+    // The address may name the endpoint itself, or a path prefix in front of serve.
+    let prefix = client.path().trim_end_matches('/');
+    let path = format!(
+        "{}/-/traces",
+        prefix.strip_suffix("/-/traces").unwrap_or(prefix)
+    );
+    let url = client.url(&path);
+    let body = client.get(&path, MAX_TRACES_BYTES)?;
     let text = String::from_utf8_lossy(&body);
     let doc = crate::traces::parse(&text, &url).map_err(|e| Error::failure(e.to_string()))?;
     let lines = doc.to_json_lines();

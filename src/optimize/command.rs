@@ -2,8 +2,9 @@
 //! on stdin and prints the next grouping as JSON on stdout (`docs/optimizer-protocol.md`, with
 //! the JSON Schemas `docs/optimizer-request.schema.json` and `docs/optimizer-response.schema.json`).
 //!
-//! [`run`] starts the program (no shell), feeds it the [`Request`], waits at most the timeout
-//! (then kills it), and checks the [`Response`]: the version, every task known, no task twice,
+//! [`run`] starts the program (no shell) in a process group of its own, feeds it the
+//! [`Request`], waits at most the timeout for it to exit (then kills it), kills whatever it left
+//! in its group, and checks the [`Response`]: the version, every task known, no task twice,
 //! and every group fusable ([`crate::fuse::check_group`]: one runtime, no conflicting fields).
 //! Any failure is an [`OptimizerError`] naming the reason; the caller keeps the grouping it has.
 //! This is the one part of the optimizer that has effects: it spawns the program.
@@ -236,6 +237,10 @@ pub async fn run(
     check(&stdout, request, specs)
 }
 
+/// Starts the program in a process group of its own, feeds it the request, and reads its
+/// stdout and stderr until it exits (not until EOF: a background child it left may hold them
+/// open for ever). Then everything left in its group is killed. More than
+/// [`MAX_STDOUT_BYTES`] on stdout ends the run at once, as an invalid answer.
 async fn spawn_and_wait(
     command: &[String],
     dir: &Path,
@@ -254,42 +259,67 @@ async fn spawn_and_wait(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| OptimizerError::Spawn {
             program: program.clone(),
             reason: e.to_string(),
         })?;
+    // From here on, however the run ends (even when this future is dropped), nothing the
+    // program started outlives it.
+    let mut group = Group::of(&child);
     let input = serde_json::to_vec(request).expect("a request always serialises");
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let mut stderr = child.stderr.take().expect("stderr is piped");
-    let work = async {
-        let feed = async move {
-            // A program that exits without reading all of stdin is judged by its answer.
-            let _ = stdin.write_all(&input).await;
-            let _ = stdin.shutdown().await;
-        };
-        let mut out = Vec::new();
-        let mut err = Vec::new();
-        let mut limited_out = (&mut stdout).take(MAX_STDOUT_BYTES + 1);
-        let mut limited_err = (&mut stderr).take(1024 * 1024);
-        let read_out = limited_out.read_to_end(&mut out);
-        let read_err = limited_err.read_to_end(&mut err);
-        let ((), _, _) = tokio::join!(feed, read_out, read_err);
-        let status = child.wait().await;
-        (status, out, err)
+    // A program that exits without reading all of stdin is judged by its answer.
+    let feed = async move {
+        let _ = stdin.write_all(&input).await;
+        drop(stdin); // EOF: the request is complete.
     };
-    let Ok((status, out, err)) = tokio::time::timeout(timeout, work).await else {
-        let _ = child.kill().await;
-        return Err(OptimizerError::Timeout { after: timeout });
+    tokio::pin!(feed);
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let mut out = Capture::head(MAX_STDOUT_BYTES as usize);
+    let mut err = Capture::tail(STDERR_KEPT);
+    let (mut out_buf, mut err_buf) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+    let (mut fed, mut out_open, mut err_open) = (false, true, true);
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            () = &mut feed, if !fed => fed = true,
+            read = stdout.read(&mut out_buf), if out_open => match read {
+                Ok(n) if n > 0 => out.push(&out_buf[..n]),
+                _ => out_open = false,
+            },
+            read = stderr.read(&mut err_buf), if err_open => match read {
+                Ok(n) if n > 0 => err.push(&err_buf[..n]),
+                _ => err_open = false,
+            },
+            () = &mut deadline => {
+                group.kill();
+                let _ = child.kill().await;
+                return Err(OptimizerError::Timeout { after: timeout });
+            }
+        }
+        if out.over() {
+            group.kill();
+            let _ = child.kill().await;
+            return Err(too_much_output());
+        }
     };
+    // The program has exited: everything it wrote is in the pipes now. What it left running
+    // goes, and what the pipes hold is read without waiting for an EOF they may never reach.
+    group.kill();
+    drain(&stdout, &mut out);
+    drain(&stderr, &mut err);
     let status = status.map_err(|e| OptimizerError::Crash {
         status: format!("could not wait for it: {e}"),
         stderr: String::new(),
     })?;
     if !status.success() {
-        let text = String::from_utf8_lossy(&err);
+        let text = String::from_utf8_lossy(&err.bytes);
         let mut start = text.len().saturating_sub(STDERR_TAIL);
         while !text.is_char_boundary(start) {
             start += 1;
@@ -299,12 +329,109 @@ async fn spawn_and_wait(
             stderr: text[start..].to_string(),
         });
     }
-    if out.len() as u64 > MAX_STDOUT_BYTES {
-        return Err(OptimizerError::InvalidJson {
-            reason: format!("more than {MAX_STDOUT_BYTES} bytes on stdout"),
-        });
+    if out.over() {
+        return Err(too_much_output());
     }
-    Ok(out)
+    Ok(out.bytes)
+}
+
+/// How much is read from a pipe at a time.
+const CHUNK: usize = 64 * 1024;
+
+/// How much of the end of stderr is kept while the program runs (the message shows the last
+/// [`STDERR_TAIL`] characters of it).
+const STDERR_KEPT: usize = 16 * 1024;
+
+fn too_much_output() -> OptimizerError {
+    OptimizerError::InvalidJson {
+        reason: format!("more than {MAX_STDOUT_BYTES} bytes on stdout"),
+    }
+}
+
+/// What is kept of one output stream: its start up to a limit (and a chunk past it, so that
+/// going over shows), or its last bytes.
+struct Capture {
+    bytes: Vec<u8>,
+    limit: usize,
+    /// Keep the end (drop the oldest bytes) instead of the start.
+    tail: bool,
+}
+
+impl Capture {
+    fn head(limit: usize) -> Self {
+        Capture {
+            bytes: Vec::new(),
+            limit,
+            tail: false,
+        }
+    }
+
+    fn tail(keep: usize) -> Self {
+        Capture {
+            bytes: Vec::new(),
+            limit: keep,
+            tail: true,
+        }
+    }
+
+    fn push(&mut self, chunk: &[u8]) {
+        if !self.tail && self.over() {
+            return;
+        }
+        self.bytes.extend_from_slice(chunk);
+        if self.tail && self.bytes.len() > 2 * self.limit {
+            self.bytes.drain(..self.bytes.len() - self.limit);
+        }
+    }
+
+    /// More than the limit of a head capture arrived.
+    fn over(&self) -> bool {
+        !self.tail && self.bytes.len() > self.limit
+    }
+}
+
+/// Reads what `pipe` holds now, without waiting for more: its descriptor is non-blocking (tokio
+/// keeps its child pipes so), so a read of an empty pipe whose write end someone still holds
+/// fails with `EAGAIN` instead of waiting. Stops at the capture's limit.
+fn drain(pipe: &impl std::os::fd::AsFd, into: &mut Capture) {
+    let mut buf = vec![0u8; CHUNK];
+    while !into.over() {
+        match rustix::io::read(pipe, &mut buf[..]) {
+            Ok(0) => break,
+            Ok(n) => into.push(&buf[..n]),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => break,
+        }
+    }
+}
+
+/// The process group the program leads ([`tokio::process::Command::process_group`]), so that
+/// what it starts in the background is stopped with it. Killed with `SIGKILL` by
+/// [`Group::kill`], or when dropped.
+struct Group(Option<rustix::process::Pid>);
+
+impl Group {
+    fn of(child: &tokio::process::Child) -> Self {
+        Group(
+            child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .and_then(rustix::process::Pid::from_raw),
+        )
+    }
+
+    /// Kills every process left in the group (once; a group that is empty already is fine).
+    fn kill(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// Checks a program's stdout against the request (public so it can be tested without a program).

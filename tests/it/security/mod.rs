@@ -3,9 +3,11 @@
 //!
 //! - `origin`: DNS rebinding, cross-origin requests and methods, in a real browser too;
 //! - `connections`: slow, silent and idle clients, and the file descriptor limit;
-//! - `abuse`: spoofed callers, a missing token, the asynchronous queue's bytes, call cycles.
+//! - `abuse`: spoofed callers, a missing token, the asynchronous queue's bytes, call cycles;
+//! - `clients`: the CLI's clients of a running serve against a silent or hostile server.
 
 mod abuse;
+mod clients;
 mod connections;
 mod origin;
 
