@@ -317,16 +317,35 @@ fn regroup_with_crashes(size: &Size, problems: &mut Problems) -> Row {
         serve
     });
     let load = Load::start_bounded(&serve, "taska", 2, MAX_REQUESTS, |n, i, sum| sum == n + i);
-    // The crash injector: whenever a function's workers appear, a worker of another function
-    // (one still serving) is killed.
+    // The crash injector: whenever a function's workers appear for a switch, a worker of a
+    // function that serves (one in the route table) is killed.
     let injector = {
         let prefix = format!("{name}-");
         let switches = size.switches;
+        let routes_url = serve.url("/-/routes");
         std::thread::spawn(move || {
             let function = |args: &[String]| {
                 args.windows(2)
                     .find(|w| w[0] == "--function")
                     .map(|w| w[1].clone())
+                    .unwrap_or_default()
+            };
+            // The functions serve routes to now: ready, serving.
+            let routed = || -> std::collections::BTreeSet<String> {
+                client()
+                    .get(&routes_url)
+                    .send()
+                    .ok()
+                    .and_then(|r| r.json::<serde_json::Value>().ok())
+                    .and_then(|doc| {
+                        Some(
+                            doc["routes"]
+                                .as_object()?
+                                .values()
+                                .filter_map(|r| r["function"].as_str().map(str::to_string))
+                                .collect(),
+                        )
+                    })
                     .unwrap_or_default()
             };
             let mut known: std::collections::BTreeSet<String> =
@@ -341,18 +360,26 @@ fn regroup_with_crashes(size: &Size, problems: &mut Problems) -> Row {
                 let workers = workers_of(&prefix[..prefix.len() - 1]);
                 let now: std::collections::BTreeSet<String> =
                     workers.iter().map(|(_, args)| function(args)).collect();
-                // Only a function seen before this switch is serving: a switch may start more
-                // than one new function, and killing one of those before it is ready fails the
-                // deploy (which is right, but not what this scenario injects).
                 if now.iter().any(|f| !known.contains(f)) {
-                    if let Some((pid, _)) = workers
+                    // A function that reappears while routed is a worker that restarted (after
+                    // a kill of ours), not a switch. Only a routed function is killed: a switch
+                    // may start more than one new function, and killing one of those before it
+                    // is ready fails the deploy (which is right, but not what this scenario
+                    // injects).
+                    let routed = routed();
+                    if now
                         .iter()
-                        .find(|(_, args)| known.contains(&function(args)))
+                        .any(|f| !known.contains(f) && !routed.contains(f))
                     {
-                        let _ = Command::new("kill")
-                            .args(["-KILL", &pid.to_string()])
-                            .status();
-                        kills += 1;
+                        if let Some((pid, _)) = workers
+                            .iter()
+                            .find(|(_, args)| routed.contains(&function(args)))
+                        {
+                            let _ = Command::new("kill")
+                                .args(["-KILL", &pid.to_string()])
+                                .status();
+                            kills += 1;
+                        }
                     }
                 }
                 known = now;
