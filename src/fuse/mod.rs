@@ -21,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+pub mod build_paths;
 mod files;
 mod item;
 mod merge;
@@ -69,6 +70,9 @@ pub struct Artifact {
     pub num_workers: usize,
     /// `spec.build.commands`, merged.
     pub build_commands: Vec<String>,
+    /// The post-copy build commands rewritten to follow their task's files
+    /// ([`build_paths`]), for `plan` to show.
+    pub build_rewrites: Vec<build_paths::Rewrite>,
     /// Every file of the artifact, relative path (with `/`) → bytes.
     pub files: BTreeMap<String, Vec<u8>>,
 }
@@ -181,6 +185,19 @@ pub enum FuseError {
         /// The task without code.
         task: String,
     },
+    /// A post-copy build command names a path under `/opt/nuclio` that cannot follow the task's
+    /// files to `fusionizer_tasks/<task>/` ([`build_paths`]).
+    #[error("task `{task}`: the build command `{command}` names `{path}`: {reason}")]
+    BuildPath {
+        /// The task whose command it is.
+        task: String,
+        /// The command.
+        command: String,
+        /// The path it names.
+        path: String,
+        /// Why it cannot be rewritten.
+        reason: &'static str,
+    },
     /// The merged spec breaks a rule of Nuclio's own validation ([`nuclio_rules`]), so the deploy
     /// would fail.
     #[error("Nuclio would reject `{function}` ({rule}): {message}")]
@@ -222,6 +239,11 @@ impl FuseError {
                  link with a copy of its target",
             ),
             FuseError::Special { .. } => Some("remove it from the task directory"),
+            FuseError::BuildPath { .. } => Some(
+                "fusion moves a task's files to `/opt/nuclio/fusionizer_tasks/<task>/` and \
+                 rewrites post-copy paths to the task's own top-level files: name one of those \
+                 (`/opt/nuclio/requirements.txt`), or a path outside `/opt/nuclio`",
+            ),
             FuseError::Invalid { .. } => Some("fix the task's function.yaml"),
             FuseError::NuclioRejects { .. } => Some(
                 "Nuclio 1.14 validates every function it deploys and refuses this merged spec: \
@@ -284,6 +306,20 @@ impl PartialEq for FuseError {
             | (E::Missing { task }, E::Missing { task: t2 }) => task == t2,
             (E::Empty, E::Empty) => true,
             (
+                E::BuildPath {
+                    task,
+                    command,
+                    path,
+                    ..
+                },
+                E::BuildPath {
+                    task: t2,
+                    command: c2,
+                    path: p2,
+                    ..
+                },
+            ) => (task, command, path) == (t2, c2, p2),
+            (
                 E::NuclioRejects {
                     function,
                     rule,
@@ -306,6 +342,60 @@ impl PartialEq for FuseError {
             _ => false,
         }
     }
+}
+
+/// `task`'s function.yaml with its post-copy build commands rewritten to where its files are in a
+/// fused image, and the rewrites made ([`build_paths`]).
+fn with_moved_build_paths(
+    task: &TaskSpec,
+) -> Result<(Value, Vec<build_paths::Rewrite>), FuseError> {
+    let commands: Option<Vec<String>> = task
+        .function
+        .get("spec")
+        .and_then(|s| s.get("build"))
+        .and_then(|b| b.get("commands"))
+        .and_then(Value::as_sequence)
+        .and_then(|list| {
+            list.iter()
+                .map(|c| c.as_str().map(str::to_string))
+                .collect()
+        });
+    let Some(commands) = commands else {
+        // No commands, or not a list of strings (the merge reports that).
+        return Ok((task.function.clone(), Vec::new()));
+    };
+    if !commands.iter().any(|c| c.contains(build_paths::NUCLIO_DIR)) {
+        return Ok((task.function.clone(), Vec::new()));
+    }
+    let entries: BTreeSet<String> = std::fs::read_dir(&task.dir)
+        .map_err(|source| FuseError::Io {
+            task: task.name.clone(),
+            path: task.dir.clone(),
+            source,
+        })?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .collect();
+    let (rewritten, rewrites) =
+        build_paths::rewrite(&task.name, &entries, &commands).map_err(|unsafe_path| {
+            FuseError::BuildPath {
+                task: task.name.clone(),
+                command: unsafe_path.command,
+                path: unsafe_path.path,
+                reason: unsafe_path.reason,
+            }
+        })?;
+    let mut function = task.function.clone();
+    if let Some(build) = function
+        .get_mut("spec")
+        .and_then(|s| s.get_mut("build"))
+        .and_then(Value::as_mapping_mut)
+    {
+        build.insert(
+            Value::String("commands".to_string()),
+            Value::Sequence(rewritten.into_iter().map(Value::String).collect()),
+        );
+    }
+    Ok((function, rewrites))
 }
 
 /// Fuses one group. Merge conflicts are errors naming both tasks and the field; every problem of
@@ -559,11 +649,27 @@ fn fuse(
     let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
     let name = function_name(project, &names);
 
+    // Each task's build commands follow its files (`build_paths`).
+    let mut build_rewrites = Vec::new();
+    let functions: Vec<Value> = tasks
+        .iter()
+        .map(|t| match with_moved_build_paths(t) {
+            Ok((function, rewrites)) => {
+                build_rewrites.extend(rewrites);
+                function
+            }
+            Err(problem) => {
+                problems.push(problem);
+                t.function.clone()
+            }
+        })
+        .collect();
     let docs: Vec<item::Item<'_>> = tasks
         .iter()
-        .map(|t| item::Item {
+        .zip(&functions)
+        .map(|(t, function)| item::Item {
             task: &t.name,
-            value: &t.function,
+            value: function,
         })
         .collect();
     let mut merged = merge::merge(&docs, &mut problems);
@@ -636,6 +742,7 @@ fn fuse(
         function_yaml,
         num_workers: merged.num_workers,
         build_commands: merged.build_commands,
+        build_rewrites,
         files,
     })
 }

@@ -8,8 +8,7 @@ use super::item::{conflict, equal, generic, invalid, key_text, merge_keys, sorte
 use super::FuseError;
 use crate::contract::RESERVED_PREFIX;
 
-/// Nuclio's marker that switches the following `build.commands` to after the code copy.
-const POST_COPY: &str = "@nuclio.postCopy";
+use super::build_paths::POST_COPY;
 
 /// `spec.runtime`: identical everywhere. Bare `python` is Nuclio's `python:3.9`, so the two
 /// agree (the merged spec then says `python:3.9`).

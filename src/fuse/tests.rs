@@ -397,6 +397,61 @@ fn build_commands_concatenate_without_duplicates_keeping_post_copy_sections() {
 }
 
 #[test]
+fn post_copy_build_commands_follow_each_tasks_files_and_unsafe_ones_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let commands = "  build:\n    commands:\n    - '@nuclio.postCopy'\n    - pip install -r /opt/nuclio/requirements.txt\n";
+    let mut a = simple(tmp.path(), "taska", commands);
+    std::fs::write(a.dir.join("requirements.txt"), "").unwrap();
+    let b = simple(tmp.path(), "taskb", commands);
+    // taskb has no requirements.txt: its command names nothing it has.
+    let err = fuse_group("shop", &[&a, &b]).unwrap_err();
+    assert_eq!(err.code, ExitCode::Config);
+    let text = err_text(&err);
+    assert!(
+        text.contains(
+            "task `taskb`: the build command `pip install -r /opt/nuclio/requirements.txt` names \
+             `/opt/nuclio/requirements.txt`: the task's directory holds no such file"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("/opt/nuclio/fusionizer_tasks/<task>/"),
+        "{text}"
+    );
+    std::fs::write(b.dir.join("requirements.txt"), "").unwrap();
+    let artifact = fuse_group("shop", &[&a, &b]).unwrap();
+    // Each task's own file, so the two commands are no longer duplicates of each other.
+    let expected = vec![
+        "@nuclio.postCopy",
+        "pip install -r /opt/nuclio/fusionizer_tasks/taska/requirements.txt",
+        "pip install -r /opt/nuclio/fusionizer_tasks/taskb/requirements.txt",
+    ];
+    assert_eq!(artifact.build_commands, expected);
+    let doc = yaml(&artifact);
+    assert_eq!(
+        doc["spec"]["build"]["commands"],
+        serde_norway::to_value(&expected).unwrap()
+    );
+    assert!(artifact
+        .files
+        .contains_key("fusionizer_tasks/taska/requirements.txt"));
+    assert_eq!(
+        artifact
+            .build_rewrites
+            .iter()
+            .map(|r| (r.task.as_str(), r.to.as_str()))
+            .collect::<Vec<_>>(),
+        [("taska", expected[1]), ("taskb", expected[2]),]
+    );
+    // The task's own function.yaml is untouched.
+    a = simple(tmp.path(), "taska", commands);
+    assert_eq!(
+        a.function["spec"]["build"]["commands"][1],
+        "pip install -r /opt/nuclio/requirements.txt"
+    );
+}
+
+#[test]
 fn one_http_trigger_with_the_most_workers_other_triggers_unioned() {
     let tmp = tempfile::tempdir().unwrap();
     let a = simple(

@@ -91,6 +91,33 @@ pub struct Change {
     pub changed_fields: Vec<String>,
     /// Update: unified diff of the merged function.yaml, secret-looking env values masked.
     pub diff: Option<String>,
+    /// The tasks' post-copy build commands as fusion rewrote them to follow their files
+    /// (`fuse::build_paths`); absent when none was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub build_rewrites: Vec<BuildRewrite>,
+}
+
+/// One build command as written in a task and as the fused function runs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildRewrite {
+    /// The task.
+    pub task: String,
+    /// The command in its function.yaml.
+    pub from: String,
+    /// The command in the fused function.
+    pub to: String,
+}
+
+fn build_rewrites(artifact: &Artifact) -> Vec<BuildRewrite> {
+    artifact
+        .build_rewrites
+        .iter()
+        .map(|r| BuildRewrite {
+            task: r.task.clone(),
+            from: r.from.clone(),
+            to: r.to.clone(),
+        })
+        .collect()
 }
 
 /// Counts in Terraform's terms: a replacement is one add and one destroy.
@@ -455,6 +482,7 @@ impl Change {
             changed_tasks: Vec::new(),
             changed_fields: Vec::new(),
             diff: None,
+            build_rewrites: build_rewrites(artifact),
         }
     }
 
@@ -470,6 +498,7 @@ impl Change {
             changed_tasks: Vec::new(),
             changed_fields: Vec::new(),
             diff: None,
+            build_rewrites: build_rewrites(artifact),
         }
     }
 
@@ -489,6 +518,7 @@ impl Change {
             changed_tasks: Vec::new(),
             changed_fields: Vec::new(),
             diff: None,
+            build_rewrites: Vec::new(),
         }
     }
 }

@@ -93,6 +93,12 @@ pub fn text(plan: &Plan, color: bool) -> String {
         if let Some(line) = digest_line(change) {
             out.push_str(&format!("      digest: {line}\n"));
         }
+        for rewrite in &change.build_rewrites {
+            out.push_str(&format!(
+                "      build:  {}: `{}`\n              runs as `{}`\n",
+                rewrite.task, rewrite.from, rewrite.to
+            ));
+        }
         if let Some(diff) = change.diff.as_deref().filter(|d| !d.is_empty()) {
             out.push('\n');
             for line in diff.lines() {

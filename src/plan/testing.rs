@@ -120,6 +120,7 @@ impl Fake {
             function_yaml: yaml.clone(),
             num_workers: self.workers,
             build_commands: Vec::new(),
+            build_rewrites: Vec::new(),
             files: BTreeMap::from([("function.yaml".to_string(), yaml.into_bytes())]),
         }
     }

@@ -379,6 +379,7 @@ mod tests {
             ),
             num_workers: 1,
             build_commands: vec![],
+            build_rewrites: vec![],
             files: BTreeMap::new(),
         }
     }

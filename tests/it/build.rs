@@ -336,3 +336,72 @@ fn the_documented_example_config_parses() {
     );
     assert_eq!(config.overrides.len(), 1);
 }
+
+/// Two tasks, each installing its own `requirements.txt` after Nuclio's code copy.
+fn post_copy_project() -> TestEnv {
+    let env = TestEnv::new();
+    let spec = task_yaml(
+        "  build:\n    commands:\n    - '@nuclio.postCopy'\n    - pip install -r /opt/nuclio/requirements.txt\n",
+    );
+    for task in ["taska", "taskb"] {
+        env.write(&[
+            (&format!("tasks/{task}/function.yaml"), spec.as_str()),
+            (
+                &format!("tasks/{task}/main.py"),
+                "def handler(context, event):\n    return 'ok'\n",
+            ),
+            (
+                &format!("tasks/{task}/requirements.txt"),
+                "# nothing to install: the test runs offline\n",
+            ),
+        ]);
+    }
+    env.write(&[("fusion.toml", &fused_toml("postcopy"))]);
+    env
+}
+
+#[test]
+fn post_copy_build_commands_follow_the_task_files_in_plan_and_on_the_local_platform() {
+    let env = post_copy_project();
+    let output = env
+        .cmd()
+        .env("FUSIONIZER_CACHE_DIR", crate::support::cache_dir())
+        .args(["plan"])
+        .output()
+        .unwrap();
+    let text = transcript(&output);
+    for task in ["taska", "taskb"] {
+        assert!(
+            text.contains(&format!(
+                "build:  {task}: `pip install -r /opt/nuclio/requirements.txt`\n              \
+                 runs as `pip install -r /opt/nuclio/fusionizer_tasks/{task}/requirements.txt`"
+            )),
+            "{text}"
+        );
+    }
+    // The local platform runs them too, `/opt/nuclio` being the function's directory (and the
+    // post-copy marker no command): the fused function deploys and answers.
+    let serve = crate::serve::Serve::start(&env, &[]);
+    let response = crate::serve::client()
+        .post(serve.url("/taskb"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().unwrap(), "ok");
+}
+
+#[test]
+fn a_post_copy_path_that_cannot_follow_the_task_is_refused_at_validate() {
+    let env = post_copy_project();
+    std::fs::remove_file(env.project().join("tasks/taskb/requirements.txt")).unwrap();
+    let output = env.cmd().arg("validate").output().unwrap();
+    let text = transcript(&output);
+    assert_eq!(output.status.code(), Some(78), "{text}");
+    assert!(
+        text.contains(
+            "task `taskb`: the build command `pip install -r /opt/nuclio/requirements.txt` names \
+             `/opt/nuclio/requirements.txt`"
+        ),
+        "{text}"
+    );
+}

@@ -129,6 +129,7 @@ fn artifact(spec: Spec<'_>) -> Artifact {
             .iter()
             .map(ToString::to_string)
             .collect(),
+        build_rewrites: Vec::new(),
         files,
     }
 }

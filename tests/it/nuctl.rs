@@ -129,6 +129,7 @@ fn artifact(tasks: &[&str], port: Option<u16>) -> Artifact {
         function_yaml,
         num_workers: 2,
         build_commands: Vec::new(),
+        build_rewrites: Vec::new(),
         files,
     }
 }

@@ -401,6 +401,7 @@ mod tests {
             function_yaml: yaml.clone(),
             num_workers: 0,
             build_commands: vec![],
+            build_rewrites: vec![],
             files: BTreeMap::from([("function.yaml".to_string(), yaml.into_bytes())]),
         }
     }

@@ -246,10 +246,15 @@ impl Environments {
             .run()
             .await
             .map_err(|e| failed("installing the runtime requirements", e))?;
-        for command in build_commands {
+        // As in Nuclio's image: `/opt/nuclio` is the function's directory, and the post-copy
+        // marker is no command (`fuse::build_paths`).
+        for command in build_commands
+            .iter()
+            .filter_map(|c| crate::fuse::build_paths::localize(c, workdir))
+        {
             progress.step(function, &format!("running `{command}`"));
             Cmd::new("sh")
-                .args(["-c", command])
+                .args(["-c", &command])
                 .env("VIRTUAL_ENV", &venv.dir)
                 .env("PATH", venv.path_var())
                 .cwd(workdir)
@@ -281,7 +286,10 @@ fn packages(build_commands: &[String]) -> String {
         })
         .collect();
     let mut text = format!("pip: {}", pip.join(", "));
-    for command in build_commands {
+    for command in build_commands
+        .iter()
+        .filter(|c| c.trim() != crate::fuse::build_paths::POST_COPY)
+    {
         text.push_str(&format!("; `{command}`"));
     }
     text
