@@ -14,6 +14,7 @@ mod optimizers;
 mod plan;
 mod plan_destroy;
 mod reliability;
+mod security;
 mod serve;
 mod soak;
 #[path = "../support/mod.rs"]
