@@ -102,7 +102,7 @@ pub const TASKS_DIR: &str = "fusionizer_tasks";
 /// The dispatcher package inside every artifact.
 pub const DISPATCHER_PACKAGE: &str = "fusionizer_dispatcher";
 /// The module a local worker runs: `python -u -m <WORKER_MODULE> --socket PATH --handler H
-/// --worker-id N --function NAME --watchdog-stdin`.
+/// --worker-id N --function NAME --max-response-size BYTES --watchdog-stdin`.
 pub const WORKER_MODULE: &str = "fusionizer_dispatcher.worker";
 /// The local worker's socket argument.
 pub const WORKER_ARG_SOCKET: &str = "--socket";
@@ -115,6 +115,14 @@ pub const WORKER_ARG_FUNCTION: &str = "--function";
 /// The local worker's watchdog flag: its stdin is a pipe only the parent holds open, and at EOF
 /// (the parent died, however) the worker kills its own process group.
 pub const WORKER_ARG_WATCHDOG: &str = "--watchdog-stdin";
+/// The local worker's response limit (`[serve] max-response-size`, bytes of an answer's body and
+/// headers): a larger answer is replaced by a short `R` frame saying its size, and the worker
+/// keeps serving.
+pub const WORKER_ARG_MAX_RESPONSE: &str = "--max-response-size";
+/// Longest log line a task's output makes, in bytes: the rest of a longer line is dropped while
+/// it streams and counted (`[truncated: N more bytes]`), on the Python side and the Rust side
+/// alike.
+pub const MAX_LOG_LINE: usize = 16 * 1024;
 /// Trigger kind of the events the local platform sends on its HTTP trigger.
 pub const TRIGGER_KIND_HTTP: &str = "http";
 /// Trigger name of the events the local platform sends on its HTTP trigger.

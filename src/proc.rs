@@ -1,12 +1,19 @@
 //! The one wrapper every external program goes through.
 //!
 //! It captures both streams and tells "could not find `nuctl`" apart from "`nuctl deploy …`
-//! exited 1" (with its stderr framed), so callers can map each to the right exit code.
+//! exited 1" (with its stderr framed), so callers can map each to the right exit code. A
+//! long-running program started with [`Cmd::watchdog`] leads a process group of its own, and
+//! [`ProcessGroup`] ends what it started once it is done.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
+
+use rustix::process::{kill_process_group, test_kill_process_group, Pid, Signal};
+
+/// How often [`ProcessGroup::end`] looks whether the group is gone.
+const GROUP_POLL: Duration = Duration::from_millis(20);
 
 /// A finished program run.
 #[derive(Debug, Clone)]
@@ -208,6 +215,53 @@ impl Cmd {
                 stdout: out.stdout,
                 stderr: out.stderr,
             })
+        }
+    }
+}
+
+/// The process group a program started with [`Cmd::watchdog`] leads: the program and whatever
+/// it started that did not leave the group (`setsid`, `setpgid`). Dropped without
+/// [`ProcessGroup::end`], it kills the whole group with SIGKILL.
+#[derive(Debug)]
+pub struct ProcessGroup {
+    leader: Option<Pid>,
+}
+
+impl ProcessGroup {
+    /// The group `child` leads. Take it right after the spawn: a child already waited for has
+    /// no id.
+    pub fn of(child: &tokio::process::Child) -> Self {
+        let leader = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(Pid::from_raw);
+        ProcessGroup { leader }
+    }
+
+    /// Ends what is left of the group once its leader is gone: SIGTERM, then SIGKILL to whatever
+    /// is still there after `grace`. Returns at once when nothing is left.
+    pub async fn end(&mut self, grace: Duration) {
+        let Some(group) = self.leader.take() else {
+            return;
+        };
+        if kill_process_group(group, Signal::TERM).is_err() {
+            return; // no process left in the group
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(GROUP_POLL).await;
+            if test_kill_process_group(group).is_err() {
+                return;
+            }
+        }
+        let _ = kill_process_group(group, Signal::KILL);
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if let Some(group) = self.leader {
+            let _ = kill_process_group(group, Signal::KILL);
         }
     }
 }

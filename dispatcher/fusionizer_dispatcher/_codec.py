@@ -37,6 +37,11 @@ import nuclio_sdk.json_encoder
 
 from . import _contract
 
+# Bound at import, before any task code runs: a task that patches `json.loads`/`json.dumps` in
+# this shared process changes its own calls, not the dispatcher's (docs/architecture.md, "What
+# fused tasks share").
+_loads = json.loads
+_dumps = json.dumps
 _SDK_ENCODER = nuclio_sdk.json_encoder.Encoder()
 _HANDLER_ERROR = 'Exception caught in handler - "{0}": {1}'
 # handler results that are never awaitable (exact types): skips `inspect.isawaitable`'s ABC check
@@ -157,7 +162,7 @@ def decode_body(body, content_type):
     """Nuclio's body rule: JSON only for exactly `application/json`, else the raw bytes."""
     if content_type == "application/json":
         try:
-            return json.loads(body.decode("utf-8"))
+            return _loads(body.decode("utf-8"))
         except Exception as exc:
             sys.stderr.write("Failed deserializing json body, error message: {0}\n".format(exc))
     return body
@@ -284,7 +289,7 @@ def response_headers(headers):
         else:
             # every value is an ASCII str: the JSON round trip gives back equal strings
             return _trigger_headers(headers)
-    decoded = json.loads(_ENCODE(headers))
+    decoded = _loads(_ENCODE(headers))
     if type(decoded) is not dict:
         return {}, None, False
     return _trigger_headers(decoded)
@@ -381,7 +386,7 @@ def sdk_response(status, headers, body):
     lowered = {name.lower(): value for name, value in headers.items()}
     content_type = lowered.get("content-type", "text/plain")
     if content_type == "application/json":
-        body = json.loads(body)
+        body = _loads(body)
     return nuclio_sdk.Response(
         headers=lowered, body=body, content_type=content_type, status_code=status
     )
@@ -445,7 +450,7 @@ def call_request(function_name, event):
     body = event.body
     if type(body) is dict:
         # json.dumps is ASCII (ensure_ascii), so http.client's Latin-1 encoding is the identity
-        body = json.dumps(body).encode("ascii")
+        body = _dumps(body).encode("ascii")
         content_type = "application/json"
     else:
         if body is None:

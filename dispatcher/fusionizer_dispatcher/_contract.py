@@ -59,7 +59,7 @@ DEFAULT_HTTP_TRIGGER = "default-http"
 
 # ------------------------------------------------------------------ local worker
 # `python -u -m <WORKER_MODULE> --socket PATH --handler H --worker-id N --function NAME
-# [--watchdog-stdin]`
+# [--max-response-size BYTES] [--watchdog-stdin]`
 WORKER_MODULE = "fusionizer_dispatcher.worker"
 WORKER_ARG_SOCKET = "--socket"
 WORKER_ARG_HANDLER = "--handler"
@@ -68,6 +68,12 @@ WORKER_ARG_FUNCTION = "--function"
 # Flag: stdin is a pipe only the parent holds open; when it reads EOF the parent died, and the
 # worker kills its process group (itself and what its tasks started).
 WORKER_ARG_WATCHDOG = "--watchdog-stdin"
+# The largest answer (R frame meta and body, bytes) the worker sends; a larger one becomes a
+# short R frame carrying `RESPONSE_TOO_LARGE` (its size) instead.
+WORKER_ARG_MAX_RESPONSE = "--max-response-size"
+# Longest log line (bytes) a task's output makes; the rest is dropped and counted in
+# `LOG_TRUNCATED`.
+MAX_LOG_LINE = "16384"
 
 # Frame kinds (one ASCII letter) of the worker protocol; see `worker`.
 FRAME_EVENT = "E"
@@ -100,6 +106,8 @@ RESPONSE_CALLS = "calls"
 # The in-process call records (the `HEADER_TRACE` text) and the sampled peak RSS (bytes).
 RESPONSE_TRACE = "trace"
 RESPONSE_PEAK_RSS = "peak_rss"
+# Set instead of a body when the answer was over the worker's `--max-response-size`: its size.
+RESPONSE_TOO_LARGE = "too_large"
 CALLS_LOCAL = "local"
 CALLS_REMOTE = "remote"
 
@@ -113,6 +121,8 @@ LOG_LEVEL = "level"
 LOG_MESSAGE = "message"
 LOG_WITH = "with"
 LOG_STREAM = "stream"
+# Bytes of the line dropped past `MAX_LOG_LINE` (absent when nothing was).
+LOG_TRUNCATED = "truncated"
 
 # Values of `L` frames' `level` and `stream`.
 LEVEL_DEBUG = "debug"

@@ -1,7 +1,7 @@
 """Local worker: plays Nuclio's Python wrapper for fusionizer's local platform.
 
     python -u -m fusionizer_dispatcher.worker --socket PATH --handler MODULE:FUNC \
-        --worker-id N --function NAME [--watchdog-stdin]
+        --worker-id N --function NAME [--max-response-size BYTES] [--watchdog-stdin]
 
 The Rust side listens on the Unix socket; the worker connects (retrying for up to 10 s) and
 keeps that one connection for its life. It handles one event at a time, like Nuclio's wrapper.
@@ -28,13 +28,25 @@ Worker -> Rust
        plus, when there is something to report (`_trace`), "trace" (the in-process call
        records) and "peak_rss" (bytes, when the E frame's "sample_rss" asked for it);
        headers are strings, as Nuclio's HTTP trigger sends them (`_codec.response_headers`), and
-       a `X-nuclio-filestream-path` response already carries the file as its body
+       a `X-nuclio-filestream-path` response already carries the file as its body. An answer
+       whose meta and body exceed `--max-response-size` is not sent: a 502 R frame without a
+       body, its meta carrying "too_large" (the answer's size), takes its place, and the worker
+       serves on
     L  log line: JSON {"task", "level": debug|info|warn|error, "message", "with",
-       "stream": logger|stdout|stderr}
+       "stream": logger|stdout|stderr}, plus "truncated" (bytes dropped) when the line was
+       longer than `_contract.MAX_LOG_LINE`
 
 Task loggers and anything task code writes to sys.stdout/sys.stderr become L frames tagged with
-the current task; the real stderr (fd 2) stays untouched for what cannot be framed. Frame
-letters, meta keys and arguments are `_contract`'s.
+the current task; the real stderr (fd 2) stays untouched for what cannot be framed. A line is
+held only up to `_contract.MAX_LOG_LINE` bytes: the rest of a longer one is counted and dropped
+as it is written, so a task printing without newlines grows neither this process nor the
+frames. Frame letters, meta keys and arguments are `_contract`'s.
+
+Tasks share this process (docs/architecture.md, "What fused tasks share"), so a task may patch
+modules the worker uses too (`json.dumps`, `socket.socket.sendall`, `sys.stdout`...). The
+worker's own framing never looks them up after import: it binds the functions it needs when this
+module loads, before any task is imported, and flushes its own stream objects, not whatever
+`sys.stdout` is at the time.
 
 In-process asynchronous calls (`Prefer: respond-async`, `call_function(..., respond_async=True)`)
 made during an event run after its R frame is sent, before the next frame is read.
@@ -81,7 +93,23 @@ import nuclio_sdk
 from . import _codec, _contract as C, _trace
 from .dispatcher import current_task
 
+# Bound at import, before any task code runs: a task that patches `json`, `socket`, `select` or
+# `os` changes what it sees, never the frames (see the module docstring).
+_LOG_ENCODE = json.JSONEncoder(default=str).encode
+_META_ENCODE = json.JSONEncoder().encode
+_DECODE = json.JSONDecoder().decode
+_SENDMSG = socket.socket.sendmsg
+_SENDALL = socket.socket.sendall
+_RECV_INTO = socket.socket.recv_into
+_SELECT = select.select
+_OS_READ = os.read
+_OS_WRITE = os.write
+
 _CONNECT_TIMEOUT = 10.0
+_MAX_LINE = int(C.MAX_LOG_LINE)
+# An F frame's traceback is kept to its first this many characters (the Rust side takes frames
+# other than R of up to 1 MiB: JSON escapes at most 12 bytes per character).
+_MAX_FAILURE = 4 * _MAX_LINE
 _HANDLER_RE = re.compile(r"^([\w|-]+(\.[\w|-]+)*):(\w+)$")
 _LEVELS = {
     "DEBUG": C.LEVEL_DEBUG, "INFO": C.LEVEL_INFO, "WARNING": C.LEVEL_WARN, "ERROR": C.LEVEL_ERROR,
@@ -129,7 +157,7 @@ class _Channel(object):
                 self._buf[:pending] = self._view[self._start:self._end]
             self._start, self._end = 0, pending
         while self._end - self._start < need:
-            count = self._sock.recv_into(self._view[self._end:])
+            count = _RECV_INTO(self._sock, self._view[self._end:])
             if count == 0:
                 raise _Disconnected()
             self._end += count
@@ -181,16 +209,33 @@ class _Channel(object):
             ]
         total = sum(len(part) for part in parts)
         with self._lock:
-            sent = self._sock.sendmsg(parts)
+            sent = _SENDMSG(self._sock, parts)
             if sent < total:
-                self._sock.sendall(b"".join(parts)[sent:])
+                _SENDALL(self._sock, b"".join(parts)[sent:])
 
     def send_json(self, kind, obj):
-        self.send(kind, json.dumps(obj, default=str).encode("utf-8"))
+        self.send(kind, _LOG_ENCODE(obj).encode("utf-8"))
+
+
+def _utf8_size(text, start, end, ascii):
+    """Bytes of `text[start:end]` in UTF-8 (lone surrogates counted as 3), copying nothing when
+    `ascii` says `text` is ASCII."""
+    if ascii:
+        return end - start
+    return len(text[start:end].encode("utf-8", "surrogatepass"))
+
+
+def _cut(text, limit=_MAX_LINE):
+    """`text` held to `limit` characters: (what is kept, UTF-8 bytes dropped). The Rust side cuts
+    what is kept to `_contract.MAX_LOG_LINE` bytes, counting that too."""
+    if len(text) <= limit:
+        return text, 0
+    return text[:limit], _utf8_size(text, limit, len(text), text.isascii())
 
 
 class _LogHandler(logging.Handler):
-    """Turns records of the SDK logger into L frames, tagged with the current task."""
+    """Turns records of the SDK logger into L frames, tagged with the current task; a message
+    and each field are held to `_MAX_LINE` characters."""
 
     def __init__(self, channel):
         super(_LogHandler, self).__init__()
@@ -200,26 +245,59 @@ class _LogHandler(logging.Handler):
         try:
             fields = dict(getattr(record, "with", None) or {})
             task = fields.pop("task", None) or current_task()
-            self._channel.send_json(_LOG, {
+            message, dropped = _cut(record.getMessage())
+            frame = {
                 C.LOG_TASK: task,
                 C.LOG_LEVEL: _LEVELS.get(record.levelname, C.LEVEL_INFO),
-                C.LOG_MESSAGE: record.getMessage(),
+                C.LOG_MESSAGE: message,
                 C.LOG_WITH: fields,
                 C.LOG_STREAM: C.STREAM_LOGGER,
-            })
+            }
+            payload = _LOG_ENCODE(frame)
+            if len(payload) > 4 * _MAX_LINE:
+                payload, more = self._bounded(frame, fields)
+                dropped += more
+            if dropped:
+                frame[C.LOG_TRUNCATED] = dropped
+                payload = _LOG_ENCODE(frame)
+            self._channel.send(_LOG, payload.encode("utf-8"))
         except Exception:
             self.handleError(record)
 
+    @staticmethod
+    def _bounded(frame, fields):
+        """`frame` with each field's text cut (or, when that is still too long, without its
+        fields): (its JSON, bytes dropped)."""
+        dropped = 0
+        cut = {}
+        for name, value in fields.items():
+            text = value if isinstance(value, str) else _LOG_ENCODE(value)
+            cut[str(name)[:_MAX_LINE]], more = _cut(text)
+            dropped += more
+        frame[C.LOG_WITH] = cut
+        payload = _LOG_ENCODE(frame)
+        if len(payload) > 16 * _MAX_LINE:
+            frame[C.LOG_WITH] = {}
+            dropped += len(_LOG_ENCODE(cut))
+            payload = _LOG_ENCODE(frame)
+        return payload, dropped
+
 
 class _StreamToFrames(io.TextIOBase):
-    """sys.stdout/sys.stderr replacement: each complete line becomes an L frame."""
+    """sys.stdout/sys.stderr replacement: each complete line becomes an L frame.
+
+    At most `_MAX_LINE` characters of a line are held; the rest is counted as it is written and
+    dropped, and its frame says how many bytes went (`LOG_TRUNCATED`).
+    """
 
     def __init__(self, channel, stream, level):
         super(_StreamToFrames, self).__init__()
         self._channel = channel
         self._stream = stream
         self._level = level
-        self._pending = ""
+        self._parts = []
+        self._held = 0
+        self._dropped = 0
 
     @property
     def encoding(self):
@@ -231,26 +309,53 @@ class _StreamToFrames(io.TextIOBase):
     def write(self, text):
         if not isinstance(text, str):
             raise TypeError("write() argument must be str, not {0}".format(type(text).__name__))
-        data = self._pending + text
-        lines = data.split("\n")
-        self._pending = lines.pop()
-        for line in lines:
-            self._emit(line)
-        return len(text)
+        start, end = 0, len(text)
+        ascii = None
+        while True:
+            newline = text.find("\n", start)
+            stop = end if newline < 0 else newline
+            if stop > start:
+                take = min(_MAX_LINE - self._held, stop - start)
+                if take > 0:
+                    self._parts.append(text[start:start + take])
+                    self._held += take
+                if start + take < stop:
+                    if ascii is None:
+                        ascii = text.isascii()
+                    self._dropped += _utf8_size(text, start + take, stop, ascii)
+            if newline < 0:
+                return end
+            self._emit()
+            start = newline + 1
 
     def flush(self):
-        if self._pending:
-            line, self._pending = self._pending, ""
-            self._emit(line)
+        if self._parts or self._dropped:
+            self._emit()
 
-    def _emit(self, line):
-        self._channel.send_json(_LOG, {
+    def _emit(self):
+        frame = {
             C.LOG_TASK: current_task(),
             C.LOG_LEVEL: self._level,
-            C.LOG_MESSAGE: line,
+            C.LOG_MESSAGE: "".join(self._parts),
             C.LOG_WITH: {},
             C.LOG_STREAM: self._stream,
-        })
+        }
+        if self._dropped:
+            frame[C.LOG_TRUNCATED] = self._dropped
+        self._parts = []
+        self._held = 0
+        self._dropped = 0
+        self._channel.send_json(_LOG, frame)
+
+
+# The worker's own sys.stdout and sys.stderr (`main`): what it flushes before each frame it
+# sends, whatever a task has put in `sys.stdout` since.
+_STREAMS = []
+
+
+def _flush():
+    for stream in _STREAMS:
+        stream.flush()
 
 
 def _connect(path):
@@ -277,7 +382,7 @@ def _watch_parent():
 
     def watch():
         try:
-            while os.read(pipe, 512):
+            while _OS_READ(pipe, 512):
                 pass
         except OSError:
             pass
@@ -334,7 +439,7 @@ class _Signals(object):
     def _note(self, signum, ignored=False):
         self.received.append((signal.Signals(signum).name, ignored))
         try:
-            os.write(self._write, b"\0")
+            _OS_WRITE(self._write, b"\0")
         except OSError:
             pass  # the pipe is full: the loop is awake already
 
@@ -371,10 +476,10 @@ class _Signals(object):
         while True:
             if self.pending():
                 return False
-            ready, _, _ = select.select([channel, self._read], [], [])
+            ready, _, _ = _SELECT([channel, self._read], [], [])
             if self._read in ready:
                 try:
-                    while os.read(self._read, 512):
+                    while _OS_READ(self._read, 512):
                         pass
                 except BlockingIOError:
                     pass
@@ -385,8 +490,10 @@ class _Signals(object):
 class Worker(object):
     """One worker process: init, then serve E frames until Q, a stop signal or the socket closes."""
 
-    def __init__(self, channel, entrypoint, context, loop, signals=None):
+    def __init__(self, channel, entrypoint, context, loop, signals=None, max_response=None):
         self._channel = channel
+        # the largest answer (R meta and body, bytes) sent; None: no limit
+        self._max_response = max_response
         self._entrypoint = entrypoint
         self._context = context
         self._loop = loop
@@ -439,7 +546,7 @@ class Worker(object):
         """
         sample = False
         try:
-            meta = json.loads(meta)
+            meta = _DECODE(meta)
             sample = bool(meta.get(C.EVENT_SAMPLE_RSS)) and _trace.reset_peak_rss()
             event = self._event(meta, body)
             output = self._entrypoint(self._context, event)
@@ -480,7 +587,7 @@ class Worker(object):
         """Serve until `Q`, a stop signal or the socket closes; returns the exit status."""
         channel = self._channel
         signals = self._signals
-        dumps = json.dumps
+        max_response = self._max_response
         while True:
             if signals is not None:
                 if signals.pending():
@@ -502,15 +609,16 @@ class Worker(object):
                 response, out = self.discarded()
             else:
                 response, out = self.handle(meta, body)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            channel.send(_RESPONSE, self._encode_meta(response, dumps), out)
+            _flush()
+            encoded = self._encode_meta(response)
+            if max_response is not None and len(encoded) + len(out) > max_response:
+                encoded, out = _too_large(response, len(encoded) + len(out)), b""
+            channel.send(_RESPONSE, encoded, out)
             dispatcher = self._dispatcher
             if dispatcher is not None and dispatcher.deferred:
                 # in-process asynchronous calls, now that the caller has its answer
                 dispatcher.run_deferred()
-                sys.stdout.flush()
-                sys.stderr.flush()
+                _flush()
 
     def _on_signals(self):
         """Run what the signals since the last event ask for; an exit status to stop with."""
@@ -563,12 +671,12 @@ class Worker(object):
             )
             return False
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            _flush()
         return True
 
-    def _encode_meta(self, response, dumps):
-        """`dumps(response)` as UTF-8, memoised for the common shape (no headers, int counts).
+    def _encode_meta(self, response):
+        """The JSON of `response` as UTF-8, memoised for the common shape (no headers, int
+        counts).
 
         The key holds every value the JSON text depends on, with the types of those whose equal
         values could spell differently (True == 1), so a hit is byte-identical to a fresh dump.
@@ -583,21 +691,32 @@ class Worker(object):
             or type(status) is not int or type(content_type) is not str
             or (task is not None and type(task) is not str)
         ):
-            return dumps(response).encode("utf-8")
+            return _META_ENCODE(response).encode("utf-8")
         local, remote = calls.get(C.CALLS_LOCAL), calls.get(C.CALLS_REMOTE)
         if (
             type(local) is not int or type(remote) is not int
             or list(calls) != [C.CALLS_LOCAL, C.CALLS_REMOTE]
         ):
-            return dumps(response).encode("utf-8")
+            return _META_ENCODE(response).encode("utf-8")
         key = (status, content_type, task, local, remote)
         encoded = self._metas.get(key)
         if encoded is None:
-            encoded = dumps(response).encode("utf-8")
+            encoded = _META_ENCODE(response).encode("utf-8")
             if len(self._metas) >= 256:
                 self._metas.clear()
             self._metas[key] = encoded
         return encoded
+
+
+def _too_large(response, size):
+    """The meta of the R frame sent instead of an answer of `size` bytes over the limit: a 502
+    without a body, saying the size (the Rust side names the limit and its setting)."""
+    small = dict(response)
+    small[C.RESPONSE_STATUS_CODE] = 502
+    small[C.RESPONSE_CONTENT_TYPE] = "text/plain"
+    small[C.RESPONSE_HEADERS] = {}
+    small[C.RESPONSE_TOO_LARGE] = size
+    return _META_ENCODE(small).encode("utf-8")
 
 
 def _freeze_heap():
@@ -614,6 +733,8 @@ def _parse_args(argv):
     parser.add_argument(C.WORKER_ARG_HANDLER, required=True, help="module.sub:function")
     parser.add_argument(C.WORKER_ARG_WORKER_ID, default="0")
     parser.add_argument(C.WORKER_ARG_FUNCTION, default=os.environ.get(C.ENV_FUNCTION, ""))
+    parser.add_argument(C.WORKER_ARG_MAX_RESPONSE, type=int, default=None,
+                        help="largest answer in bytes (R meta and body); larger ones become a 502")
     parser.add_argument(C.WORKER_ARG_WATCHDOG, action="store_true",
                         help="stdin is a pipe the parent holds: exit with the process group at EOF")
     return parser.parse_args(argv)
@@ -635,6 +756,7 @@ def main(argv=None):
     logger._logger.propagate = False
     sys.stdout = _StreamToFrames(channel, C.STREAM_STDOUT, C.LEVEL_INFO)
     sys.stderr = _StreamToFrames(channel, C.STREAM_STDERR, C.LEVEL_WARN)
+    _STREAMS[:] = [sys.stdout, sys.stderr]
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -655,22 +777,20 @@ def main(argv=None):
             if inspect.isawaitable(result):
                 loop.run_until_complete(result)
     except BaseException as exc:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _flush()
         channel.send_json(_INIT_FAILED, {
             C.FAILED_TASK: getattr(exc, "task", None),
-            C.FAILED_ERROR: "{0}\n{1}".format(exc, traceback.format_exc()),
+            C.FAILED_ERROR: _cut("{0}\n{1}".format(exc, traceback.format_exc()), _MAX_FAILURE)[0],
         })
         return 1
-    sys.stdout.flush()
-    sys.stderr.flush()
+    _flush()
     # like the wrapper: signal handlers go in after init_context, before the ready message
     signals = _Signals()
     signals.install()
     tasks = sorted(dispatcher.tasks) if dispatcher is not None else []
     _freeze_heap()
     channel.send_json(_READY, {C.READY_PID: os.getpid(), C.READY_TASKS: tasks})
-    return Worker(channel, entrypoint, context, loop, signals).serve()
+    return Worker(channel, entrypoint, context, loop, signals, args.max_response_size).serve()
 
 
 if __name__ == "__main__":

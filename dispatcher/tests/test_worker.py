@@ -122,7 +122,7 @@ class Peer(object):
 class WorkerCase(unittest.TestCase):
     """Runs a real worker subprocess against a socket this test listens on."""
 
-    def start(self, tasks, triggers=None):
+    def start(self, tasks, triggers=None, args=()):
         tmp = tempfile.mkdtemp(prefix="fz-worker-")
         self.addCleanup(shutil.rmtree, tmp, True)
         write_artifact(tmp, tasks, function="fn", triggers=triggers)
@@ -136,7 +136,8 @@ class WorkerCase(unittest.TestCase):
         env.update({"PYTHONPATH": tmp, "FUSIONIZER_FUNCTION": "fn"})
         process = subprocess.Popen(
             [sys.executable, "-u", "-m", "fusionizer_dispatcher.worker", "--socket", path,
-             "--handler", "_fusionizer_entry:handler", "--worker-id", "3", "--function", "fn"],
+             "--handler", "_fusionizer_entry:handler", "--worker-id", "3", "--function", "fn",
+             *args],
             cwd=tmp, env=env, stderr=subprocess.PIPE,
         )
         self.addCleanup(process.stderr.close)

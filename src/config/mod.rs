@@ -77,6 +77,10 @@ pub struct Phase {
     pub groups: Vec<Vec<String>>,
 }
 
+/// The highest `[serve] max-response-size`: a worker's answer travels in one frame, read into
+/// memory whole.
+pub const MAX_RESPONSE_LIMIT: u64 = 1024 * 1024 * 1024;
+
 /// `[serve]`, with defaults filled in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServeConfig {
@@ -91,6 +95,9 @@ pub struct ServeConfig {
     /// Every `max-*-size` key takes an integer (bytes) or a string with a unit: `B`, `KB`, `MB`,
     /// `GB` (powers of 1000) or `KiB`, `MiB`, `GiB` (powers of 1024), e.g. `"4MiB"`.
     pub max_body_bytes: u64,
+    /// `max-response-size`: the largest answer (body and headers) a local worker sends, default
+    /// 64 MiB, at most [`MAX_RESPONSE_LIMIT`]; a larger one is a 502 that names this setting.
+    pub max_response_bytes: u64,
     /// `request-timeout`, default 60s.
     pub request_timeout: Duration,
     /// `drain-timeout`: how long a function being replaced or removed by a regroup may finish
@@ -141,6 +148,7 @@ impl Default for ServeConfig {
             advertise: None,
             token_env: None,
             max_body_bytes: 4 * 1024 * 1024,
+            max_response_bytes: 64 * 1024 * 1024,
             request_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),

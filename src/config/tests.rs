@@ -102,6 +102,7 @@ listen = "0.0.0.0:9000"
 advertise = "fusionizer-serve.invalid"
 token-env = "FUSIONIZER_TOKEN"
 max-body-size = 1024
+max-response-size = "2MiB"
 request-timeout = "2m"
 drain-timeout = "0s"
 shutdown-timeout = "5s"
@@ -158,6 +159,7 @@ invocation-url = "internal"
             advertise: Some("fusionizer-serve.invalid".to_string()),
             token_env: Some("FUSIONIZER_TOKEN".to_string()),
             max_body_bytes: 1024,
+            max_response_bytes: 2 * 1024 * 1024,
             request_timeout: Duration::from_secs(120),
             drain_timeout: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(5),
@@ -519,7 +521,7 @@ fn unknown_keys_list_the_valid_keys_of_their_table() {
             .unwrap_err(),
         "fusion.toml:5:1: unknown key `listen-address` in `[serve]`\n  hint: did you mean `listen`? \
          valid keys in `[serve]`: `listen`, `advertise`, `token-env`, `max-body-size`, \
-         `request-timeout`, `drain-timeout`, `shutdown-timeout`, `max-upload-size`, `max-unpacked-size`, \
+         `max-response-size`, `request-timeout`, `drain-timeout`, `shutdown-timeout`, `max-upload-size`, `max-unpacked-size`, \
          `trace-spans`, `trace-edges`, `async-queue`, `async-queue-size`, `allowed-hosts`, \
          `allowed-origins`, `header-read-timeout`, `body-read-timeout`, `idle-timeout`, \
          `max-connections`"
@@ -548,6 +550,11 @@ fn serve_and_nuctl_value_problems() {
         "fusion.toml:5:17: invalid `serve.max-body-size` `4 parsecs`: unknown unit `parsecs`\n  \
          hint: write bytes as an integer, or a string with a unit (`B`, `KB`, `MB`, `GB`, `KiB`, \
          `MiB`, `GiB`), e.g. `\"4MiB\"`"
+    );
+    assert_eq!(
+        serve("max-response-size = \"2GiB\"").unwrap_err(),
+        "fusion.toml:5:21: `serve.max-response-size` must be at most 1GiB, not 2147483648 bytes\n  \
+         hint: a worker's answer is held in memory whole; keep the limit to what serve can hold"
     );
     assert_eq!(
         serve("max-upload-size = 0").unwrap_err(),
@@ -694,7 +701,7 @@ fusion.toml:11:21: phase 1: unknown task `tasbk`
 fusion.toml:14:9: phase 2 starts at `10s`, not after phase 1 at `40s`
   hint: list `[[phase]]` tables in strictly increasing `after` order
 fusion.toml:18:1: unknown key `listn` in `[serve]`
-  hint: did you mean `listen`? valid keys in `[serve]`: `listen`, `advertise`, `token-env`, `max-body-size`, `request-timeout`, `drain-timeout`, `shutdown-timeout`, `max-upload-size`, `max-unpacked-size`, `trace-spans`, `trace-edges`, `async-queue`, `async-queue-size`, `allowed-hosts`, `allowed-origins`, `header-read-timeout`, `body-read-timeout`, `idle-timeout`, `max-connections`"
+  hint: did you mean `listen`? valid keys in `[serve]`: `listen`, `advertise`, `token-env`, `max-body-size`, `max-response-size`, `request-timeout`, `drain-timeout`, `shutdown-timeout`, `max-upload-size`, `max-unpacked-size`, `trace-spans`, `trace-edges`, `async-queue`, `async-queue-size`, `allowed-hosts`, `allowed-origins`, `header-read-timeout`, `body-read-timeout`, `idle-timeout`, `max-connections`"
     );
     // And as the top-level error: exit 78 with one cause per problem.
     let diagnostics = load(&fx.toml_path()).unwrap_err();

@@ -227,6 +227,18 @@ pub enum InvokeError {
     /// The function did not answer in time: 504.
     #[error("function `{function}` did not answer within {0:?}", .timeout)]
     Timeout { function: String, timeout: Duration },
+    /// The function answered more than `[serve] max-response-size`: 502. The function itself is
+    /// fine and keeps serving.
+    #[error(
+        "task `{task}` answered {size} bytes, over the limit of {limit} bytes \
+         (`[serve] max-response-size`)"
+    )]
+    TooLarge {
+        function: String,
+        task: String,
+        size: u64,
+        limit: u64,
+    },
     /// The endpoint refused the connection (nuctl: refresh the URL cache and retry once).
     #[error("could not connect to `{function}`: {reason}")]
     Connect { function: String, reason: String },

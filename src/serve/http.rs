@@ -660,6 +660,10 @@ fn invoke_error(task: &str, err: InvokeError) -> Response {
             StatusCode::BAD_GATEWAY,
             format!("could not reach the function running task `{task}`"),
         ),
+        // Names the setting to change; says nothing the client's own request did not reveal.
+        too_large @ InvokeError::TooLarge { .. } => {
+            text(StatusCode::BAD_GATEWAY, too_large.to_string())
+        }
     }
 }
 

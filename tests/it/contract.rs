@@ -63,6 +63,11 @@ fn rust_side() -> BTreeMap<&'static str, String> {
         ("WORKER_ARG_WORKER_ID", c::WORKER_ARG_WORKER_ID.to_string()),
         ("WORKER_ARG_FUNCTION", c::WORKER_ARG_FUNCTION.to_string()),
         ("WORKER_ARG_WATCHDOG", c::WORKER_ARG_WATCHDOG.to_string()),
+        (
+            "WORKER_ARG_MAX_RESPONSE",
+            c::WORKER_ARG_MAX_RESPONSE.to_string(),
+        ),
+        ("MAX_LOG_LINE", c::MAX_LOG_LINE.to_string()),
         ("FRAME_EVENT", kind(p::KIND_EVENT)),
         ("FRAME_QUIT", kind(p::KIND_QUIT)),
         ("FRAME_READY", kind(p::KIND_READY)),

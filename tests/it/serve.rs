@@ -149,6 +149,11 @@ impl Serve {
         self.log.lock().unwrap().clone()
     }
 
+    /// serve's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -6,13 +6,14 @@ use std::path::{Path, PathBuf};
 use toml::de::DeTable;
 
 use super::Checker;
-use crate::config::{NuctlConfig, ServeConfig, UrlPreference};
+use crate::config::{NuctlConfig, ServeConfig, UrlPreference, MAX_RESPONSE_LIMIT};
 
 const SERVE_KEYS: &[&str] = &[
     "listen",
     "advertise",
     "token-env",
     "max-body-size",
+    "max-response-size",
     "request-timeout",
     "drain-timeout",
     "shutdown-timeout",
@@ -89,6 +90,19 @@ impl Checker<'_> {
             if let Some(value) = table.get(key) {
                 if let Some(bytes) = self.size(value, &format!("serve.{key}")) {
                     *slot = bytes;
+                }
+            }
+        }
+        if let Some(value) = table.get("max-response-size") {
+            if let Some(bytes) = self.size(value, "serve.max-response-size") {
+                if bytes > MAX_RESPONSE_LIMIT {
+                    self.error(
+                        value.span(),
+                        format!("`serve.max-response-size` must be at most 1GiB, not {bytes} bytes"),
+                        Some("a worker's answer is held in memory whole; keep the limit to what serve can hold".to_string()),
+                    );
+                } else {
+                    serve.max_response_bytes = bytes;
                 }
             }
         }

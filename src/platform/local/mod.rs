@@ -5,7 +5,9 @@
 //! - [`venv`]: cached virtualenvs ("building" a function);
 //! - [`pool`]: `numWorkers` worker processes per function, supervised and restarted, and the
 //!   request path to them;
-//! - `worker`: one worker process, its start, readiness and supervision;
+//! - `worker`: one worker process, its start, readiness and supervision, and the end of what
+//!   it started;
+//! - `output`: a worker's own stdout and stderr, logged line by line in bounded memory;
 //! - `run`: this process's socket directories, and the cleanup after a predecessor that was
 //!   killed (run whenever the platform is opened);
 //! - [`protocol`]: the frames spoken over each worker's Unix socket;
@@ -20,6 +22,7 @@
 //! fire; a deploy in either mode refuses one it cannot parse.
 
 mod cron;
+mod output;
 pub mod pool;
 pub mod protocol;
 mod run;
@@ -72,6 +75,8 @@ struct Inner {
     crons: Arc<cron::Registry>,
     /// Where this process's worker sockets live.
     run: run::RunDir,
+    /// `[serve] max-response-size`, for every pool's workers.
+    max_response: u64,
 }
 
 /// One function as this process runs it; also its [`Invoker`]. Requests always go to the
@@ -148,6 +153,7 @@ impl LocalPlatform {
                 restarts: Arc::new(AtomicU64::new(0)),
                 crons: Arc::new(cron::Registry::default()),
                 run,
+                max_response: config.serve.max_response_bytes,
             }),
         })
     }
@@ -250,6 +256,7 @@ impl Inner {
                 env,
                 num_workers: record.num_workers,
                 request_timeout: self.host.request_timeout,
+                max_response: self.max_response,
                 socket_dir: self.run.pool_dir()?,
             },
             self.restarts.clone(),

@@ -223,7 +223,9 @@ impl Pool {
             }
             let answer: Answer = match tokio::time::timeout_at(deadline, &mut rx).await {
                 Ok(Ok(answer)) => answer,
-                Ok(Err(_)) => Err(format!("worker {} stopped before answering", conn.index)),
+                Ok(Err(_)) => {
+                    Err(shared.crashed(format!("worker {} stopped before answering", conn.index)))
+                }
                 Err(_elapsed) => {
                     if conn.abandon() {
                         tracing::warn!(
@@ -239,16 +241,12 @@ impl Pool {
                     }
                     // The answer arrived right at the deadline: use it.
                     rx.try_recv().unwrap_or_else(|_| {
-                        Err(format!("worker {} stopped before answering", conn.index))
+                        Err(shared
+                            .crashed(format!("worker {} stopped before answering", conn.index)))
                     })
                 }
             };
-            return answer.map_err(|reason| {
-                PoolError::Invoke(InvokeError::Crashed {
-                    function: function(),
-                    reason,
-                })
-            });
+            return answer.map_err(PoolError::Invoke);
         }
     }
 

@@ -24,21 +24,32 @@
 //! - `R` response, exactly one per `E` and in order: `meta_len:u32 BE | meta JSON | body bytes`
 //!   with meta `{"status_code", "content_type", "headers", "task", "calls"}`, plus `"trace"`
 //!   (the in-process call records, docs/traces.md) and `"peak_rss"` (bytes) when there is
-//!   something to report ([`ResponseMeta`]); the body is the raw bytes (no base64);
-//! - `L` log line, at any time: `{"task", "level", "message", "with", "stream"}` ([`LogLine`]).
+//!   something to report ([`ResponseMeta`]); the body is the raw bytes (no base64). An answer
+//!   whose meta and body exceed the worker's `--max-response-size` is not sent: an `R` frame
+//!   with `"too_large"` (its size) and no body takes its place;
+//! - `L` log line, at any time: `{"task", "level", "message", "with", "stream"}`, plus
+//!   `"truncated"` (bytes dropped past [`contract::MAX_LOG_LINE`]) when the line was longer
+//!   ([`LogLine`]).
 //!
 //! Encoding builds a whole frame in one buffer so that sending it is a single write; decoding
-//! reads the 4-byte length, then exactly that many bytes.
+//! reads the 4-byte length and the kind, checks the length against the kind's limit (an `R`
+//! frame may hold the largest answer allowed, any other at most [`MAX_SMALL_FRAME`]), then
+//! reads exactly that many bytes.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::contract;
 use crate::platform::{InvokeRequest, InvokeResponse};
 
-/// A frame larger than this is a protocol error (the proxy caps bodies far below it).
-pub const MAX_FRAME: u32 = 256 * 1024 * 1024;
+/// The longest frame a worker may send other than `R` (ready, init failure, log line): the
+/// dispatcher cuts log lines at [`contract::MAX_LOG_LINE`], so this is room to spare.
+pub const MAX_SMALL_FRAME: u32 = 1024 * 1024;
+/// An `R` frame's bytes besides its meta and body: the kind and the meta length.
+const RESPONSE_OVERHEAD: u64 = 1 + 4;
 
 pub const KIND_EVENT: u8 = b'E';
 pub const KIND_QUIT: u8 = b'Q';
@@ -57,6 +68,12 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
     #[error("the worker sent an invalid frame: {0}")]
     Invalid(String),
+    /// Longer than its kind allows: the worker broke the protocol (it checks answers itself).
+    #[error(
+        "the worker sent a frame `{}` of {len} bytes, over the limit of {limit} bytes",
+        char::from(*.kind).escape_default()
+    )]
+    TooLarge { kind: u8, len: u32, limit: u64 },
 }
 
 /// One decoded frame.
@@ -66,8 +83,13 @@ pub struct Frame {
     pub payload: Bytes,
 }
 
-/// Reads one frame. A clean EOF before the length is [`FrameError::Closed`].
-pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Frame, FrameError> {
+/// Reads one frame; an `R` frame may carry an answer of up to `max_response` bytes (meta and
+/// body), any other frame at most [`MAX_SMALL_FRAME`] bytes. A clean EOF before the length is
+/// [`FrameError::Closed`]; nothing is allocated for a frame over its limit.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max_response: u64,
+) -> Result<Frame, FrameError> {
     let mut len = [0u8; 4];
     match reader.read_exact(&mut len).await {
         Ok(_) => {}
@@ -75,15 +97,24 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Frame, F
         Err(e) => return Err(FrameError::Io(e)),
     }
     let len = u32::from_be_bytes(len);
-    if len == 0 || len > MAX_FRAME {
-        return Err(FrameError::Invalid(format!("frame length {len}")));
+    if len == 0 {
+        return Err(FrameError::Invalid("frame length 0".to_string()));
     }
-    let mut buf = BytesMut::zeroed(len as usize);
-    reader.read_exact(&mut buf).await?;
-    let mut buf = buf.freeze();
-    let kind = buf[0];
-    let payload = buf.split_off(1);
-    Ok(Frame { kind, payload })
+    let kind = reader.read_u8().await?;
+    let limit = if kind == KIND_RESPONSE {
+        max_response.saturating_add(RESPONSE_OVERHEAD)
+    } else {
+        u64::from(MAX_SMALL_FRAME)
+    };
+    if u64::from(len) > limit {
+        return Err(FrameError::TooLarge { kind, len, limit });
+    }
+    let mut payload = BytesMut::zeroed(len as usize - 1);
+    reader.read_exact(&mut payload).await?;
+    Ok(Frame {
+        kind,
+        payload: payload.freeze(),
+    })
 }
 
 /// A frame with no payload structure (`Q`).
@@ -272,6 +303,9 @@ pub struct ResponseMeta {
     /// The worker's peak resident set over the event in bytes, when a sample was asked for.
     #[serde(default)]
     pub peak_rss: Option<u64>,
+    /// The size of the answer the worker did not send because it was over its limit.
+    #[serde(default)]
+    pub too_large: Option<u64>,
 }
 
 /// A decoded `R` frame.
@@ -368,6 +402,9 @@ pub struct LogLine {
     pub with: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     pub stream: String,
+    /// Bytes of the line the worker dropped past [`contract::MAX_LOG_LINE`].
+    #[serde(default)]
+    pub truncated: u64,
 }
 
 /// Decodes a JSON payload (`S`, `F`, `L`).
@@ -383,15 +420,33 @@ pub const TASK_LOG_TARGET: &str = crate::ui::report::TASK_TARGET;
 /// The `tracing` target of what workers write to their real stdout/stderr.
 pub const WORKER_LOG_TARGET: &str = crate::ui::report::WORKER_TARGET;
 
-/// Emits a worker's `L` frame as a `tracing` event at its level.
+/// `text` cut to at most [`contract::MAX_LOG_LINE`] bytes (at a character boundary), ending in
+/// `… [truncated: N more bytes]` when anything was dropped here or, `dropped` bytes, before.
+pub fn bounded_line(text: &str, dropped: u64) -> Cow<'_, str> {
+    let mut keep = text.len().min(contract::MAX_LOG_LINE);
+    while !text.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    let dropped = dropped + (text.len() - keep) as u64;
+    if dropped == 0 {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(format!(
+        "{} … [truncated: {dropped} more bytes]",
+        &text[..keep]
+    ))
+}
+
+/// Emits a worker's `L` frame as a `tracing` event at its level, its message and fields each
+/// cut to [`contract::MAX_LOG_LINE`] bytes.
 pub fn emit_log(function: &str, line: &LogLine) {
     let task = line.task.as_deref().unwrap_or("-");
     let with = if line.with.is_empty() {
         String::new()
     } else {
-        serde_json::Value::Object(line.with.clone()).to_string()
+        bounded_line(&serde_json::Value::Object(line.with.clone()).to_string(), 0).into_owned()
     };
-    let message = line.message.trim_end_matches('\n');
+    let message = bounded_line(line.message.trim_end_matches('\n'), line.truncated);
     let stream = line.stream.as_str();
     match line.level.as_str() {
         "debug" => {
@@ -427,7 +482,7 @@ mod tests {
             body: Bytes::from_static(b"{\"n\":1}"),
         };
         let bytes = encode_event(&request, 7, 1_700_000_000);
-        let frame = read_frame(&mut bytes.as_slice()).await.unwrap();
+        let frame = read_frame(&mut bytes.as_slice(), 1 << 20).await.unwrap();
         assert_eq!(frame.kind, KIND_EVENT);
         let (meta, body) = split_meta(&frame.payload).unwrap();
         let meta: serde_json::Value = serde_json::from_slice(meta).unwrap();
@@ -461,7 +516,7 @@ mod tests {
             body: b"hello",
         };
         let bytes = encode_trigger_event(&event, 9);
-        let frame = read_frame(&mut bytes.as_slice()).await.unwrap();
+        let frame = read_frame(&mut bytes.as_slice(), 1 << 20).await.unwrap();
         assert_eq!(frame.kind, KIND_EVENT);
         let (meta, body) = split_meta(&frame.payload).unwrap();
         let meta: serde_json::Value = serde_json::from_slice(meta).unwrap();
@@ -481,7 +536,7 @@ mod tests {
         let meta = br#"{"status_code": 201, "content_type": "text/plain",
             "headers": {"X-N": 3, "X-S": "s"}, "task": "a", "calls": {"local": 2, "remote": 0}}"#;
         let frame = encode_with_meta(KIND_RESPONSE, meta, b"hello");
-        let frame = read_frame(&mut frame.as_slice()).await.unwrap();
+        let frame = read_frame(&mut frame.as_slice(), 1 << 20).await.unwrap();
         let response = WorkerResponse::decode(&frame.payload).unwrap();
         assert_eq!(response.meta.calls.local, 2);
         let response = response.into_response();
@@ -497,7 +552,7 @@ mod tests {
     async fn trace_reports_become_the_headers_the_proxy_strips() {
         let meta = br#"{"status_code": 200, "trace": "a b s 200 5 7", "peak_rss": 1048576}"#;
         let frame = encode_with_meta(KIND_RESPONSE, meta, b"");
-        let frame = read_frame(&mut frame.as_slice()).await.unwrap();
+        let frame = read_frame(&mut frame.as_slice(), 1 << 20).await.unwrap();
         let response = WorkerResponse::decode(&frame.payload)
             .unwrap()
             .into_response();
@@ -517,7 +572,7 @@ mod tests {
             body: Bytes::new(),
         };
         let bytes = encode_event(&request, 1, 0);
-        let frame = read_frame(&mut bytes.as_slice()).await.unwrap();
+        let frame = read_frame(&mut bytes.as_slice(), 1 << 20).await.unwrap();
         let (meta, _) = split_meta(&frame.payload).unwrap();
         let meta: serde_json::Value = serde_json::from_slice(meta).unwrap();
         assert_eq!(meta["sample_rss"], true);
@@ -531,15 +586,61 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn frames_over_their_kind_limit_are_refused_before_they_are_read() {
+        // An `R` frame holds up to the answer limit in meta and body; one byte more is refused.
+        let fits = encode_with_meta(KIND_RESPONSE, b"{}", &[b'x'; 98]);
+        assert!(read_frame(&mut fits.as_slice(), 100).await.is_ok());
+        let over = encode_with_meta(KIND_RESPONSE, b"{}", &[b'x'; 99]);
+        assert!(matches!(
+            read_frame(&mut over.as_slice(), 100).await,
+            Err(FrameError::TooLarge {
+                kind: KIND_RESPONSE,
+                len: 106,
+                limit: 105
+            })
+        ));
+        // Any other kind: [`MAX_SMALL_FRAME`], whatever the answer limit, refused on its header
+        // alone (nothing else is there to read).
+        let mut log = (MAX_SMALL_FRAME + 1).to_be_bytes().to_vec();
+        log.push(KIND_LOG);
+        let refused = read_frame(&mut log.as_slice(), 1 << 30).await.unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "the worker sent a frame `L` of 1048577 bytes, over the limit of 1048576 bytes"
+        );
+    }
+
+    #[test]
+    fn long_log_lines_are_cut_at_a_character_and_say_how_much_went() {
+        let max = contract::MAX_LOG_LINE;
+        // Two bytes a character: the cut falls between characters.
+        let line = format!("a{}", "é".repeat(max));
+        assert_eq!(
+            bounded_line(&line, 7),
+            format!(
+                "a{} … [truncated: {} more bytes]",
+                "é".repeat(max / 2 - 1),
+                max + 2 + 7
+            )
+        );
+        assert!(matches!(bounded_line("short", 0), Cow::Borrowed("short")));
+        // What the worker dropped before is said even when the rest fits.
+        assert_eq!(
+            bounded_line("short", 3),
+            "short … [truncated: 3 more bytes]"
+        );
+    }
+
+    #[tokio::test]
     async fn eof_between_frames_is_closed_and_a_zero_length_is_invalid() {
         let empty: &[u8] = &[];
         assert!(matches!(
-            read_frame(&mut &empty[..]).await,
+            read_frame(&mut &empty[..], 1 << 20).await,
             Err(FrameError::Closed)
         ));
         let zero = 0u32.to_be_bytes();
         assert!(matches!(
-            read_frame(&mut &zero[..]).await,
+            read_frame(&mut &zero[..], 1 << 20).await,
             Err(FrameError::Invalid(_))
         ));
     }

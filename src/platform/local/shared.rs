@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{oneshot, watch, Notify, Semaphore};
 
-use crate::platform::InvokeResponse;
+use crate::platform::{InvokeError, InvokeResponse};
 
 /// What a pool runs.
 #[derive(Debug, Clone)]
@@ -24,11 +24,13 @@ pub struct PoolSpec {
     pub env: Vec<(OsString, OsString)>,
     pub num_workers: usize,
     pub request_timeout: Duration,
+    /// The largest answer (meta and body, bytes) a worker sends: `[serve] max-response-size`.
+    pub max_response: u64,
     /// A fresh private directory for the pool's sockets, removed when the pool stops.
     pub socket_dir: PathBuf,
 }
 
-pub(super) type Answer = Result<InvokeResponse, String>;
+pub(super) type Answer = Result<InvokeResponse, InvokeError>;
 
 /// One connected, ready worker.
 pub(super) struct Conn {
@@ -103,5 +105,14 @@ impl Shared {
 
     pub(super) fn function(&self) -> &str {
         &self.spec.function
+    }
+
+    /// The error of a request its worker could not answer (it died or was stopped), `reason`
+    /// saying what happened.
+    pub(super) fn crashed(&self, reason: String) -> InvokeError {
+        InvokeError::Crashed {
+            function: self.spec.function.clone(),
+            reason,
+        }
     }
 }

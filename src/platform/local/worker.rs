@@ -7,7 +7,12 @@
 //! of its own, its stdin a pipe only this process holds: see [`crate::proc::Cmd::watchdog`]),
 //! accepting its one connection and reading frames until `S` (ready) or `F` (an `init_context`
 //! failed). Its own stdout and stderr (what could not be framed, such as an interpreter crash)
-//! are logged line by line, tagged with the function, and the last lines explain a failed start.
+//! are logged line by line, tagged with the function (`output`), and the last lines explain a
+//! failed start.
+//!
+//! Whenever a worker's life ends (`Q` and its termination callbacks, a crash, a kill after a
+//! request timed out, a failed start), what its tasks started goes with it: once the worker is
+//! gone, its process group gets SIGTERM and, after [`GROUP_GRACE`], SIGKILL.
 
 use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
@@ -17,7 +22,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::unix::OwnedReadHalf;
 use tokio::net::UnixListener;
 use tokio::process::Child;
@@ -25,11 +30,12 @@ use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::framed;
+use super::output::{pump, Tail};
 use super::protocol::{self, FrameError, KIND_INIT_FAILED, KIND_LOG, KIND_READY, KIND_RESPONSE};
-use super::shared::{Conn, ConnState, PoolSpec, Shared};
+use super::shared::{Answer, Conn, ConnState, PoolSpec, Shared};
 use crate::contract;
-use crate::platform::PlatformError;
-use crate::proc::Cmd;
+use crate::platform::{InvokeError, PlatformError};
+use crate::proc::{Cmd, ProcessGroup};
 
 /// How long a worker may take to connect to its socket after it was spawned.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -37,16 +43,18 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a worker gets to exit after `Q` before it is killed.
 const QUIT_GRACE: Duration = Duration::from_secs(2);
+/// How long what a worker started gets between SIGTERM and SIGKILL once the worker is gone.
+const GROUP_GRACE: Duration = Duration::from_secs(2);
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A worker that stayed up this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
-/// Lines of a worker's own stdout/stderr kept to explain a failed start.
-const TAIL_LINES: usize = 40;
 
 /// A started worker, as its supervisor holds it.
 struct Running {
     child: Child,
+    /// The worker's process group: what its tasks started.
+    group: ProcessGroup,
     conn: Arc<Conn>,
     /// The reader task; ends with the reason the connection ended.
     reader: JoinHandle<String>,
@@ -131,7 +139,7 @@ pub(super) async fn supervise(
             quit(&shared, worker).await;
             return;
         }
-        let what = bury(&mut worker, end, index, pid).await;
+        let what = bury(&shared, worker, end, pid).await;
         shared.restarts.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             function = shared.function(),
@@ -149,8 +157,9 @@ pub(super) async fn supervise(
 }
 
 /// After a worker's life ended other than by a stop: fails the request it was serving, makes
-/// sure the process is gone, and says what happened.
-async fn bury(worker: &mut Running, end: End, index: usize, pid: u32) -> String {
+/// sure the process and its group are gone, and says what happened.
+async fn bury(shared: &Shared, mut worker: Running, end: End, pid: u32) -> String {
+    let index = worker.conn.index;
     if let End::Exited(_) = end {
         // An answer written just before the exit is still delivered.
         let _ = tokio::time::timeout(QUIT_GRACE, &mut worker.reader).await;
@@ -165,17 +174,19 @@ async fn bury(worker: &mut Running, end: End, index: usize, pid: u32) -> String 
             .and_then(Result::ok),
     };
     worker.reader.abort();
+    worker.group.end(GROUP_GRACE).await;
     let what = match end {
         End::Killed => {
             format!("worker {index} (pid {pid}) was killed after a request timed out")
         }
-        End::Closed(reason) if status.is_none() => {
-            format!("worker {index} (pid {pid}) {reason}")
+        // A protocol error: the worker was killed for it.
+        End::Closed(reason) if reason != CLOSED => {
+            format!("worker {index} (pid {pid}) was killed: {reason}")
         }
         _ => format!("worker {index} (pid {pid}) {}", describe_status(status)),
     };
     if let Some(pending) = pending {
-        let _ = pending.send(Err(what.clone()));
+        let _ = pending.send(Err(shared.crashed(what.clone())));
     }
     what
 }
@@ -188,7 +199,7 @@ async fn pause(stop: &mut watch::Receiver<bool>, backoff: Duration) -> bool {
     }
 }
 
-/// Stops a running worker: `Q`, then a grace period, then kill.
+/// Stops a running worker: `Q`, then a grace period, then kill; then its process group.
 async fn quit(shared: &Shared, mut worker: Running) {
     let quit = protocol::encode_simple(protocol::KIND_QUIT);
     let _ = worker.conn.writer.lock().await.write_all(&quit).await;
@@ -204,14 +215,16 @@ async fn quit(shared: &Shared, mut worker: Running) {
         let _ = worker.child.start_kill();
         let _ = worker.child.wait().await;
     }
+    // Its termination callbacks have run: now what its tasks started goes too.
+    worker.group.end(GROUP_GRACE).await;
     // Answers already written before the exit are still delivered.
     let _ = tokio::time::timeout(QUIT_GRACE, &mut worker.reader).await;
     worker.reader.abort();
     if let Some(pending) = worker.conn.close() {
-        let _ = pending.send(Err(format!(
+        let _ = pending.send(Err(shared.crashed(format!(
             "worker {} was stopped before it answered",
             worker.conn.index
-        )));
+        ))));
     }
     settle(&mut worker.pumps).await;
     for pump in worker.pumps {
@@ -244,8 +257,9 @@ fn describe_error(e: &PlatformError) -> String {
 /// A worker process spawned, with its output pumps and the tail of its output for errors.
 struct Spawned {
     child: tokio::process::Child,
+    group: ProcessGroup,
     pumps: Vec<JoinHandle<()>>,
-    tail: Arc<Mutex<VecDeque<String>>>,
+    tail: Tail,
     function: String,
     index: usize,
     /// The write end of the worker's watchdog pipe: out of `child`, whose `wait` would close it.
@@ -270,10 +284,12 @@ impl Spawned {
         }
     }
 
-    /// Kills the process, waits for it and lets the pumps drain; then [`Spawned::fail`].
+    /// Kills the process, waits for it, ends its group and lets the pumps drain; then
+    /// [`Spawned::fail`].
     async fn abort(&mut self, message: String, with_tail: bool) -> PlatformError {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
+        self.group.end(GROUP_GRACE).await;
         settle(&mut self.pumps).await;
         self.fail(message, with_tail)
     }
@@ -305,7 +321,7 @@ async fn start_worker(shared: &Arc<Shared>, index: usize) -> Result<Running, Pla
     };
     let (read, write) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, read);
-    let ready = await_ready(&mut spawned, &mut reader).await?;
+    let ready = await_ready(&mut spawned, &mut reader, shared.spec.max_response).await?;
     tracing::debug!(
         function = spawned.function.as_str(),
         worker = index,
@@ -323,6 +339,7 @@ async fn start_worker(shared: &Arc<Shared>, index: usize) -> Result<Running, Pla
     let reader = tokio::spawn(read_loop(shared.clone(), conn.clone(), reader));
     Ok(Running {
         child: spawned.child,
+        group: spawned.group,
         conn,
         reader,
         pumps: spawned.pumps,
@@ -351,6 +368,8 @@ fn spawn(spec: &PoolSpec, path: &Path, index: usize) -> Result<Spawned, Platform
         .arg(index.to_string())
         .arg(contract::WORKER_ARG_FUNCTION)
         .arg(&spec.function)
+        .arg(contract::WORKER_ARG_MAX_RESPONSE)
+        .arg(spec.max_response.to_string())
         // Tied to this process: if it dies (even `kill -9`), the worker and what its tasks
         // started go too, wherever they are (`init_context` included).
         .arg(contract::WORKER_ARG_WATCHDOG)
@@ -364,9 +383,10 @@ fn spawn(spec: &PoolSpec, path: &Path, index: usize) -> Result<Spawned, Platform
         message: format!("could not start worker {index}"),
         detail: Some(e.to_string()),
     })?;
+    let group = ProcessGroup::of(&child);
     // `Child::wait` closes stdin: the watchdog pipe is kept apart, for as long as the worker.
     let watchdog = child.stdin.take();
-    let tail = Arc::new(Mutex::new(VecDeque::new()));
+    let tail: Tail = Arc::new(Mutex::new(VecDeque::new()));
     let mut pumps = Vec::new();
     if let Some(stdout) = child.stdout.take() {
         pumps.push(tokio::spawn(pump(
@@ -388,6 +408,7 @@ fn spawn(spec: &PoolSpec, path: &Path, index: usize) -> Result<Spawned, Platform
     }
     Ok(Spawned {
         child,
+        group,
         pumps,
         tail,
         function,
@@ -401,12 +422,13 @@ fn spawn(spec: &PoolSpec, path: &Path, index: usize) -> Result<Spawned, Platform
 async fn await_ready(
     spawned: &mut Spawned,
     reader: &mut BufReader<OwnedReadHalf>,
+    max_response: u64,
 ) -> Result<protocol::Ready, PlatformError> {
     let index = spawned.index;
     let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
     loop {
         let frame = tokio::select! {
-            frame = protocol::read_frame(reader) => frame,
+            frame = protocol::read_frame(reader, max_response) => frame,
             () = tokio::time::sleep_until(deadline) => {
                 let _ = spawned.child.start_kill();
                 return Err(spawned.fail(format!(
@@ -422,7 +444,9 @@ async fn await_ready(
                         let status = tokio::time::timeout(QUIT_GRACE, spawned.child.wait()).await;
                         describe_status(status.ok().and_then(Result::ok))
                     }
-                    invalid @ FrameError::Invalid(_) => invalid.to_string(),
+                    invalid @ (FrameError::Invalid(_) | FrameError::TooLarge { .. }) => {
+                        invalid.to_string()
+                    }
                 };
                 let _ = spawned.child.start_kill();
                 settle(&mut spawned.pumps).await;
@@ -491,16 +515,20 @@ fn log_frame(function: &str, payload: &[u8]) {
     }
 }
 
-/// Reads a ready worker's frames until its connection ends; returns why it ended.
+/// Why [`read_loop`] ended when the worker closed its connection cleanly.
+const CLOSED: &str = "closed its connection";
+
+/// Reads a ready worker's frames until its connection ends; returns why it ended ([`CLOSED`],
+/// or the protocol error).
 async fn read_loop(
     shared: Arc<Shared>,
     conn: Arc<Conn>,
     mut reader: BufReader<OwnedReadHalf>,
 ) -> String {
     loop {
-        let frame = match protocol::read_frame(&mut reader).await {
+        let frame = match protocol::read_frame(&mut reader, shared.spec.max_response).await {
             Ok(frame) => frame,
-            Err(FrameError::Closed) => return "closed its connection".to_string(),
+            Err(FrameError::Closed) => return CLOSED.to_string(),
             Err(e) => return e.to_string(),
         };
         match frame.kind {
@@ -525,7 +553,7 @@ async fn read_loop(
                     .take();
                 match pending {
                     Some(answer) => {
-                        let _ = answer.send(Ok(response.into_response()));
+                        let _ = answer.send(answer_of(&shared, response));
                         shared.release(conn.clone());
                     }
                     None => {
@@ -550,36 +578,16 @@ async fn read_loop(
     }
 }
 
-/// Logs a worker's own stdout (info) or stderr (warn) line by line, keeping a short tail.
-async fn pump<R: AsyncRead + Unpin>(
-    stream: R,
-    function: String,
-    index: usize,
-    stderr: bool,
-    tail: Arc<Mutex<VecDeque<String>>>,
-) {
-    let mut reader = BufReader::new(stream);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let line = String::from_utf8_lossy(&buf);
-        let line = line.trim_end_matches(['\n', '\r']);
-        {
-            let mut tail = tail.lock().expect("tail poisoned");
-            if tail.len() == TAIL_LINES {
-                tail.pop_front();
-            }
-            tail.push_back(line.to_string());
-        }
-        let function = function.as_str();
-        if stderr {
-            tracing::warn!(target: protocol::WORKER_LOG_TARGET, function, worker = index, stream = "stderr", "{line}");
-        } else {
-            tracing::info!(target: protocol::WORKER_LOG_TARGET, function, worker = index, stream = "stdout", "{line}");
-        }
+/// What a request gets for its `R` frame: the answer, or [`InvokeError::TooLarge`] when the
+/// worker left out an answer over its limit (and stays ready for the next request).
+fn answer_of(shared: &Shared, response: protocol::WorkerResponse) -> Answer {
+    match response.meta.too_large {
+        Some(size) => Err(InvokeError::TooLarge {
+            function: shared.function().to_string(),
+            task: response.meta.task.unwrap_or_else(|| "-".to_string()),
+            size,
+            limit: shared.spec.max_response,
+        }),
+        None => Ok(response.into_response()),
     }
 }

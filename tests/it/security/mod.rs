@@ -4,12 +4,14 @@
 //! - `origin`: DNS rebinding, cross-origin requests and methods, in a real browser too;
 //! - `connections`: slow, silent and idle clients, and the file descriptor limit;
 //! - `abuse`: spoofed callers, a missing token, the asynchronous queue's bytes, call cycles;
-//! - `clients`: the CLI's clients of a running serve against a silent or hostile server.
+//! - `clients`: the CLI's clients of a running serve against a silent or hostile server;
+//! - `workers`: what a task prints, answers and starts.
 
 mod abuse;
 mod clients;
 mod connections;
 mod origin;
+mod workers;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
