@@ -74,6 +74,8 @@ pub struct Cmd {
     pub timeout: Option<Duration>,
     /// [`Cmd::watchdog`].
     pub watchdog: bool,
+    /// [`Cmd::own_group`].
+    pub own_group: bool,
 }
 
 impl Cmd {
@@ -85,6 +87,7 @@ impl Cmd {
             cwd: None,
             timeout: None,
             watchdog: false,
+            own_group: false,
         }
     }
 
@@ -114,6 +117,14 @@ impl Cmd {
 
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// The program leads a process group of its own, and when [`Cmd::output`] passes its
+    /// timeout the whole group is killed, so what the program started (a `docker build`) goes
+    /// with it.
+    pub fn own_group(mut self) -> Self {
+        self.own_group = true;
         self
     }
 
@@ -148,14 +159,22 @@ impl Cmd {
     /// Runs to completion, capturing both streams. Any exit status is returned as `Ok`.
     pub async fn output(&self) -> Result<Output, ProcError> {
         let child = self.spawn()?;
+        let group = child
+            .id()
+            .filter(|_| self.own_group)
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(rustix::process::Pid::from_raw);
         let waited = child.wait_with_output();
         let output = match self.timeout {
-            Some(t) => tokio::time::timeout(t, waited)
-                .await
-                .map_err(|_| ProcError::Timeout {
+            Some(t) => tokio::time::timeout(t, waited).await.map_err(|_| {
+                if let Some(pid) = group {
+                    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+                }
+                ProcError::Timeout {
                     command: self.display(),
                     timeout: t,
-                })?,
+                }
+            })?,
             None => waited.await,
         }
         .map_err(|source| ProcError::Spawn {
@@ -182,6 +201,8 @@ impl Cmd {
             .kill_on_drop(true);
         if self.watchdog {
             command.stdin(Stdio::piped()).process_group(0);
+        } else if self.own_group {
+            command.process_group(0);
         }
         for (k, v) in &self.env {
             command.env(k, v);

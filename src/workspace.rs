@@ -89,6 +89,32 @@ pub fn prepare(workspace: Workspace, selection: Selection) -> Result<Prepared> {
     })
 }
 
+/// [`prepare`] for a command that may deploy (`plan`, `apply`): first refuses, with exit 78,
+/// settings that cannot deploy ([`check_deploy_settings`]).
+pub fn prepare_to_deploy(workspace: Workspace, selection: Selection) -> Result<Prepared> {
+    check_deploy_settings(&workspace)?;
+    prepare(workspace, selection)
+}
+
+/// Refuses (exit 78) platform settings under which a deploy cannot work, before anything runs:
+/// on the `nuctl` platform with Kubernetes, a registry must be set
+/// ([`platform::nuctl::registry_problem`]).
+pub fn check_deploy_settings(workspace: &Workspace) -> Result<()> {
+    let config = &workspace.config;
+    if config.project.platform != crate::config::PlatformKind::Nuctl {
+        return Ok(());
+    }
+    let env = std::env::var_os(platform::nuctl::REGISTRY_ENV);
+    match platform::nuctl::registry_problem(&config.nuctl, env.as_deref()) {
+        None => Ok(()),
+        Some((message, hint)) => Err(Error::new(
+            crate::error::ExitCode::Config,
+            format!("{}: {message}", config.file.display()),
+        )
+        .with_hint(hint)),
+    }
+}
+
 /// Opens the configured platform for `destroy` (exit 69 when it is unavailable): nothing is
 /// fused, and the desired set is empty whatever the grouping says.
 pub fn prepare_destroy(workspace: Workspace) -> Result<Prepared> {
@@ -209,7 +235,7 @@ pub fn make_plan(
     rt: &tokio::runtime::Runtime,
     selection: Selection,
 ) -> Result<(Prepared, Observed, Plan)> {
-    observe_and_plan(prepare(workspace, selection)?, rt)
+    observe_and_plan(prepare_to_deploy(workspace, selection)?, rt)
 }
 
 /// Opens the platform, observes and computes the destroy plan: a delete for every function

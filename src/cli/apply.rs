@@ -16,7 +16,9 @@ use crate::plan::saved::SavedPlan;
 use crate::plan::Plan;
 use crate::schedule::Selection;
 use crate::ui;
-use crate::workspace::{compute_plan, observe, prepare, prepare_destroy, runtime, Prepared};
+use crate::workspace::{
+    compute_plan, observe, prepare_destroy, prepare_to_deploy, runtime, Prepared,
+};
 
 /// Which command carries out a plan: the words of its prompt, refusal and outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,8 +66,8 @@ pub(super) fn command(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
     let prepared = match &saved {
         // A saved destroy plan is checked against an empty desired set: nothing to fuse.
         Some(saved) if saved.destroy => prepare_destroy(ctx.workspace()?)?,
-        Some(saved) => prepare(ctx.workspace()?, saved.selection.into())?,
-        None => prepare(ctx.workspace()?, args.selection)?,
+        Some(saved) => prepare_to_deploy(ctx.workspace()?, saved.selection.into())?,
+        None => prepare_to_deploy(ctx.workspace()?, args.selection)?,
     };
     let command_line = match &args.plan_file {
         Some(p) => format!("fusionizer apply {}", p.display()),

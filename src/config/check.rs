@@ -94,7 +94,7 @@ pub(crate) fn parse(file: &Path, text: &str) -> Parsed {
     let tasks = checker.tasks(&root, &root_dir, &mut task_spans);
     let phases = checker.phases(&root, &tasks);
     let serve = checker.serve(&root);
-    let nuctl = checker.nuctl(&root, &root_dir);
+    let nuctl = checker.nuctl(&root, &root_dir, project.platform);
     let optimizer = checker.optimizer(&root);
     let overrides = checker.overrides(&root, &tasks);
     Parsed {
@@ -186,6 +186,28 @@ impl Checker<'_> {
             };
             self.error(key.span(), message, Some(hint));
         }
+    }
+
+    /// `[table_name] key` of `table` when it is a duration greater than zero; zero is an error
+    /// (with `hint`).
+    fn positive_duration(
+        &mut self,
+        table: &DeTable<'_>,
+        table_name: &str,
+        key: &str,
+        hint: Option<&str>,
+    ) -> Option<Duration> {
+        let value = table.get(key)?;
+        let duration = self.duration(value, &format!("{table_name}.{key}"))?;
+        if duration.is_zero() {
+            self.error(
+                value.span(),
+                format!("`{table_name}.{key}` must be greater than zero"),
+                hint.map(str::to_string),
+            );
+            return None;
+        }
+        Some(duration)
     }
 
     fn type_error(&mut self, value: &Value<'_>, what: &str, expected: &str) {

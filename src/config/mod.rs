@@ -178,6 +178,12 @@ pub enum UrlPreference {
     Internal,
 }
 
+/// `[nuctl] readiness-timeout` when unset: every deploy has a deadline.
+pub const DEFAULT_READINESS_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// `[nuctl] build-timeout` when unset.
+pub const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// `[nuctl]`, with defaults filled in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NuctlConfig {
@@ -195,9 +201,13 @@ pub struct NuctlConfig {
     pub run_registry: Option<String>,
     /// `project`: the Nuclio project (`--project-name`).
     pub project: Option<String>,
-    /// `readiness-timeout`: `nuctl deploy --readiness-timeout`, rounded up to whole seconds;
-    /// unset means nuctl's default.
-    pub readiness_timeout: Option<Duration>,
+    /// `readiness-timeout`: `nuctl deploy --readiness-timeout`, rounded up to whole seconds,
+    /// passed on every deploy; default [`DEFAULT_READINESS_TIMEOUT`].
+    pub readiness_timeout: Duration,
+    /// `build-timeout`: how long a deploy may take before its readiness wait starts (building
+    /// and pushing the image); a `nuctl deploy` still running after `build-timeout` plus
+    /// `readiness-timeout` is killed. Default [`DEFAULT_BUILD_TIMEOUT`].
+    pub build_timeout: Duration,
     /// `invocation-url = "external" | "internal"`.
     pub invocation_url: UrlPreference,
     /// `http-trigger-service-type`: `nuctl deploy --http-trigger-service-type` (`NodePort` or
@@ -218,7 +228,8 @@ impl Default for NuctlConfig {
             registry: None,
             run_registry: None,
             project: None,
-            readiness_timeout: None,
+            readiness_timeout: DEFAULT_READINESS_TIMEOUT,
+            build_timeout: DEFAULT_BUILD_TIMEOUT,
             invocation_url: UrlPreference::External,
             http_trigger_service_type: None,
             proxy_url: None,

@@ -128,6 +128,7 @@ registry = "localhost:5000"
 run-registry = "registry:5000"
 project = "default"
 readiness-timeout = "120s"
+build-timeout = "20m"
 invocation-url = "internal"
 "#,
         )
@@ -196,7 +197,8 @@ invocation-url = "internal"
             registry: Some("localhost:5000".to_string()),
             run_registry: Some("registry:5000".to_string()),
             project: Some("default".to_string()),
-            readiness_timeout: Some(Duration::from_secs(120)),
+            readiness_timeout: Duration::from_secs(120),
+            build_timeout: Duration::from_secs(1200),
             invocation_url: UrlPreference::Internal,
             http_trigger_service_type: None,
             proxy_url: None,
@@ -531,7 +533,8 @@ fn unknown_keys_list_the_valid_keys_of_their_table() {
             .unwrap_err(),
         "fusion.toml:5:1: unknown key `zone` in `[nuctl]`\n  hint: valid keys in `[nuctl]`: \
          `binary`, `platform`, `namespace`, `kubeconfig`, `registry`, `run-registry`, `project`, \
-         `readiness-timeout`, `invocation-url`, `http-trigger-service-type`, `proxy-url`"
+         `readiness-timeout`, `build-timeout`, `invocation-url`, `http-trigger-service-type`, \
+         `proxy-url`"
     );
 }
 
@@ -661,6 +664,58 @@ fn serve_and_nuctl_value_problems() {
         "fusion.toml:5:21: invalid `nuctl.readiness-timeout` `two minutes`: not a duration\n  \
          hint: use a number with a unit, e.g. `500ms`, `90s`, `5m`, `1h30m`"
     );
+    for key in ["readiness-timeout", "build-timeout"] {
+        assert_eq!(
+            nuctl(&format!("{key} = \"0s\"")).unwrap_err(),
+            format!(
+                "fusion.toml:5:{}: `nuctl.{key}` must be greater than zero\n  hint: every \
+                 deploy has a deadline: leave the key out for the default, or give a duration \
+                 such as `\"10m\"`",
+                key.len() + 4
+            )
+        );
+    }
+}
+
+#[test]
+fn every_deploy_has_a_deadline_by_default() {
+    let fx = Fixture::new();
+    let nuctl = fx
+        .parse(&with_project(
+            "[nuctl]
+platform = \"local\"\n",
+        ))
+        .unwrap()
+        .nuctl;
+    assert_eq!(nuctl.readiness_timeout, Duration::from_secs(300));
+    assert_eq!(nuctl.build_timeout, Duration::from_secs(600));
+}
+
+#[test]
+fn kube_on_the_nuctl_platform_requires_a_namespace() {
+    let fx = Fixture::new();
+    let on = |platform: &str, body: &str| {
+        fx.parse(&format!(
+            "[project]\nname = \"shop\"\nplatform = \"{platform}\"\n\n[nuctl]\n{body}\n"
+        ))
+    };
+    let message = "`nuctl.namespace` must be set when `nuctl.platform = \"kube\"`: nuctl would \
+                   take the kubeconfig context's namespace, and a Nuclio that does not watch it \
+                   never deploys the function\n  hint: set `namespace` in `[nuctl]` to the \
+                   namespace Nuclio was installed in, e.g. `namespace = \"nuclio\"`";
+    assert_eq!(
+        on("nuctl", "platform = \"kube\"").unwrap_err(),
+        format!("fusion.toml:6:12: {message}")
+    );
+    assert_eq!(
+        on("nuctl", "platform = \"kube\"\nnamespace = \"\"").unwrap_err(),
+        "fusion.toml:7:13: `nuctl.namespace` is empty"
+    );
+    assert!(on("nuctl", "platform = \"kube\"\nnamespace = \"nuclio\"").is_ok());
+    // Other nuctl platforms pick their own; `[nuctl]` is not read on the local platform.
+    assert!(on("nuctl", "platform = \"local\"").is_ok());
+    assert!(on("nuctl", "platform = \"auto\"").is_ok());
+    assert!(on("local", "platform = \"kube\"").is_ok());
 }
 
 #[test]

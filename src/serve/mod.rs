@@ -208,6 +208,7 @@ fn missing_token(name: &str, why: &str) -> Error {
 /// exit 69, like plan and apply, rather than a failed start-phase deploy.
 async fn open_platform(workspace: &Workspace, proxy_url: String) -> Result<Arc<dyn Platform>> {
     let config = &workspace.config;
+    crate::workspace::check_deploy_settings(workspace)?;
     let platform = crate::workspace::open_platform(
         workspace,
         Some(HostOptions {

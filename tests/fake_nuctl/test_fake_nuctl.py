@@ -751,6 +751,45 @@ class EnvironmentKnobs(FakeTest):
         wait_for("the call to be logged", logged)
         self.assertIsNone(proc.poll())
 
+    def test_never_ready_waits_until_killed_whatever_the_readiness_timeout(self):
+        path = self.function_dir("a")
+        env = dict(self.env, FAKE_NUCTL_NEVER_READY="a")
+        proc = subprocess.Popen(
+            [sys.executable, FAKE, "deploy", "a", "--path", path, "--platform", "kube",
+             "--namespace", "nuclio", "--readiness-timeout", "1"], env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(proc.wait)
+        self.addCleanup(proc.kill)
+
+        def waiting():
+            try:
+                fn = self.state()["kube"]["functions"]["nuclio"]["a"]
+            except (OSError, KeyError, ValueError):
+                return False
+            return fn["status"]["state"] == "waitingForResourceConfiguration"
+
+        wait_for("the function to wait for a controller", waiting)
+        self.assertEqual(self.get_json("a", "kube", "--namespace", "nuclio")[0]["status"]["state"],
+                         "waitingForResourceConfiguration")
+        self.assertIsNone(proc.poll())
+        # other functions deploy as usual
+        self.deploy("b", "--namespace", "nuclio", platform="kube", env={
+            "FAKE_NUCTL_NEVER_READY": "a"})
+
+    def test_warn_prints_warnings_on_stderr_for_every_command(self):
+        env = {"FAKE_NUCTL_WARN": "1"}
+        kube = ["--platform", "kube", "--namespace", "nuclio"]
+        for args in (["version"], ["get", "function", "-o", "json"] + kube,
+                     ["get", "function", "x", "-o", "json", "--platform", "local"]):
+            out = self.run_fake(*args, env=env)
+            self.assertIn("warnings.go:70] ", out.stderr, args)
+            self.assertIn("WARNING: fake-credential-plugin", out.stderr, args)
+        # stdout is what it was
+        out = self.run_fake("get", "function", "-o", "json", *kube, env=env)
+        self.assertEqual((out.returncode, out.stdout), (0, "No functions found\n"))
+        out = self.run_fake("get", "function", "x", "-o", "json", *kube, env=env)
+        self.assertEqual((out.returncode, out.stdout), (1, "No functions found"))
+
     def test_unknown_flags_fail_like_pflag(self):
         out = self.fails("get", "function", "--foo")
         self.assertEqual(out.stdout, "")

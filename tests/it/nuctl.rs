@@ -286,7 +286,7 @@ async fn deploy_creates_the_nuclio_project_first_and_runs_these_commands() {
         registry: Some("localhost:5000".into()),
         run_registry: Some("registry.local:5000".into()),
         project: Some("shop".into()),
-        readiness_timeout: Some(Duration::from_secs(90)),
+        readiness_timeout: Duration::from_secs(90),
         invocation_url: UrlPreference::Internal,
         ..config.nuctl
     };

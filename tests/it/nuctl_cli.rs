@@ -377,13 +377,23 @@ fn serve_routes_to_fake_nuctl_endpoints_without_nuctl_per_request() {
 // What a real Nuclio 1.14.1 does that the first fake did not (issue 12): empty listings, the
 // Docker platform's selector quirk, ClusterIP and NodePort services on Kubernetes.
 
+/// The registry the kube settings of these tests name (the fake never connects to it).
+const REGISTRY: &str = "registry.invalid/fusionizer";
+
 /// The quickstart on kube settings: `[nuctl] platform = "kube"`, namespace `nuclio` (so no
-/// kubeconfig is needed), plus the `extra` lines of `[nuctl]`.
+/// kubeconfig is needed), a registry, plus the `extra` lines of `[nuctl]`.
 fn quickstart_on_kube(extra: &str) -> (TestEnv, PathBuf) {
+    quickstart_on_kube_with(&format!(
+        "namespace = \"nuclio\"\nregistry = \"{REGISTRY}\"\n{extra}"
+    ))
+}
+
+/// The quickstart with `[nuctl] platform = "kube"` and only the `lines` given.
+fn quickstart_on_kube_with(lines: &str) -> (TestEnv, PathBuf) {
     let (env, state) = quickstart_on_nuctl();
     let toml = env.project().join("fusion.toml");
     let text = std::fs::read_to_string(&toml).unwrap();
-    let kube = format!("[nuctl]\nplatform = \"kube\"\nnamespace = \"nuclio\"\n{extra}");
+    let kube = format!("[nuctl]\nplatform = \"kube\"\n{lines}");
     let text = text.replace("[nuctl]\nplatform = \"local\"\n", &kube);
     assert!(text.contains("platform = \"kube\""), "{text}");
     std::fs::write(&toml, text).unwrap();
@@ -682,8 +692,8 @@ fn journey_on_kube_settings_from_init_to_destroy() {
     std::fs::write(
         &toml,
         format!(
-            "{text}\n[nuctl]\nplatform = \"kube\"\nnamespace = \"nuclio\"\nproject = \
-             \"shared\"\nhttp-trigger-service-type = \"NodePort\"\n"
+            "{text}\n[nuctl]\nplatform = \"kube\"\nnamespace = \"nuclio\"\nregistry = \
+             \"{REGISTRY}\"\nproject = \"shared\"\nhttp-trigger-service-type = \"NodePort\"\n"
         ),
     )
     .unwrap();
@@ -841,4 +851,177 @@ fn journey_on_kube_settings_from_init_to_destroy() {
         );
     names.sort();
     assert_eq!(names, ["billing-report", "journey-manual"]);
+}
+
+/// Issue 20, item 3: without `--namespace` nuctl takes the kubeconfig context's namespace
+/// (pkg/nuctl/command/nuctl.go), which a namespaced Nuclio may not watch: a deploy would wait
+/// forever. `validate` and `plan` refuse before nuctl runs.
+#[test]
+fn kube_without_a_namespace_is_refused_by_validate_and_plan() {
+    let (env, state) = quickstart_on_kube_with(&format!("registry = \"{REGISTRY}\"\n"));
+    expect_refused(
+        &env,
+        &state,
+        &[&["validate"], &["plan"], &["apply", "--auto-approve"]],
+        &[
+            "`nuctl.namespace` must be set when `nuctl.platform = \"kube\"`",
+            "fusion.toml:",
+            "hint: set `namespace` in `[nuctl]`",
+        ],
+    );
+}
+
+/// Runs each of `commands`, expecting exit 78 with every one of `expected` on stderr, and no
+/// nuctl call at all.
+fn expect_refused(env: &TestEnv, state: &Path, commands: &[&[&str]], expected: &[&str]) {
+    for args in commands {
+        let out = expect_nuctl(env, state, &[], args, 78);
+        for text in expected {
+            assert!(
+                stderr(&out).contains(text),
+                "{args:?}: {text}\n{}",
+                transcript(&out)
+            );
+        }
+    }
+    assert!(calls(state).is_empty(), "{:?}", calls(state));
+}
+
+/// Issue 20, item 4: without `--registry` or `NUCTL_REGISTRY` nuctl never pushes the image
+/// (pkg/containerimagebuilderpusher/docker.go), and the pod cannot pull it. `plan` and `apply`
+/// refuse, naming both; the variable alone is enough.
+#[test]
+fn kube_without_a_registry_is_refused_at_plan_naming_the_setting_and_the_variable() {
+    let (env, state) = quickstart_on_kube_with("namespace = \"nuclio\"\n");
+    expect_refused(
+        &env,
+        &state,
+        &[&["plan"], &["apply", "--auto-approve"]],
+        &[
+            "`nuctl.registry` is not set and neither is `NUCTL_REGISTRY`",
+            "ImagePullBackOff",
+            "or export `NUCTL_REGISTRY`",
+        ],
+    );
+    // The variable nuctl itself reads is as good as the setting.
+    let registry = [("NUCTL_REGISTRY", REGISTRY)];
+    let out = expect_nuctl(&env, &state, &registry, &["plan", "--detailed-exitcode"], 2);
+    assert!(
+        stdout(&out).contains("Plan: 2 to add"),
+        "{}",
+        transcript(&out)
+    );
+    // Docker builds and runs on this machine: no registry needed there.
+    let (env, state) = quickstart_on_nuctl();
+    expect_nuctl(&env, &state, &[], &["plan", "--detailed-exitcode"], 2);
+}
+
+/// Whether a process holding `FAKE_NUCTL_DIR=<state>` in its environment is still running.
+fn fake_running(state: &Path) -> bool {
+    let needle = format!("FAKE_NUCTL_DIR={}", state.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|entry| std::fs::read(entry.path().join("environ")).ok())
+        .any(|environ| {
+            environ
+                .split(|b| *b == 0)
+                .any(|var| var == needle.as_bytes())
+        })
+}
+
+/// Issue 20, item 5: every deploy has a deadline. A deploy no controller ever picks up (nuctl
+/// polls forever, pkg/platform/kube/client/deployer.go) is killed at `build-timeout` plus
+/// `readiness-timeout`, with what it started; apply names the function, the state nuctl
+/// reports and the commands that show why, and the functions already deployed stay.
+#[test]
+fn a_deploy_that_never_becomes_ready_is_stopped_at_its_deadline_and_nothing_else_changes() {
+    let (env, state) = quickstart_on_kube("readiness-timeout = \"2s\"\nbuild-timeout = \"1s\"\n");
+    expect_nuctl(&env, &state, &[], &["apply", "--auto-approve"], 0);
+    for argv in calls(&state).iter().filter(|argv| argv[0] == "deploy") {
+        assert!(
+            argv.windows(2).any(|w| w == ["--readiness-timeout", "2"]),
+            "{argv:?}"
+        );
+    }
+
+    // nuctl run through a shell that does not exec it: killing the shell alone would leave
+    // the fake polling.
+    let wrapper = env.root().join("nuctl-wrapper");
+    std::fs::write(&wrapper, format!("#!/bin/sh\n'{FAKE_NUCTL}' \"$@\"\n")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let wrapper = wrapper.display().to_string();
+    let before = calls(&state).len();
+    let out = expect_nuctl(
+        &env,
+        &state,
+        &[
+            ("FAKE_NUCTL_NEVER_READY", "quickstart-taska-taskb"),
+            ("FUSIONIZER_NUCTL", wrapper.as_str()),
+        ],
+        &["apply", "--phase", "2", "--auto-approve"],
+        1,
+    );
+    let text = stderr(&out);
+    for expected in [
+        "quickstart-taska-taskb",
+        "`nuctl deploy` did not finish within 3s (`[nuctl] build-timeout` 1s plus \
+         `readiness-timeout` 2s), so it was stopped; its state is \
+         `waitingForResourceConfiguration`",
+        "get function quickstart-taska-taskb -o yaml --platform kube --namespace nuclio`",
+        "`kubectl describe pods --namespace nuclio -l \
+         nuclio.io/function-name=quickstart-taska-taskb`",
+    ] {
+        assert!(text.contains(expected), "{expected}\n{}", transcript(&out));
+    }
+    // The old functions were not deleted: they still serve taska and taskb.
+    let since = &calls(&state)[before..];
+    assert!(
+        !since.iter().any(|argv| argv[0] == "delete"),
+        "{}",
+        command_lines(since)
+    );
+    let (live, _) = status_of(&env, &state, &[]);
+    assert_eq!(live.len(), 3, "{live:?}");
+    for old in ["quickstart-taska", "quickstart-taskb"] {
+        assert!(live.iter().any(|l| l == old), "{live:?}");
+    }
+    // Nothing nuctl started is left running.
+    assert!(!fake_running(&state), "the fake nuctl is still running");
+}
+
+/// Issue 20, item 7: client-go and exec credential plugins print warnings on nuctl's stderr,
+/// on any command. The whole journey reads nuctl's answers the same with them.
+#[test]
+fn warnings_on_nuctl_stderr_change_no_answer() {
+    let warn = [("FAKE_NUCTL_WARN", "1")];
+    for kube in [false, true] {
+        let (env, state) = if kube {
+            quickstart_on_kube("")
+        } else {
+            quickstart_on_nuctl()
+        };
+        let out = expect_nuctl(&env, &state, &warn, &["plan", "--detailed-exitcode"], 2);
+        assert!(
+            stdout(&out).contains("Plan: 2 to add, 0 to change, 0 to destroy."),
+            "kube: {kube}\n{}",
+            transcript(&out)
+        );
+        expect_nuctl(&env, &state, &warn, &["apply", "--auto-approve"], 0);
+        expect_nuctl(&env, &state, &warn, &["plan", "--detailed-exitcode"], 0);
+        expect_nuctl(&env, &state, &warn, &["status"], 0);
+        expect_nuctl(&env, &state, &warn, &["destroy", "--auto-approve"], 0);
+        let out = expect_nuctl(
+            &env,
+            &state,
+            &warn,
+            &["plan", "--destroy", "--detailed-exitcode"],
+            0,
+        );
+        assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
+        expect_nuctl(&env, &state, &warn, &["plan", "--detailed-exitcode"], 2);
+    }
 }

@@ -2,7 +2,6 @@
 //! (per-function settings, today the memory limit), defaults filled in.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
@@ -42,20 +41,6 @@ pub(crate) fn is_memory_quantity(text: &str) -> bool {
 }
 
 impl Checker<'_> {
-    fn positive_duration(&mut self, table: &DeTable<'_>, key: &str) -> Option<Duration> {
-        let value = table.get(key)?;
-        let duration = self.duration(value, &format!("optimizer.{key}"))?;
-        if duration.is_zero() {
-            self.error(
-                value.span(),
-                format!("`optimizer.{key}` must be greater than zero"),
-                None,
-            );
-            return None;
-        }
-        Some(duration)
-    }
-
     fn positive_integer(&mut self, value: &Value<'_>, what: &str) -> Option<u64> {
         let parsed = match value.get_ref() {
             DeValue::Integer(int) => u64::from_str_radix(int.as_str(), int.radix()).ok(),
@@ -101,10 +86,10 @@ impl Checker<'_> {
                 }
             }
         }
-        if let Some(d) = self.positive_duration(table, "interval") {
+        if let Some(d) = self.positive_duration(table, "optimizer", "interval", None) {
             optimizer.interval = d;
         }
-        if let Some(d) = self.positive_duration(table, "timeout") {
+        if let Some(d) = self.positive_duration(table, "optimizer", "timeout", None) {
             optimizer.timeout = d;
         }
         if let Some(value) = table.get("cooldown") {

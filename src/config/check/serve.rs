@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use toml::de::DeTable;
 
 use super::Checker;
-use crate::config::{NuctlConfig, ServeConfig, UrlPreference, MAX_RESPONSE_LIMIT};
+use crate::config::{NuctlConfig, PlatformKind, ServeConfig, UrlPreference, MAX_RESPONSE_LIMIT};
 
 const SERVE_KEYS: &[&str] = &[
     "listen",
@@ -39,6 +39,7 @@ const NUCTL_KEYS: &[&str] = &[
     "run-registry",
     "project",
     "readiness-timeout",
+    "build-timeout",
     "invocation-url",
     "http-trigger-service-type",
     "proxy-url",
@@ -106,36 +107,18 @@ impl Checker<'_> {
                 }
             }
         }
-        if let Some(value) = table.get("request-timeout") {
-            if let Some(duration) = self.duration(value, "serve.request-timeout") {
-                if duration.is_zero() {
-                    self.error(
-                        value.span(),
-                        "`serve.request-timeout` must be greater than zero".to_string(),
-                        None,
-                    );
-                } else {
-                    serve.request_timeout = duration;
-                }
-            }
+        if let Some(d) = self.positive_duration(table, "serve", "request-timeout", None) {
+            serve.request_timeout = d;
         }
         for (key, slot) in [
             ("header-read-timeout", &mut serve.header_read_timeout),
             ("body-read-timeout", &mut serve.body_read_timeout),
             ("idle-timeout", &mut serve.idle_timeout),
         ] {
-            if let Some(value) = table.get(key) {
-                if let Some(duration) = self.duration(value, &format!("serve.{key}")) {
-                    if duration.is_zero() {
-                        self.error(
-                            value.span(),
-                            format!("`serve.{key}` must be greater than zero"),
-                            Some("a connection that never times out can be held forever by a client that sends nothing".to_string()),
-                        );
-                    } else {
-                        *slot = duration;
-                    }
-                }
+            let hint = "a connection that never times out can be held forever by a client that \
+                        sends nothing";
+            if let Some(d) = self.positive_duration(table, "serve", key, Some(hint)) {
+                *slot = d;
             }
         }
         if let Some(value) = table.get("drain-timeout") {
@@ -188,7 +171,12 @@ impl Checker<'_> {
     }
 
     // Long by design: one linear pass over `[nuctl]`, each key checked where it is read.
-    pub(super) fn nuctl(&mut self, root: &DeTable<'_>, root_dir: &Path) -> NuctlConfig {
+    pub(super) fn nuctl(
+        &mut self,
+        root: &DeTable<'_>,
+        root_dir: &Path,
+        project_platform: PlatformKind,
+    ) -> NuctlConfig {
         let mut nuctl = NuctlConfig::default();
         let Some(table) = self.table(root, "nuctl") else {
             return nuctl;
@@ -216,6 +204,9 @@ impl Checker<'_> {
             }
         }
         nuctl.namespace = self.optional_string(table, "namespace", "nuctl.namespace");
+        if project_platform == PlatformKind::Nuctl && nuctl.platform.as_deref() == Some("kube") {
+            self.require_namespace(table);
+        }
         nuctl.kubeconfig = self
             .optional_string(table, "kubeconfig", "nuctl.kubeconfig")
             .map(|text| setting_path(root_dir, &text));
@@ -256,8 +247,15 @@ impl Checker<'_> {
         nuctl.registry = self.optional_string(table, "registry", "nuctl.registry");
         nuctl.run_registry = self.optional_string(table, "run-registry", "nuctl.run-registry");
         nuctl.project = self.optional_string(table, "project", "nuctl.project");
-        if let Some(value) = table.get("readiness-timeout") {
-            nuctl.readiness_timeout = self.duration(value, "nuctl.readiness-timeout");
+        for (key, slot) in [
+            ("readiness-timeout", &mut nuctl.readiness_timeout),
+            ("build-timeout", &mut nuctl.build_timeout),
+        ] {
+            let hint = "every deploy has a deadline: leave the key out for the default, or give a \
+                        duration such as `\"10m\"`";
+            if let Some(d) = self.positive_duration(table, "nuctl", key, Some(hint)) {
+                *slot = d;
+            }
         }
         if let Some(value) = table.get("invocation-url") {
             if let Some(text) = self.string(value, "nuctl.invocation-url") {
@@ -273,6 +271,32 @@ impl Checker<'_> {
             }
         }
         nuctl
+    }
+}
+
+impl Checker<'_> {
+    /// On Kubernetes, `[nuctl] namespace` must be set. Without `--namespace` nuctl takes the
+    /// kubeconfig context's namespace, possibly empty (pkg/nuctl/command/nuctl.go
+    /// `resolveDefaultNamespace`), and Nuclio's Helm chart watches only its own namespace
+    /// (`crdAccessMode: namespaced`), so a deploy elsewhere is never picked up and waits.
+    /// (An empty `namespace` is refused where it is read.)
+    fn require_namespace(&mut self, table: &DeTable<'_>) {
+        if table.contains_key("namespace") {
+            return;
+        }
+        let message = "`nuctl.namespace` must be set when `nuctl.platform = \"kube\"`: \
+                       nuctl would take the kubeconfig context's namespace, and a Nuclio \
+                       that does not watch it never deploys the function"
+            .to_string();
+        let hint = Some(
+            "set `namespace` in `[nuctl]` to the namespace Nuclio was installed in, e.g. \
+             `namespace = \"nuclio\"`"
+                .to_string(),
+        );
+        match table.get("platform") {
+            Some(value) => self.error(value.span(), message, hint),
+            None => self.error_without_location(message, hint),
+        }
     }
 }
 

@@ -19,8 +19,8 @@ pub const NUCTL_VERSION: &str = "1.14.1";
 
 pub use crate::contract::ENV_NUCTL as BINARY_ENV;
 
-/// How long a `get`, `create` or `delete` may take before it counts as hung. Deploys build
-/// images and wait for readiness, so they have no limit unless one is set.
+/// How long a `get`, `create` or `delete` may take before it counts as hung. A deploy builds an
+/// image and waits for readiness: it may take `[nuctl] build-timeout` plus `readiness-timeout`.
 const QUICK_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Why a nuctl call failed.
@@ -110,7 +110,7 @@ pub fn install_hint() -> String {
 pub struct Nuctl {
     binary: OsString,
     global: Vec<OsString>,
-    deploy_timeout: Option<Duration>,
+    deploy_timeout: Duration,
     quick_timeout: Duration,
 }
 
@@ -133,14 +133,14 @@ impl Nuctl {
         Nuctl {
             binary,
             global,
-            deploy_timeout: None,
+            deploy_timeout: config.build_timeout + config.readiness_timeout,
             quick_timeout: QUICK_COMMAND_TIMEOUT,
         }
     }
 
     /// Limits every call (deploys included) to `timeout`; nuctl is killed when it passes.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.deploy_timeout = Some(timeout);
+        self.deploy_timeout = timeout;
         self.quick_timeout = timeout;
         self
     }
@@ -150,7 +150,9 @@ impl Nuctl {
         self.binary.to_string_lossy().into_owned()
     }
 
-    /// `nuctl <args…> <global flags…>`.
+    /// `nuctl <args…> <global flags…>`, with its deadline: a deploy gets `[nuctl]
+    /// build-timeout` plus `readiness-timeout` and leads its own process group, so that when it
+    /// is killed at the deadline what it started (the image build) goes too.
     pub fn command<I, S>(&self, args: I) -> Cmd
     where
         I: IntoIterator<Item = S>,
@@ -159,11 +161,10 @@ impl Nuctl {
         let cmd = Cmd::new(&self.binary)
             .args(args)
             .args(self.global.iter().cloned());
-        let is_deploy = cmd.args.first().is_some_and(|a| a == "deploy");
-        match (is_deploy, self.deploy_timeout) {
-            (true, Some(t)) => cmd.timeout(t),
-            (true, None) => cmd,
-            (false, _) => cmd.timeout(self.quick_timeout),
+        if cmd.args.first().is_some_and(|a| a == "deploy") {
+            cmd.timeout(self.deploy_timeout).own_group()
+        } else {
+            cmd.timeout(self.quick_timeout)
         }
     }
 
@@ -235,15 +236,22 @@ impl Nuctl {
 }
 
 /// nuctl's "no match" answer, across versions: stdout that trims to exactly `No functions
-/// found` or `No projects found`, with an empty stderr, whatever the exit code.
+/// found` or `No projects found`, whatever the exit code and whatever is on stderr.
 ///
 /// In nuclio 1.14.1 (`pkg/nuctl/command/get.go`), a listing that matches nothing prints the line
 /// with a newline and returns nil (exit 0); only a lookup by NAME that finds nothing is
 /// `nuclio.ErrNotFound` (the line without a newline, exit 1). Older releases print the line
 /// without a newline and exit 0 even for a lookup by name.
+///
+/// stderr is not read: client-go prints its warnings there (`W1207 … warnings.go:70] …`), and
+/// so do the exec credential plugins a kubeconfig may name (client-go passes their stderr
+/// through), on any command. nuctl itself prints an error either alone on stdout or on stderr
+/// (cmd/nuctl/main.go), never beside the "no match" line.
 pub fn is_not_found(output: &Output) -> bool {
-    let text = output.stdout.trim();
-    output.stderr.trim().is_empty() && matches!(text, "No functions found" | "No projects found")
+    matches!(
+        output.stdout.trim(),
+        "No functions found" | "No projects found"
+    )
 }
 
 /// Parses what `get -o json` printed: one object, or an array of objects (tab-indented either
@@ -293,7 +301,7 @@ mod tests {
     }
 
     #[test]
-    fn no_match_is_the_line_alone_with_an_empty_stderr_whatever_the_exit_code() {
+    fn no_match_is_the_line_alone_whatever_the_exit_code_and_stderr() {
         let out = |status, stdout: &str, stderr: &str| Output {
             status,
             stdout: stdout.to_string(),
@@ -306,8 +314,11 @@ mod tests {
         assert!(is_not_found(&out(1, "No functions found", "")));
         assert!(is_not_found(&out(0, "No functions found", "")));
         assert!(!is_not_found(&out(1, "", "\nError - boom\n")));
-        assert!(!is_not_found(&out(1, "No functions found", "Error - x")));
         assert!(!is_not_found(&out(0, "No functions found\nmore", "")));
+        // client-go and exec credential plugins warn on stderr, on every command.
+        let warning = "W1207 19:00:00.000000   12345 warnings.go:70] v1 Endpoints is deprecated\n";
+        assert!(is_not_found(&out(0, "No functions found\n", warning)));
+        assert!(is_not_found(&out(1, "No functions found", warning)));
     }
 
     #[test]
@@ -325,7 +336,11 @@ mod tests {
             "/opt/nuctl get function -o json --platform kube --namespace nuclio --kubeconfig /k/config"
         );
         assert_eq!(cmd.timeout, Some(QUICK_COMMAND_TIMEOUT));
-        assert_eq!(nuctl.command(["deploy", "x"]).timeout, None);
+        assert!(!cmd.own_group);
+        // Every deploy has a deadline: build-timeout plus readiness-timeout (defaults 10m + 5m).
+        let deploy = nuctl.command(["deploy", "x"]);
+        assert_eq!(deploy.timeout, Some(Duration::from_secs(900)));
+        assert!(deploy.own_group);
         let plain = Nuctl::new(&NuctlConfig::default(), Some("".into()));
         assert_eq!(plain.command(["version"]).display(), "nuctl version");
     }

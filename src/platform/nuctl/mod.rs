@@ -34,6 +34,9 @@ use invoke::NuctlInvoker;
 
 use crate::http_client::{http_client, HttpClient};
 
+/// nuctl's default for `deploy --registry` (pkg/nuctl/command/build.go `addBuildFlags`).
+pub const REGISTRY_ENV: &str = "NUCTL_REGISTRY";
+
 /// Nuclio creates this project itself; it never needs `nuctl create project`.
 const DEFAULT_NUCLIO_PROJECT: &str = "default";
 
@@ -195,7 +198,7 @@ impl Inner {
         });
         function::AsDeployed {
             written,
-            readiness_timeout: self.settings.readiness_timeout.map(readiness_secs),
+            readiness_timeout: Some(readiness_secs(self.settings.readiness_timeout)),
         }
     }
 
@@ -277,6 +280,60 @@ impl Inner {
         Ok(())
     }
 
+    /// The error of a deploy killed at its deadline: the function, the state nuctl reports for
+    /// it now, and the commands that show why. Only this function was touched: the apply
+    /// engine keeps every function whose tasks have no working new home.
+    async fn deadline_error(&self, name: &str, timeout: Duration) -> PlatformError {
+        let state = match self.fetch(name).await {
+            Ok(Some(f)) => {
+                let mut state = format!("its state is `{}`", f.state().word());
+                if let Some(message) = f.status.message.as_deref().filter(|m| !m.is_empty()) {
+                    state.push_str(&format!(" ({})", message.lines().next().unwrap_or("")));
+                }
+                state
+            }
+            Ok(None) => "nuctl reports no such function".to_string(),
+            Err(e) => format!(
+                "nuctl could not report its state: {}",
+                PlatformError::from(e)
+            ),
+        };
+        let get = self.nuctl.command(["get", "function", name, "-o", "yaml"]);
+        let mut why = format!("see why with `{}`", get.display());
+        if !self.is_docker() {
+            let namespace = self
+                .settings
+                .namespace
+                .as_deref()
+                .map(|n| format!(" --namespace {n}"))
+                .unwrap_or_default();
+            why.push_str(&format!(
+                " and `kubectl describe pods{namespace} -l nuclio.io/function-name={name}`"
+            ));
+        }
+        let (build, readiness) = (self.settings.build_timeout, self.settings.readiness_timeout);
+        let settings = if timeout == build + readiness {
+            format!(
+                " (`[nuctl] build-timeout` {} plus `readiness-timeout` {})",
+                humantime::format_duration(build),
+                humantime::format_duration(readiness)
+            )
+        } else {
+            String::new()
+        };
+        PlatformError::Deploy {
+            function: name.to_string(),
+            message: format!(
+                "`nuctl deploy` did not finish within {}{settings}, so it was stopped; {state}",
+                humantime::format_duration(timeout),
+            ),
+            detail: Some(format!(
+                "{why}; raise `readiness-timeout` (or `build-timeout`, for slow image builds) \
+                 in `[nuctl]` if it only needs longer"
+            )),
+        }
+    }
+
     fn deploy_command(&self, name: &str, dir: &std::path::Path) -> crate::proc::Cmd {
         let mut args: Vec<std::ffi::OsString> = vec![
             "deploy".into(),
@@ -296,10 +353,11 @@ impl Inner {
         if let Some(project) = &s.project {
             args.extend(["--project-name".into(), project.into()]);
         }
-        if let Some(timeout) = s.readiness_timeout {
-            let secs = readiness_secs(timeout);
-            args.extend(["--readiness-timeout".into(), secs.to_string().into()]);
-        }
+        // Always passed: nuctl's own default comes from the platform configuration
+        // (pkg/nuctl/command/deploy.go `populateDeploymentDefaults`), and fusionizer's deadline
+        // for the whole deploy is counted from this one.
+        let secs = readiness_secs(s.readiness_timeout);
+        args.extend(["--readiness-timeout".into(), secs.to_string().into()]);
         if let Some(service_type) = &s.http_trigger_service_type {
             // pkg/nuctl/command/deploy.go: `--http-trigger-service-type` overrides the HTTP
             // trigger's Kubernetes ServiceType (default ClusterIP, pkg/platformconfig/types.go).
@@ -313,6 +371,35 @@ impl Inner {
 /// sub-second setting is not 0 (unset).
 fn readiness_secs(timeout: Duration) -> u64 {
     timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0)
+}
+
+/// Why a deploy with `settings` cannot work, with how to fix it: on Kubernetes (`[nuctl]
+/// platform = "kube"`) without `[nuctl] registry` or env `NUCTL_REGISTRY` (`registry_env`),
+/// nuctl builds the image and never pushes it (pkg/containerimagebuilderpusher/docker.go
+/// `pushContainerImage` skips the push for an empty registry URL), so the pod pulls
+/// `nuclio/processor-<function>:latest` and ends in `ImagePullBackOff`.
+pub fn registry_problem(
+    settings: &NuctlConfig,
+    registry_env: Option<&std::ffi::OsStr>,
+) -> Option<(String, String)> {
+    let set = |v: Option<&str>| v.is_some_and(|v| !v.is_empty());
+    if settings.platform.as_deref() != Some("kube")
+        || set(settings.registry.as_deref())
+        || registry_env.is_some_and(|v| !v.is_empty())
+    {
+        return None;
+    }
+    Some((
+        format!(
+            "`nuctl.registry` is not set and neither is `{REGISTRY_ENV}`: on Kubernetes nuctl \
+             would build each image without pushing it, and the function's pod would never \
+             start (`ImagePullBackOff` on `nuclio/processor-<function>:latest`)"
+        ),
+        format!(
+            "set `registry` in `[nuctl]` to a registry the cluster can pull from (e.g. \
+             `registry = \"registry.example.com/team\"`), or export `{REGISTRY_ENV}`"
+        ),
+    ))
 }
 
 /// Refuses a function name Nuclio cannot deploy on Kubernetes, before nuctl runs. The kube
@@ -457,6 +544,9 @@ impl Platform for NuctlPlatform {
         if let Err(e) = inner.nuctl.run(&cmd).await {
             // Whatever was cached before the attempt says nothing about the function now.
             inner.forget(name);
+            if let NuctlError::Timeout { timeout, .. } = e {
+                return Err(inner.deadline_error(name, timeout).await);
+            }
             return Err(deploy_error(name, e));
         }
 
