@@ -164,11 +164,14 @@ impl Cmd {
             .filter(|_| self.own_group)
             .and_then(|id| i32::try_from(id).ok())
             .and_then(rustix::process::Pid::from_raw);
+        // Out of the terminal's process group, the program no longer gets the terminal's
+        // Ctrl-C: [`end_groups_on_signal`] passes it on, and a cancelled run ends the group.
+        let mut running = group.map(RunningGroup::enter);
         let waited = child.wait_with_output();
         let output = match self.timeout {
             Some(t) => tokio::time::timeout(t, waited).await.map_err(|_| {
                 if let Some(pid) = group {
-                    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+                    let _ = kill_process_group(pid, Signal::KILL);
                 }
                 ProcError::Timeout {
                     command: self.display(),
@@ -181,6 +184,9 @@ impl Cmd {
             command: self.display(),
             source,
         })?;
+        if let Some(running) = running.as_mut() {
+            running.finished = true;
+        }
         Ok(Output {
             status: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -238,6 +244,73 @@ impl Cmd {
             })
         }
     }
+}
+
+/// The process groups of [`Cmd::own_group`] programs running now.
+static RUNNING_GROUPS: std::sync::Mutex<std::collections::BTreeSet<i32>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Keeps a running group in [`RUNNING_GROUPS`]; ends the group when dropped before its program
+/// finished (the run was cancelled).
+struct RunningGroup {
+    leader: rustix::process::Pid,
+    finished: bool,
+}
+
+impl RunningGroup {
+    fn enter(leader: rustix::process::Pid) -> Self {
+        RUNNING_GROUPS
+            .lock()
+            .expect("groups poisoned")
+            .insert(leader.as_raw_nonzero().get());
+        RunningGroup {
+            leader,
+            finished: false,
+        }
+    }
+}
+
+impl Drop for RunningGroup {
+    fn drop(&mut self) {
+        RUNNING_GROUPS
+            .lock()
+            .expect("groups poisoned")
+            .remove(&self.leader.as_raw_nonzero().get());
+        if !self.finished {
+            let _ = kill_process_group(self.leader, Signal::KILL);
+        }
+    }
+}
+
+/// From now on, a SIGINT or SIGTERM to this process is passed on to the process groups of the
+/// programs it runs with [`Cmd::own_group`] (which the terminal's Ctrl-C no longer reaches),
+/// and then this process exits as the signal would have ended it (130 or 143). Call it once,
+/// inside the runtime of a command that is not `serve` (serve handles the signals itself).
+pub fn end_groups_on_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::spawn(async move {
+        let (signal, code) = tokio::select! {
+            _ = interrupt.recv() => (Signal::INT, 130),
+            _ = terminate.recv() => (Signal::TERM, 143),
+        };
+        let groups: Vec<i32> = RUNNING_GROUPS
+            .lock()
+            .map(|g| g.iter().copied().collect())
+            .unwrap_or_default();
+        for group in groups
+            .into_iter()
+            .filter_map(rustix::process::Pid::from_raw)
+        {
+            let _ = kill_process_group(group, signal);
+        }
+        std::process::exit(code);
+    });
 }
 
 /// The process group a program started with [`Cmd::watchdog`] leads: the program and whatever

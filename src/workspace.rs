@@ -187,8 +187,12 @@ pub async fn observe(
 
 /// A tokio runtime for one command.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Runtime::new()
-        .map_err(|e| Error::failure("cannot start the async runtime").caused_by(e.to_string()))
+    let rt = tokio::runtime::Runtime::new()
+        .map_err(|e| Error::failure("cannot start the async runtime").caused_by(e.to_string()))?;
+    // nuctl runs in a process group of its own (so that a deadline ends what it started): a
+    // Ctrl-C must still reach it.
+    rt.block_on(async { crate::proc::end_groups_on_signal() });
+    Ok(rt)
 }
 
 /// The plan for what was `prepared` against what was `observed`: [`plan::compute`], or for a

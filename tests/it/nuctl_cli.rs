@@ -1025,3 +1025,40 @@ fn warnings_on_nuctl_stderr_change_no_answer() {
         expect_nuctl(&env, &state, &warn, &["plan", "--detailed-exitcode"], 2);
     }
 }
+
+/// nuctl runs in a process group of its own (so that a deadline ends what it started), out of
+/// the terminal's reach: a Ctrl-C (SIGINT) to `apply` is passed on to it, and apply exits 130.
+#[test]
+fn a_ctrl_c_during_a_deploy_reaches_nuctl() {
+    let (env, state) = quickstart_on_kube("");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fusionizer"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", env.root().join("home"))
+        .env("NO_COLOR", "1")
+        .env("FUSIONIZER_NUCTL", FAKE_NUCTL)
+        .env("FAKE_NUCTL_DIR", &state)
+        .env("FAKE_NUCTL_NEVER_READY", "quickstart-taska")
+        .current_dir(env.project())
+        .args(["apply", "--auto-approve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut apply = cmd.spawn().unwrap();
+    // (`fake_running` would see apply itself: it carries the fake's variables too.)
+    crate::serve::wait_for("nuctl deploying", Duration::from_secs(60), || {
+        calls(&state)
+            .iter()
+            .any(|argv| argv[0] == "deploy")
+            .then_some(())
+    });
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &apply.id().to_string()])
+        .status();
+    let status = crate::serve::wait_for("apply to exit", Duration::from_secs(60), || {
+        apply.try_wait().unwrap()
+    });
+    assert_eq!(status.code(), Some(130));
+    crate::serve::wait_for("nuctl to stop", Duration::from_secs(30), || {
+        (!fake_running(&state)).then_some(())
+    });
+}
