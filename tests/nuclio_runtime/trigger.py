@@ -26,7 +26,15 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import processor  # noqa: E402
+try:
+    import processor  # noqa: E402
+except ImportError as exc:  # msgpack: say what is missing where, as the last line of the log
+    if __name__ != "__main__":
+        raise
+    sys.stderr.write("{0}: {1} lacks msgpack, which Nuclio's wrapper needs (its image has it): "
+                     "install msgpack==1.0.8 there ({2})\n".format(
+                         os.path.basename(__file__), sys.executable, exc))
+    sys.exit(1)
 
 
 def canonical(name):
