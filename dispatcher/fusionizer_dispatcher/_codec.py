@@ -227,7 +227,35 @@ def encode_output(output):
         return 200, "text/plain", {}, output
     if kind is str:
         return 200, "text/plain", {}, _utf8(output)
-    response = nuclio_sdk.Response.from_entrypoint_output(_ENCODE, output)
+    if isinstance(output, list):
+        return _encode_list(output)
+    return _answer(nuclio_sdk.Response.from_entrypoint_output(_ENCODE, output))
+
+
+def _encode_list(output):
+    """A returned list answers with its FIRST element, as Nuclio >= 1.13.3 does.
+
+    The wrapper takes a list for a batch: it encodes each element as a response of its own
+    (`pkg/processor/runtime/python/py/_nuclio_wrapper.py`, `_encode_entrypoint_output`), and the
+    processor reads that array (`pkg/processor/runtime/rpc/result/result.go`) and answers an
+    HTTP event with `Results[0]` (`pkg/processor/runtime/rpc/abstract.go`, `ProcessEvent`). So
+    `[1, 2]` answers `1` (text/plain), `[{"a": 1}]` answers `{"a": 1}`. Every element is still
+    encoded, so one the wrapper cannot encode fails the event as it does there.
+
+    An empty list makes `Results[0]` panic; the HTTP trigger recovers it as a failed submit
+    (`pkg/processor/trigger/trigger.go`, `HandleSubmitPanic`) and answers 500 with no body and
+    fasthttp's default content type. (On Nuclio that panic also never releases the worker; here
+    the worker stays usable: see docs/runtime.md.)
+    """
+    responses = [nuclio_sdk.Response.from_entrypoint_output(_ENCODE, item) for item in output]
+    _ENCODE(responses)
+    if not responses:
+        return 500, _FASTHTTP_CONTENT_TYPE, {}, b""
+    return _answer(responses[0])
+
+
+def _answer(response):
+    """(status, content type, headers, body bytes) for one encoded response dict."""
     body = response["body"]
     if response.get("body_encoding") == "base64":
         body = base64.b64decode(body)

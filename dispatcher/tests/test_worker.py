@@ -234,7 +234,8 @@ ROUTED = {"main.py": """
         if event.headers.get("X-Kind") == "headers":
             return nuclio_sdk.Response(headers={"X-Str": "s", "X-Int": 1, "X-Bool": False, "X-None": None,
                                                 "X-Bytes": b"b", "X-Nan": float("nan"), 2: "two"}, body="h")
-        return [event.trigger.kind, event.trigger.name, event.path]
+        # a tuple: a returned list would answer with its first element only, as on Nuclio
+        return 200, [event.trigger.kind, event.trigger.name, event.path]
 """}
 
 

@@ -782,13 +782,16 @@ fn sdk_python() -> PathBuf {
     sdk_venv_python("fake-nuctl-sdk-venv", &[])
 }
 
-/// The python of a venv named `name` under the shared test cache, holding `nuclio-sdk==0.6.3`
-/// and `extra` packages; built once (concurrent builders wait for each other).
+/// The python of a venv named `name` under the shared test cache, holding `nuclio-sdk==0.6.3`,
+/// `msgpack` (which Nuclio's own wrapper needs when the fake serves functions in it, with
+/// `FUSIONIZER_NUCLIO_UPSTREAM` set) and `extra` packages; built once (concurrent builders wait
+/// for each other). pip runs as `python -m pip`: a copied target directory keeps venvs whose
+/// `pip` script still names the original's interpreter.
 pub(crate) fn sdk_venv_python(name: &str, extra: &[&str]) -> PathBuf {
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fusionizer-cache");
     let venv = cache.join(name);
     let python = venv.join("bin/python");
-    if python.is_file() && venv.join("ready").is_file() {
+    if python.is_file() && venv.join("ready-msgpack").is_file() {
         return python;
     }
     std::fs::create_dir_all(&cache).unwrap();
@@ -797,8 +800,9 @@ pub(crate) fn sdk_venv_python(name: &str, extra: &[&str]) -> PathBuf {
         .arg("-c")
         .arg(
             "venv=$1; lock=$2; shift 2; \
-             { flock 9 && { [ -f \"$venv/ready\" ] || { python3 -m venv \"$venv\" && \
-             \"$venv/bin/pip\" install -q nuclio-sdk==0.6.3 \"$@\" && touch \"$venv/ready\"; }; }; } \
+             { flock 9 && { [ -f \"$venv/ready-msgpack\" ] || { python3 -m venv \"$venv\" && \
+             \"$venv/bin/python\" -m pip install -q nuclio-sdk==0.6.3 msgpack==1.0.8 \"$@\" && \
+             touch \"$venv/ready-msgpack\"; }; }; } \
              9>\"$lock\"",
         )
         .arg("sh")

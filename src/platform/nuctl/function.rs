@@ -538,13 +538,14 @@ mod tests {
         assert!(building.state().needs_replacement().is_some());
     }
 
-    /// `tests/it/fixtures/nuctl_get_1.14.1.json`: one function as a real nuctl 1.14.1
-    /// `get function NAME -o json` prints it on kube, enriched fields included.
+    /// `tests/it/fixtures/nuctl_get_1.14.1.json`: one function as the fake nuctl prints `get
+    /// function NAME -o json` on kube, enriched fields included, each field reviewed against the
+    /// 1.14.1 source (no real nuctl printed it: see the fixture's README).
     const FIXTURE: &str = include_str!("../../../tests/it/fixtures/nuctl_get_1.14.1.json");
 
     /// `tests/it/fixtures/nuctl_get_1.14.1.function.yaml`: the function.yaml that was deployed to
-    /// produce [`FIXTURE`] (`tests/fake_nuctl/test_fake_nuctl.py` checks that the fake prints the
-    /// fixture after deploying it): what fusionizer writes for a one-task group.
+    /// produce [`FIXTURE`] (`tests/fake_nuctl/test_fake_nuctl.py` checks that the fake still prints
+    /// the fixture after deploying it): what fusionizer writes for a one-task group.
     const FIXTURE_FUNCTION_YAML: &str =
         include_str!("../../../tests/it/fixtures/nuctl_get_1.14.1.function.yaml");
 
