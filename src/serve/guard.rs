@@ -168,11 +168,11 @@ impl Guard {
         uri: &axum::http::Uri,
         connection: Option<Connection>,
     ) -> Result<(), Refusal> {
-        let host_text = headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| uri.authority().map(ToString::to_string));
+        let host_text = match headers.get(header::HOST) {
+            // A `Host` that is not text names nothing serve answers for.
+            Some(value) => Some(value.to_str().unwrap_or("\u{fffd}").to_string()),
+            None => uri.authority().map(ToString::to_string),
+        };
         // No `Host` at all: HTTP/1.0 from a tool; no browser omits it.
         let host = match host_text.as_deref() {
             None => None,
@@ -350,6 +350,19 @@ mod tests {
             assert_eq!(check(&g, Some(host), None), Ok(()), "{host}");
         }
         assert_eq!(check(&g, None, None), Ok(()));
+    }
+
+    #[test]
+    fn a_host_that_is_not_text_is_refused() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::HOST,
+            HeaderValue::from_bytes(b"evil\xff.test").unwrap(),
+        );
+        assert!(matches!(
+            guard().check(&headers, &Uri::from_static("/taska"), None),
+            Err(Refusal::Host(_))
+        ));
     }
 
     #[test]
