@@ -251,15 +251,15 @@ async fn task_root(
     // Nuclio delivers an event and as the same call runs when the two tasks are fused. A
     // browser cannot send that header across origins without a preflight, which serve never
     // grants (serve::guard).
-    let from_task = state.task_caller(request.headers()).is_some();
+    let caller = state.task_caller(request.headers());
     match request.method().clone() {
         Method::OPTIONS => options(TASK_METHODS, request),
         Method::TRACE | Method::CONNECT => not_allowed(TASK_METHODS, request),
-        _ if from_task => invoke(&state, &task, request).await,
+        _ if caller.is_some() => invoke(&state, &task, caller, request).await,
         Method::GET | Method::HEAD => describe(&state, &task, request.headers()),
         Method::PUT => upload(&state, &task, request).await,
         Method::DELETE => remove(&state, &task, request).await,
-        Method::POST => invoke(&state, &task, request).await,
+        Method::POST => invoke(&state, &task, caller, request).await,
         _ => not_allowed(TASK_METHODS, request),
     }
 }
@@ -303,12 +303,12 @@ async fn task_sub(
     if let Err(response) = valid_task_name(&task) {
         return refuse(*response, request.into_body());
     }
-    let from_task = state.task_caller(request.headers()).is_some();
+    let caller = state.task_caller(request.headers());
     match request.method().clone() {
         Method::OPTIONS => options(TASK_PATH_METHODS, request),
         Method::TRACE | Method::CONNECT => not_allowed(TASK_PATH_METHODS, request),
-        _ if from_task => invoke(&state, &task, request).await,
-        Method::POST => invoke(&state, &task, request).await,
+        _ if caller.is_some() => invoke(&state, &task, caller, request).await,
+        Method::POST => invoke(&state, &task, caller, request).await,
         _ => not_allowed(TASK_PATH_METHODS, request),
     }
 }
@@ -454,9 +454,9 @@ impl App {
     /// serve knows. Any client can send the header: a name that is no task is not believed (an
     /// invocation counts it in `fusionizer_unknown_callers_total`), so that what clients send
     /// cannot fill the traces' edge table or the metrics' labels.
-    fn task_caller<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+    fn task_caller(&self, headers: &HeaderMap) -> Option<String> {
         let caller = headers.get(HEADER_CALLER)?.to_str().ok()?;
-        self.is_task(caller).then_some(caller)
+        self.is_task(caller).then(|| caller.to_string())
     }
 
     /// Whether `name` is a task serve routes, or one it knows (declared or uploaded).
@@ -466,12 +466,16 @@ impl App {
 }
 
 /// Counts the request in flight, unless serve is shutting down and it comes from a client
-/// (not a task): then the 503 to answer, with the body discarded ([`refuse`]).
-fn admit(state: &App, request: Request) -> Result<(InFlightGuard, Request), Box<Response>> {
+/// (not a task, `from_task`): then the 503 to answer, with the body discarded ([`refuse`]).
+fn admit(
+    state: &App,
+    request: Request,
+    from_task: bool,
+) -> Result<(InFlightGuard, Request), Box<Response>> {
     // Counted before the check, so a shutdown that sees nothing in flight also means that every
     // request after it sees `draining`.
     let guard = state.inflight.enter();
-    if state.draining.load(Ordering::SeqCst) && state.task_caller(request.headers()).is_none() {
+    if state.draining.load(Ordering::SeqCst) && !from_task {
         drop(guard);
         let response = unavailable(
             "serve is shutting down; it answers only the requests it had already taken".to_string(),
@@ -481,9 +485,16 @@ fn admit(state: &App, request: Request) -> Result<(InFlightGuard, Request), Box<
     Ok((guard, request))
 }
 
-async fn invoke(state: &Arc<App>, task: &str, request: Request) -> Response {
+/// Invokes `task` with `request`, made by `caller` (a known task, [`App::task_caller`]) or a
+/// client.
+async fn invoke(
+    state: &Arc<App>,
+    task: &str,
+    caller: Option<String>,
+    request: Request,
+) -> Response {
     let started = Instant::now();
-    let (inflight, request) = match admit(state, request) {
+    let (inflight, request) = match admit(state, request, caller.is_some()) {
         Ok(admitted) => admitted,
         Err(response) => return *response,
     };
@@ -498,7 +509,6 @@ async fn invoke(state: &Arc<App>, task: &str, request: Request) -> Response {
     };
     drop(table);
     let (parts, body) = request.into_parts();
-    let caller = state.task_caller(&parts.headers).map(str::to_string);
     let from_task = caller.is_some();
     if !from_task && parts.headers.contains_key(HEADER_CALLER) {
         state.metrics.unknown_caller();
@@ -765,7 +775,8 @@ async fn upload(state: &App, task: &str, request: Request) -> Response {
     if let Err(response) = authorized(state, request.headers()) {
         return refuse(*response, request.into_body());
     }
-    let (inflight, request) = match admit(state, request) {
+    let from_task = state.task_caller(request.headers()).is_some();
+    let (inflight, request) = match admit(state, request, from_task) {
         Ok(admitted) => admitted,
         Err(response) => return *response,
     };
@@ -863,7 +874,8 @@ async fn remove(state: &App, task: &str, request: Request) -> Response {
     if let Err(response) = authorized(state, request.headers()) {
         return refuse(*response, request.into_body());
     }
-    let (inflight, _request) = match admit(state, request) {
+    let from_task = state.task_caller(request.headers()).is_some();
+    let (inflight, _request) = match admit(state, request, from_task) {
         Ok(admitted) => admitted,
         Err(response) => return *response,
     };
