@@ -14,6 +14,7 @@ import contextvars
 import copy
 import functools
 import http.client
+import importlib.util
 import inspect
 import logging
 import os
@@ -369,6 +370,8 @@ class Dispatcher(object):
             home = sys.modules.get(getattr(entrypoint, "__module__", None), module)
             task.init = getattr(home, "init_context", None)
             task.wants_session = _positional_arity(entrypoint) >= 3
+            if task.wants_session:
+                _require_requests(name)
             task.context = None
             task.session = None
             self.tasks[name] = task
@@ -921,6 +924,21 @@ def _trigger_of(event, context):
         if kind:
             return kind, _text(getattr(info, "name", None))
     return "", ""
+
+
+def _require_requests(task):
+    """Fail the load of a requests_session-style task whose function lacks `requests`.
+
+    Neither Nuclio's Python image (its wrapper installs nuclio-sdk and msgpack only) nor the local
+    platform has `requests`: the task installs it in its own build commands. Without it the task
+    would load and then fail on its first event; this says so at deploy instead.
+    """
+    if importlib.util.find_spec("requests") is None:
+        raise TaskError(
+            task,
+            "task `{0}` takes a `requests_session` (its handler has three arguments) but "
+            "`requests` is not installed in its function: add `pip install requests` to the "
+            "task's build commands (`spec.build.commands` in its function.yaml)".format(task))
 
 
 def _requests_support():

@@ -405,3 +405,35 @@ fn a_post_copy_path_that_cannot_follow_the_task_is_refused_at_validate() {
         "{text}"
     );
 }
+
+/// The quickstart with `taska` (a requests_session-style task) no longer installing `requests`.
+fn quickstart_without_requests() -> TestEnv {
+    let env = TestEnv::example("quickstart");
+    env.write(&[(
+        "tasks/taska/function.yaml",
+        "apiVersion: nuclio.io/v1beta1\nkind: NuclioFunction\nmetadata:\n  name: taska\n\
+         spec:\n  runtime: python:3.11\n  handler: main:handler\n",
+    )]);
+    env
+}
+
+#[test]
+fn the_local_environment_lacks_requests_as_nuclios_image_does() {
+    // Nuclio's image installs nuclio-sdk and msgpack only (its wrapper's requirements): a
+    // requests_session task that does not install `requests` itself fails to deploy here too,
+    // naming the fix, instead of working locally and failing on the cluster.
+    let env = quickstart_without_requests();
+    let output = env
+        .cmd()
+        .env("FUSIONIZER_CACHE_DIR", crate::support::cache_dir())
+        .args(["apply", "--auto-approve"])
+        .output()
+        .unwrap();
+    let text = transcript(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("task `taska` takes a `requests_session`")
+            && text.contains("add `pip install requests` to the task's build commands"),
+        "{text}"
+    );
+}

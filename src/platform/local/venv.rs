@@ -2,7 +2,9 @@
 //!
 //! "Building" a function on the local platform means making sure its environment exists: a
 //! virtualenv created with `python -m venv`, the dispatcher's runtime requirements
-//! (`dispatcher/requirements.txt`, embedded at compile time) installed with pip, then each of the
+//! (`dispatcher/requirements.txt`, embedded at compile time: what Nuclio's Python image installs,
+//! nuclio-sdk and msgpack, and nothing else, so that a task missing a package of its own fails
+//! here as it would on Nuclio) installed with pip, then each of the
 //! function's `spec.build.commands` run with `sh -c` inside the venv (its `bin` first on `PATH`,
 //! `VIRTUAL_ENV` set) with the staged artifact as working directory. Environments are keyed by a
 //! sha256 over those three inputs and shared by every function (and project) with the same key.
@@ -275,7 +277,8 @@ impl Environments {
 /// What an environment build installs, for its progress line: `pip: nuclio-sdk, requests`, then
 /// the function's build commands (`pip install numpy`).
 fn packages(build_commands: &[String]) -> String {
-    let pip: Vec<&str> = REQUIREMENTS
+    let mut pip: Vec<&str> = Vec::new();
+    for name in REQUIREMENTS
         .lines()
         .map(|line| line.split('#').next().unwrap_or_default().trim())
         .filter(|line| !line.is_empty())
@@ -284,7 +287,12 @@ fn packages(build_commands: &[String]) -> String {
                 .next()
                 .unwrap_or(line)
         })
-        .collect();
+    {
+        // one name per package, however many lines (environment markers) pin it
+        if !pip.contains(&name) {
+            pip.push(name);
+        }
+    }
     let mut text = format!("pip: {}", pip.join(", "));
     for command in build_commands
         .iter()
@@ -343,11 +351,26 @@ mod tests {
 
     #[test]
     fn the_progress_line_names_the_packages_and_build_commands() {
-        assert_eq!(packages(&[]), "pip: nuclio-sdk, requests");
+        assert_eq!(packages(&[]), "pip: nuclio-sdk, msgpack");
         assert_eq!(
             packages(&["pip install numpy".to_string()]),
-            "pip: nuclio-sdk, requests; `pip install numpy`"
+            "pip: nuclio-sdk, msgpack; `pip install numpy`"
         );
+    }
+
+    #[test]
+    fn the_environment_has_what_nuclios_image_has_and_not_requests() {
+        // nuclio 1.14.1 pkg/processor/runtime/python/py/requirements/common.txt, python3_9.txt
+        let pins: Vec<&str> = REQUIREMENTS
+            .lines()
+            .filter(|line| !line.trim_start().starts_with('#') && !line.trim().is_empty())
+            .collect();
+        assert!(pins.contains(&"nuclio-sdk==0.5.13"), "{pins:?}");
+        assert!(
+            pins.contains(&r#"msgpack==1.0.8; python_version < "3.13""#),
+            "{pins:?}"
+        );
+        assert!(!REQUIREMENTS.contains("requests=="), "{REQUIREMENTS}");
     }
 
     #[test]
