@@ -1,14 +1,20 @@
-"""Benchmark: a sibling call run in-process by the dispatcher vs the same call over loopback HTTP.
+"""Benchmark: the cost of one sibling call, in-process (fused) vs over loopback HTTP (remote).
 
-    .venv/bin/python dispatcher/bench_calls.py [--calls N] [--worker]
+    .venv/bin/python dispatcher/bench_calls.py [--calls N] [--k K] [--rounds R] [--worker]
 
-Both sides run in one process and one run. The callee task sums two numbers. "fused" is a
-dispatcher holding caller and callee; "remote" is a dispatcher holding only the caller, whose
-proxy address points at a `ThreadingHTTPServer` (keep-alive, TCP_NODELAY) in a child process
-(so the two sides do not share a GIL) that hosts the callee behind a dispatcher of its own, so both sides pay the same Nuclio encode/decode work and the
-difference is the transport. Each style is measured: `context.platform.call_function` (a new
-connection per call, as the SDK does) and `requests_session.post` (pooled keep-alive
-connection). Prints p50/p99 in microseconds and the remote/fused ratio of the p50s.
+The caller task makes `k` calls to the callee (which sums two numbers) per event; the cost of
+one call is the slope between `k = 0` and `k = K` of the p50 event time, `(p50(K) - p50(0)) / K`,
+so the event's own cost cancels out. Both sides run in one process and one run, interleaved in
+`--rounds` rounds so that the spread shows. "fused" is a dispatcher holding caller and callee;
+"remote" is a dispatcher holding only the caller, whose proxy address points at a
+`ThreadingHTTPServer` (keep-alive, TCP_NODELAY) in a child process (so the two sides do not
+share a GIL) that hosts the callee behind a dispatcher of its own, so both sides pay the same
+Nuclio encode/decode work and the difference is the transport. Each style is measured:
+`context.platform.call_function` (a new connection per call, as the SDK does) and
+`requests_session.post` (pooled keep-alive connection). Also printed: the extra cost of the
+first call an event makes after the dispatcher starts (`first`: one fresh dispatcher's first
+event minus its second, the median over `--rounds` fresh dispatchers), and a plain Python
+call of the callee's handler with the same Event as the floor.
 
 `--worker` also measures the local platform's worker process on a trivial task: one E frame
 at a time over its Unix socket (as the Rust side sends them, with the headers the proxy
@@ -44,15 +50,21 @@ NATIVE = """
 import nuclio_sdk
 
 def handler(context, event):
-    response = context.platform.call_function("callee", nuclio_sdk.Event(body={"x": 2, "y": 3}, method="POST"))
-    return response.body["sum"]
+    total = 0
+    for _ in range(event.body["k"]):
+        response = context.platform.call_function("callee", nuclio_sdk.Event(body={"x": 2, "y": 3}, method="POST"))
+        total += response.body["sum"]
+    return total
 """
 
 SESSION = """
 def handler(context, event, requests_session):
     address = event.headers["Fusionizer-Server-Address"]
     port = event.headers["Fusionizer-Server-Port"]
-    return requests_session.post(f"http://{address}:{port}/callee", json={"x": 2, "y": 3}).json()["sum"]
+    total = 0
+    for _ in range(event.body["k"]):
+        total += requests_session.post(f"http://{address}:{port}/callee", json={"x": 2, "y": 3}).json()["sum"]
+    return total
 """
 
 
@@ -104,20 +116,72 @@ def _serve(dispatcher, context):
     return server
 
 
-def _measure(dispatcher, context, event, calls):
+def _answer(result):
+    """The caller's answer as a client would read it (the dispatcher may wrap it in a Response
+    carrying the call records for the proxy)."""
+    if isinstance(result, nuclio_sdk.Response):
+        return int(result.body)
+    return result
+
+
+def _event(host, port, k):
+    return nuclio_sdk.Event(body={"k": k}, headers={
+        "Task-Name": "caller", "Fusionizer-Server-Address": host,
+        "Fusionizer-Server-Port": str(port)}, method="POST", path="/caller")
+
+
+def _p50(dispatcher, context, event, calls, expected):
     handler = dispatcher.handler
-    for _ in range(min(200, calls)):
-        handler(context, event)
     samples = []
     clock = time.perf_counter_ns
     for _ in range(calls):
         start = clock()
         result = handler(context, event)
         samples.append(clock() - start)
-    if result != 5:
+    if _answer(result) != expected:
         raise SystemExit("unexpected result {0!r}".format(result))
     samples.sort()
-    return samples[len(samples) // 2] / 1000.0, samples[min(len(samples) - 1, len(samples) * 99 // 100)] / 1000.0
+    return samples[len(samples) // 2] / 1000.0
+
+
+def _per_call(dispatcher, context, host, port, k, calls):
+    """(p50 event time at k = 0, per-call slope in us)."""
+    base = _p50(dispatcher, context, _event(host, port, 0), calls, 0)
+    loaded = _p50(dispatcher, context, _event(host, port, k), max(20, calls // k), 5 * k)
+    return base, (loaded - base) / k
+
+
+def _first_call(root, tasks, host, port):
+    """A fresh dispatcher's first event with one call minus its second, in us."""
+    dispatcher, context = _dispatcher(root, tasks)
+    event = _event(host, port, 1)
+    clock = time.perf_counter_ns
+    times = []
+    for _ in range(2):
+        start = clock()
+        _answer(dispatcher.handler(context, event))
+        times.append(clock() - start)
+    return (times[0] - times[1]) / 1000.0
+
+
+def _plain_call(root, calls):
+    """A plain Python call of the callee's handler with a new Event, in us (the floor)."""
+    dispatcher, _ = _dispatcher(root, ["callee"])
+    task = dispatcher.tasks["callee"]
+    handler, context = task.handler, task.context
+    clock = time.perf_counter_ns
+    samples = []
+    for _ in range(calls):
+        start = clock()
+        handler(context, nuclio_sdk.Event(body={"x": 2, "y": 3}, method="POST"))
+        samples.append(clock() - start)
+    samples.sort()
+    return samples[len(samples) // 2] / 1000.0
+
+
+def _spread(values):
+    values = sorted(values)
+    return values[len(values) // 2], values[0], values[-1]
 
 
 HELLO = """
@@ -213,7 +277,9 @@ def _measure_worker(root, calls):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=2000, help="measured calls per case")
+    parser.add_argument("--calls", type=int, default=2000, help="measured events per case at k = 0")
+    parser.add_argument("--k", type=int, default=50, help="calls per event for the slope")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     parser.add_argument("--worker", action="store_true",
                         help="also measure the local worker's per-event path")
     parser.add_argument("--serve-callee", metavar="DIR", help=argparse.SUPPRESS)
@@ -235,17 +301,35 @@ def main():
             child = subprocess.Popen(
                 [sys.executable, os.path.abspath(__file__), "--serve-callee", callee_root],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            host, port = "127.0.0.1", int(child.stdout.readline())
-            event = nuclio_sdk.Event(body=b"", headers={
-                "Task-Name": "caller", "Fusionizer-Server-Address": host,
-                "Fusionizer-Server-Port": str(port)}, method="POST", path="/caller")
-            fused = _measure(*_dispatcher(fused_root, ["caller", "callee"]), event, args.calls)
-            remote = _measure(*_dispatcher(remote_root, ["caller"]), event, args.calls)
-            child.stdin.close()
-            child.wait()
-            print("{0:<17} fused p50 {1:8.1f} us  p99 {2:8.1f} us | remote p50 {3:8.1f} us  p99 {4:8.1f} us"
-                  " | ratio remote/fused (p50) {5:6.1f}x".format(
-                      style, fused[0], fused[1], remote[0], remote[1], remote[0] / fused[0]))
+            try:
+                host, port = "127.0.0.1", int(child.stdout.readline())
+                fused = _dispatcher(fused_root, ["caller", "callee"])
+                remote = _dispatcher(remote_root, ["caller"])
+                for pair in (fused, remote):  # warm-up
+                    _p50(*pair, _event(host, port, args.k), 20, 5 * args.k)
+                rows = {"fused": [], "remote": [], "first": []}
+                for r in range(args.rounds):
+                    order = ("fused", "remote") if r % 2 == 0 else ("remote", "fused")
+                    for mode in order:
+                        pair = fused if mode == "fused" else remote
+                        rows[mode].append(_per_call(*pair, host, port, args.k, args.calls))
+                    # a fresh copy: its task modules are imported anew, as in a new worker
+                    fresh_root = os.path.join(root, style, "first{0}".format(r))
+                    shutil.copytree(fused_root, fresh_root)
+                    rows["first"].append(_first_call(fresh_root, ["caller", "callee"], host, port))
+            finally:
+                child.stdin.close()
+                child.wait()
+            fused_call = _spread([c for _, c in rows["fused"]])
+            remote_call = _spread([c for _, c in rows["remote"]])
+            ratios = _spread([r[1] / f[1] for f, r in zip(rows["fused"], rows["remote"])])
+            first = _spread(rows["first"])
+            print("{0:<17} per call (slope k=0..{1}, p50, median of {2} rounds [min-max]): "
+                  "fused {3:7.1f} us [{4:.1f}-{5:.1f}] | remote {6:7.1f} us [{7:.1f}-{8:.1f}] | "
+                  "remote/fused {9:5.1f}x [{10:.1f}-{11:.1f}] | first call +{12:.0f} us".format(
+                      style, args.k, args.rounds, *fused_call, *remote_call, *ratios, first[0]))
+        print("{0:<17} a plain Python call of the callee with a new Event: {1:.1f} us".format(
+            "floor", _plain_call(os.path.join(root, "call_function", "callee"), args.calls)))
         if args.worker:
             p50, p99, cpu = _measure_worker(os.path.join(root, "worker"), max(args.calls, 5000))
             print("{0:<17} round trip p50 {1:8.1f} us  p99 {2:8.1f} us | worker CPU {3:6.1f} us/event".format(
