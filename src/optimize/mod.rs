@@ -236,8 +236,8 @@ impl Groups {
 }
 
 /// Sums the edges of `traces` over `via`: (caller, callee, mode) → (calls, in-process, errors).
-fn aggregate(traces: &TraceDoc) -> BTreeMap<(String, String, Mode), (u64, u64, u64)> {
-    let mut out: BTreeMap<(String, String, Mode), (u64, u64, u64)> = BTreeMap::new();
+fn aggregate(traces: &TraceDoc) -> Edges {
+    let mut out = Edges::new();
     for edge in &traces.edges {
         let entry = out
             .entry((edge.caller.clone(), edge.callee.clone(), edge.mode))
@@ -263,55 +263,101 @@ fn joined(problems: &[FuseError]) -> String {
         .join("; ")
 }
 
+/// (caller, callee, mode) → (calls, of them in-process, errors), summed over `via`.
+type Edges = BTreeMap<(String, String, Mode), (u64, u64, u64)>;
+
+/// Which tasks the proposal may move and which it can check.
+struct Scope {
+    /// Every task of the current grouping.
+    all: BTreeSet<String>,
+    /// Those with code to check (a spec).
+    checkable: BTreeSet<String>,
+    /// Those checkable and seen in the traces: the only ones the proposal regroups.
+    movable: BTreeSet<String>,
+}
+
+impl Scope {
+    fn of(input: &Input<'_>, edges: &Edges) -> Self {
+        let all: BTreeSet<String> = input.current.iter().flatten().cloned().collect();
+        let checkable: BTreeSet<String> = all
+            .iter()
+            .filter(|t| input.specs.contains_key(*t))
+            .cloned()
+            .collect();
+        let mut seen: BTreeSet<String> = input
+            .traces
+            .tasks
+            .iter()
+            .filter(|t| t.invocations > 0)
+            .map(|t| t.task.clone())
+            .collect();
+        for (caller, callee, _) in edges.keys() {
+            seen.insert(caller.clone());
+            seen.insert(callee.clone());
+        }
+        let movable = checkable.intersection(&seen).cloned().collect();
+        Scope {
+            all,
+            checkable,
+            movable,
+        }
+    }
+}
+
+/// The decision on each synchronous edge that was considered, by (caller, callee).
+type SyncReasons = BTreeMap<(String, String), (Decision, String)>;
+
 /// The next grouping by Fusionize's rules (module docs), with every decision explained.
 pub fn propose(input: Input<'_>, options: Options) -> Proposal {
     let edges = aggregate(input.traces);
-    let all_tasks: BTreeSet<String> = input.current.iter().flatten().cloned().collect();
-    let checkable: BTreeSet<String> = all_tasks
-        .iter()
-        .filter(|t| input.specs.contains_key(*t))
-        .cloned()
-        .collect();
-    let mut seen: BTreeSet<String> = input
-        .traces
-        .tasks
-        .iter()
-        .filter(|t| t.invocations > 0)
-        .map(|t| t.task.clone())
-        .collect();
-    for (caller, callee, _) in edges.keys() {
-        seen.insert(caller.clone());
-        seen.insert(callee.clone());
+    let scope = Scope::of(&input, &edges);
+    let (groups, sync_reasons) = inline_sync_edges(&input, options, &edges, &scope);
+    let (proposed, notes) = proposed_grouping(&input, &groups, &scope);
+    let mut current = input.current.clone();
+    for group in &mut current {
+        group.sort();
     }
+    current.sort();
+    let (outcomes, gain) =
+        edge_outcomes(&edges, options, &scope, &sync_reasons, &current, &proposed);
+    Proposal {
+        current,
+        proposed,
+        edges: outcomes,
+        tasks: notes,
+        gain,
+    }
+}
 
-    // Candidate synchronous edges, hottest first, ties by caller then callee.
+/// Merges the groups of the synchronous edges, hottest first (ties by caller then callee),
+/// wherever the merged group can share a function; says why for each edge.
+fn inline_sync_edges(
+    input: &Input<'_>,
+    options: Options,
+    edges: &Edges,
+    scope: &Scope,
+) -> (Groups, SyncReasons) {
     let mut sync: Vec<(&String, &String, u64)> = edges
         .iter()
         .filter(|((caller, callee, mode), (calls, _, _))| {
             *mode == Mode::Sync
                 && caller != callee
                 && *calls >= options.min_calls
-                && checkable.contains(caller)
-                && checkable.contains(callee)
+                && scope.checkable.contains(caller)
+                && scope.checkable.contains(callee)
         })
         .map(|((caller, callee, _), (calls, _, _))| (caller, callee, *calls))
         .collect();
     sync.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| (a.0, a.1).cmp(&(b.0, b.1))));
 
-    let movable: BTreeSet<String> = checkable.intersection(&seen).cloned().collect();
-    let mut groups = Groups::new(movable.iter());
-    let mut sync_reasons: BTreeMap<(String, String), (Decision, String)> = BTreeMap::new();
+    let mut groups = Groups::new(scope.movable.iter());
+    let mut reasons = SyncReasons::new();
     for (caller, callee, calls) in sync {
         let key = (caller.clone(), callee.clone());
         let (ra, rb) = (groups.root(caller), groups.root(callee));
         if ra == rb {
-            sync_reasons.insert(
-                key,
-                (
-                    Decision::Inlined,
-                    format!("sync, {calls} calls: already in one group through hotter edges"),
-                ),
-            );
+            let why = format!("sync, {calls} calls: already in one group through hotter edges");
+            reasons.insert(key, (Decision::Inlined, why));
             continue;
         }
         let union: BTreeSet<&String> = groups.members[&ra]
@@ -320,36 +366,34 @@ pub fn propose(input: Input<'_>, options: Options) -> Proposal {
             .collect();
         let specs: Vec<&TaskSpec> = union.iter().map(|t| &input.specs[*t]).collect();
         let problems = fuse::check_group(input.project, &specs);
-        if problems.is_empty() {
+        let decision = if problems.is_empty() {
             groups.union(caller, callee);
-            sync_reasons.insert(
-                key,
-                (
-                    Decision::Inlined,
-                    format!(
-                        "sync, {calls} calls ≥ min-calls {}: inlined",
-                        options.min_calls
-                    ),
-                ),
+            let why = format!(
+                "sync, {calls} calls ≥ min-calls {}: inlined",
+                options.min_calls
             );
+            (Decision::Inlined, why)
         } else {
             let names: Vec<&str> = union.iter().map(|s| s.as_str()).collect();
-            sync_reasons.insert(
-                key,
-                (
-                    Decision::Conflict,
-                    format!(
-                        "sync, {calls} calls, but {} cannot share a function: {}",
-                        names.join(", "),
-                        joined(&problems)
-                    ),
-                ),
+            let why = format!(
+                "sync, {calls} calls, but {} cannot share a function: {}",
+                names.join(", "),
+                joined(&problems)
             );
-        }
+            (Decision::Conflict, why)
+        };
+        reasons.insert(key, decision);
     }
+    (groups, reasons)
+}
 
-    // The proposed grouping: components of the movable tasks, plus the kept tasks as the current
-    // grouping has them.
+/// The proposed grouping, normalised: the merged groups of the movable tasks, plus the other
+/// tasks as the current grouping has them; with a note on each task that did not move.
+fn proposed_grouping(
+    input: &Input<'_>,
+    groups: &Groups,
+    scope: &Scope,
+) -> (Grouping, Vec<TaskNote>) {
     let mut proposed: Grouping = groups
         .members
         .values()
@@ -359,11 +403,11 @@ pub fn propose(input: Input<'_>, options: Options) -> Proposal {
     for group in input.current {
         let kept: Vec<String> = group
             .iter()
-            .filter(|t| !movable.contains(*t))
+            .filter(|t| !scope.movable.contains(*t))
             .cloned()
             .collect();
         for task in &kept {
-            let why = if checkable.contains(task) {
+            let why = if scope.checkable.contains(task) {
                 "not seen in the traces: kept as the current grouping has it"
             } else {
                 "no code to check (an upload not received yet): kept as the current grouping has it"
@@ -379,7 +423,7 @@ pub fn propose(input: Input<'_>, options: Options) -> Proposal {
     }
     for group in &proposed {
         if let [task] = group.as_slice() {
-            if movable.contains(task) {
+            if scope.movable.contains(task) {
                 notes.push(TaskNote {
                     task: task.clone(),
                     reason: "seen, but no synchronous edge of it was inlined: runs alone"
@@ -393,25 +437,20 @@ pub fn propose(input: Input<'_>, options: Options) -> Proposal {
     }
     proposed.sort();
     notes.sort_by(|a, b| a.task.cmp(&b.task));
+    (proposed, notes)
+}
 
-    let mut current = input.current.clone();
-    for group in &mut current {
-        group.sort();
-    }
-    current.sort();
-
-    // Every edge's decision.
-    let sync_callers = |callee: &str| -> Vec<String> {
-        edges
-            .iter()
-            .filter(|((c, e, m), (n, _, _))| {
-                e == callee && *m == Mode::Sync && c != e && *n >= options.min_calls
-            })
-            .map(|((c, _, _), (n, _, _))| format!("`{c}` ({n} calls)"))
-            .collect()
-    };
+/// Every edge's decision, and the share of synchronous calls in-process before and after.
+fn edge_outcomes(
+    edges: &Edges,
+    options: Options,
+    scope: &Scope,
+    sync_reasons: &SyncReasons,
+    current: &Grouping,
+    proposed: &Grouping,
+) -> (Vec<EdgeOutcome>, Gain) {
     let together =
-        |a: &str, b: &str| group_of(&proposed, a).is_some_and(|g| g.iter().any(|t| t == b));
+        |a: &str, b: &str| group_of(proposed, a).is_some_and(|g| g.iter().any(|t| t == b));
     let mut outcomes = Vec::new();
     let mut gain = Gain {
         sync_calls: 0,
@@ -419,67 +458,19 @@ pub fn propose(input: Input<'_>, options: Options) -> Proposal {
         in_process_after: 0,
         expected: 0.0,
     };
-    for ((caller, callee, mode), (calls, in_process, errors)) in &edges {
-        let known = |t: &String| all_tasks.contains(t);
-        let (decision, reason) = if caller == callee {
-            (
-                Decision::SelfCall,
-                "a task calling itself: nothing to group".to_string(),
-            )
-        } else if !known(caller) || !known(callee) {
-            let missing = if known(caller) { callee } else { caller };
-            (
-                Decision::UnknownTask,
-                format!("`{missing}` is not a task of this project: ignored"),
-            )
-        } else if !checkable.contains(caller) || !checkable.contains(callee) {
-            let missing = if checkable.contains(caller) {
-                callee
-            } else {
-                caller
-            };
-            (
-                Decision::UnknownTask,
-                format!("`{missing}` has no code to check yet: ignored"),
-            )
-        } else if *calls < options.min_calls {
-            (
-                Decision::BelowMinCalls,
-                format!(
-                    "{mode}, {calls} calls < min-calls {}: ignored",
-                    options.min_calls
-                ),
-            )
-        } else if *mode == Mode::Async {
-            let callers = sync_callers(callee);
-            if together(caller, callee) {
-                (
-                    Decision::AsyncJoined,
-                    format!(
-                        "async, {calls} calls: `{callee}` would stay apart, but it is also called \
-                         synchronously by {}, which puts it in `{caller}`'s group; the async call \
-                         then runs in-process",
-                        callers.join(", ")
-                    ),
-                )
-            } else {
-                (
-                    Decision::AsyncApart,
-                    format!(
-                        "async, {calls} calls: the caller does not wait, so `{callee}` stays out \
-                         of `{caller}`'s group"
-                    ),
-                )
-            }
-        } else {
-            sync_reasons
-                .get(&(caller.clone(), callee.clone()))
-                .cloned()
-                .unwrap_or((Decision::Inlined, format!("sync, {calls} calls: inlined")))
-        };
+    for ((caller, callee, mode), (calls, in_process, errors)) in edges {
+        let (decision, reason) = decide(
+            (caller, callee, *mode, *calls),
+            edges,
+            options,
+            scope,
+            sync_reasons,
+            together(caller, callee),
+        );
+        let known = |t: &String| scope.all.contains(t);
         if *mode == Mode::Sync && caller != callee && known(caller) && known(callee) {
             gain.sync_calls += calls;
-            if group_of(&current, caller).is_some_and(|g| g.contains(callee)) {
+            if group_of(current, caller).is_some_and(|g| g.contains(callee)) {
                 gain.in_process_before += calls;
             }
             if together(caller, callee) {
@@ -503,13 +494,81 @@ pub fn propose(input: Input<'_>, options: Options) -> Proposal {
             (gain.in_process_after as f64 - gain.in_process_before as f64) / gain.sync_calls as f64;
         gain.expected = expected;
     }
-    Proposal {
-        current,
-        proposed,
-        edges: outcomes,
-        tasks: notes,
-        gain,
+    (outcomes, gain)
+}
+
+/// The decision on one edge (caller, callee, mode, calls) and why; `together`: whether the
+/// proposal puts caller and callee in one group.
+fn decide(
+    (caller, callee, mode, calls): (&String, &String, Mode, u64),
+    edges: &Edges,
+    options: Options,
+    scope: &Scope,
+    sync_reasons: &SyncReasons,
+    together: bool,
+) -> (Decision, String) {
+    let known = |t: &String| scope.all.contains(t);
+    let checkable = |t: &String| scope.checkable.contains(t);
+    if caller == callee {
+        return (
+            Decision::SelfCall,
+            "a task calling itself: nothing to group".to_string(),
+        );
     }
+    if !known(caller) || !known(callee) {
+        let missing = if known(caller) { callee } else { caller };
+        return (
+            Decision::UnknownTask,
+            format!("`{missing}` is not a task of this project: ignored"),
+        );
+    }
+    if !checkable(caller) || !checkable(callee) {
+        let missing = if checkable(caller) { callee } else { caller };
+        return (
+            Decision::UnknownTask,
+            format!("`{missing}` has no code to check yet: ignored"),
+        );
+    }
+    if calls < options.min_calls {
+        return (
+            Decision::BelowMinCalls,
+            format!(
+                "{mode}, {calls} calls < min-calls {}: ignored",
+                options.min_calls
+            ),
+        );
+    }
+    if mode == Mode::Async {
+        if together {
+            let callers: Vec<String> = edges
+                .iter()
+                .filter(|((c, e, m), (n, _, _))| {
+                    e == callee && *m == Mode::Sync && c != e && *n >= options.min_calls
+                })
+                .map(|((c, _, _), (n, _, _))| format!("`{c}` ({n} calls)"))
+                .collect();
+            return (
+                Decision::AsyncJoined,
+                format!(
+                    "async, {calls} calls: `{callee}` would stay apart, but it is also called \
+                     synchronously by {}, which puts it in `{caller}`'s group; the async call \
+                     then runs in-process",
+                    callers.join(", ")
+                ),
+            );
+        }
+        return (
+            Decision::AsyncApart,
+            format!(
+                "async, {calls} calls: the caller does not wait, so `{callee}` stays out \
+                 of `{caller}`'s group"
+            ),
+        );
+    }
+    sync_reasons
+        .get(&(caller.clone(), callee.clone()))
+        .cloned()
+        .unwrap_or((Decision::Inlined, format!("sync, {calls} calls: inlined")))
 }
 
 /// What serve's `feedback` optimizer gets from one run over a window of traces.
