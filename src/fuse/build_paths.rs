@@ -11,8 +11,8 @@
 //!   directory at the top of the task's directory, becomes
 //!   `/opt/nuclio/fusionizer_tasks/<task>/<name>`, and `/opt/nuclio` itself (`cd /opt/nuclio`)
 //!   becomes `/opt/nuclio/fusionizer_tasks/<task>`;
-//! - Nuclio's own files there (`whl`, `_nuclio_wrapper.py`, `requirements`, put by the python
-//!   onbuild image) are left as they are;
+//! - Nuclio's own files there (`whl`, `_nuclio_wrapper.py`, `requirements`, `test_wrapper.py`,
+//!   `.dockerignore`, put by the python onbuild image) are left as they are;
 //! - anything else under `/opt/nuclio` (a name the task does not have, a glob, fusion's own
 //!   layout) cannot be rewritten safely and is refused, naming the command;
 //! - pre-copy commands run before any file is copied, in Nuclio as in a fused image, and are
@@ -29,7 +29,17 @@ pub const NUCLIO_DIR: &str = "/opt/nuclio";
 pub const POST_COPY: &str = "@nuclio.postCopy";
 /// What Nuclio's python onbuild image itself puts under `/opt/nuclio`
 /// (`pkg/processor/build/runtime/python/runtime.go`: `/home/nuclio/bin/py` and the wheels).
-const NUCLIO_OWN: &[&str] = &["whl", "_nuclio_wrapper.py", "requirements"];
+/// `/home/nuclio/bin/py` is `pkg/processor/runtime/python/py` copied whole
+/// (`pkg/processor/build/runtime/python/docker/onbuild/Dockerfile`, built from the repository's
+/// root, where that directory's own `.dockerignore` does not apply), so its test and ignore
+/// files may be there too.
+const NUCLIO_OWN: &[&str] = &[
+    "whl",
+    "_nuclio_wrapper.py",
+    "requirements",
+    "test_wrapper.py",
+    ".dockerignore",
+];
 
 /// One command as written and as rewritten.
 #[derive(Debug, Clone, PartialEq, Eq)]

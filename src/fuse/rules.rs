@@ -148,13 +148,16 @@ pub(super) fn build(items: &[Item<'_>], problems: &mut Vec<FuseError>) -> (Value
     (Value::Mapping(map), commands)
 }
 
-/// `build.commands` of every task, in task order, each logical command once. A logical command
-/// is a line plus the lines a trailing `\` joins to it. Commands before `@nuclio.postCopy` stay
-/// before it, the ones after it after it.
+/// `build.commands` of every task, in task order, each command once, as Nuclio reads them
+/// ([`nuclio_commands`]): the pre-copy ones, then `@nuclio.postCopy` and the post-copy ones.
+/// Each command is one list entry, its continuation lines already joined as Nuclio joins them,
+/// so that one task's trailing `\` can never swallow the next task's command. A command that
+/// still ends with `\` once joined (only the last entry of a task's list can) would; it is
+/// refused unless it comes last.
 fn build_commands(items: &[Item<'_>], problems: &mut Vec<FuseError>) -> Vec<String> {
-    let mut pre: Vec<Vec<String>> = Vec::new();
-    let mut post: Vec<Vec<String>> = Vec::new();
-    for item in items {
+    let mut pre: Vec<(usize, String)> = Vec::new();
+    let mut post: Vec<(usize, String)> = Vec::new();
+    for (at, item) in items.iter().enumerate() {
         let Some(list) = item.value.as_sequence() else {
             problems.push(invalid(
                 item,
@@ -165,43 +168,79 @@ fn build_commands(items: &[Item<'_>], problems: &mut Vec<FuseError>) -> Vec<Stri
         let mut lines = Vec::new();
         for entry in list {
             match entry.as_str() {
-                Some(line) => lines.push(line.to_string()),
+                Some(line) => lines.push(line),
                 None => problems.push(invalid(
                     item,
                     "`spec.build.commands` must be a list of strings",
                 )),
             }
         }
-        let mut in_post = false;
-        let mut current: Vec<String> = Vec::new();
-        for line in lines {
-            if current.is_empty() && line.trim() == POST_COPY {
-                in_post = true;
-                continue;
-            }
-            let continues = line.trim_end().ends_with('\\');
-            current.push(line);
-            if !continues {
-                let target = if in_post { &mut post } else { &mut pre };
-                let command = std::mem::take(&mut current);
-                if !target.contains(&command) {
-                    target.push(command);
+        let (task_pre, task_post) = nuclio_commands(&lines);
+        for (target, commands) in [(&mut pre, task_pre), (&mut post, task_post)] {
+            for command in commands {
+                if !target.iter().any(|(_, c)| *c == command) {
+                    target.push((at, command));
                 }
             }
         }
-        if !current.is_empty() {
-            let target = if in_post { &mut post } else { &mut pre };
-            if !target.contains(&current) {
-                target.push(current);
+    }
+    let mut out: Vec<(usize, String)> = pre;
+    if !post.is_empty() {
+        out.push((usize::MAX, POST_COPY.to_string()));
+        out.extend(post);
+    }
+    if let Some((_, rest)) = out.split_last() {
+        for (at, command) in rest {
+            if command.ends_with('\\') {
+                problems.push(invalid(
+                    &items[*at],
+                    &format!(
+                        "the build command `{command}` ends with `\\` once Nuclio joins its \
+                         continuation lines, so Nuclio would join the next command of the fused \
+                         function to it: remove the trailing `\\`"
+                    ),
+                ));
             }
         }
     }
-    let mut out: Vec<String> = pre.into_iter().flatten().collect();
-    if !post.is_empty() {
-        out.push(POST_COPY.to_string());
-        out.extend(post.into_iter().flatten());
+    out.into_iter().map(|(_, command)| command).collect()
+}
+
+/// A task's `build.commands` as Nuclio 1.14 turns them into Dockerfile `RUN` directives
+/// (`pkg/processor/build/builder.go`, `commandsToDirectives`): (pre-copy, post-copy) commands.
+/// An entry whose last byte is `\` continues on the next entry, joined without the backslash
+/// and without a space (`["echo 1\", "2"]` runs `echo 12`); a last entry ending with `\` just
+/// loses it. A line that is `@nuclio.postCopy` (blanks trimmed) switches to post-copy, even in
+/// the middle of a continuation, where what was joined so far becomes a post-copy command.
+pub(crate) fn nuclio_commands(lines: &[&str]) -> (Vec<String>, Vec<String>) {
+    let (mut pre, mut post) = (Vec::new(), Vec::new());
+    let mut in_post = false;
+    let mut at = 0;
+    while at < lines.len() {
+        let mut joined = String::new();
+        loop {
+            let line = lines[at];
+            if line.trim() == POST_COPY {
+                in_post = true;
+                break;
+            }
+            if let Some(head) = line.strip_suffix('\\') {
+                joined.push_str(head);
+                if at + 1 >= lines.len() {
+                    break;
+                }
+                at += 1;
+            } else {
+                joined.push_str(line);
+                break;
+            }
+        }
+        at += 1;
+        if !joined.is_empty() {
+            if in_post { &mut post } else { &mut pre }.push(joined);
+        }
     }
-    out
+    (pre, post)
 }
 
 /// `spec.triggers`: the tasks' HTTP triggers become one (named after the first task's), whose

@@ -377,11 +377,9 @@ fn build_commands_concatenate_without_duplicates_keeping_post_copy_sections() {
         artifact.build_commands,
         vec![
             "pip install requests",
-            "apt-get install -y \\",
-            "curl",
+            "apt-get install -y curl",
             "pip install numpy",
-            "apt-get install -y \\",
-            "jq",
+            "apt-get install -y jq",
             "@nuclio.postCopy",
             "python -m compileall .",
         ]
@@ -393,6 +391,97 @@ fn build_commands_concatenate_without_duplicates_keeping_post_copy_sections() {
             .unwrap()
             .len(),
         artifact.build_commands.len()
+    );
+}
+
+#[test]
+fn a_trailing_backslash_never_joins_another_tasks_command() {
+    // Nuclio joins an entry ending with `\` to the next entry (builder.go,
+    // commandsToDirectives); a task's last entry ending with one just loses it, alone or fused.
+    let tmp = tempfile::tempdir().unwrap();
+    let a = simple(
+        tmp.path(),
+        "taska",
+        "  build:\n    commands:\n    - '@nuclio.postCopy'\n    - echo a \\\n",
+    );
+    let b = simple(
+        tmp.path(),
+        "taskb",
+        "  build:\n    commands:\n    - '@nuclio.postCopy'\n    - echo b\n",
+    );
+    let artifact = fuse_group("shop", &[&a, &b]).unwrap();
+    assert_eq!(
+        artifact.build_commands,
+        vec!["@nuclio.postCopy", "echo a ", "echo b"]
+    );
+    // One that still ends with `\` once joined would take the next command with it
+    // (tasks are fused in name order: `task0` comes before `taskb`).
+    let joining = "  build:\n    commands:\n    - '@nuclio.postCopy'\n    - 'echo c \\\\'\n";
+    let c = simple(tmp.path(), "task0", joining);
+    let Err(err) = fuse_group("shop", &[&c, &b]) else {
+        panic!("a command ending with a backslash before another was accepted");
+    };
+    assert!(
+        err_text(&err).contains(
+            "task `task0`: the build command `echo c \\` ends with `\\` once Nuclio joins its \
+             continuation lines"
+        ),
+        "{}",
+        err_text(&err)
+    );
+    // Last in the fused function, it joins nothing.
+    let z = simple(tmp.path(), "taskz", joining);
+    let artifact = fuse_group("shop", &[&b, &z]).unwrap();
+    assert_eq!(
+        artifact.build_commands,
+        vec!["@nuclio.postCopy", "echo b", "echo c \\"]
+    );
+}
+
+#[test]
+fn build_commands_are_read_as_nuclio_reads_them() {
+    use super::rules::nuclio_commands;
+    // pkg/processor/build/builder_test.go, TestCommandsToDirectives, 1.14.1
+    assert_eq!(
+        nuclio_commands(&[
+            "preCommand1 arg1 \\",
+            "arg2 \\",
+            "arg3",
+            "preCommand2",
+            "@nuclio.postCopy",
+            "postCommand1",
+        ]),
+        (
+            vec![
+                "preCommand1 arg1 arg2 arg3".to_string(),
+                "preCommand2".to_string()
+            ],
+            vec!["postCommand1".to_string()]
+        )
+    );
+    // the backslash is the last byte, not the last non-blank; no space is added
+    assert_eq!(
+        nuclio_commands(&["echo 1\\", "2", "echo \\ ", "3"]),
+        (
+            vec![
+                "echo 12".to_string(),
+                "echo \\ ".to_string(),
+                "3".to_string()
+            ],
+            vec![]
+        )
+    );
+    // the marker inside a continuation switches, taking what was joined so far with it
+    assert_eq!(
+        nuclio_commands(&["pre", "echo a \\", " @nuclio.postCopy ", "post", "last \\"]),
+        (
+            vec!["pre".to_string()],
+            vec![
+                "echo a ".to_string(),
+                "post".to_string(),
+                "last ".to_string()
+            ]
+        )
     );
 }
 

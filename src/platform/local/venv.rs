@@ -230,7 +230,7 @@ impl Environments {
         std::fs::write(&requirements, REQUIREMENTS).map_err(|e| {
             PlatformError::io(format!("cannot write `{}`", requirements.display()), e)
         })?;
-        progress.step(function, "installing the runtime (nuclio-sdk, requests)");
+        progress.step(function, "installing the runtime (nuclio-sdk, msgpack)");
         Cmd::new(venv.python())
             .args([
                 "-m",
