@@ -157,8 +157,8 @@ fn min_max_replicas(min: Option<i64>, max: Option<i64>, out: &mut Vec<Rejection>
 /// `validateTriggers`, with `validateIngresses` and `validateBatchConfiguration`
 /// (`pkg/platform/abstract/platform.go`), after `enrichTriggers` (a trigger without `name` takes
 /// its key; `maxWorkers` stands in for a missing `numWorkers`) and `enrichBatchParams` (an
-/// enabled batch gets size 10 and timeout `1s` when they are missing).
-// Long by design: it follows Nuclio's `validateTriggers` check by check, in Nuclio's order.
+/// enabled batch gets size 10 and timeout `1s` when they are missing). Nuclio's order: the
+/// ingresses of every trigger, then the batches, then each trigger's own checks.
 fn triggers(
     function: &Value,
     spec: &Value,
@@ -166,152 +166,173 @@ fn triggers(
     max: Option<i64>,
     out: &mut Vec<Rejection>,
 ) {
-    const RULE: &str = "validateTriggers";
     let triggers = trigger_list(spec);
-
     for (key, trigger) in &triggers {
-        if text(trigger.get("kind")) != "http" {
-            continue;
-        }
-        let Some(ingresses) = trigger
-            .get("attributes")
-            .and_then(Value::as_mapping)
-            .and_then(|a| a.get("ingresses"))
-        else {
-            continue;
-        };
-        match ingresses.as_mapping() {
-            None => reject(
-                out,
-                "validateIngresses",
-                format!("Malformed structure for ingresses in trigger '{key}' (expects a map)"),
-            ),
-            Some(map) => {
-                if let Some((name, _)) = map.iter().find(|(_, ingress)| !ingress.is_mapping()) {
-                    let name = name.as_str().map_or_else(
-                        || serde_norway::to_string(name).unwrap_or_default(),
-                        str::to_string,
-                    );
-                    reject(
-                        out,
-                        "validateIngresses",
-                        format!(
-                            "Malformed structure for ingress '{}' in trigger '{key}'",
-                            name.trim_end()
-                        ),
-                    );
-                }
-            }
-        }
+        ingresses(key, trigger, out);
     }
-
     for (_, trigger) in &triggers {
-        let Some(batch) = trigger.get("batch").filter(|b| !b.is_null()) else {
-            continue;
-        };
-        let enabled = text(batch.get("mode")) == "enable";
-        let size = int(batch.get("batchSize"))
-            .filter(|&n| n != 0 || !enabled)
-            .unwrap_or(if enabled { 10 } else { 0 });
-        let timeout = match text(batch.get("timeout")) {
-            "" if enabled => "1s",
-            other => other,
-        };
-        if size <= 0 {
-            reject(
-                out,
-                "validateBatchConfiguration",
-                "Batch size should be 1 or higher",
-            );
-        } else if let Err(e) = go_parse_duration(timeout) {
-            reject(
-                out,
-                "validateBatchConfiguration",
-                format!("Batching timeout validation failed. Error: {e}"),
-            );
-        }
+        batch(trigger, out);
     }
-
     let annotations = function.get("metadata").and_then(|m| m.get("annotations"));
     let mut http_seen = false;
     for (key, trigger) in &triggers {
-        if key.is_empty() {
-            reject(out, RULE, "Trigger key can not be empty");
-            continue;
+        trigger_fields(key, trigger, annotations, (min, max), &mut http_seen, out);
+    }
+}
+
+/// `validateIngresses` of one trigger: an HTTP trigger's `attributes.ingresses` is a map of maps.
+fn ingresses(key: &str, trigger: &Value, out: &mut Vec<Rejection>) {
+    if text(trigger.get("kind")) != "http" {
+        return;
+    }
+    let Some(ingresses) = trigger
+        .get("attributes")
+        .and_then(Value::as_mapping)
+        .and_then(|a| a.get("ingresses"))
+    else {
+        return;
+    };
+    match ingresses.as_mapping() {
+        None => reject(
+            out,
+            "validateIngresses",
+            format!("Malformed structure for ingresses in trigger '{key}' (expects a map)"),
+        ),
+        Some(map) => {
+            if let Some((name, _)) = map.iter().find(|(_, ingress)| !ingress.is_mapping()) {
+                let name = name.as_str().map_or_else(
+                    || serde_norway::to_string(name).unwrap_or_default(),
+                    str::to_string,
+                );
+                reject(
+                    out,
+                    "validateIngresses",
+                    format!(
+                        "Malformed structure for ingress '{}' in trigger '{key}'",
+                        name.trim_end()
+                    ),
+                );
+            }
         }
-        let name = match text(trigger.get("name")) {
-            "" => key.as_str(),
-            name => name,
-        };
-        if name != key {
+    }
+}
+
+/// `validateBatchConfiguration` of one trigger, after `enrichBatchParams`.
+fn batch(trigger: &Value, out: &mut Vec<Rejection>) {
+    let Some(batch) = trigger.get("batch").filter(|b| !b.is_null()) else {
+        return;
+    };
+    let enabled = text(batch.get("mode")) == "enable";
+    let size = int(batch.get("batchSize"))
+        .filter(|&n| n != 0 || !enabled)
+        .unwrap_or(if enabled { 10 } else { 0 });
+    let timeout = match text(batch.get("timeout")) {
+        "" if enabled => "1s",
+        other => other,
+    };
+    if size <= 0 {
+        reject(
+            out,
+            "validateBatchConfiguration",
+            "Batch size should be 1 or higher",
+        );
+    } else if let Err(e) = go_parse_duration(timeout) {
+        reject(
+            out,
+            "validateBatchConfiguration",
+            format!("Batching timeout validation failed. Error: {e}"),
+        );
+    }
+}
+
+/// `validateTriggers`' checks of one trigger, in Nuclio's order: key and name, workers, one
+/// HTTP trigger (`http_seen`), explicit ack with worker pools, autoscaling of V3IO streams
+/// (`replicas`: min and max).
+fn trigger_fields(
+    key: &str,
+    trigger: &Value,
+    annotations: Option<&Value>,
+    (min, max): (Option<i64>, Option<i64>),
+    http_seen: &mut bool,
+    out: &mut Vec<Rejection>,
+) {
+    const RULE: &str = "validateTriggers";
+    if key.is_empty() {
+        reject(out, RULE, "Trigger key can not be empty");
+        return;
+    }
+    let name = match text(trigger.get("name")) {
+        "" => key,
+        name => name,
+    };
+    if name != key {
+        reject(
+            out,
+            RULE,
+            format!("Trigger key and name mismatch ({key} != {name})"),
+        );
+        return;
+    }
+    let workers = match int(trigger.get("numWorkers")).unwrap_or(0) {
+        0 => int(trigger.get("maxWorkers")).unwrap_or(0),
+        n => n,
+    };
+    if workers > NUM_WORKERS_LIMIT {
+        reject(
+            out,
+            RULE,
+            format!(
+                "NumWorkers value for {key} trigger ({workers}) exceeds the limit of \
+                 {NUM_WORKERS_LIMIT}"
+            ),
+        );
+        return;
+    }
+    let kind = text(trigger.get("kind"));
+    if kind == "http" {
+        if *http_seen {
             reject(
                 out,
                 RULE,
-                format!("Trigger key and name mismatch ({key} != {name})"),
+                "There's more than one http trigger (unsupported)",
             );
-            continue;
         }
-        let workers = match int(trigger.get("numWorkers")).unwrap_or(0) {
-            0 => int(trigger.get("maxWorkers")).unwrap_or(0),
-            n => n,
+        *http_seen = true;
+        return;
+    }
+    if ["v3io-stream", "v3ioStream", "kafka-cluster", "kafka"].contains(&kind) {
+        let prefix = if kind.contains("v3io") {
+            "v3iostream"
+        } else {
+            "kafka"
         };
-        if workers > NUM_WORKERS_LIMIT {
+        let annotation = format!("nuclio.io/{prefix}-worker-allocation-mode");
+        let mut mode = text(annotations.and_then(|a| a.get(annotation.as_str())));
+        if let Some(attribute) = trigger
+            .get("attributes")
+            .and_then(|a| a.get("workerAllocationMode"))
+        {
+            mode = text(Some(attribute));
+        }
+        let explicit_ack =
+            ["enable", "explicitOnly"].contains(&text(trigger.get("explicitAckMode")));
+        if !mode.is_empty() && mode != "static" && explicit_ack {
             reject(
                 out,
                 RULE,
-                format!(
-                    "NumWorkers value for {key} trigger ({workers}) exceeds the limit of \
-                     {NUM_WORKERS_LIMIT}"
-                ),
+                "Explicit ack mode is not allowed when using worker pool allocation mode",
             );
-            continue;
+            return;
         }
-        let kind = text(trigger.get("kind"));
-        if kind == "http" {
-            if http_seen {
+    }
+    if ["v3io-stream", "v3ioStream"].contains(&kind) {
+        if let (Some(min), Some(max)) = (min, max) {
+            if min != max {
                 reject(
                     out,
                     RULE,
-                    "There's more than one http trigger (unsupported)",
+                    "V3IO Stream trigger does not support autoscaling",
                 );
-            }
-            http_seen = true;
-            continue;
-        }
-        if ["v3io-stream", "v3ioStream", "kafka-cluster", "kafka"].contains(&kind) {
-            let prefix = if kind.contains("v3io") {
-                "v3iostream"
-            } else {
-                "kafka"
-            };
-            let annotation = format!("nuclio.io/{prefix}-worker-allocation-mode");
-            let mut mode = text(annotations.and_then(|a| a.get(annotation.as_str())));
-            if let Some(attribute) = trigger
-                .get("attributes")
-                .and_then(|a| a.get("workerAllocationMode"))
-            {
-                mode = text(Some(attribute));
-            }
-            let explicit_ack =
-                ["enable", "explicitOnly"].contains(&text(trigger.get("explicitAckMode")));
-            if !mode.is_empty() && mode != "static" && explicit_ack {
-                reject(
-                    out,
-                    RULE,
-                    "Explicit ack mode is not allowed when using worker pool allocation mode",
-                );
-                continue;
-            }
-        }
-        if ["v3io-stream", "v3ioStream"].contains(&kind) {
-            if let (Some(min), Some(max)) = (min, max) {
-                if min != max {
-                    reject(
-                        out,
-                        RULE,
-                        "V3IO Stream trigger does not support autoscaling",
-                    );
-                }
             }
         }
     }
