@@ -14,12 +14,13 @@ It prints one JSON object:
 
 ERROR is {"line", "column", "message"} (1-based; column 0 when unknown). "feature_error" is
 what `ast.parse(..., feature_version=(3, feature))` says of a file that parses with this
-interpreter's own grammar: a best-effort check for syntax newer than that Python (Python's own
-words: "best-effort, no guarantee"). BINDING says how `name` is bound at the module's top level
+interpreter's own grammar, when that Python is older than this one: a check for syntax newer than
+that Python, which Python's documentation calls a "best-effort" attempt. BINDING says how `name` is bound at the module's top level
 (also inside top-level `if`/`try`/`with`/`for`/`while` blocks, the last binding winning):
 {"kind": "def" | "other" | "missing" | "unknown", "line", "column", "decorated",
 "positional", "defaults", "varargs", "kwonly_required": [names], "functions": [every top-level
-function name]}. "unknown" is a module that does not parse, or one with `from x import *`.
+function name]}. "unknown" is a module that does not parse, one with `from x import *`, or one
+whose module-level `__getattr__` may provide the name.
 """
 
 import ast
@@ -52,9 +53,10 @@ def _check_file(entry):
     except Exception as exc:  # SyntaxError, ValueError (NUL bytes), decoding, reading
         result["error"] = _error(exc)
         return result
-    if entry.get("feature") is not None:
+    feature = entry.get("feature")
+    if feature is not None and feature < sys.version_info[1]:
         try:
-            _parse(entry["path"], entry["feature"])
+            _parse(entry["path"], feature)
         except Exception as exc:
             result["feature_error"] = _error(exc)
     return result
@@ -125,6 +127,8 @@ def _binding(entry):
         elif name in _targets(node):
             found = node
     result["functions"] = sorted(set(functions))
+    if found is None and "__getattr__" in functions:
+        return result  # a module `__getattr__` (PEP 562) may provide any name
     if found is None:
         result["kind"] = "missing"
         return result
