@@ -116,6 +116,8 @@ READY_PID = "pid"
 READY_TASKS = "tasks"
 FAILED_TASK = "task"
 FAILED_ERROR = "error"
+# The failure on one line (`file:line: Type: message` where the task's code is known).
+FAILED_SUMMARY = "summary"
 LOG_TASK = "task"
 LOG_LEVEL = "level"
 LOG_MESSAGE = "message"

@@ -134,6 +134,13 @@ def mount_tasks(root, tasks):
     return packages
 
 
+def task_directory(package):
+    """The directory a task package (from `mount_tasks`) is mounted from."""
+    module = sys.modules.get(package)
+    paths = list(getattr(module, "__path__", ())) if module is not None else []
+    return paths[0] if paths else None
+
+
 def import_task_module(package, module_name):
     """Import `module_name` (dotted, relative to the task directory) inside the task package."""
     return importlib.import_module(package + "." + module_name)

@@ -61,11 +61,57 @@ def current_task():
 
 
 class TaskError(Exception):
-    """A task failed to load or to initialise; `task` names it."""
+    """A task failed to load or to initialise; `task` names it, `reason` is the one line that
+    says what went wrong without the task's name (the message is `task `<task>`: <reason>`)."""
 
-    def __init__(self, task, message):
+    def __init__(self, task, message, reason=None):
         super(TaskError, self).__init__(message)
         self.task = task
+        self.reason = reason if reason is not None else message
+
+
+def _failed(task, reason):
+    return TaskError(task, "task `{0}`: {1}".format(task, reason), reason)
+
+
+# A failure's one line is cut to this many characters.
+_MAX_REASON = 500
+
+
+def one_line(text):
+    """`text` on one line (whitespace runs collapsed), cut to `_MAX_REASON` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= _MAX_REASON else text[:_MAX_REASON - 3] + "..."
+
+
+def located(exc, directory=None):
+    """`file:line[:column]: Type: message` for `exc`, raised by a task's code: where in the task's
+    `directory` it happened (a `SyntaxError`'s own place, else the innermost frame there),
+    relative to it; without a place when none is in that directory. One line."""
+    where = None
+    text = str(exc)
+    if isinstance(exc, SyntaxError):
+        text = exc.msg or text
+        if exc.filename and _below(exc.filename, directory):
+            where = "{0}:{1}".format(os.path.relpath(exc.filename, directory), exc.lineno)
+            if exc.offset:
+                where += ":{0}".format(exc.offset)
+    if where is None and directory is not None:
+        tb = exc.__traceback__
+        while tb is not None:
+            filename = tb.tb_frame.f_code.co_filename
+            if _below(filename, directory):
+                where = "{0}:{1}".format(os.path.relpath(filename, directory), tb.tb_lineno)
+            tb = tb.tb_next
+    described = "{0}: {1}".format(type(exc).__name__, text) if text else type(exc).__name__
+    return one_line("{0}: {1}".format(where, described) if where else described)
+
+
+def _below(path, directory):
+    if not directory or not path:
+        return False
+    directory = os.path.abspath(directory)
+    return os.path.abspath(path).startswith(directory + os.sep)
 
 
 class _TaskLogger(object):
@@ -353,15 +399,18 @@ class Dispatcher(object):
                 raise TaskError(name, "task `{0}`: malformed handler {1!r}".format(name, spec))
             module_name, attribute = match.group(1), match.group(3)
             token = _CURRENT.set(_Frame(name, None))
+            directory = _imports.task_directory(packages[name])
             try:
                 module = _imports.import_task_module(packages[name], module_name)
-                entrypoint = getattr(module, attribute)
             except Exception as exc:
-                raise TaskError(
-                    name, "task `{0}`: cannot load handler `{1}`: {2}".format(name, spec, exc)
-                ) from exc
+                raise _failed(name, "cannot import handler `{0}`: {1}".format(
+                    spec, located(exc, directory))) from exc
             finally:
                 _CURRENT.reset(token)
+            entrypoint = getattr(module, attribute, None)
+            if entrypoint is None:
+                raise _failed(name, "handler `{0}`: module `{1}` defines no `{2}`".format(
+                    spec, module_name, attribute))
             task = _Task()
             task.name = name
             task.handler = entrypoint
@@ -395,13 +444,12 @@ class Dispatcher(object):
                 if inspect.isawaitable(result):
                     result = _in_frame(result, _Frame(name, None))
             except Exception as exc:
-                raise TaskError(
-                    name, "task `{0}`: init_context failed: {1}".format(name, exc)
-                ) from exc
+                raise _failed(name, "`init_context` failed: {0}".format(
+                    located(exc, _imports.task_directory(task.package)))) from exc
             finally:
                 _CURRENT.reset(token)
             if result is not None and inspect.isawaitable(result):
-                yield _named_init(name, result)
+                yield _named_init(name, result, _imports.task_directory(task.package))
 
     # ----------------------------------------------------------------- routing
 
@@ -958,11 +1006,11 @@ async def _in_frame(awaitable, frame):
         _CURRENT.reset(token)
 
 
-async def _named_init(name, awaitable):
+async def _named_init(name, awaitable, directory):
     try:
         return await awaitable
     except Exception as exc:
-        raise TaskError(name, "task `{0}`: init_context failed: {1}".format(name, exc)) from exc
+        raise _failed(name, "`init_context` failed: {0}".format(located(exc, directory))) from exc
 
 
 class _DeferredThread(object):

@@ -22,7 +22,9 @@ Rust -> worker
     Q  quit: run the termination callback (see below), then exit 0.
 Worker -> Rust
     S  ready, once, after every task's init_context: JSON {"pid", "tasks"}
-    F  init failed: JSON {"task": str|null, "error": str}; then exit 1
+    F  init failed: JSON {"task": str|null, "error": str (with the traceback), "summary": str
+       (one line: what failed, `file:line: Type: message` where the task's code is known)};
+       then exit 1
     R  response, exactly one per E, in order: meta_len:u32 BE | meta JSON | body (raw bytes).
        meta = {"status_code", "content_type", "headers", "task", "calls": {"local", "remote"}}
        plus, when there is something to report (`_trace`), "trace" (the in-process call
@@ -91,7 +93,7 @@ import traceback
 import nuclio_sdk
 
 from . import _codec, _contract as C, _trace
-from .dispatcher import current_task
+from .dispatcher import current_task, located
 
 # Bound at import, before any task code runs: a task that patches `json`, `socket`, `select` or
 # `os` changes what it sees, never the frames (see the module docstring).
@@ -781,6 +783,7 @@ def main(argv=None):
         channel.send_json(_INIT_FAILED, {
             C.FAILED_TASK: getattr(exc, "task", None),
             C.FAILED_ERROR: _cut("{0}\n{1}".format(exc, traceback.format_exc()), _MAX_FAILURE)[0],
+            C.FAILED_SUMMARY: getattr(exc, "reason", None) or located(exc),
         })
         return 1
     _flush()

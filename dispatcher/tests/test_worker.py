@@ -218,6 +218,9 @@ class WorkerTest(WorkerCase):
         self.assertEqual(failure["task"], "broken")
         self.assertIn("no database", failure["error"])
         self.assertIn("Traceback", failure["error"])
+        # issue 21: the one line the Rust side shows, where in the task's code it failed
+        self.assertEqual(failure["summary"],
+                         "`init_context` failed: main.py:3: RuntimeError: no database")
         self.assertEqual(process.wait(DEADLINE), 1)
 
     def test_worker_exits_when_the_socket_closes(self):

@@ -66,8 +66,8 @@ pub(super) fn command(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
     let prepared = match &saved {
         // A saved destroy plan is checked against an empty desired set: nothing to fuse.
         Some(saved) if saved.destroy => prepare_destroy(ctx.workspace()?)?,
-        Some(saved) => prepare_to_deploy(ctx.workspace()?, saved.selection.into())?,
-        None => prepare_to_deploy(ctx.workspace()?, args.selection)?,
+        Some(saved) => prepare_to_deploy(ctx.checked_workspace()?, saved.selection.into())?,
+        None => prepare_to_deploy(ctx.checked_workspace()?, args.selection)?,
     };
     let command_line = match &args.plan_file {
         Some(p) => format!("fusionizer apply {}", p.display()),

@@ -70,6 +70,14 @@ impl Context {
         Ok(config::load(&path)?)
     }
 
+    /// [`Context::workspace`], with the tasks' Python checked too ([`config::check_python`]):
+    /// for the commands that validate before a deploy (`validate`, `plan`, `apply`).
+    pub fn checked_workspace(&self) -> Result<config::Workspace> {
+        let ws = self.workspace()?;
+        config::check_python(&ws)?;
+        Ok(ws)
+    }
+
     /// `path` resolved against the working directory (after `-C`).
     pub fn resolve(&self, path: &Path) -> PathBuf {
         absolute(&self.cwd, path)

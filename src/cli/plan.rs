@@ -45,7 +45,7 @@ pub(super) fn command(ctx: &Context, args: PlanArgs) -> Result<ExitCode> {
     let (prepared, observed, plan) = if destroy {
         make_destroy_plan(ctx.workspace()?, &rt)?
     } else {
-        make_plan(ctx.workspace()?, &rt, selection)?
+        make_plan(ctx.checked_workspace()?, &rt, selection)?
     };
     if output == OutputFormat::Markdown {
         // The grouping before → after: the live functions' task sets, then the desired ones.

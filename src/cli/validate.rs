@@ -1,5 +1,6 @@
-//! `fusionizer validate`: loads fusion.toml with every task and also fuses the grouping of every
-//! phase, so a merge conflict is caught before anything is deployed.
+//! `fusionizer validate`: loads fusion.toml with every task, checks the tasks' Python (syntax,
+//! handler; `config::pycheck`) and also fuses the grouping of every phase, so a merge conflict
+//! is caught before anything is deployed.
 
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use crate::workspace;
 /// `fusionizer validate`: every problem of fusion.toml, the task specs and the merge of every
 /// phase's groups at once (exit 78), or a one-line summary on stdout.
 pub(super) fn command(ctx: &Context) -> Result<ExitCode> {
-    let ws = ctx.workspace()?;
+    let ws = ctx.checked_workspace()?;
 
     // The groupings to check: the start (when it is not already a phase) and every phase.
     let mut selections: Vec<(String, Selection)> = Vec::new();

@@ -12,10 +12,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use self::diagnostic::{display_path, relative_to, Diagnostic, Diagnostics};
+pub use self::pycheck::{check_python, PythonCheck};
 pub use self::taskspec::TaskSpec;
 
 pub(crate) mod check;
 mod diagnostic;
+pub mod pycheck;
 pub mod taskspec;
 #[cfg(test)]
 mod tests;
@@ -373,9 +375,15 @@ pub fn load(file: &Path) -> Result<Workspace, Diagnostics> {
                 d
             };
             if !dir.exists() {
+                let hint = match nearest_directory(written, dir) {
+                    Some(close) => format!("did you mean `{close}`?"),
+                    None => "create it with a `function.yaml` and the handler module, or fix the \
+                             path"
+                        .to_string(),
+                };
                 diagnostics.push(located(
                     format!("task `{name}`: directory `{written}` does not exist"),
-                    "create it with a `function.yaml` and the handler module, or fix the path",
+                    &hint,
                 ));
             } else if !dir.is_dir() {
                 diagnostics.push(located(
@@ -398,6 +406,26 @@ pub fn load(file: &Path) -> Result<Workspace, Diagnostics> {
         Some(config) if diagnostics.is_empty() => Ok(Workspace { config, specs }),
         _ => Err(Diagnostics(diagnostics)),
     }
+}
+
+/// For a task directory `written` (resolved: `dir`) that does not exist: its closest sibling
+/// directory, written the same way (`tasks/b` for `tasks/bb`), when one is close enough to be a
+/// likely typo.
+fn nearest_directory(written: &str, dir: &Path) -> Option<String> {
+    let wanted = dir.file_name()?.to_str()?;
+    let siblings: Vec<String> = std::fs::read_dir(dir.parent()?)
+        .ok()?
+        .flatten()
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    let close = check::closest(wanted, siblings.iter().map(String::as_str))?;
+    let trimmed = written.trim_end_matches('/');
+    Some(match trimmed.rfind('/') {
+        Some(slash) => format!("{}{close}", &trimmed[..=slash]),
+        None => close.to_string(),
+    })
 }
 
 /// Parses and validates fusion.toml text (no task files are read). `file` is used in diagnostics

@@ -246,35 +246,27 @@ fn check_handler(
                 }
                 Some((module, function)) => {
                     let relative = module.replace('.', "/");
-                    let module_file = dir.join(format!("{relative}.py"));
-                    let package = dir.join(&relative).join("__init__.py");
-                    let found = [module_file, package].into_iter().find(|f| f.is_file());
-                    // The fused entry imports each handler from the task's own directory
-                    // (`fusionizer_tasks/<task>/`); a module found anywhere else (installed by
-                    // `build.commands`, the standard library, a link out of the directory)
-                    // would not be the task's code.
-                    let outside = |why: String| {
-                        located(
-                            problem(format!(
-                                "`spec.handler` points outside the task: module `{module}` {why}; \
-                                 fusionizer supplies each function's code from its tasks' directories"
-                            )),
-                            text,
-                            &["spec", "handler"],
-                        )
-                        .with_hint(format!(
-                            "put the handler in `{relative}.py` (or `{relative}/__init__.py`) \
-                             inside the task directory"
-                        ))
-                    };
-                    match found {
+                    let located_here = |d: Diagnostic| located(d, text, &["spec", "handler"]);
+                    match module_file(dir, module) {
                         None => {
-                            problems.push(outside("is not in the task directory".to_string()));
+                            problems
+                                .push(located_here(no_such_module(file, dir, module, function)));
                             None
                         }
+                        // The fused entry imports each handler from the task's own directory
+                        // (`fusionizer_tasks/<task>/`); a module linked from elsewhere would not
+                        // be the task's code.
                         Some(found) if !inside(dir, &found) => {
-                            problems.push(outside(
-                                "resolves to a file outside the task directory".to_string(),
+                            problems.push(located_here(
+                                problem(format!(
+                                    "`spec.handler` points outside the task: module `{module}` \
+                                     resolves to a file outside the task directory; fusionizer \
+                                     supplies each function's code from its tasks' directories"
+                                ))
+                                .with_hint(format!(
+                                    "put the handler in `{relative}.py` (or \
+                                     `{relative}/__init__.py`) inside the task directory"
+                                )),
                             ));
                             None
                         }
@@ -295,6 +287,81 @@ fn check_handler(
             None
         }
     }
+}
+
+/// The file of the handler module `module` (dotted, relative to `dir`): `<module>.py` or
+/// `<module>/__init__.py`, when one exists.
+pub(super) fn module_file(dir: &Path, module: &str) -> Option<PathBuf> {
+    let relative = module.replace('.', "/");
+    [
+        dir.join(format!("{relative}.py")),
+        dir.join(&relative).join("__init__.py"),
+    ]
+    .into_iter()
+    .find(|f| f.is_file())
+}
+
+/// The modules a handler could name in `dir`: every `.py` file and every package (a directory
+/// with `__init__.py`), dotted, below it (caches and version control skipped), sorted.
+fn task_modules(dir: &Path) -> Vec<String> {
+    let mut modules: Vec<String> = walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .max_depth(8)
+        .into_iter()
+        .filter_entry(|e| {
+            let name = e.file_name().to_string_lossy();
+            e.depth() == 0
+                || !(e.file_type().is_dir() && (name.starts_with('.') || name == "__pycache__"))
+        })
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| {
+            let relative = e
+                .path()
+                .strip_prefix(dir)
+                .ok()?
+                .to_string_lossy()
+                .into_owned();
+            let stem = relative.strip_suffix(".py")?;
+            let module = stem.strip_suffix("/__init__").unwrap_or(stem);
+            (module != "__init__").then(|| module.replace('/', "."))
+        })
+        .collect();
+    modules.sort();
+    modules.dedup();
+    modules
+}
+
+/// The problem of a handler whose module has no file in the task directory: says so, and
+/// suggests the nearest module of the task (or lists them).
+fn no_such_module(file: &Path, dir: &Path, module: &str, function: &str) -> Diagnostic {
+    let relative = module.replace('.', "/");
+    let modules = task_modules(dir);
+    let hint = match super::check::closest(module, modules.iter().map(String::as_str)) {
+        Some(close) => format!("did you mean `{close}`? (`{close}:{function}`)"),
+        None if modules.is_empty() => format!(
+            "put the handler in `{relative}.py` (or `{relative}/__init__.py`) inside the task \
+             directory"
+        ),
+        None => format!(
+            "the task's modules are {}; or put the handler in `{relative}.py` inside the task \
+             directory",
+            modules
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    Diagnostic::new(
+        file,
+        format!(
+            "`spec.handler`: no module `{module}` in the task directory (neither `{relative}.py` \
+             nor `{relative}/__init__.py`); fusionizer imports each handler from its task's own \
+             files"
+        ),
+    )
+    .with_hint(hint)
 }
 
 /// The hint of a runtime refused on the nuctl platform: the values Nuclio 1.14 accepts.
@@ -464,7 +531,7 @@ fn code_source_fields(file: &Path, text: &str, spec: &serde_norway::Value) -> Ve
 /// `diagnostic` at the key `path` of `text` (the document itself for an empty path), where the
 /// YAML parser puts it ([`parser_location`]), or else where [`key_location`]'s scan finds it;
 /// unchanged (about the file as a whole) when neither does.
-fn located(diagnostic: Diagnostic, text: &str, path: &[&str]) -> Diagnostic {
+pub(super) fn located(diagnostic: Diagnostic, text: &str, path: &[&str]) -> Diagnostic {
     match parser_location(text, path).or_else(|| key_location(text, path)) {
         Some((line, column)) => diagnostic.at(line, column),
         None => diagnostic,
@@ -816,10 +883,11 @@ mod tests {
         ]);
         assert_eq!(
             load("t", &dir).unwrap_err(),
-            "task/function.yaml:5:3: `spec.handler` points outside the task: module `pkg.mod` is \
-             not in the task directory; fusionizer supplies each function's code from its tasks' \
-             directories\n  \
-             hint: put the handler in `pkg/mod.py` (or `pkg/mod/__init__.py`) inside the task directory"
+            "task/function.yaml:5:3: `spec.handler`: no module `pkg.mod` in the task directory \
+             (neither `pkg/mod.py` nor `pkg/mod/__init__.py`); fusionizer imports each handler \
+             from its task's own files\n  \
+             hint: the task's modules are `mod`; or put the handler in `pkg/mod.py` inside the \
+             task directory"
         );
         let dir = task(&[
             ("function.yaml", &yaml("python:3.11", "pkg:handler")),
@@ -901,11 +969,40 @@ mod tests {
         let dir = task(&[("function.yaml", &yaml("python:3.11", "json:loads"))]);
         assert_eq!(
             load("t", &dir).unwrap_err(),
-            "task/function.yaml:5:3: `spec.handler` points outside the task: module `json` is \
-             not in the task directory; fusionizer supplies each function's code from its tasks' \
-             directories\n  \
+            "task/function.yaml:5:3: `spec.handler`: no module `json` in the task directory \
+             (neither `json.py` nor `json/__init__.py`); fusionizer imports each handler from its \
+             task's own files\n  \
              hint: put the handler in `json.py` (or `json/__init__.py`) inside the task directory"
         );
+    }
+
+    /// Issue 21, item 8: a typo said "points outside the task" and "put the handler in
+    /// `mian.py`".
+    #[test]
+    fn a_module_typo_suggests_the_nearest_module_of_the_task() {
+        let dir = task(&[
+            ("function.yaml", &yaml("python:3.11", "mian:handler")),
+            ("main.py", ""),
+            ("helpers.py", ""),
+            ("lib/__init__.py", ""),
+            ("lib/orders.py", ""),
+            ("__pycache__/mian.py", ""),
+        ]);
+        assert_eq!(
+            load("t", &dir).unwrap_err(),
+            "task/function.yaml:5:3: `spec.handler`: no module `mian` in the task directory \
+             (neither `mian.py` nor `mian/__init__.py`); fusionizer imports each handler from its \
+             task's own files\n  \
+             hint: did you mean `main`? (`main:handler`)"
+        );
+        let dir = task(&[
+            ("function.yaml", &yaml("python:3.11", "lib.order:handler")),
+            ("lib/__init__.py", ""),
+            ("lib/orders.py", ""),
+        ]);
+        assert!(load("t", &dir)
+            .unwrap_err()
+            .ends_with("hint: did you mean `lib.orders`? (`lib.orders:handler`)"));
     }
 
     #[cfg(unix)]

@@ -23,6 +23,7 @@ pub mod http;
 mod listener;
 pub mod metrics;
 pub mod optimizer;
+mod repeats;
 pub mod routes;
 pub mod runner;
 pub mod state;

@@ -23,10 +23,10 @@ mod grouping;
 
 pub use self::grouping::Chosen;
 use super::http::{AppState, Control, ControlError};
+use super::repeats::Repeats;
 use super::routes::{FunctionRoute, RouteTable};
 use super::state::{Failure, Move, Transition};
 use super::uploads::{UploadError, UploadStore};
-use crate::apply::progress::Progress;
 use crate::apply::{ApplyHooks, ApplyOptions, ApplyReport, Outcome};
 use crate::config::{TaskSource, TaskSpec, Workspace};
 use crate::error::Error;
@@ -58,6 +58,8 @@ pub struct Runner {
     drain_timeout: Duration,
     max_upload: u64,
     max_unpacked: u64,
+    /// How regroups show their progress: a failure that repeats is said once, then counted.
+    repeats: Repeats,
 }
 
 /// What one regroup did.
@@ -97,6 +99,7 @@ impl Runner {
             regroup_lock: tokio::sync::Mutex::new(()),
             failed: std::sync::atomic::AtomicBool::new(false),
             state,
+            repeats: Repeats::default(),
         }
     }
 
@@ -289,7 +292,7 @@ impl Runner {
         let project = self.with_config(|c| c.project.name.clone());
         let observed = observe(self.platform.as_ref(), &project, &artifacts).await?;
         let plan = crate::plan::compute(&project, &artifacts, &observed.owned, &observed.unowned)?;
-        if plan.has_changes() {
+        if plan.has_changes() && self.repeats.show_plan(plan.changes.iter()) {
             report::emit(Event::Status {
                 verb: "Planned".to_string(),
                 subject: format!("{} ({why})", crate::plan::render::counts(&plan.summary)),
@@ -307,7 +310,7 @@ impl Runner {
         };
         let options = ApplyOptions {
             parallelism: PARALLELISM,
-            observer: &Progress,
+            observer: &self.repeats,
             hooks: &hooks,
         };
         // Boxed as `dyn Future + Send` so the compiler checks `Send` here, where the lifetimes

@@ -158,12 +158,19 @@ fn conflicting_env_is_refused_naming_both_tasks() {
             "tasks/taska/function.yaml",
             &task_yaml("  env:\n  - name: GREETING\n    value: hello\n"),
         ),
-        ("tasks/taska/main.py", ""),
+        // (a handler each: validate checks the tasks' Python before it fuses)
+        (
+            "tasks/taska/main.py",
+            "def handler(context, event):\n    pass\n",
+        ),
         (
             "tasks/taskb/function.yaml",
             &task_yaml("  env:\n  - name: GREETING\n    value: goodbye\n"),
         ),
-        ("tasks/taskb/main.py", ""),
+        (
+            "tasks/taskb/main.py",
+            "def handler(context, event):\n    pass\n",
+        ),
     ]);
     let out = env.cmd().arg("build").output().unwrap();
     assert_eq!(out.status.code(), Some(78), "{}", transcript(&out));

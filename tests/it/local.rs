@@ -406,8 +406,10 @@ async fn a_failing_build_command_is_reported_and_the_previous_version_keeps_answ
     platform.shutdown().await;
 }
 
+/// Issue 21: the error is one line naming the task and what failed (here from a worker that
+/// sends no summary: the traceback's last line); the traceback is logged, not carried.
 #[tokio::test]
-async fn a_failing_init_context_is_a_deploy_error_with_its_traceback() {
+async fn a_failing_init_context_is_a_one_line_deploy_error() {
     use_shared_cache();
     let temp = tempfile::tempdir().unwrap();
     let platform = LocalPlatform::new(&local_config(temp.path()), None).unwrap();
@@ -427,15 +429,8 @@ async fn a_failing_init_context_is_a_deploy_error_with_its_traceback() {
     else {
         panic!("expected a deploy error, got {err:?}");
     };
-    assert!(
-        message.contains("`init_context` of task `stub` failed"),
-        "{message}"
-    );
-    let detail = detail.as_deref().unwrap();
-    assert!(
-        detail.contains("RuntimeError: init failed on purpose"),
-        "{detail}"
-    );
+    assert_eq!(message, "task `stub`: RuntimeError: init failed on purpose");
+    assert_eq!(detail, &None);
     assert!(platform.get("shop-a").await.unwrap().is_none());
 }
 

@@ -13,6 +13,7 @@ mod optimize;
 mod optimizers;
 mod plan;
 mod plan_destroy;
+mod pycheck;
 mod reliability;
 mod security;
 mod serve;

@@ -20,7 +20,7 @@
 //! Worker → Rust:
 //! - `S` ready, once, after every task's `init_context` finished: `{"pid", "tasks"}`
 //!   ([`Ready`]);
-//! - `F` init failed: `{"task", "error"}` ([`InitFailed`]), then the worker exits 1;
+//! - `F` init failed: `{"task", "error", "summary"}` ([`InitFailed`]), then the worker exits 1;
 //! - `R` response, exactly one per `E` and in order: `meta_len:u32 BE | meta JSON | body bytes`
 //!   with meta `{"status_code", "content_type", "headers", "task", "calls"}`, plus `"trace"`
 //!   (the in-process call records, docs/traces.md) and `"peak_rss"` (bytes) when there is
@@ -386,7 +386,12 @@ pub struct Ready {
 pub struct InitFailed {
     #[serde(default)]
     pub task: Option<String>,
+    /// The exception and its traceback.
     pub error: String,
+    /// The failure on one line (`file:line: Type: message` where the task's code is known);
+    /// absent from older workers.
+    #[serde(default)]
+    pub summary: Option<String>,
 }
 
 /// Payload of `L`.

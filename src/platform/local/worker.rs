@@ -5,8 +5,8 @@
 //! `python -u -m fusionizer_dispatcher.worker --socket … --handler _fusionizer_entry:handler
 //! --worker-id N --function NAME --watchdog-stdin` in the artifact directory (in a process group
 //! of its own, its stdin a pipe only this process holds: see [`crate::proc::Cmd::watchdog`]),
-//! accepting its one connection and reading frames until `S` (ready) or `F` (an `init_context`
-//! failed). Its own stdout and stderr (what could not be framed, such as an interpreter crash)
+//! accepting its one connection and reading frames until `S` (ready) or `F` (a task could not be
+//! imported or its `init_context` failed: one line, the traceback only at info level). Its own stdout and stderr (what could not be framed, such as an interpreter crash)
 //! are logged line by line, tagged with the function (`output`), and the last lines explain a
 //! failed start.
 //!
@@ -483,21 +483,45 @@ async fn await_ready(
     }
 }
 
-/// The deploy error for an `F` frame: the task whose `init_context` failed, with its traceback.
+/// The deploy error for an `F` frame: one line naming the task and what failed (a task that
+/// cannot be imported, or its `init_context` raising), e.g. ``task `b`: cannot import handler
+/// `main:handler`: main.py:4:28: SyntaxError: expected ':'``. The traceback is logged at info
+/// level (shown with `-v`), not carried in the error.
 fn init_failed(function: &str, index: usize, payload: &[u8]) -> PlatformError {
     let failed: protocol::InitFailed = protocol::decode_json("init failure", payload)
         .unwrap_or_else(|e| protocol::InitFailed {
             task: None,
             error: e.to_string(),
+            summary: None,
         });
+    // An older worker sends no summary: the traceback's last line is the exception.
+    let summary = failed
+        .summary
+        .clone()
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| {
+            failed
+                .error
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(|l| l.trim().to_string())
+        })
+        .unwrap_or_else(|| "no reason given".to_string());
     let message = match &failed.task {
-        Some(task) => format!("`init_context` of task `{task}` failed"),
-        None => format!("worker {index} failed to initialise"),
+        Some(task) => format!("task `{task}`: {summary}"),
+        None => format!("worker {index} failed to start: {summary}"),
     };
+    tracing::info!(
+        function,
+        worker = index,
+        "{message}\n{}",
+        framed("traceback:", &failed.error)
+    );
     PlatformError::Deploy {
         function: function.to_string(),
         message,
-        detail: Some(framed("traceback:", &failed.error)),
+        detail: None,
     }
 }
 
