@@ -334,6 +334,9 @@ fn judge(tasks: &[TaskFiles<'_>], answer: &Answer, platform: PlatformKind) -> Py
             .extend(handler_problem(task.spec, module, handler));
         if handler.kind == "def" {
             check.errors.extend(init_problem(task.spec, module, init));
+            check
+                .warnings
+                .extend(requests_problem(task.spec, module, handler));
         }
     }
     check
@@ -407,6 +410,82 @@ fn handler_problem(spec: &TaskSpec, module: &Path, binding: &Binding) -> Option<
     }
 }
 
+/// A requests_session-style handler (three or more positional parameters, as the dispatcher's
+/// `_positional_arity` counts them) in a task whose build commands do not install `requests`,
+/// which Nuclio's Python image lacks (its wrapper installs nuclio-sdk and msgpack only:
+/// `pkg/processor/runtime/python/py/requirements/`), as the local platform's environments do.
+fn requests_problem(spec: &TaskSpec, module: &Path, binding: &Binding) -> Option<Diagnostic> {
+    if binding.decorated || binding.positional < 3 || installs_requests(spec) {
+        return None;
+    }
+    let function = &spec.handler_function;
+    Some(
+        Diagnostic::new(
+            module,
+            format!(
+                "task `{}`: handler `{function}` takes a `requests_session`, but the task's \
+                 build commands do not install `requests`, which Nuclio's image does not have",
+                spec.name
+            ),
+        )
+        .at(binding.line, binding.column)
+        .with_hint(format!(
+            "add `pip install requests` to `spec.build.commands` in the task's `{FUNCTION_FILE}`; \
+             without it the function fails to deploy, on the local platform as on Nuclio"
+        )),
+    )
+}
+
+/// Whether `spec`'s build commands install `requests`: a command naming the package `requests`
+/// (`pip install requests`, `requests==2.32.3`, `"requests>=2"`), or a requirements file given
+/// with `-r`/`--requirement` that lists it (read from the task's directory, where a path under
+/// `/opt/nuclio/` or a relative one points). A heuristic for a warning: a package installed
+/// some other way is not seen.
+fn installs_requests(spec: &TaskSpec) -> bool {
+    let commands: Vec<&str> = spec
+        .function
+        .get("spec")
+        .and_then(|s| s.get("build"))
+        .and_then(|b| b.get("commands"))
+        .and_then(serde_norway::Value::as_sequence)
+        .map(|list| {
+            list.iter()
+                .filter_map(serde_norway::Value::as_str)
+                .collect()
+        })
+        .unwrap_or_default();
+    commands.iter().any(|command| {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        words.iter().any(|word| names_requests(word))
+            || words.windows(2).any(|pair| {
+                matches!(pair[0], "-r" | "--requirement")
+                    && requirements_file(spec, pair[1])
+                        .is_some_and(|text| text.lines().any(|line| names_requests(line.trim())))
+            })
+    })
+}
+
+/// Whether a requirement (`requests`, `requests[socks]==2.32.3`, quoted) names `requests`.
+fn names_requests(requirement: &str) -> bool {
+    let requirement = requirement.trim_matches(|c| c == '"' || c == '\'');
+    let name = requirement
+        .split(|c: char| "<>=!~;[ @".contains(c))
+        .next()
+        .unwrap_or_default();
+    name.eq_ignore_ascii_case("requests")
+}
+
+/// The text of a requirements file a build command names, read from the task's directory.
+fn requirements_file(spec: &TaskSpec, path: &str) -> Option<String> {
+    let path = path.trim_matches(|c| c == '"' || c == '\'');
+    let relative = match path.strip_prefix("/opt/nuclio/") {
+        Some(rest) => rest,
+        None if path.starts_with('/') => return None,
+        None => path,
+    };
+    std::fs::read_to_string(spec.dir.join(relative)).ok()
+}
+
 /// Why a function of `binding`'s signature cannot be called with `passed` positional arguments.
 fn signature_problem(binding: &Binding, passed: usize, required: usize) -> Option<String> {
     if let Some(name) = binding.kwonly_required.first() {
@@ -450,6 +529,52 @@ fn init_problem(spec: &TaskSpec, module: &Path, binding: &Binding) -> Option<Dia
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec_with_commands(dir: &Path, commands: &[&str]) -> TaskSpec {
+        let yaml = format!(
+            "spec:\n  build:\n    commands: {}\n",
+            serde_json::to_string(commands).unwrap()
+        );
+        TaskSpec {
+            name: "taska".to_string(),
+            dir: dir.to_path_buf(),
+            function: serde_norway::from_str(&yaml).unwrap(),
+            runtime: "python:3.11".to_string(),
+            handler_module: "main".to_string(),
+            handler_function: "handler".to_string(),
+        }
+    }
+
+    #[test]
+    fn requests_is_seen_in_commands_and_in_the_requirements_files_they_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(
+            tmp.path().join("requirements.txt"),
+            "numpy\nRequests>=2.31\n",
+        )
+        .unwrap();
+        std::fs::write(tmp.path().join("other.txt"), "requests-oauthlib\n").unwrap();
+        let installs =
+            |commands: &[&str]| installs_requests(&spec_with_commands(tmp.path(), commands));
+        assert!(installs(&["pip install requests"]));
+        assert!(installs(&["pip install -q 'requests==2.32.3' numpy"]));
+        assert!(installs(&["pip install requests[socks]"]));
+        assert!(installs(&[
+            "@nuclio.postCopy",
+            "pip install -r /opt/nuclio/requirements.txt"
+        ]));
+        assert!(installs(&["pip install --requirement requirements.txt"]));
+        assert!(!installs(&[]));
+        assert!(!installs(&[
+            "pip install numpy",
+            "pip install requests-oauthlib"
+        ]));
+        assert!(!installs(&[
+            "pip install -r other.txt",
+            "pip install -r missing.txt"
+        ]));
+        assert!(!installs(&["pip install -r /etc/requirements.txt"]));
+    }
 
     #[test]
     fn runtimes_map_to_their_python() {

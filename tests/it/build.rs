@@ -425,6 +425,37 @@ fn quickstart_without_requests() -> TestEnv {
 }
 
 #[test]
+fn validate_and_plan_warn_about_a_requests_session_task_that_does_not_install_requests() {
+    let env = quickstart_without_requests();
+    for command in ["validate", "plan"] {
+        let output = env
+            .cmd()
+            .env("FUSIONIZER_CACHE_DIR", crate::support::cache_dir())
+            .arg(command)
+            .output()
+            .unwrap();
+        let text = transcript(&output);
+        assert!(
+            output.status.code() == Some(0) || output.status.code() == Some(2),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "tasks/taska/main.py:10:1: task `taska`: handler `handler` takes a \
+                 `requests_session`, but the task's build commands do not install `requests`"
+            ) && text.contains("add `pip install requests` to `spec.build.commands`"),
+            "{command}: {text}"
+        );
+    }
+    // The quickstart as it is installs it, and gets no warning.
+    let env = TestEnv::example("quickstart");
+    let output = env.cmd().arg("validate").output().unwrap();
+    let text = transcript(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(!text.contains("requests_session"), "{text}");
+}
+
+#[test]
 fn the_local_environment_lacks_requests_as_nuclios_image_does() {
     // Nuclio's image installs nuclio-sdk and msgpack only (its wrapper's requirements): a
     // requests_session task that does not install `requests` itself fails to deploy here too,
