@@ -182,3 +182,100 @@ fn a_tasks_log_fields_are_a_fields_object_in_json_events() {
         assert_eq!(event["fields"], serde_json::json!({"result": 8}), "{event}");
     }
 }
+
+#[test]
+fn init_writes_a_gitignore_for_the_state_dir_and_adds_to_one_there() {
+    let env = TestEnv::new();
+    let (code, _, err) = run(&env, &["init", "fresh"]);
+    assert_eq!(code, Some(0), "{err}");
+    let ignore = std::fs::read_to_string(env.project().join("fresh/.gitignore")).unwrap();
+    assert!(ignore.lines().any(|l| l == ".fusionizer/"), "{ignore}");
+
+    // An existing .gitignore keeps its lines and gains the one line, once.
+    env.write(&[("kept/.gitignore", "target/")]);
+    let (code, _, err) = run(&env, &["init", "kept"]);
+    assert_eq!(code, Some(0), "{err}");
+    let ignore = std::fs::read_to_string(env.project().join("kept/.gitignore")).unwrap();
+    assert!(ignore.starts_with("target/\n"), "{ignore}");
+    assert_eq!(
+        ignore.lines().filter(|l| *l == ".fusionizer/").count(),
+        1,
+        "{ignore}"
+    );
+}
+
+#[test]
+fn init_declares_the_task_directories_already_there() {
+    let env = TestEnv::example("quickstart");
+    std::fs::remove_file(env.project().join("fusion.toml")).unwrap();
+    // One under tasks/, one at the top; a directory without function.yaml is no task.
+    std::fs::rename(
+        env.project().join("tasks/taskb"),
+        env.project().join("taskb"),
+    )
+    .unwrap();
+    env.write(&[("notes/readme.txt", "not a task")]);
+    let (code, _, err) = run(&env, &["init", "--name", "found"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("taska (tasks/taska), taskb (taskb)"), "{err}");
+    let toml = std::fs::read_to_string(env.project().join("fusion.toml")).unwrap();
+    assert!(
+        toml.contains("taska = \"tasks/taska\"\ntaskb = \"taskb\"\n"),
+        "{toml}"
+    );
+    assert!(!toml.contains("notes"), "{toml}");
+    // No example tasks are written over or beside them, and the result is valid.
+    assert!(!env.project().join("tasks/taskb").exists());
+    let (code, out, err) = run(&env, &["validate"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+}
+
+#[test]
+fn status_shows_each_functions_urls_through_the_running_serve_on_the_local_platform() {
+    let env = TestEnv::example("quickstart");
+    let serve = Serve::start(&env, &[]);
+    let (code, out, err) = run(&env, &["status", "--phase", "1"]);
+    assert_eq!(code, Some(0), "{err}");
+    for task in ["taska", "taskb"] {
+        let line = format!("quickstart-{task}  {}/{task}\n", serve.base);
+        assert!(out.contains(&line), "no `{line}` in:\n{out}");
+    }
+    let (code, out, err) = run(&env, &["status", "--phase", "1", "--output", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let taska = doc["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["function"] == "quickstart-taska")
+        .unwrap_or_else(|| panic!("{doc}"));
+    assert_eq!(
+        taska["urls"],
+        serde_json::json!([format!("{}/taska", serve.base)]),
+        "{doc}"
+    );
+    assert_eq!(serve.terminate(), Some(0));
+}
+
+#[test]
+fn status_shows_each_functions_own_url_on_nuctl() {
+    use crate::plan::{expect_nuctl, quickstart_on_nuctl, stdout};
+    let (env, state) = quickstart_on_nuctl();
+    expect_nuctl(&env, &state, &[], &["apply", "--auto-approve"], 0);
+    let out = expect_nuctl(&env, &state, &[], &["status", "--output", "json"], 0);
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    for function in doc["functions"].as_array().unwrap() {
+        let url = function["urls"][0]
+            .as_str()
+            .unwrap_or_else(|| panic!("{doc}"));
+        // Nuclio's Docker platform reports `0.0.0.0:<port>`: this machine.
+        assert!(url.starts_with("http://127.0.0.1:"), "{doc}");
+    }
+    let out = expect_nuctl(&env, &state, &[], &["status"], 0);
+    let text = stdout(&out);
+    assert!(text.contains("FUNCTION          URL\n"), "{text}");
+    assert!(
+        text.contains("quickstart-taska  http://127.0.0.1:"),
+        "{text}"
+    );
+}
