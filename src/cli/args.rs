@@ -274,7 +274,7 @@ pub enum Command {
         #[command(flatten)]
         no_project: NoProjectArgs,
     },
-    /// Print a shell completion script (see README, "Shell completions")
+    /// Print a shell completion script (README: "Install the command, and shell completions")
     Completions {
         /// The shell
         shell: clap_complete::Shell,

@@ -97,9 +97,16 @@ fn render_urls(urls: &BTreeMap<String, Urls>, color: bool) -> String {
     if urls.is_empty() {
         return String::new();
     }
-    let width = urls.keys().map(|n| n.chars().count()).max().unwrap_or(0);
+    let width = urls
+        .keys()
+        .map(|n| n.chars().count())
+        .fold("FUNCTION".len(), usize::max);
     let mut out = String::from("\n");
-    out.push_str(&ui::paint(color, Style::Bold, &format!("{:<width$}  URL", "FUNCTION")));
+    out.push_str(&ui::paint(
+        color,
+        Style::Bold,
+        &format!("{:<width$}  URL", "FUNCTION"),
+    ));
     out.push('\n');
     let mut no_serve = false;
     for (name, urls) in urls {

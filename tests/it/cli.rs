@@ -116,6 +116,10 @@ fn invoke_finds_the_running_serve_without_server_and_forgets_it_when_serve_exits
     );
     let (code, out, err) = run(&env, &["traces", "export", "-"]);
     assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("\"taska\""), "{out}");
+    let (code, out, err) = run(&env, &["optimize", "--explain"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains(&format!("{}/-/traces", serve.base)), "{out}");
 
     assert_eq!(serve.terminate(), Some(0));
     assert!(!record.exists(), "serve left its address record behind");
