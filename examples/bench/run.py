@@ -2,14 +2,14 @@
 """fusionizer benchmarks: fusion payoff, in-group call cost, the worker hop and its floor, proxy
 cost, regroup, footprint.
 
-    python3 examples/bench/run.py [--quick] [--out DIR] [--update-readme] [--generator auto|wrk|python]
+    python3 examples/bench/run.py [--quick] [--out DIR] [--update-docs] [--generator auto|wrk|python]
 
 Builds `fusionizer` in release mode, sets up its own temporary projects (task sources in
 examples/bench/tasks/) and measures everything in one run on the local platform, loopback only,
 with `wrk` as the load generator when it is installed (else its own Python client). Prints every
 target with its measured value and met / not met; writes results.md (the tables and the
 targets), results.json (the numbers) and latency.svg (latency distributions) to --out (default:
-examples/bench/results/), and with --update-readme the same tables into README.md.
+examples/bench/results/), and with --update-docs the same tables into docs/performance.md.
 
 The driver uses the standard library only. The bare-Python baseline server runs in a virtualenv
 the driver creates once under the fusionizer cache dir ($FUSIONIZER_CACHE_DIR, else
@@ -1008,19 +1008,19 @@ def render_markdown(results):
     return "\n".join(lines)
 
 
-README_BEGIN = "<!-- bench results: begin (written by examples/bench/run.py --update-readme) -->"
+README_BEGIN = "<!-- bench results: begin (written by examples/bench/run.py --update-docs) -->"
 README_END = "<!-- bench results: end -->"
 
 
 def update_readme(markdown):
-    """Puts this run's results (less their title, headings one level down) between the README's
-    markers."""
-    path = os.path.join(ROOT, "README.md")
+    """Puts this run's results (less their title, headings one level down) between the markers
+    of docs/performance.md ("Benchmarks")."""
+    path = os.path.join(ROOT, "docs", "performance.md")
     with open(path) as f:
         text = f.read()
     begin, end = text.find(README_BEGIN), text.find(README_END)
     if begin < 0 or end < begin:
-        raise SystemExit("README.md has no bench markers ({0} ... {1})".format(README_BEGIN, README_END))
+        raise SystemExit("docs/performance.md has no bench markers ({0} ... {1})".format(README_BEGIN, README_END))
     body = markdown.split("\n", 2)[2].strip("\n")
     body = re.sub(r"^## ", "### ", body, flags=re.M)
     text = text[:begin + len(README_BEGIN)] + "\n" + body + "\n" + text[end:]
@@ -1043,8 +1043,9 @@ def main():
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="output directory")
     parser.add_argument("--binary", help="use this fusionizer binary instead of building one")
     parser.add_argument("--keep", action="store_true", help="keep the temporary projects and logs")
-    parser.add_argument("--update-readme", action="store_true",
-                        help="also replace the README's results (between its bench markers) with this run's")
+    parser.add_argument("--update-docs", "--update-readme", dest="update_readme", action="store_true",
+                        help="also replace the results in docs/performance.md (between its bench markers) "
+                             "with this run's")
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto",
                         help="load generator: wrk when on PATH (auto), or the built-in Python client")
     parser.add_argument("--load-worker", action="store_true", help=argparse.SUPPRESS)
@@ -1146,7 +1147,7 @@ def main():
             f.write(svgplot.render(results, KS, STYLES, CONCURRENCY))
         if args.update_readme:
             update_readme(render_markdown(results))
-            log("updated the results in README.md")
+            log("updated the results in docs/performance.md")
         log("every target, measured in this run with {0}:".format(gen.name))
         for name, measured, ok in results["targets"]:
             print("{0:8} {1}: {2}".format("met" if ok else "NOT MET", name, measured), flush=True)

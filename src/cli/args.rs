@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
 pub use crate::ui::{ColorChoice, LogFormat, OutputFormat};
@@ -24,27 +25,52 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The heading of the options every command takes, apart from each command's own.
+const GLOBAL: &str = "Global options";
+
+/// The options every command takes (`init` and `completions` take no `-C`/`--config`:
+/// [`NoProjectArgs`]).
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Run as if started in DIR
-    #[arg(short = 'C', global = true, value_name = "DIR")]
+    #[arg(short = 'C', global = true, value_name = "DIR", help_heading = GLOBAL)]
     pub directory: Option<PathBuf>,
     /// Use this fusion.toml instead of searching upwards from the working directory
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
     /// When to colour output (`NO_COLOR` is respected with `auto`)
-    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, help_heading = GLOBAL)]
     pub color: ColorChoice,
     /// Print less: only errors
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = GLOBAL)]
     pub quiet: bool,
     /// Print more: timestamped log lines (repeat for debug output)
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
     /// How progress and logs are written to stderr: `text` for people, `json` for log shippers
     /// (one object per line)
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, help_heading = GLOBAL)]
     pub log_format: LogFormat,
+}
+
+/// `-C` and `--config` of a command that works without a project (`init`, `completions`):
+/// these take the place of the global ones there, so that help and completions do not offer
+/// them, and [`super::run`] refuses them with a usage error.
+#[derive(Debug, Args, Clone, Default)]
+pub struct NoProjectArgs {
+    /// Refused: this command reads no fusion.toml
+    #[arg(short = 'C', value_name = "DIR", hide = true)]
+    pub directory: Option<PathBuf>,
+    /// Refused: this command reads no fusion.toml
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub config: Option<PathBuf>,
+}
+
+impl NoProjectArgs {
+    /// Whether `-C` or `--config` was given after the command's name.
+    pub fn given(&self) -> bool {
+        self.directory.is_some() || self.config.is_some()
+    }
 }
 
 /// `--at DURATION` or `--phase N`.
@@ -79,7 +105,7 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
         /// Output format
-        #[arg(long, default_value = "text", value_parser = text_or_json)]
+        #[arg(long, default_value = "text", value_parser = text_or_json())]
         output: OutputFormat,
     },
     /// Show what apply would change on the platform
@@ -133,7 +159,7 @@ pub enum Command {
         #[command(flatten)]
         selection: SelectionArgs,
         /// Output format
-        #[arg(long, default_value = "text", value_parser = text_or_json)]
+        #[arg(long, default_value = "text", value_parser = text_or_json())]
         output: OutputFormat,
     },
     /// Run the invocation proxy and the schedule runner
@@ -171,8 +197,9 @@ pub enum Command {
         /// Extra header, `Name: value` (repeatable)
         #[arg(short = 'H', long = "header", value_name = "HEADER")]
         headers: Vec<String>,
-        /// The proxy's address, `HOST:PORT` or `http://HOST:PORT` (default: [serve] listen)
-        #[arg(long, value_name = "ADDR")]
+        /// The running serve, `http://HOST:PORT` or `HOST:PORT` (default: the serve running for
+        /// this project, else [serve] listen)
+        #[arg(long, value_name = "URL")]
         server: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
@@ -192,9 +219,14 @@ pub enum Command {
     Optimize {
         /// The traces: a running serve (`http://HOST:PORT`, reads `/-/traces`, at most 64 MiB)
         /// or a file written by `fusionizer traces export` or saved from `/-/traces` (JSON or
-        /// JSON Lines)
-        #[arg(long, value_name = "URL|FILE")]
-        from: String,
+        /// JSON Lines) (default: the running serve, as `--server`)
+        #[arg(long, value_name = "URL|FILE", conflicts_with = "server")]
+        from: Option<String>,
+        /// The running serve to read traces (and with `--live`, routes) from:
+        /// `http://HOST:PORT` or `HOST:PORT` (default: the serve running for this project, else
+        /// [serve] listen)
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
         /// Ignore edges with fewer calls (default: [optimizer] min-calls, which defaults to 10)
@@ -239,11 +271,15 @@ pub enum Command {
         /// Project name (default: the directory's name)
         #[arg(long)]
         name: Option<String>,
+        #[command(flatten)]
+        no_project: NoProjectArgs,
     },
-    /// Print a shell completion script
+    /// Print a shell completion script (README: "Install the command, and shell completions")
     Completions {
         /// The shell
         shell: clap_complete::Shell,
+        #[command(flatten)]
+        no_project: NoProjectArgs,
     },
 }
 
@@ -255,9 +291,10 @@ pub enum TracesCommand {
         /// Where to write (`-` for stdout)
         #[arg(value_name = "FILE")]
         file: PathBuf,
-        /// The serve to ask: a URL or HOST:PORT (default: [serve] listen of fusion.toml)
-        #[arg(long, value_name = "URL")]
-        from: Option<String>,
+        /// The running serve: `http://HOST:PORT` or `HOST:PORT` (default: the serve running for
+        /// this project, else [serve] listen)
+        #[arg(long, visible_alias = "from", value_name = "URL")]
+        server: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -271,13 +308,15 @@ fn timeout(value: &str) -> Result<Duration, String> {
     }
 }
 
-/// `--output` for commands that have no markdown rendering: `text` or `json`.
-fn text_or_json(value: &str) -> Result<OutputFormat, String> {
-    match value {
-        "text" => Ok(OutputFormat::Text),
-        "json" => Ok(OutputFormat::Json),
-        other => Err(format!(
-            "`{other}` is not an output format here; use `text` or `json`"
-        )),
-    }
+/// `--output` for commands that have no markdown rendering: `text` or `json`, listed in help
+/// and in the error for any other value.
+fn text_or_json() -> impl TypedValueParser<Value = OutputFormat> {
+    PossibleValuesParser::new([
+        PossibleValue::new("text").help("For people"),
+        PossibleValue::new("json").help("For programs (schemas in docs/)"),
+    ])
+    .map(|value| match value.as_str() {
+        "json" => OutputFormat::Json,
+        _ => OutputFormat::Text,
+    })
 }

@@ -5,9 +5,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 
-use super::serve_client::{ServeClient, MIB};
+use super::serve_client::{default_address, ServeClient, MIB, SERVER_FLAG};
 use super::Context;
-use crate::config;
 use crate::error::{Error, ExitCode, Result};
 use crate::ui;
 
@@ -24,14 +23,8 @@ pub(super) fn command(
     server: Option<String>,
     timeout: Duration,
 ) -> Result<ExitCode> {
-    let server = match server {
-        Some(s) => s,
-        None => match ctx.config_path().ok().map(|p| config::load(&p)) {
-            Some(Ok(ws)) => ws.config.serve.listen.clone(),
-            _ => config::ServeConfig::default().listen,
-        },
-    };
-    let client = ServeClient::new(&server, "--server", timeout)?;
+    let server = server.unwrap_or_else(|| default_address(ctx));
+    let client = ServeClient::new(&server, SERVER_FLAG, timeout)?;
     let body = read_body(data.as_deref())?;
     let url = client.url(&format!("{}/{task}", client.path().trim_end_matches('/')));
     let request = build_request(&url, &headers, body)?;

@@ -139,6 +139,7 @@ where
 /// Runs a parsed command line.
 // Long by design: one match arm per command, each only resolving its arguments.
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    refuse_project_options(&cli)?;
     let base = std::env::current_dir()
         .map_err(|e| Error::failure(format!("cannot read the working directory: {e}")))?;
     let cwd = match &cli.global.directory {
@@ -169,8 +170,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             out,
             output,
         } => build::command(&ctx, selection(&sel)?, out, output),
-        Command::Init { dir, name } => init::command(&ctx, dir, name),
-        Command::Completions { shell } => completions::command(shell),
+        Command::Init { dir, name, .. } => init::command(&ctx, dir, name),
+        Command::Completions { shell, .. } => completions::command(shell),
         Command::Plan {
             selection: sel,
             output,
@@ -245,6 +246,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Traces { command } => traces::command(&ctx, command),
         Command::Optimize {
             from,
+            server,
             client,
             min_calls,
             explain,
@@ -259,6 +261,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             &ctx,
             optimize::OptimizeArgs {
                 from,
+                server,
                 timeout: client.timeout,
                 min_calls,
                 explain,
@@ -277,6 +280,28 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             },
         ),
     }
+}
+
+/// `-C`/`--config` given to `init` or `completions`, which read no fusion.toml: a usage error
+/// (exit 64) that says what to do instead, rather than an option silently ignored.
+fn refuse_project_options(cli: &Cli) -> Result<()> {
+    let (name, no_project) = match &cli.command {
+        Command::Init { no_project, .. } => ("init", no_project),
+        Command::Completions { no_project, .. } => ("completions", no_project),
+        _ => return Ok(()),
+    };
+    if !(no_project.given() || cli.global.directory.is_some() || cli.global.config.is_some()) {
+        return Ok(());
+    }
+    let hint = if name == "init" {
+        "pass the directory to create the project in as `fusionizer init DIR`"
+    } else {
+        "leave them out: a completion script is the same for every project"
+    };
+    Err(Error::usage(format!(
+        "`-C` and `--config` mean nothing to `fusionizer {name}`: it reads no fusion.toml"
+    ))
+    .with_hint(hint))
 }
 
 fn absolute(base: &Path, path: &Path) -> PathBuf {

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::serve_client::{ServeClient, MAX_TRACES_BYTES, MIB};
+use super::serve_client::{default_address, ServeClient, MAX_TRACES_BYTES, MIB, SERVER_FLAG};
 use super::Context;
 use crate::config;
 use crate::error::{Error, ExitCode, Result};
@@ -21,7 +21,10 @@ const MAX_ROUTES_BYTES: usize = 16 * MIB;
 /// Resolved `fusionizer optimize` arguments.
 #[derive(Debug, Clone)]
 pub(super) struct OptimizeArgs {
-    pub(super) from: String,
+    /// `--from URL|FILE`.
+    pub(super) from: Option<String>,
+    /// `--server URL`.
+    pub(super) server: Option<String>,
     /// `--timeout`: the deadline of each exchange with a running serve.
     pub(super) timeout: Duration,
     pub(super) min_calls: Option<u64>,
@@ -40,7 +43,8 @@ pub(super) struct OptimizeArgs {
 pub(super) fn command(ctx: &Context, args: OptimizeArgs) -> Result<ExitCode> {
     let workspace = ctx.workspace()?;
     let config = &workspace.config;
-    let (source, traces) = read_traces(ctx, &args.from, args.timeout)?;
+    let (from, flag) = source_of(ctx, &args);
+    let (source, traces) = read_traces(ctx, &from, flag, args.timeout)?;
     let min_calls = args.min_calls.unwrap_or(config.optimizer.min_calls);
 
     // The grouping in force once the schedule has run: the last phase, or every task alone.
@@ -62,7 +66,7 @@ pub(super) fn command(ctx: &Context, args: OptimizeArgs) -> Result<ExitCode> {
     // `--live`: what an optimizer in serve chose. The edges still explain the traffic, but the
     // proposal is exactly the live grouping.
     let proposal = if args.live {
-        proposal.with_proposed(live_grouping(&args.from, args.timeout, &declared)?)
+        proposal.with_proposed(live_grouping(&from, flag, args.timeout, &declared)?)
     } else {
         proposal
     };
@@ -99,7 +103,7 @@ pub(super) fn command(ctx: &Context, args: OptimizeArgs) -> Result<ExitCode> {
             format!(
                 "The grouping serve had live at {} (chosen by its optimizer), written by\n\
                  `fusionizer optimize --live` (expected gain {:+.0}% of synchronous calls in-process).",
-                args.from,
+                from,
                 proposal.gain.expected * 100.0
             )
         } else {
@@ -176,10 +180,26 @@ pub(super) fn command(ctx: &Context, args: OptimizeArgs) -> Result<ExitCode> {
     })
 }
 
+/// Where the traces come from, and the flag that named it: `--from` as given (a URL or a
+/// file), else `--server` or the serve running for this project, as a URL.
+fn source_of(ctx: &Context, args: &OptimizeArgs) -> (String, &'static str) {
+    if let Some(from) = &args.from {
+        return (from.clone(), "--from");
+    }
+    let server = args.server.clone().unwrap_or_else(|| default_address(ctx));
+    let url = if server.contains("://") {
+        server
+    } else {
+        format!("http://{server}")
+    };
+    (url, SERVER_FLAG)
+}
+
 /// The grouping a running serve has live: its `/-/routes`, tasks grouped by the function that
 /// holds them. Only tasks fusion.toml declares (uploads that are not declared stay out).
 fn live_grouping(
     from: &str,
+    flag: &'static str,
     timeout: Duration,
     declared: &BTreeSet<String>,
 ) -> Result<schedule::Grouping> {
@@ -187,9 +207,9 @@ fn live_grouping(
         return Err(Error::usage(format!(
             "`--live` reads a running serve, but `--from {from}` is a file"
         ))
-        .with_hint("pass `--from http://HOST:PORT` of the serve whose grouping to keep"));
+        .with_hint("pass `--server http://HOST:PORT` of the serve whose grouping to keep"));
     }
-    let client = ServeClient::new(from, "--from", timeout)?;
+    let client = ServeClient::new(from, flag, timeout)?;
     let url = client.url("/-/routes");
     let body = client.get("/-/routes", MAX_ROUTES_BYTES)?;
     let routes: serde_json::Value = serde_json::from_slice(&body)
@@ -226,9 +246,14 @@ fn live_grouping(
 
 /// The trace document from `from`: an `http://` URL fetches `/-/traces` from a running serve
 /// (the URL as given when it already has a path not ending in `/`), anything else is a file.
-fn read_traces(ctx: &Context, from: &str, timeout: Duration) -> Result<(String, TraceDoc)> {
+fn read_traces(
+    ctx: &Context,
+    from: &str,
+    flag: &'static str,
+    timeout: Duration,
+) -> Result<(String, TraceDoc)> {
     if from.contains("://") {
-        let client = ServeClient::new(from, "--from", timeout)?;
+        let client = ServeClient::new(from, flag, timeout)?;
         let path = match client.path() {
             prefix if prefix.ends_with('/') => format!("{prefix}-/traces"),
             given => given.to_string(),

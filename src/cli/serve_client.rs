@@ -4,7 +4,8 @@
 //! words "could not reach" one way, puts one deadline (`--timeout`) around the whole exchange
 //! (connect, request, answer and body), reads at most a given number of body bytes, and cuts
 //! error pages short in messages: a server that accepts and never answers, or that sends an
-//! endless body, ends the command with a clear error instead of holding it.
+//! endless body, ends the command with a clear error instead of holding it. Without `--server`
+//! it finds the serve running for this project ([`default_address`]).
 
 use std::time::Duration;
 
@@ -13,9 +14,15 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Body as _;
 use hyper::{Request, StatusCode, Uri};
 
+use super::Context;
+use crate::config;
 use crate::error::{Error, ExitCode, Result};
 use crate::http_client::http_client_connecting_within;
+use crate::serve::address::{Found, ServeAddress};
 use crate::workspace::runtime;
+
+/// The flag that names a running serve, in every command that talks to one.
+pub(super) const SERVER_FLAG: &str = "--server";
 
 /// One mebibyte, for the body limits.
 pub(super) const MIB: usize = 1024 * 1024;
@@ -208,6 +215,38 @@ impl ServeClient {
                     self.origin
                 ))
             })?
+    }
+}
+
+/// The serve to talk to when no `--server` is given: the one running for this project (recorded
+/// in its state dir by serve), else `[serve] listen` of fusion.toml, else the default listen
+/// address. A record left by a serve that is gone is not used, and a note on stderr says so.
+pub(super) fn default_address(ctx: &Context) -> String {
+    let config_path = ctx.config_path().ok();
+    let loaded = config_path
+        .as_deref()
+        .map(config::load)
+        .and_then(Result::ok);
+    let state_dir = match (&loaded, &config_path) {
+        (Some(ws), _) => Some(ws.config.state_dir()),
+        // A fusion.toml with problems still has a state dir beside it.
+        (None, Some(path)) => path.parent().map(|dir| dir.join(".fusionizer")),
+        (None, None) => None,
+    };
+    let fallback = loaded.map_or_else(
+        || config::ServeConfig::default().listen,
+        |ws| ws.config.serve.listen.clone(),
+    );
+    match state_dir.map(|dir| ServeAddress::find(&dir)) {
+        Some(Found::Running(record)) => record.url,
+        Some(Found::Stale { file, why }) => {
+            ctx.ui.status(&format!(
+                "note: `{}` {why}; using {fallback} (pass `{SERVER_FLAG} URL` to choose)",
+                config::display_path(&file)
+            ));
+            fallback
+        }
+        Some(Found::None) | None => fallback,
     }
 }
 

@@ -1,35 +1,40 @@
-//! `fusionizer traces export FILE [--from URL]`: fetches the trace document from a running
+//! `fusionizer traces export FILE [--server URL]`: fetches the trace document from a running
 //! `fusionizer serve` (`GET /-/traces`) and writes it as JSON Lines (docs/traces.md).
 
 use std::path::Path;
 use std::time::Duration;
 
 use super::args::TracesCommand;
-use super::serve_client::{ServeClient, MAX_TRACES_BYTES};
+use super::serve_client::{default_address, ServeClient, MAX_TRACES_BYTES, SERVER_FLAG};
 use super::Context;
-use crate::config;
 use crate::error::{Error, ExitCode, Result};
 use crate::ui;
 
 /// `fusionizer traces …`.
 pub(super) fn command(ctx: &Context, command: TracesCommand) -> Result<ExitCode> {
     match command {
-        TracesCommand::Export { file, from, client } => export(ctx, &file, from, client.timeout),
+        TracesCommand::Export {
+            file,
+            server,
+            client,
+        } => export(ctx, &file, server, client.timeout),
     }
 }
 
-/// The serve to ask: `--from`, else `[serve] listen` of fusion.toml, else the default listen
-/// address.
-fn serve(ctx: &Context, from: Option<String>, timeout: Duration) -> Result<ServeClient> {
-    let server = from.unwrap_or_else(|| match ctx.config_path().ok().map(|p| config::load(&p)) {
-        Some(Ok(ws)) => ws.config.serve.listen.clone(),
-        _ => config::ServeConfig::default().listen,
-    });
-    ServeClient::new(&server, "--from", timeout)
+/// The serve to ask: `--server` (alias `--from`), else the one running for this project, else
+/// `[serve] listen` of fusion.toml, else the default listen address.
+fn serve(ctx: &Context, server: Option<String>, timeout: Duration) -> Result<ServeClient> {
+    let server = server.unwrap_or_else(|| default_address(ctx));
+    ServeClient::new(&server, SERVER_FLAG, timeout)
 }
 
-fn export(ctx: &Context, file: &Path, from: Option<String>, timeout: Duration) -> Result<ExitCode> {
-    let client = serve(ctx, from, timeout)?;
+fn export(
+    ctx: &Context,
+    file: &Path,
+    server: Option<String>,
+    timeout: Duration,
+) -> Result<ExitCode> {
+    let client = serve(ctx, server, timeout)?;
     // The address may name the endpoint itself, or a path prefix in front of serve.
     let prefix = client.path().trim_end_matches('/');
     let path = format!(

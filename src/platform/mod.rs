@@ -325,6 +325,14 @@ pub trait Platform: Send + Sync {
         Vec::new()
     }
 
+    /// Where `function` (as [`Platform::list`] last saw it) is invoked directly, for `status`:
+    /// `Some(Ok(url))`, or `Some(Err(why))` when the platform reports none it can use. `None`:
+    /// functions of this platform have no URL of their own (the local platform's are reached
+    /// through `fusionizer serve`).
+    fn url(&self, _function: &str) -> Option<Result<String, String>> {
+        None
+    }
+
     /// The worker processes this process runs for `function`, by worker index, for serve's
     /// dashboard; `None` when it runs none itself (Nuclio runs its own, or `function` is not
     /// running here).

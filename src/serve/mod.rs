@@ -16,6 +16,7 @@
 //! then is logged). Then it stops listening, stops the workers, removes its socket directories
 //! and exits 0.
 
+pub mod address;
 pub mod background;
 mod dashboard;
 mod guard;
@@ -110,6 +111,15 @@ fn schedule(config: &Config, args: &ServeArgs) -> Result<(Option<usize>, Upcomin
         .filter_map(|i| Some((config.phases[i].after.checked_sub(origin)?, i)))
         .collect();
     Ok((start, upcoming))
+}
+
+/// The start phase in words, for `Deploying …` and the start regroup's reason (`start (…)`):
+/// `phase 2`, or `every task alone` when no phase is in force at 0s.
+fn start_name(start: Option<usize>) -> String {
+    match start {
+        Some(i) => format!("phase {}", i + 1),
+        None => "every task alone".to_string(),
+    }
 }
 
 fn selection_for(start: Option<usize>) -> Selection {
@@ -306,6 +316,20 @@ async fn serve(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCod
         "Listening",
         &format!("on http://{} ({} platform)", bound.local, platform.kind()),
     );
+    // `invoke`, `traces export` and `optimize` find serve here; the guard removes the record
+    // when serve returns, whichever way.
+    let _address = match self::address::ServeAddress::of_this_process(bound.local)
+        .write(&config.state_dir())
+    {
+        Ok(recorded) => Some(recorded),
+        Err(e) => {
+            tracing::warn!(
+                "cannot record serve's address in `{}` ({e}); other commands need `--server`",
+                config.state_dir().display()
+            );
+            None
+        }
+    };
     let stop_listening = Arc::new(tokio::sync::Notify::new());
     let server = {
         let stop_listening = stop_listening.clone();
@@ -345,10 +369,7 @@ async fn serve(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCod
         stop_listening,
     };
 
-    let start_name = match start {
-        Some(i) => format!("phase {}", i + 1),
-        None => "the initial grouping (every task alone)".to_string(),
-    };
+    let start_name = start_name(start);
     status(ui, "Deploying", &start_name);
     // The start is cancelled by a shutdown: the regroup is dropped halfway, and the workers it
     // started stop with it (see `platform::local::pool::Pool`'s `Drop`).
@@ -747,5 +768,20 @@ impl Signals {
             _ = self.interrupt.recv() => {}
             _ = self.terminate.recv() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_start_phase_reads_as_one_phrase_inside_the_start_reason() {
+        assert_eq!(start_name(Some(1)), "phase 2");
+        // Before: `start (the initial grouping (every task alone))`, parentheses in parentheses.
+        assert_eq!(
+            format!("start ({})", start_name(None)),
+            "start (every task alone)"
+        );
     }
 }

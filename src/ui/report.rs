@@ -136,13 +136,15 @@ pub enum Event {
         subject: String,
         rows: Vec<Vec<String>>,
     },
-    /// A line a task's handler printed or logged (forwarded by the local platform).
+    /// A line a task's handler printed or logged (forwarded by the local platform), with the
+    /// structured fields of a logger call (`context.logger.info_with("archived", body=…)`).
     TaskOutput {
         task: String,
         function: String,
         stream: String,
         level: Level,
         line: String,
+        fields: Map<String, Value>,
     },
     /// A log line (from `tracing`).
     Log {
@@ -291,7 +293,11 @@ pub fn render(event: &Event, opts: RenderOptions) -> Option<String> {
             Some(text)
         }
         Event::TaskOutput {
-            task, level, line, ..
+            task,
+            level,
+            line,
+            fields,
+            ..
         } => {
             let tone = match level {
                 Level::Error => Tone::Bad,
@@ -302,7 +308,7 @@ pub fn render(event: &Event, opts: RenderOptions) -> Option<String> {
             let bar = paint(opts.color, tone.style(), "|");
             Some(format!(
                 "{name} {bar} {}",
-                fit(line, subject_room(opts.width, 2))
+                fit(&with_fields(line, fields), subject_room(opts.width, 2))
             ))
         }
         Event::Log {
@@ -471,9 +477,16 @@ fn to_json_fields(event: &Event) -> Value {
             function,
             stream,
             level,
+            fields,
             ..
-        } => json!({"event": "task_output", "task": task, "function": function,
-                    "stream": stream, "level": level.name()}),
+        } => {
+            let mut object = json!({"event": "task_output", "task": task, "function": function,
+                                    "stream": stream, "level": level.name()});
+            if !fields.is_empty() {
+                object["fields"] = Value::Object(fields.clone());
+            }
+            object
+        }
         Event::Log {
             level,
             target,
@@ -745,6 +758,27 @@ impl Bars {
     }
 }
 
+/// A task's log line followed by its fields as `key=value` (logfmt): a string that needs no
+/// quoting as it is, anything else as JSON (`archived body="two words" size=3`).
+fn with_fields(line: &str, fields: &Map<String, Value>) -> String {
+    let mut text = line.to_string();
+    for (key, value) in fields {
+        let value = match value {
+            Value::String(s)
+                if !s.is_empty()
+                    && !s
+                        .chars()
+                        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '=')) =>
+            {
+                s.clone()
+            }
+            other => other.to_string(),
+        };
+        text.push_str(&format!(" {key}={value}"));
+    }
+    text
+}
+
 fn running_msg(r: &Running, step: &str, opts: RenderOptions) -> (String, String) {
     running(&r.verb, &r.subject, Some(step), opts)
 }
@@ -782,12 +816,18 @@ impl<S: tracing::Subscriber> Layer<S> for ReportLayer {
                 task.clone_from(&function);
             }
             let stream = take(&mut visitor.fields, "stream");
+            // A logger call's fields arrive as one JSON object (`platform::local::protocol`).
+            let fields = match visitor.fields.remove("with") {
+                Some(Value::String(with)) => serde_json::from_str(&with).unwrap_or_default(),
+                _ => Map::new(),
+            };
             emit(Event::TaskOutput {
                 task,
                 function,
                 stream,
                 level,
                 line: visitor.message,
+                fields,
             });
         } else {
             emit(Event::Log {

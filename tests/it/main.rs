@@ -3,6 +3,7 @@
 
 mod architecture;
 mod build;
+mod cli;
 mod contract;
 mod dashboard;
 mod local;

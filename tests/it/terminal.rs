@@ -48,7 +48,7 @@ fn serve_piped_has_no_control_codes_and_says_ready_once_per_function() {
         "    Switched 2 routes in ",
         "      Routes ROUTE ",
         "    Schedule AFTER  PHASE\n",
-        "       taska | taskb answered\n",
+        "       taska | taskb answered result=8\n",
         "    Stopping serve: new client requests get 503; 0 in flight",
     ] {
         assert!(log.contains(line), "no `{line}` in:\n{log}");

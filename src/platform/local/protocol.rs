@@ -442,14 +442,53 @@ pub fn bounded_line(text: &str, dropped: u64) -> Cow<'_, str> {
     ))
 }
 
-/// Emits a worker's `L` frame as a `tracing` event at its level, its message and fields each
-/// cut to [`contract::MAX_LOG_LINE`] bytes.
+/// A logger call's fields as one JSON object, bounded as output lines are: a value whose text
+/// is over [`contract::MAX_LOG_LINE`] bytes becomes that text cut ([`bounded_line`]), and once
+/// the fields kept reach four times that, the rest are left out and counted under `…`. Always
+/// valid JSON (serve's terminal and `--log-format json` parse it back).
+pub fn bounded_fields(with: &serde_json::Map<String, serde_json::Value>) -> String {
+    let mut kept = serde_json::Map::new();
+    let mut size = 0;
+    let mut left_out = 0;
+    for (key, value) in with {
+        if size >= 4 * contract::MAX_LOG_LINE {
+            left_out += 1;
+            continue;
+        }
+        let key = bounded_line(key, 0).into_owned();
+        let value = match value {
+            serde_json::Value::String(text) => {
+                serde_json::Value::String(bounded_line(text, 0).into_owned())
+            }
+            other => {
+                let text = other.to_string();
+                if text.len() > contract::MAX_LOG_LINE {
+                    serde_json::Value::String(bounded_line(&text, 0).into_owned())
+                } else {
+                    other.clone()
+                }
+            }
+        };
+        size += key.len() + value.to_string().len();
+        kept.insert(key, value);
+    }
+    if left_out > 0 {
+        kept.insert(
+            "…".to_string(),
+            serde_json::Value::String(format!("{left_out} more fields left out")),
+        );
+    }
+    serde_json::Value::Object(kept).to_string()
+}
+
+/// Emits a worker's `L` frame as a `tracing` event at its level, its message cut to
+/// [`contract::MAX_LOG_LINE`] bytes and its fields as [`bounded_fields`].
 pub fn emit_log(function: &str, line: &LogLine) {
     let task = line.task.as_deref().unwrap_or("-");
     let with = if line.with.is_empty() {
         String::new()
     } else {
-        bounded_line(&serde_json::Value::Object(line.with.clone()).to_string(), 0).into_owned()
+        bounded_fields(&line.with)
     };
     let message = bounded_line(line.message.trim_end_matches('\n'), line.truncated);
     let stream = line.stream.as_str();
@@ -470,6 +509,36 @@ pub fn emit_log(function: &str, line: &LogLine) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_fields_are_cut_field_by_field_and_stay_json() {
+        let mut with = serde_json::Map::new();
+        with.insert(
+            "body".into(),
+            "x".repeat(contract::MAX_LOG_LINE + 10).into(),
+        );
+        with.insert("n".into(), 3.into());
+        with.insert(
+            "list".into(),
+            serde_json::Value::Array(vec![1.into(); contract::MAX_LOG_LINE]),
+        );
+        for i in 0..10 {
+            with.insert(format!("big{i}"), "y".repeat(contract::MAX_LOG_LINE).into());
+        }
+        let text = bounded_fields(&with);
+        let back: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
+        assert!(text.len() < 6 * contract::MAX_LOG_LINE, "{}", text.len());
+        assert!(back["body"]
+            .as_str()
+            .unwrap()
+            .ends_with("… [truncated: 10 more bytes]"));
+        assert_eq!(back["n"], 3);
+        assert!(back["list"].as_str().unwrap().contains("[truncated: "));
+        assert!(back["…"]
+            .as_str()
+            .unwrap()
+            .ends_with("more fields left out"));
+    }
 
     #[tokio::test]
     async fn event_frame_round_trips_through_the_framing() {

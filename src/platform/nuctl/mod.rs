@@ -587,6 +587,19 @@ impl Platform for NuctlPlatform {
         }))
     }
 
+    /// The address serve would invoke (`[nuctl] invocation-url`), as `list` recorded it.
+    fn url(&self, function: &str) -> Option<Result<String, String>> {
+        let endpoints = self.inner.endpoints.lock().expect("endpoint cache");
+        let endpoint = endpoints.get(function)?;
+        Some(
+            endpoint
+                .address
+                .as_ref()
+                .map(|address| format!("http://{address}"))
+                .map_err(Clone::clone),
+        )
+    }
+
     /// Each look runs `nuctl get` (a second or so on a real cluster): serve looks every 15 s,
     /// and also right after every deploy and whenever a connection is refused.
     fn resync_interval(&self) -> std::time::Duration {

@@ -112,6 +112,7 @@ fn first_serve() -> Vec<Event> {
             stream: "log".into(),
             level: Level::Info,
             line: "taskb answered".into(),
+            fields: Map::new(),
         },
         Event::Log {
             level: Level::Warn,

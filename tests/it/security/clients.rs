@@ -198,18 +198,19 @@ fn an_error_page_is_cut_short_in_the_message() {
 fn every_client_refuses_https_naming_the_address() {
     let env = project();
     let https = "https://127.0.0.1:8443";
-    for args in [
-        vec!["invoke", "ingest", "--server", https],
-        vec!["traces", "export", "-", "--from", https],
-        vec!["optimize", "--from", https],
+    // The message names the flag: `--server` (`--from` of `traces export` is its alias), and
+    // `--from` of `optimize`, which also takes a file.
+    for (args, flag) in [
+        (vec!["invoke", "ingest", "--server", https], "--server"),
+        (vec!["traces", "export", "-", "--server", https], "--server"),
+        (vec!["traces", "export", "-", "--from", https], "--server"),
+        (vec!["optimize", "--server", https], "--server"),
+        (vec!["optimize", "--from", https], "--from"),
     ] {
         let (code, stderr, all) = run(&env, &args);
         assert_eq!(code, Some(64), "{args:?}\n{all}");
         assert!(
-            stderr.contains(&format!(
-                "`{} {https}`: HTTPS is not supported",
-                args[args.len() - 2]
-            )),
+            stderr.contains(&format!("`{flag} {https}`: HTTPS is not supported")),
             "{args:?}\n{all}"
         );
     }
