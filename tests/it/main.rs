@@ -5,6 +5,7 @@ mod architecture;
 mod build;
 mod contract;
 mod dashboard;
+mod live_state;
 mod local;
 mod local_cron;
 mod nuctl;
