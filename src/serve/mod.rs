@@ -280,8 +280,10 @@ async fn serve(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCod
     ));
     // Recorded on every function serve deploys, so that `plan`, `apply` and `status` elsewhere
     // pick the grouping serve would: the schedule's origin (serve's start, less the offset of
-    // the phase it starts in) while serve follows the schedule, else the phase it holds.
-    runner.set_owner(if args.no_schedule || optimizer.is_some() {
+    // the phase it starts in) while a later phase is still to come, else the phase it holds
+    // (which, unlike an origin, a restart leaves the same: an unchanged project redeploys
+    // nothing). `upcoming` is empty with `--no-schedule` and with an optimizer.
+    runner.set_owner(if upcoming.is_empty() {
         crate::platform::owner::GroupingOwner::Phase(start.map_or(0, |i| i + 1))
     } else {
         let start_offset = start.map(|i| config.phases[i].after).unwrap_or_default();
