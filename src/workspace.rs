@@ -237,7 +237,8 @@ pub async fn resolve(prepared: &mut Prepared, given: Option<Selection>) -> Resul
         })
         .collect();
     prepared.artifacts = artifacts;
-    let unowned = find_unowned(prepared.platform.as_ref(), &owned, &prepared.artifacts).await?;
+    let known: Vec<LiveFunction> = owned.iter().chain(&kept).cloned().collect();
+    let unowned = find_unowned(prepared.platform.as_ref(), &known, &prepared.artifacts).await?;
     Ok(Observed {
         owned,
         unowned,
