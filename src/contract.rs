@@ -20,6 +20,36 @@ pub const ANNOTATION_TASKS: &str = "fusionizer.io/tasks";
 pub const ANNOTATION_DIGEST: &str = "fusionizer.io/digest";
 /// Per-task digests, `a=sha256:…,b=sha256:…`, so a plan can say which task's files changed.
 pub const ANNOTATION_TASK_DIGESTS: &str = "fusionizer.io/task-digests";
+/// Who chose the grouping the function was deployed for ("live-state annotation"):
+/// `schedule` (serve follows fusion.toml's phases from [`ANNOTATION_SCHEDULE_ORIGIN`]), `phase`
+/// (the phase in [`ANNOTATION_PHASE`] is held: `serve --no-schedule`, or serve with an optimizer
+/// that has not chosen yet), `feedback` or `command` (serve's optimizer chose it, at
+/// [`ANNOTATION_CHOSEN_AT`]). Written by serve on every function it deploys; `plan`, `apply` and
+/// `status` read it to pick the grouping serve would. Not part of the digest.
+pub const ANNOTATION_GROUPING_OWNER: &str = "fusionizer.io/grouping-owner";
+/// The instant (RFC 3339, UTC) serve's schedule counts phase offsets from: serve's start minus
+/// the offset of the phase it started in. Live-state annotation, beside
+/// [`ANNOTATION_GROUPING_OWNER`] = `schedule`.
+pub const ANNOTATION_SCHEDULE_ORIGIN: &str = "fusionizer.io/schedule-origin";
+/// The phase serve holds, counting from 1 (`0`: the initial grouping, every task alone).
+/// Live-state annotation, beside [`ANNOTATION_GROUPING_OWNER`] = `phase`.
+pub const ANNOTATION_PHASE: &str = "fusionizer.io/phase";
+/// When serve's optimizer chose the live grouping (RFC 3339, UTC). Live-state annotation,
+/// beside [`ANNOTATION_GROUPING_OWNER`] = `feedback` or `command`.
+pub const ANNOTATION_CHOSEN_AT: &str = "fusionizer.io/chosen-at";
+/// The tasks of the function that were uploaded to serve (`PUT /<task>`), sorted and joined by
+/// `,`. Such a function belongs to serve: `plan` and `apply` keep it; `destroy` removes it.
+/// Live-state annotation.
+pub const ANNOTATION_UPLOADED: &str = "fusionizer.io/uploaded";
+/// Every live-state annotation: what serve writes beside a function's content. They are left out
+/// of the digest and of plan diffs.
+pub const LIVE_STATE_ANNOTATIONS: &[&str] = &[
+    ANNOTATION_GROUPING_OWNER,
+    ANNOTATION_SCHEDULE_ORIGIN,
+    ANNOTATION_PHASE,
+    ANNOTATION_CHOSEN_AT,
+    ANNOTATION_UPLOADED,
+];
 /// Label and annotation keys under this prefix are fusionizer's; a task may not set them.
 pub const RESERVED_PREFIX: &str = "fusionizer.io/";
 

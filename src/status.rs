@@ -33,6 +33,9 @@ pub enum Drift {
     NotDesired,
     #[serde(rename = "missing")]
     Missing,
+    /// It holds tasks uploaded to serve: serve's, which plan and apply leave alone.
+    #[serde(rename = "kept (serve)")]
+    Kept,
 }
 
 impl Drift {
@@ -42,6 +45,7 @@ impl Drift {
             Drift::Differs => "differs",
             Drift::NotDesired => "not desired",
             Drift::Missing => "missing",
+            Drift::Kept => "kept (serve)",
         }
     }
 }
@@ -69,6 +73,14 @@ pub struct StatusSummary {
     pub differs: usize,
     pub not_desired: usize,
     pub missing: usize,
+    /// Functions serve holds for uploaded tasks.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub kept: usize,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The whole status.
@@ -82,6 +94,10 @@ pub struct Status {
     /// Set when serve's optimizer chose the live grouping and fusion.toml does not describe it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub optimizer: Option<OptimizerNote>,
+    /// Who chose the grouping compared against, when the live state had a say (serve's
+    /// schedule, held phase or optimizer, as its functions record it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grouping: Option<crate::plan::GroupingSource>,
 }
 
 /// The file in the state directory where serve notes a live grouping an optimizer chose.
@@ -182,7 +198,9 @@ fn render_groups(groups: &[Vec<String>]) -> String {
 impl Status {
     /// Every desired function is live with its digest and nothing else is owned.
     pub fn in_sync(&self) -> bool {
-        self.functions.iter().all(|f| f.drift == Drift::InSync)
+        self.functions
+            .iter()
+            .all(|f| matches!(f.drift, Drift::InSync | Drift::Kept))
     }
 }
 
@@ -247,10 +265,29 @@ pub fn compute(project: &str, desired: &[Artifact], live_owned: &[LiveFunction])
             differs: n(Drift::Differs),
             not_desired: n(Drift::NotDesired),
             missing: n(Drift::Missing),
+            kept: 0,
         },
         functions,
         optimizer: None,
+        grouping: None,
     }
+}
+
+/// Adds the functions serve holds for uploaded tasks, as `kept (serve)` rows.
+pub fn add_kept(status: &mut Status, kept: &[LiveFunction]) {
+    for live in kept {
+        status.functions.push(FunctionStatus {
+            function: live.name.clone(),
+            tasks: live.tasks(),
+            state: Some(live.state.word().to_string()),
+            message: None,
+            digest: live.digest().map(str::to_string),
+            desired_digest: None,
+            drift: Drift::Kept,
+        });
+        status.summary.kept += 1;
+    }
+    status.functions.sort_by(|a, b| a.function.cmp(&b.function));
 }
 
 fn short(digest: Option<&String>) -> String {
@@ -270,6 +307,10 @@ pub fn render_text(status: &Status, color: bool) -> String {
         );
     }
     let header = ["FUNCTION", "TASKS", "STATE", "DIGEST", "DRIFT"];
+    let mut out = String::new();
+    if let Some(grouping) = &status.grouping {
+        out.push_str(&format!("Grouping: {}\n\n", grouping.description));
+    }
     let rows: Vec<[String; 5]> = status
         .functions
         .iter()
@@ -289,7 +330,6 @@ pub fn render_text(status: &Status, color: bool) -> String {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let mut out = String::new();
     let line = |cells: [&str; 5], styles: [Option<Style>; 5]| {
         let mut text = String::new();
         for (i, cell) in cells.iter().enumerate() {
@@ -315,6 +355,7 @@ pub fn render_text(status: &Status, color: bool) -> String {
             Drift::InSync => Style::Green,
             Drift::Differs => Style::Yellow,
             Drift::NotDesired | Drift::Missing => Style::Red,
+            Drift::Kept => Style::Dim,
         };
         out.push_str(&line(
             [&row[0], &row[1], &row[2], &row[3], &row[4]],

@@ -7,6 +7,11 @@
 //!
 //! `validate`, `build`, `plan`, `apply`, `destroy`, `status` and `serve` all go through here, so
 //! each step is written once. A destroy skips the fuse step: its desired set is empty. Paths are absolute from [`crate::config::load`] on. Nothing here prints.
+//!
+//! `plan`, `apply` and `status` without `--at`/`--phase` observe first and pick the grouping the
+//! live functions record ([`resolve`]): serve writes who chose it on every function it deploys
+//! (`platform::owner`), so a command in another process computes the grouping serve would. A
+//! function holding a task uploaded to serve belongs to serve: it is kept, never planned.
 
 #![warn(missing_docs)]
 
@@ -34,6 +39,13 @@ pub struct Prepared {
     /// Prepared for `destroy` ([`prepare_destroy`]): the desired set is empty, so the plan
     /// deletes every owned function.
     pub destroy: bool,
+    /// Who chose the grouping, when the live state had a say ([`resolve`]).
+    pub grouping: Option<plan::GroupingSource>,
+    /// Live functions that belong to serve (they hold uploaded tasks): never planned.
+    pub kept: Vec<plan::Kept>,
+    /// The grouping was read from the live state (no `--at`/`--phase`): a saved plan re-reads
+    /// it when applied.
+    pub follows_live: bool,
 }
 
 impl Prepared {
@@ -86,7 +98,186 @@ pub fn prepare(workspace: Workspace, selection: Selection) -> Result<Prepared> {
         artifacts,
         platform,
         destroy: false,
+        grouping: None,
+        kept: Vec::new(),
+        follows_live: false,
     })
+}
+
+/// Opens the configured platform for `plan`, `apply` or `status` (exit 69 when it is
+/// unavailable; with `deploy`, first [`check_deploy_settings`]). Nothing is fused yet: that
+/// waits for [`resolve`], which looks at what is live first.
+pub fn open_for(workspace: Workspace, deploy: bool) -> Result<Prepared> {
+    if deploy {
+        check_deploy_settings(&workspace)?;
+    }
+    let platform = open_platform(&workspace, None)?;
+    Ok(Prepared {
+        workspace,
+        selection: Selection::default(),
+        artifacts: Vec::new(),
+        platform,
+        destroy: false,
+        grouping: None,
+        kept: Vec::new(),
+        follows_live: false,
+    })
+}
+
+/// Observes the platform, then picks and fuses the grouping of `prepared`:
+///
+/// - `given` (`--at`/`--phase`) wins;
+/// - else the owner the live functions record ([`platform::owner::live_owner`]): serve's
+///   schedule (the phase in force now, counted from the recorded origin), the phase serve
+///   holds, or the grouping serve's optimizer chose (the live functions' task sets, laid over
+///   the present tasks), so that fusion.toml edits to task code still deploy but the grouping
+///   is not undone;
+/// - else the grouping at `0s`, as before anything was live.
+///
+/// Functions holding tasks uploaded to serve (`fusionizer.io/uploaded`) are kept out of the
+/// plan, with their tasks: serve deploys them. The artifacts carry the live-state annotations
+/// they were chosen by, so that an apply keeps what serve recorded.
+pub async fn resolve(prepared: &mut Prepared, given: Option<Selection>) -> Result<Observed> {
+    use crate::platform::owner::{live_owner, uploaded_tasks, GroupingOwner};
+    let project = prepared.project().to_string();
+    let listed: Vec<LiveFunction> = prepared
+        .platform
+        .list(&project)
+        .await?
+        .into_iter()
+        .filter(|f| f.is_owned_by(&project))
+        .collect();
+    let (kept, owned): (Vec<LiveFunction>, Vec<LiveFunction>) = listed
+        .into_iter()
+        .partition(|f| !uploaded_tasks(f).is_empty());
+    let held: BTreeSet<String> = kept.iter().flat_map(LiveFunction::tasks).collect();
+    let workspace = &prepared.workspace;
+    let specs: BTreeMap<String, TaskSpec> = workspace
+        .specs
+        .iter()
+        .filter(|(name, _)| !held.contains(*name))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let present: BTreeSet<String> = specs.keys().cloned().collect();
+    let config = &workspace.config;
+    let owner = live_owner(&owned).or_else(|| live_owner(&kept));
+    let mut stamps = BTreeMap::new();
+    let mut source = None;
+    let mut selection = given.unwrap_or_default();
+    let grouping = match (given, &owner) {
+        (Some(given), owner) => {
+            source = owner.as_ref().map(|o| plan::GroupingSource {
+                owner: "flags".to_string(),
+                description: format!(
+                    "{} (given), overriding {}",
+                    describe_selection(config, given),
+                    o.describe()
+                ),
+            });
+            schedule::grouping(config, given, &present)?
+        }
+        (None, Some(owner @ GroupingOwner::Optimizer { source: who, .. })) => {
+            let live_groups: Vec<Vec<String>> = owned.iter().map(LiveFunction::tasks).collect();
+            source = Some(plan::GroupingSource {
+                owner: who.clone(),
+                description: format!(
+                    "chosen by {}; `--at`/`--phase` go back to fusion.toml's",
+                    owner.describe()
+                ),
+            });
+            stamps = owner.annotations();
+            schedule::over_present(&live_groups, &present)
+        }
+        (None, Some(owner)) => {
+            let (picked, what) = match owner {
+                GroupingOwner::Schedule { origin } => {
+                    let offset = GroupingOwner::offset_at(origin, std::time::SystemTime::now())
+                        .unwrap_or_default();
+                    let picked = match schedule::phase_at(config, offset) {
+                        Some(i) => Selection::Phase(i + 1),
+                        None => Selection::At(std::time::Duration::ZERO),
+                    };
+                    (picked, "schedule")
+                }
+                GroupingOwner::Phase(n) if *n >= 1 && *n <= config.phases.len() => {
+                    (Selection::Phase(*n), "phase")
+                }
+                _ => (Selection::At(std::time::Duration::ZERO), "phase"),
+            };
+            selection = picked;
+            source = Some(plan::GroupingSource {
+                owner: what.to_string(),
+                description: format!(
+                    "{}, as {}",
+                    describe_selection(config, picked),
+                    owner.describe()
+                ),
+            });
+            stamps = owner.annotations();
+            prepared.follows_live = true;
+            schedule::grouping(config, picked, &present)?
+        }
+        (None, None) => schedule::grouping(config, selection, &present)?,
+    };
+    if matches!(owner, Some(GroupingOwner::Optimizer { .. })) && given.is_none() {
+        prepared.follows_live = true;
+    }
+    let mut artifacts = fuse_grouping_over(workspace, &specs, &grouping)?;
+    for artifact in &mut artifacts {
+        fuse::metadata::stamp(artifact, &stamps);
+    }
+    prepared.selection = selection;
+    prepared.grouping = source;
+    prepared.kept = kept
+        .iter()
+        .map(|f| plan::Kept {
+            function: f.name.clone(),
+            tasks: f.tasks(),
+            uploaded: uploaded_tasks(f),
+        })
+        .collect();
+    prepared.artifacts = artifacts;
+    let known: Vec<LiveFunction> = owned.iter().chain(&kept).cloned().collect();
+    let unowned = find_unowned(prepared.platform.as_ref(), &known, &prepared.artifacts).await?;
+    Ok(Observed {
+        owned,
+        unowned,
+        kept,
+    })
+}
+
+/// `phase 2`, or `the initial grouping (every task alone)`, for the selection `selection` picks.
+pub fn describe_selection(config: &crate::config::Config, selection: Selection) -> String {
+    let phase = match selection {
+        Selection::Phase(n) => Some(n),
+        Selection::At(offset) => schedule::phase_at(config, offset).map(|i| i + 1),
+    };
+    match phase {
+        Some(n) => format!("phase {n}"),
+        None => "the initial grouping (every task alone)".to_string(),
+    }
+}
+
+/// Looks up every desired name that is not among `known` so that a same-named function this
+/// project does not own is found (a few lookups at a time).
+async fn find_unowned(
+    platform: &dyn Platform,
+    known: &[LiveFunction],
+    desired: &[Artifact],
+) -> Result<Vec<LiveFunction>, PlatformError> {
+    let known: BTreeSet<&str> = known.iter().map(|f| f.name.as_str()).collect();
+    let missing: Vec<&str> = desired
+        .iter()
+        .map(|a| a.name.as_str())
+        .filter(|n| !known.contains(*n))
+        .collect();
+    let found = futures_util::future::join_all(missing.into_iter().map(|name| platform.get(name)))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<Option<LiveFunction>>, PlatformError>>()?;
+    let mut unowned: Vec<LiveFunction> = found.into_iter().flatten().collect();
+    unowned.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(unowned)
 }
 
 /// [`prepare`] for a command that may deploy (`plan`, `apply`): first refuses, with exit 78,
@@ -125,6 +316,9 @@ pub fn prepare_destroy(workspace: Workspace) -> Result<Prepared> {
         artifacts: Vec::new(),
         platform,
         destroy: true,
+        grouping: None,
+        kept: Vec::new(),
+        follows_live: false,
     })
 }
 
@@ -143,6 +337,9 @@ pub struct Observed {
     pub owned: Vec<LiveFunction>,
     /// Functions under a desired name that this project does not own.
     pub unowned: Vec<LiveFunction>,
+    /// Owned functions that belong to serve (they hold uploaded tasks), left out of `owned` by
+    /// [`resolve`]; empty from [`observe`].
+    pub kept: Vec<LiveFunction>,
 }
 
 /// Lists the owned functions, then looks up every desired name that is not among them so a
@@ -182,7 +379,11 @@ pub async fn observe(
     }
     owned.sort_by(|a, b| a.name.cmp(&b.name));
     unowned.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Observed { owned, unowned })
+    Ok(Observed {
+        owned,
+        unowned,
+        kept: Vec::new(),
+    })
 }
 
 /// A tokio runtime for one command.
@@ -201,12 +402,15 @@ pub fn compute_plan(prepared: &Prepared, observed: &Observed) -> Result<Plan> {
     Ok(if prepared.destroy {
         plan::destroy(prepared.project(), &observed.owned)?
     } else {
-        plan::compute(
+        let mut plan = plan::compute(
             prepared.project(),
             &prepared.artifacts,
             &observed.owned,
             &observed.unowned,
-        )?
+        )?;
+        plan.grouping.clone_from(&prepared.grouping);
+        plan.kept.clone_from(&prepared.kept);
+        plan
     })
 }
 
@@ -233,13 +437,32 @@ fn observe_and_plan(
     Ok((prepared, observed, plan))
 }
 
-/// Prepares, observes and computes the plan.
+/// Opens the platform, observes, picks the grouping ([`resolve`]: `given`, or what the live
+/// state records) and computes the plan.
 pub fn make_plan(
     workspace: Workspace,
     rt: &tokio::runtime::Runtime,
-    selection: Selection,
+    given: Option<Selection>,
 ) -> Result<(Prepared, Observed, Plan)> {
-    observe_and_plan(prepare_to_deploy(workspace, selection)?, rt)
+    let mut prepared = open_for(workspace, true)?;
+    let kind = prepared.platform.kind();
+    let observed = refreshing(kind, || rt.block_on(resolve(&mut prepared, given)))?;
+    let plan = compute_plan(&prepared, &observed)?;
+    Ok((prepared, observed, plan))
+}
+
+/// Runs `look` behind the `Refreshing live functions` spinner.
+pub fn refreshing<T>(platform_kind: &str, look: impl FnOnce() -> Result<T>) -> Result<T> {
+    report::emit(Event::Spin {
+        id: "refresh".to_string(),
+        verb: "Refreshing".to_string(),
+        subject: format!("live functions ({platform_kind} platform)"),
+    });
+    let result = look();
+    report::emit(Event::Clear {
+        id: "refresh".to_string(),
+    });
+    result
 }
 
 /// Opens the platform, observes and computes the destroy plan: a delete for every function

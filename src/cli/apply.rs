@@ -17,7 +17,7 @@ use crate::plan::Plan;
 use crate::schedule::Selection;
 use crate::ui;
 use crate::workspace::{
-    compute_plan, observe, prepare_destroy, prepare_to_deploy, runtime, Prepared,
+    compute_plan, observe, open_for, prepare_destroy, resolve, runtime, Prepared,
 };
 
 /// Which command carries out a plan: the words of its prompt, refusal and outcome.
@@ -42,7 +42,8 @@ impl Verb {
 #[derive(Debug, Clone)]
 pub(super) struct ApplyArgs {
     pub(super) plan_file: Option<PathBuf>,
-    pub(super) selection: Selection,
+    /// `--at`/`--phase`, or `None` to follow what is live.
+    pub(super) selection: Option<Selection>,
     pub(super) auto_approve: bool,
     pub(super) parallelism: usize,
     pub(super) lock_timeout: Duration,
@@ -54,7 +55,7 @@ pub(super) fn command(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
     let plan_file = args.plan_file.as_ref().map(|p| ctx.resolve(p));
     let saved = match &plan_file {
         Some(path) => {
-            if args.selection != Selection::default() {
+            if args.selection.is_some() {
                 return Err(Error::usage(
                     "a saved plan carries its own grouping; drop `--at` / `--phase`",
                 ));
@@ -63,11 +64,10 @@ pub(super) fn command(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
         }
         None => None,
     };
-    let prepared = match &saved {
+    let mut prepared = match &saved {
         // A saved destroy plan is checked against an empty desired set: nothing to fuse.
         Some(saved) if saved.destroy => prepare_destroy(ctx.workspace()?)?,
-        Some(saved) => prepare_to_deploy(ctx.checked_workspace()?, saved.selection.into())?,
-        None => prepare_to_deploy(ctx.checked_workspace()?, args.selection)?,
+        _ => open_for(ctx.checked_workspace()?, true)?,
     };
     let command_line = match &args.plan_file {
         Some(p) => format!("fusionizer apply {}", p.display()),
@@ -75,11 +75,17 @@ pub(super) fn command(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
     };
     let _lock = lock(&prepared, &command_line, args.lock_timeout)?;
 
-    let observed = rt.block_on(observe(
-        prepared.platform.as_ref(),
-        prepared.project(),
-        &prepared.artifacts,
-    ))?;
+    let observed = if prepared.destroy {
+        rt.block_on(observe(prepared.platform.as_ref(), prepared.project(), &[]))?
+    } else {
+        // The grouping: the saved plan's, the one given, or the one the live state records.
+        let given = match &saved {
+            Some(saved) if saved.follows_live => None,
+            Some(saved) => Some(saved.selection.into()),
+            None => args.selection,
+        };
+        rt.block_on(resolve(&mut prepared, given))?
+    };
     // Also refuses to touch same-named functions this project does not own.
     let fresh = compute_plan(&prepared, &observed)?;
 

@@ -97,6 +97,15 @@ pub fn selection(args: &SelectionArgs) -> Result<Selection> {
     }
 }
 
+/// `--at` / `--phase` when either was given; `None` lets `plan`, `apply` and `status` read the
+/// grouping from what is live (`workspace::resolve`).
+pub fn given_selection(args: &SelectionArgs) -> Result<Option<Selection>> {
+    if args.phase.is_none() && args.at.is_none() {
+        return Ok(None);
+    }
+    selection(args).map(Some)
+}
+
 /// Parses `--lock-timeout` (usage error, exit 64, on a bad duration).
 fn lock_timeout(text: &str) -> Result<std::time::Duration> {
     config::parse_duration(text)
@@ -181,7 +190,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => plan::command(
             &ctx,
             plan::PlanArgs {
-                selection: selection(&sel)?,
+                selection: given_selection(&sel)?,
                 output,
                 detailed_exitcode,
                 out,
@@ -198,7 +207,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             &ctx,
             apply::ApplyArgs {
                 plan_file,
-                selection: selection(&sel)?,
+                selection: given_selection(&sel)?,
                 auto_approve,
                 parallelism: parallelism as usize,
                 lock_timeout: lock_timeout(&timeout)?,
@@ -219,7 +228,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status {
             selection: sel,
             output,
-        } => status::command(&ctx, selection(&sel)?, output),
+        } => status::command(&ctx, given_selection(&sel)?, output),
         Command::Serve {
             listen,
             phase,

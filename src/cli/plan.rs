@@ -15,7 +15,8 @@ use crate::workspace::{make_destroy_plan, make_plan, runtime};
 /// Resolved `fusionizer plan` arguments.
 #[derive(Debug, Clone)]
 pub(super) struct PlanArgs {
-    pub(super) selection: Selection,
+    /// `--at`/`--phase`, or `None` to follow what is live.
+    pub(super) selection: Option<Selection>,
     pub(super) output: OutputFormat,
     pub(super) detailed_exitcode: bool,
     pub(super) out: Option<PathBuf>,
@@ -59,13 +60,15 @@ pub(super) fn command(ctx: &Context, args: PlanArgs) -> Result<ExitCode> {
         let saved = if destroy {
             SavedPlan::destroying(plan.clone(), prepared.platform.identity(), &observed.owned)
         } else {
-            SavedPlan::new(
+            let mut saved = SavedPlan::new(
                 plan.clone(),
-                selection,
+                prepared.selection,
                 prepared.platform.identity(),
                 &prepared.artifacts,
                 &observed.owned,
-            )
+            );
+            saved.follows_live = prepared.follows_live;
+            saved
         };
         saved.write(&ctx.resolve(&written))?;
         ctx.ui.status(&format!(

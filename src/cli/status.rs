@@ -9,24 +9,33 @@ use crate::error::{ExitCode, Result};
 use crate::platform::Platform;
 use crate::schedule::Selection;
 use crate::serve::address::{Found, ServeAddress};
-use crate::status::{compute, optimizer_note, render_text, LiveGrouping, Status};
+use crate::status::{add_kept, compute, optimizer_note, render_text, LiveGrouping, Status};
 use crate::ui::{self, OutputFormat, Style};
-use crate::workspace::{observe, prepare, runtime};
+use crate::workspace::{fuse_selection, open_for, resolve, runtime};
 
-/// `fusionizer status`.
+/// `fusionizer status`: against the grouping `selection` picks, or (`None`) the one the live
+/// state records.
 pub(super) fn command(
     ctx: &Context,
-    selection: Selection,
+    selection: Option<Selection>,
     output: OutputFormat,
 ) -> Result<ExitCode> {
     let rt = runtime()?;
-    let prepared = prepare(ctx.workspace()?, selection)?;
-    let observed = rt.block_on(observe(prepared.platform.as_ref(), prepared.project(), &[]))?;
+    let mut prepared = open_for(ctx.workspace()?, false)?;
+    let observed = rt.block_on(resolve(&mut prepared, selection))?;
     let mut status = compute(prepared.project(), &prepared.artifacts, &observed.owned);
+    add_kept(&mut status, &observed.kept);
+    status.grouping.clone_from(&prepared.grouping);
+    // The note compares the live grouping with fusion.toml's: when the live state made status
+    // follow serve's optimizer, fusion.toml's is the one at `0s`.
+    let fusion_toml = match prepared.grouping.as_ref().map(|g| g.owner.as_str()) {
+        Some("feedback" | "command") => fuse_selection(&prepared.workspace, Selection::default())?,
+        _ => prepared.artifacts.clone(),
+    };
     status.optimizer = optimizer_note(
         LiveGrouping::read(&prepared.workspace.config.state_dir()),
         prepared.project(),
-        &prepared.artifacts,
+        &fusion_toml,
         &observed.owned,
     );
     let serve = match ServeAddress::find(&prepared.workspace.config.state_dir()) {

@@ -141,6 +141,11 @@ pub struct ServeConfig {
     /// `max-connections`: client connections open at once, default 1024, lowered at start so
     /// that file descriptors stay in reserve for the workers and the platform.
     pub max_connections: usize,
+    /// `self-heal`, default true: when serve notices that the live functions drifted from what
+    /// it deployed (another terminal's `apply` or `destroy`), it reports the drift and repairs
+    /// it; `false` only reports it (and `/-/health` stays `degraded` while a task has no
+    /// function).
+    pub self_heal: bool,
 }
 
 impl Default for ServeConfig {
@@ -166,6 +171,7 @@ impl Default for ServeConfig {
             body_read_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
             max_connections: 1024,
+            self_heal: true,
         }
     }
 }

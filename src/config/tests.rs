@@ -118,6 +118,7 @@ header-read-timeout = "5s"
 body-read-timeout = "30s"
 idle-timeout = "2m"
 max-connections = 100
+self-heal = false
 
 [nuctl]
 binary = "/opt/nuctl"
@@ -185,6 +186,7 @@ invocation-url = "internal"
             body_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
             max_connections: 100,
+            self_heal: false,
         }
     );
     assert_eq!(
@@ -526,7 +528,7 @@ fn unknown_keys_list_the_valid_keys_of_their_table() {
          `max-response-size`, `request-timeout`, `drain-timeout`, `shutdown-timeout`, `max-upload-size`, `max-unpacked-size`, \
          `trace-spans`, `trace-edges`, `async-queue`, `async-queue-size`, `allowed-hosts`, \
          `allowed-origins`, `header-read-timeout`, `body-read-timeout`, `idle-timeout`, \
-         `max-connections`"
+         `max-connections`, `self-heal`"
     );
     assert_eq!(
         fx.parse(&with_project("[nuctl]\nzone = \"x\"\n"))
@@ -756,7 +758,7 @@ fusion.toml:11:21: phase 1: unknown task `tasbk`
 fusion.toml:14:9: phase 2 starts at `10s`, not after phase 1 at `40s`
   hint: list `[[phase]]` tables in strictly increasing `after` order
 fusion.toml:18:1: unknown key `listn` in `[serve]`
-  hint: did you mean `listen`? valid keys in `[serve]`: `listen`, `advertise`, `token-env`, `max-body-size`, `max-response-size`, `request-timeout`, `drain-timeout`, `shutdown-timeout`, `max-upload-size`, `max-unpacked-size`, `trace-spans`, `trace-edges`, `async-queue`, `async-queue-size`, `allowed-hosts`, `allowed-origins`, `header-read-timeout`, `body-read-timeout`, `idle-timeout`, `max-connections`"
+  hint: did you mean `listen`? valid keys in `[serve]`: `listen`, `advertise`, `token-env`, `max-body-size`, `max-response-size`, `request-timeout`, `drain-timeout`, `shutdown-timeout`, `max-upload-size`, `max-unpacked-size`, `trace-spans`, `trace-edges`, `async-queue`, `async-queue-size`, `allowed-hosts`, `allowed-origins`, `header-read-timeout`, `body-read-timeout`, `idle-timeout`, `max-connections`, `self-heal`"
     );
     // And as the top-level error: exit 78 with one cause per problem.
     let diagnostics = load(&fx.toml_path()).unwrap_err();

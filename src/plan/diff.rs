@@ -11,6 +11,7 @@ use crate::contract::{ANNOTATION_DIGEST, ANNOTATION_TASK_DIGESTS};
 pub(crate) fn is_digest_annotation(path: &str) -> bool {
     [ANNOTATION_DIGEST, ANNOTATION_TASK_DIGESTS]
         .iter()
+        .chain(crate::contract::LIVE_STATE_ANNOTATIONS)
         .any(|a| {
             path == path_join(
                 "metadata.annotations",

@@ -155,6 +155,35 @@ pub struct Plan {
     pub summary: Summary,
     /// What the plan was computed from, to detect a stale saved plan.
     pub fingerprint: Fingerprint,
+    /// Who chose the grouping, when the live state did (serve's schedule, phase or optimizer)
+    /// or the live state records one that `--at`/`--phase` overrode; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grouping: Option<GroupingSource>,
+    /// Live functions the plan leaves alone because they belong to serve (they hold tasks
+    /// uploaded to it); `destroy` still deletes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<Kept>,
+}
+
+/// Who chose the grouping a plan (or status) was computed for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupingSource {
+    /// `schedule`, `phase`, `feedback` or `command` (serve recorded it on the live functions);
+    /// `flags` when `--at`/`--phase` overrode what the live functions record.
+    pub owner: String,
+    /// In words: `phase 2 of serve's schedule, counting from 2026-…`.
+    pub description: String,
+}
+
+/// A live function that belongs to serve: plan never changes or deletes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kept {
+    /// The function's name.
+    pub function: String,
+    /// All its tasks, sorted.
+    pub tasks: Vec<String>,
+    /// The ones uploaded to serve, sorted.
+    pub uploaded: Vec<String>,
 }
 
 impl Plan {
@@ -274,7 +303,10 @@ pub fn compute(
             };
             changes.push(Change::replace(artifact, live, reason));
         } else if same_digest {
-            unchanged.push(name.to_string());
+            match restamp(artifact, live) {
+                Some(reason) => changes.push(Change::of(Action::Update, artifact, live, reason)),
+                None => unchanged.push(name.to_string()),
+            }
         } else {
             changes.push(update(artifact, live));
         }
@@ -300,7 +332,40 @@ pub fn compute(
             inputs: inputs_fingerprint(desired),
             live: live_fingerprint(owned.values().copied()),
         },
+        grouping: None,
+        kept: Vec::new(),
     })
+}
+
+/// Why a function with the desired content must still be redeployed: the desired artifact
+/// carries live-state annotations (serve's, [`crate::contract::LIVE_STATE_ANNOTATIONS`]) that
+/// differ from the live ones. `None` when it carries none (a command given `--at`/`--phase`
+/// leaves them as they are) or they agree.
+fn restamp(artifact: &Artifact, live: &LiveFunction) -> Option<String> {
+    let desired = crate::fuse::metadata::live_state(
+        &crate::fuse::Metadata::from_yaml(&artifact.function_yaml)
+            .unwrap_or_default()
+            .annotations,
+    );
+    if desired.is_empty() {
+        return None;
+    }
+    let current = crate::fuse::metadata::live_state(&live.annotations);
+    if desired == current {
+        return None;
+    }
+    let changed: Vec<String> = desired
+        .keys()
+        .chain(current.keys())
+        .filter(|k| desired.get(*k) != current.get(*k))
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    Some(format!(
+        "live-state annotations changed: {} (same content)",
+        ticks(&changed)
+    ))
 }
 
 /// A desired name taken by a function this project does not own is an error naming its owner:

@@ -50,6 +50,27 @@ fn short(digest: &str) -> &str {
     }
 }
 
+/// Who chose the grouping and which functions belong to serve, when either applies: a line
+/// each, then a blank line.
+pub fn preamble(plan: &Plan) -> String {
+    let mut out = String::new();
+    if let Some(grouping) = &plan.grouping {
+        out.push_str(&format!("Grouping: {}\n", grouping.description));
+    }
+    for kept in &plan.kept {
+        out.push_str(&format!(
+            "Kept: {} (tasks {}): owned by serve, holds uploaded task(s) {}\n",
+            kept.function,
+            kept.tasks.join(", "),
+            kept.uploaded.join(", ")
+        ));
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
 fn digest_line(change: &Change) -> Option<String> {
     match (&change.old_digest, &change.new_digest) {
         (Some(old), Some(new)) if old != new => Some(format!("{} -> {}", short(old), short(new))),
@@ -62,10 +83,12 @@ fn digest_line(change: &Change) -> Option<String> {
 /// The text rendering: a legend of the symbols used, one block per change, the masked diff of
 /// each update, and the footer; or [`NO_CHANGES`].
 pub fn text(plan: &Plan, color: bool) -> String {
+    let mut out = preamble(plan);
     if !plan.has_changes() {
-        return format!("{NO_CHANGES}\n");
+        out.push_str(NO_CHANGES);
+        out.push('\n');
+        return out;
     }
-    let mut out = String::new();
     out.push_str("Fusionizer will perform the following actions, shown with these symbols:\n");
     let mut used: Vec<Action> = plan.changes.iter().map(|c| c.action).collect();
     used.sort();
@@ -144,8 +167,18 @@ fn html(text: &str) -> String {
 /// The markdown rendering: one collapsible `<details>` block for a pull-request comment, with a
 /// table of the changes and the diffs of updates; a single line when there are no changes.
 pub fn markdown(plan: &Plan) -> String {
+    let preamble = preamble(plan)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| format!("{}\n", cell(l)))
+        .collect::<String>();
     if !plan.has_changes() {
-        return format!("**fusionizer plan** for `{}`: {NO_CHANGES}\n", plan.project);
+        let line = format!("**fusionizer plan** for `{}`: {NO_CHANGES}\n", plan.project);
+        return if preamble.is_empty() {
+            line
+        } else {
+            format!("{line}\n{preamble}")
+        };
     }
     let mut out = String::new();
     out.push_str(&format!(
@@ -153,6 +186,10 @@ pub fn markdown(plan: &Plan) -> String {
         html(&plan.project),
         html(&counts(&plan.summary))
     ));
+    if !preamble.is_empty() {
+        out.push_str(&preamble);
+        out.push('\n');
+    }
     out.push_str("| | Function | Tasks | Reason |\n| --- | --- | --- | --- |\n");
     for change in &plan.changes {
         out.push_str(&format!(

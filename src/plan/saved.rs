@@ -139,6 +139,11 @@ pub struct SavedPlan {
     /// one. Absent (false) in ordinary plans.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub destroy: bool,
+    /// The grouping was read from the live state (no `--at`/`--phase`): `apply FILE` reads it
+    /// from the live state again, and the plan is stale when that picks other functions.
+    /// Absent (false) when `--at`/`--phase` chose it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub follows_live: bool,
     /// The desired functions the plan was computed from, sorted by name.
     pub inputs: Vec<InputEntry>,
     /// The live owned functions the plan was computed from, sorted by name.
@@ -168,6 +173,7 @@ impl SavedPlan {
             selection: selection.into(),
             platform,
             destroy: false,
+            follows_live: false,
             inputs: InputEntry::of(desired),
             live: LiveEntry::of(&owned),
             plan,
@@ -186,6 +192,8 @@ impl SavedPlan {
     fn plan_command(&self) -> String {
         if self.destroy {
             "fusionizer plan --destroy".to_string()
+        } else if self.follows_live {
+            "fusionizer plan".to_string()
         } else {
             format!("fusionizer plan {}", self.selection)
         }

@@ -515,3 +515,35 @@ fn platform_normalised_live_yaml_shows_only_real_changes() {
         "{diff}"
     );
 }
+
+#[test]
+fn live_state_annotations_alone_are_an_update_only_when_the_artifacts_carry_them() {
+    use crate::platform::owner::GroupingOwner;
+    let a = Fake::new(P, &["taska"]);
+    let stamped = |owner: &GroupingOwner| {
+        let mut artifact = a.build();
+        crate::fuse::metadata::stamp(&mut artifact, &owner.annotations());
+        artifact
+    };
+    let serve = GroupingOwner::Phase(1);
+    let live = crate::platform::memory::live_from_artifact(&stamped(&serve));
+    // Same content, same stamps: unchanged. No stamps (`--at`/`--phase`): unchanged too.
+    assert!(
+        !compute(P, &[stamped(&serve)], std::slice::from_ref(&live), &[])
+            .unwrap()
+            .has_changes()
+    );
+    assert!(!compute(P, &[a.build()], std::slice::from_ref(&live), &[])
+        .unwrap()
+        .has_changes());
+    // Other stamps: an update that says so, and no diff of the annotations.
+    let other = GroupingOwner::Phase(2);
+    let plan = compute(P, &[stamped(&other)], &[live], &[]).unwrap();
+    assert_eq!(plan.changes.len(), 1);
+    assert_eq!(plan.changes[0].action, Action::Update);
+    assert_eq!(
+        plan.changes[0].reason,
+        "live-state annotations changed: `fusionizer.io/phase` (same content)"
+    );
+    assert!(plan.changes[0].changed_fields.is_empty());
+}

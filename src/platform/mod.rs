@@ -8,6 +8,7 @@ pub mod local;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
 pub mod nuctl;
+pub mod owner;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -96,6 +96,9 @@ pub struct AppState {
     pub background: Background,
     /// The synchronous requests being forwarded, to refuse call cycles (508).
     pub chains: Chains,
+    /// Set while a present task has no function to route to (the runner keeps it current):
+    /// `/-/health` then answers 503 `degraded: …`, saying which and whether self-heal runs.
+    pub degraded: std::sync::Mutex<Option<String>>,
 }
 
 #[cfg(test)]
@@ -120,6 +123,7 @@ impl AppState {
             traces: Arc::new(crate::serve::traces::Recorder::new(traces, traces)),
             background: crate::serve::background::Background::new(1, 1 << 20, 1),
             chains: Chains::default(),
+            degraded: std::sync::Mutex::default(),
         }
     }
 }
@@ -203,7 +207,21 @@ async fn health(State(state): State<Arc<App>>) -> Response {
     if state.draining.load(Ordering::SeqCst) {
         unavailable("shutting down".to_string())
     } else if state.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ok\n").into_response()
+        let degraded = state
+            .degraded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match degraded {
+            // A readiness probe takes serve out of rotation while a task cannot be answered.
+            Some(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "5")],
+                format!("degraded: {why}\n"),
+            )
+                .into_response(),
+            None => (StatusCode::OK, "ok\n").into_response(),
+        }
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -281,6 +281,7 @@ async fn serve(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCod
             self::background::DEFAULT_CONCURRENCY,
         ),
         chains: self::http::Chains::default(),
+        degraded: std::sync::Mutex::default(),
     });
     let runner = Arc::new(Runner::new(
         workspace,
@@ -288,6 +289,25 @@ async fn serve(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCod
         selection_for(start),
         state.clone(),
     ));
+    // Recorded on every function serve deploys, so that `plan`, `apply` and `status` elsewhere
+    // pick the grouping serve would: the schedule's origin (serve's start, less the offset of
+    // the phase it starts in) while a later phase is still to come, else the phase it holds
+    // (which, unlike an origin, a restart leaves the same: an unchanged project redeploys
+    // nothing). `upcoming` is empty with `--no-schedule` and with an optimizer.
+    runner.set_owner(if upcoming.is_empty() {
+        crate::platform::owner::GroupingOwner::Phase(start.map_or(0, |i| i + 1))
+    } else {
+        let start_offset = start.map(|i| config.phases[i].after).unwrap_or_default();
+        let started = std::time::SystemTime::now()
+            .checked_sub(origin.elapsed())
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let origin = started
+            .checked_sub(start_offset)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        crate::platform::owner::GroupingOwner::Schedule {
+            origin: humantime::format_rfc3339_millis(origin).to_string(),
+        }
+    });
     state.board.start(self::state::Setup {
         project: config.project.name.clone(),
         platform: platform.clone(),
@@ -664,7 +684,11 @@ async fn background(
                     }
                 } else if last_resync.elapsed() >= resync_every {
                     last_resync = tokio::time::Instant::now();
-                    runner.resync().await;
+                    // Drift (another terminal's apply or destroy) is repaired with a regroup
+                    // when `[serve] self-heal` is on; a failure is retried like any other.
+                    if runner.resync().await {
+                        let _ = runner.regroup("self-heal").await;
+                    }
                 }
                 state
                     .metrics

@@ -9,6 +9,16 @@
 //! The grouping comes from the phase in force, or, once an optimizer chose one
 //! ([`Runner::choose`], `serve::optimizer`), from that explicit grouping laid over the present
 //! tasks; either way it goes through the same regroup.
+//!
+//! Every function a regroup deploys carries the live-state annotations (`platform::owner`): who
+//! chose the grouping (the schedule and its origin, a held phase, or an optimizer) and which of
+//! its tasks were uploaded, so that `plan`, `apply` and `status` elsewhere agree with serve.
+//!
+//! At each resync ([`Runner::resync`]) serve compares the live functions with what it deployed:
+//! every difference (another terminal's `apply` or `destroy`) is reported once as a `Drift` line
+//! (an event, so `--log-format json` carries it too), and with `[serve] self-heal` (the default)
+//! the caller repairs it with a regroup. While a present task has no function, `/-/health`
+//! answers 503 `degraded: …`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -32,6 +42,7 @@ use crate::config::{TaskSource, TaskSpec, Workspace};
 use crate::error::Error;
 use crate::fuse::Artifact;
 use crate::plan::Action;
+use crate::platform::owner::GroupingOwner;
 use crate::platform::{FunctionState, LiveFunction, Platform};
 use crate::schedule::Selection;
 use crate::ui::report::{self, Event, Tone};
@@ -49,6 +60,14 @@ pub struct Runner {
     selection: Mutex<Selection>,
     /// … unless an optimizer chose a grouping, which then applies instead.
     chosen: Mutex<Option<Chosen>>,
+    /// Who owns the grouping while no optimizer chose one: serve's schedule (and its origin) or
+    /// the phase it holds; recorded on every function it deploys.
+    owner: Mutex<GroupingOwner>,
+    /// The drift lines reported at the last resync, so each is said once while it lasts.
+    reported: Mutex<BTreeSet<String>>,
+    /// A hash of the live functions at the last resync that found no drift (cleared by every
+    /// regroup): while they stay the same, a resync neither fuses nor compares again.
+    in_sync_with: Mutex<Option<u64>>,
     /// One regroup at a time.
     regroup_lock: tokio::sync::Mutex<()>,
     /// Set when the last regroup failed, so the ticker retries it.
@@ -96,6 +115,9 @@ impl Runner {
             platform,
             selection: Mutex::new(selection),
             chosen: Mutex::new(None),
+            owner: Mutex::new(GroupingOwner::Phase(0)),
+            reported: Mutex::new(BTreeSet::new()),
+            in_sync_with: Mutex::new(None),
             regroup_lock: tokio::sync::Mutex::new(()),
             failed: std::sync::atomic::AtomicBool::new(false),
             state,
@@ -149,31 +171,106 @@ impl Runner {
 
     /// Every task with code: declared path tasks and uploads.
     fn present_specs(&self, workspace: &Workspace) -> BTreeMap<String, TaskSpec> {
+        self.present(workspace).0
+    }
+
+    /// Every task with code, and which of them are uploads.
+    fn present(&self, workspace: &Workspace) -> (BTreeMap<String, TaskSpec>, BTreeSet<String>) {
         let mut specs = workspace.specs.clone();
+        let mut uploaded = BTreeSet::new();
         for (name, spec) in self.uploads.load_all() {
             let declared_path = matches!(
                 workspace.config.tasks.get(&name).map(|t| &t.source),
                 Some(TaskSource::Path { .. })
             );
             if !declared_path {
+                uploaded.insert(name.clone());
                 specs.insert(name, spec);
             }
         }
-        specs
+        (specs, uploaded)
     }
 
-    /// The artifacts of the current phase (or the chosen grouping) over the present tasks.
+    /// Records who owns the grouping while no optimizer chose one (set once at start).
+    pub fn set_owner(&self, owner: GroupingOwner) {
+        *self
+            .owner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = owner;
+    }
+
+    /// Who owns the grouping the next regroup applies, as the functions record it.
+    pub fn grouping_owner(&self) -> GroupingOwner {
+        match self.chosen() {
+            Some(chosen) => GroupingOwner::Optimizer {
+                source: chosen.source.word().to_string(),
+                chosen_at: Some(chosen.at),
+            },
+            None => self
+                .owner
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+        }
+    }
+
+    /// The artifacts of the current phase (or the chosen grouping) over the present tasks,
+    /// stamped with the live-state annotations: the grouping's owner, and the uploaded tasks.
     fn desired(&self) -> Result<Vec<Artifact>, Error> {
         let workspace = self.workspace();
-        let specs = self.present_specs(&workspace);
-        match self.chosen() {
+        let (specs, uploaded) = self.present(&workspace);
+        let mut artifacts = match self.chosen() {
             Some(chosen) => {
                 let present = specs.keys().cloned().collect();
                 let grouping = crate::schedule::over_present(&chosen.grouping, &present);
                 fuse_grouping_over(&workspace, &specs, &grouping)
             }
             None => fuse_selection_over(&workspace, &specs, self.selection()),
+        }?;
+        let owner = self.grouping_owner().annotations();
+        for artifact in &mut artifacts {
+            let held: Vec<String> = artifact
+                .tasks
+                .iter()
+                .filter(|t| uploaded.contains(*t))
+                .cloned()
+                .collect();
+            let mut stamps = owner.clone();
+            stamps.extend(crate::platform::owner::uploaded_annotation(&held));
+            crate::fuse::metadata::stamp(artifact, &stamps);
         }
+        Ok(artifacts)
+    }
+
+    /// Keeps `/-/health`'s `degraded` note true: the present tasks the current route table has
+    /// no function for.
+    fn note_degraded(&self) {
+        let workspace = self.workspace();
+        let routed = self.state.routes.current();
+        let missing: Vec<String> = self
+            .present_specs(&workspace)
+            .into_keys()
+            .filter(|t| !routed.by_task.contains_key(t))
+            .collect();
+        let note = (!missing.is_empty()).then(|| {
+            let tasks = missing
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let healing = if workspace.config.serve.self_heal {
+                "self-heal is repairing it"
+            } else {
+                "self-heal is off (`[serve] self-heal = false`): run `fusionizer apply` or \
+                 restart serve"
+            };
+            format!("no function serves task(s) {tasks}; {healing}")
+        });
+        *self
+            .state
+            .degraded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = note;
     }
 
     /// Applies the current phase: deploy, switch routes, drain, delete.
@@ -220,6 +317,12 @@ impl Runner {
         if ok {
             self.note_live_grouping(&origin);
         }
+        self.note_degraded();
+        // What serve wants may have changed with this regroup: the next resync compares again.
+        *self
+            .in_sync_with
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         let phase = origin.phase.map(|n| n - 1);
         let transition = transition_of(why, started, ok, phase, result);
         self.state.board.transition(phase, transition);
@@ -415,20 +518,93 @@ impl Runner {
         table
     }
 
-    /// Re-reads the platform (another `apply` may have changed it) and rebuilds the routes if
-    /// the live set changed. Skipped while a regroup runs.
-    pub async fn resync(&self) {
+    /// Re-reads the platform (another `apply` or `destroy` may have changed it), rebuilds the
+    /// routes if the live set changed, and reports drift: each difference between the live
+    /// functions and what serve wants, once while it lasts. Returns whether there is drift that
+    /// `[serve] self-heal` should repair (the caller regroups). Skipped while a regroup runs.
+    pub async fn resync(&self) -> bool {
         let Ok(_guard) = self.regroup_lock.try_lock() else {
-            return;
+            return false;
         };
         if let Err(err) = self.platform.refresh().await {
             tracing::debug!("refresh failed: {err}");
-            return;
+            return false;
         }
         let project = self.with_config(|c| c.project.name.clone());
         let Ok(live) = self.platform.list(&project).await else {
-            return;
+            return false;
         };
+        let seen = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            format!("{live:?}").hash(&mut hasher);
+            hasher.finish()
+        };
+        if *self
+            .in_sync_with
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            == Some(seen)
+        {
+            return false;
+        }
+        let artifacts = match self.desired() {
+            Ok(artifacts) => artifacts,
+            Err(err) => {
+                tracing::debug!("not comparing with the live functions: {err}");
+                return false;
+            }
+        };
+        self.reroute(&artifacts, &live).await;
+        self.note_degraded();
+        let Ok(plan) = crate::plan::compute(&project, &artifacts, &live, &[]) else {
+            return false;
+        };
+        let lines: BTreeSet<String> = plan.changes.iter().map(drift_line).collect();
+        if lines.is_empty() {
+            *self
+                .in_sync_with
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(seen);
+        }
+        let self_heal = self.with_config(|c| c.serve.self_heal);
+        let new: Vec<String> = {
+            let mut reported = self
+                .reported
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let new = lines.difference(&reported).cloned().collect();
+            reported.clone_from(&lines);
+            new
+        };
+        for line in &new {
+            report::emit(Event::Status {
+                verb: "Drift".to_string(),
+                subject: line.clone(),
+                tone: Tone::Warn,
+            });
+        }
+        if !new.is_empty() {
+            report::emit(Event::Status {
+                verb: if self_heal { "Healing" } else { "Not healing" }.to_string(),
+                subject: if self_heal {
+                    "the live functions changed outside serve; redeploying what serve wants \
+                     (`[serve] self-heal`)"
+                        .to_string()
+                } else {
+                    "self-heal is off (`[serve] self-heal = false`); serve routes to what is \
+                     live and leaves the drift"
+                        .to_string()
+                },
+                tone: Tone::Warn,
+            });
+        }
+        self_heal && plan.has_changes()
+    }
+
+    /// Rebuilds the routes when the live set changed: a routed function is gone or redeployed,
+    /// or a ready function serves a task without a route.
+    async fn reroute(&self, artifacts: &[Artifact], live: &[LiveFunction]) {
         let app = &self.state;
         let current = app.routes.current();
         let live_ready: BTreeMap<String, String> = live
@@ -450,17 +626,26 @@ impl Runner {
         if !stale && !unrouted_task {
             return;
         }
-        let artifacts = match self.desired() {
-            Ok(artifacts) => artifacts,
-            Err(err) => {
-                tracing::debug!("not rebuilding routes: {err}");
-                return;
-            }
-        };
-        let table = self.build_table(&artifacts, &live).await;
+        let table = self.build_table(artifacts, live).await;
         tracing::info!("live functions changed outside serve; routes rebuilt");
         app.routes.swap(table);
     }
+}
+
+/// One line of drift: what differs between a live function and what serve wants.
+fn drift_line(change: &crate::plan::Change) -> String {
+    let what = match change.action {
+        Action::Create => "is missing",
+        Action::Update => "differs",
+        Action::Replace => "is broken",
+        Action::Delete => "is live but not wanted",
+    };
+    format!(
+        "function `{}` (tasks {}) {what}: {}",
+        change.function,
+        change.tasks.join(", "),
+        change.reason
+    )
 }
 
 /// The apply engine's hook for serve: once every new function is ready, switch the routes in

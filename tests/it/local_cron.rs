@@ -140,8 +140,12 @@ async fn local_cron_triggers_fire_per_task_move_with_a_regroup_and_stop_with_the
             );
         }
     }
-    assert!(fired(&platform, &fused.name, "taska-tick") >= 2);
-    assert!(fired(&platform, &fused.name, "taskb-tick") >= 2);
+    // A task records its event before its answer is counted: wait for the counts as well.
+    wait_for("the fused function's events to be counted", || {
+        fired(&platform, &fused.name, "taska-tick") >= 2
+            && fired(&platform, &fused.name, "taskb-tick") >= 2
+    })
+    .await;
 
     // Regroup: `taska` alone in a new function, deployed while the fused one still runs.
     let solo = fusionizer::fuse::fuse_group("shop", &[&a]).unwrap();
@@ -157,7 +161,10 @@ async fn local_cron_triggers_fire_per_task_move_with_a_regroup_and_stop_with_the
     assert!(from_trigger(&received(&out, "taska"), "taska-tick") <= old_events + 1);
     assert!(fired(&platform, &fused.name, "taska-tick") <= old_fired + 1);
     let after_takeover = fired(&platform, &fused.name, "taska-tick");
-    assert!(fired(&platform, &solo.name, "tick") >= 2);
+    wait_for("the new function's events to be counted", || {
+        fired(&platform, &solo.name, "tick") >= 2
+    })
+    .await;
     // taskb's trigger still fires in the fused function.
     let b_before = received(&out, "taskb").len();
     wait_for("taskb's trigger to keep firing", || {

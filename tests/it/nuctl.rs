@@ -177,6 +177,33 @@ async fn list_handles_none_one_and_many() {
     assert_eq!(platform.list("other").await.unwrap(), vec![]);
 }
 
+/// The live-state annotations serve stamps on a function (who owns the grouping, the schedule's
+/// origin, the uploaded tasks) reach Nuclio in function.yaml and come back from `nuctl get`:
+/// nuctl 1.14.1 keeps `metadata.annotations` of the `--file` config and merges its
+/// `--annotations` flag into them (pkg/nuctl/command/deploy.go, "decode annotations"), and
+/// `get -o json` renders each function's config with its metadata
+/// (pkg/nuctl/command/common/renderers.go, `RenderFunctions`).
+#[tokio::test]
+async fn live_state_annotations_survive_a_deploy_and_come_back_from_get() {
+    use fusionizer::platform::owner::{
+        live_owner, uploaded_annotation, uploaded_tasks, GroupingOwner,
+    };
+    let fake = Fake::new();
+    let platform = fake.platform(&[]);
+    let owner = GroupingOwner::Schedule {
+        origin: "2026-12-07T21:00:00.000Z".to_string(),
+    };
+    let mut stamps = owner.annotations();
+    stamps.extend(uploaded_annotation(&["a".to_string()]));
+    let mut stamped = artifact(&["a"], None);
+    fusionizer::fuse::metadata::stamp(&mut stamped, &stamps);
+    platform.deploy(&stamped, &NoProgress).await.unwrap();
+    let live = platform.list("shop").await.unwrap();
+    assert_eq!(live_owner(&live), Some(owner));
+    assert_eq!(uploaded_tasks(&live[0]), ["a"]);
+    assert_eq!(live[0].digest(), Some("sha256:0123"));
+}
+
 #[tokio::test]
 async fn get_returns_unowned_functions_and_none_for_missing() {
     let fake = Fake::new();

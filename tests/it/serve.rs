@@ -730,11 +730,15 @@ fn non_loopback_listen_needs_a_token_or_insecure() {
     assert!(stderr.contains("--insecure"), "{stderr}");
 }
 
-/// A running serve picks up what a separate `fusionizer apply` wrote (within its resync
-/// interval) and routes to the new functions, without a restart.
+/// With `[serve] self-heal = false`, a running serve picks up what a separate
+/// `fusionizer apply --phase 2` wrote (within its resync interval) and routes to the new
+/// functions, without a restart (with self-heal on, it would put its own grouping back).
 #[test]
 fn serve_picks_up_a_separate_apply() {
     let env = TestEnv::example("quickstart");
+    let file = env.project().join("fusion.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{text}\n[serve]\nself-heal = false\n")).unwrap();
     let serve = Serve::start(&env, &["--phase", "1", "--no-schedule"]);
     let info = serve.text("/taska");
     assert!(info.contains("Function: quickstart-taska\n"), "{info}");

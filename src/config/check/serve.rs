@@ -29,6 +29,7 @@ const SERVE_KEYS: &[&str] = &[
     "body-read-timeout",
     "idle-timeout",
     "max-connections",
+    "self-heal",
 ];
 const NUCTL_KEYS: &[&str] = &[
     "binary",
@@ -141,6 +142,12 @@ impl Checker<'_> {
                 if let Some(n) = self.count(value, &format!("serve.{key}"), min, 1 << 20) {
                     *slot = usize::try_from(n).unwrap_or(usize::MAX);
                 }
+            }
+        }
+        if let Some(value) = table.get("self-heal") {
+            match value.get_ref() {
+                toml::de::DeValue::Boolean(b) => serve.self_heal = *b,
+                _ => self.type_error(value, "serve.self-heal", "a boolean"),
             }
         }
         if let Some(value) = table.get("allowed-hosts") {
