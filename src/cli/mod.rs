@@ -146,7 +146,6 @@ where
 }
 
 /// Runs a parsed command line.
-// Long by design: one match arm per command, each only resolving its arguments.
 pub fn run(cli: Cli) -> Result<ExitCode> {
     refuse_project_options(&cli)?;
     let base = std::env::current_dir()
@@ -172,14 +171,20 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         cwd,
         ui,
     };
-    match cli.command {
-        Command::Validate => validate::command(&ctx),
+    dispatch(&ctx, cli.command)
+}
+
+/// Runs `command` in `ctx`: each command's arguments resolved, then its module's `command`.
+// Long by design: one match arm per command, each only resolving its arguments.
+fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Validate => validate::command(ctx),
         Command::Build {
             selection: sel,
             out,
             output,
-        } => build::command(&ctx, selection(&sel)?, out, output),
-        Command::Init { dir, name, .. } => init::command(&ctx, dir, name),
+        } => build::command(ctx, selection(&sel)?, out, output),
+        Command::Init { dir, name, .. } => init::command(ctx, dir, name),
         Command::Completions { shell, .. } => completions::command(shell),
         Command::Plan {
             selection: sel,
@@ -188,7 +193,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             out,
             destroy,
         } => plan::command(
-            &ctx,
+            ctx,
             plan::PlanArgs {
                 selection: given_selection(&sel)?,
                 output,
@@ -204,7 +209,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             parallelism,
             lock_timeout: timeout,
         } => apply::command(
-            &ctx,
+            ctx,
             apply::ApplyArgs {
                 plan_file,
                 selection: given_selection(&sel)?,
@@ -218,7 +223,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             parallelism,
             lock_timeout: timeout,
         } => destroy::command(
-            &ctx,
+            ctx,
             destroy::DestroyArgs {
                 auto_approve,
                 parallelism: parallelism as usize,
@@ -228,7 +233,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status {
             selection: sel,
             output,
-        } => status::command(&ctx, given_selection(&sel)?, output),
+        } => status::command(ctx, given_selection(&sel)?, output),
         Command::Serve {
             listen,
             phase,
@@ -236,7 +241,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             insecure,
             watch,
         } => serve::command(
-            &ctx,
+            ctx,
             crate::serve::ServeArgs {
                 listen,
                 phase: phase.map(|p| p as usize),
@@ -251,8 +256,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             headers,
             server,
             client,
-        } => invoke::command(&ctx, &task, data, headers, server, client.timeout),
-        Command::Traces { command } => traces::command(&ctx, command),
+        } => invoke::command(ctx, &task, data, headers, server, client.timeout),
+        Command::Traces { command } => traces::command(ctx, command),
         Command::Optimize {
             from,
             server,
@@ -267,7 +272,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             memory_headroom,
             live,
         } => optimize::command(
-            &ctx,
+            ctx,
             optimize::OptimizeArgs {
                 from,
                 server,
@@ -275,13 +280,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 min_calls,
                 explain,
                 output,
-                after: after
-                    .map(|text| {
-                        config::parse_duration(&text).map_err(|e| {
-                            Error::usage(format!("invalid value `{text}` for `--after`: {e}"))
-                        })
-                    })
-                    .transpose()?,
+                after: after.map(|text| parse_after(&text)).transpose()?,
                 write,
                 detailed_exitcode,
                 memory: memory.then_some(memory_headroom),
@@ -289,6 +288,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             },
         ),
     }
+}
+
+/// `optimize --after`: a duration (usage error, exit 64, otherwise).
+fn parse_after(text: &str) -> Result<std::time::Duration> {
+    config::parse_duration(text)
+        .map_err(|e| Error::usage(format!("invalid value `{text}` for `--after`: {e}")))
 }
 
 /// `-C`/`--config` given to `init` or `completions`, which read no fusion.toml: a usage error

@@ -71,21 +71,7 @@ pub(super) fn command(ctx: &Context, args: OptimizeArgs) -> Result<ExitCode> {
         proposal
     };
 
-    let last = config.phases.last().map(|p| p.after);
-    let after = match args.after {
-        Some(after) if last.is_some_and(|last| after <= last) => {
-            let last = format_duration(last.unwrap_or_default());
-            return Err(Error::usage(format!(
-                "`--after {}` is not after the last [[phase]] (`after = \"{last}\"`)",
-                format_duration(after)
-            ))
-            .with_hint(
-                "phases run in increasing `after` order: pick a later offset, or omit `--after`",
-            ));
-        }
-        Some(after) => after,
-        None => edit::default_after(last),
-    };
+    let after = phase_offset(config, args.after)?;
     let memory = args
         .memory
         .map(|headroom| edit::memory_limits(&proposal, &traces, headroom));
@@ -158,8 +144,46 @@ pub(super) fn command(ctx: &Context, args: OptimizeArgs) -> Result<ExitCode> {
         OutputFormat::Json => render::json(&report),
         OutputFormat::Markdown => render::markdown(&report),
     });
-    if args.write && has_change {
-        std::fs::write(&config.file, &proposed_text).map_err(|e| {
+    if args.write {
+        write_proposal(ctx, config, &proposed_text, has_change)?;
+    }
+    Ok(if args.detailed_exitcode && has_change {
+        ExitCode::Changes
+    } else {
+        ExitCode::Success
+    })
+}
+
+/// The `after` of the phase the proposal adds: `--after`, which must come after the last
+/// `[[phase]]`, else the default past it.
+fn phase_offset(config: &config::Config, given: Option<Duration>) -> Result<Duration> {
+    let last = config.phases.last().map(|p| p.after);
+    let after = match given {
+        Some(after) if last.is_some_and(|last| after <= last) => {
+            let last = format_duration(last.unwrap_or_default());
+            return Err(Error::usage(format!(
+                "`--after {}` is not after the last [[phase]] (`after = \"{last}\"`)",
+                format_duration(after)
+            ))
+            .with_hint(
+                "phases run in increasing `after` order: pick a later offset, or omit `--after`",
+            ));
+        }
+        Some(after) => after,
+        None => edit::default_after(last),
+    };
+    Ok(after)
+}
+
+/// `--write`: the proposal into fusion.toml, when it changes anything.
+fn write_proposal(
+    ctx: &Context,
+    config: &config::Config,
+    text: &str,
+    has_change: bool,
+) -> Result<()> {
+    if has_change {
+        std::fs::write(&config.file, text).map_err(|e| {
             Error::failure(format!(
                 "cannot write `{}`: {e}",
                 config::display_path(&config.file)
@@ -169,15 +193,11 @@ pub(super) fn command(ctx: &Context, args: OptimizeArgs) -> Result<ExitCode> {
             "Wrote the proposal into `{}`; review it, then `fusionizer plan`",
             config::display_path(&config.file)
         ));
-    } else if args.write {
+    } else {
         ctx.ui
             .status("Nothing to write: fusion.toml already describes the proposal");
     }
-    Ok(if args.detailed_exitcode && has_change {
-        ExitCode::Changes
-    } else {
-        ExitCode::Success
-    })
+    Ok(())
 }
 
 /// Where the traces come from, and the flag that named it: `--from` as given (a URL or a

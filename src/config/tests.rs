@@ -75,6 +75,10 @@ fn with_project(rest: &str) -> String {
 }
 
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "every setting of fusion.toml, one assertion each"
+)]
 fn a_complete_config_loads_with_every_value() {
     let fx = Fixture::new();
     fx.task("taska").task("taskb");
@@ -541,6 +545,10 @@ fn unknown_keys_list_the_valid_keys_of_their_table() {
 }
 
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one bad value per setting, one assertion each"
+)]
 fn serve_and_nuctl_value_problems() {
     let fx = Fixture::new();
     let serve = |body: &str| fx.parse(&with_project(&format!("[serve]\n{body}\n")));

@@ -257,57 +257,14 @@ async fn serve(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCod
     // finished).
     let origin = tokio::time::Instant::now();
     let platform = open_platform(&workspace, bound.proxy_url()).await?;
-    let state = Arc::new(AppState {
-        routes: Routes::default(),
-        metrics: Metrics::new(),
-        board: self::state::Board::default(),
-        ready: AtomicBool::new(false),
-        draining: AtomicBool::new(false),
-        inflight: Arc::default(),
-        token: bound.token.clone(),
-        advertise_host: bound.advertise.clone(),
-        port: bound.local.port(),
-        max_body: config.serve.max_body_bytes as usize,
-        max_upload: config.serve.max_upload_bytes as usize,
-        request_timeout: config.serve.request_timeout,
-        body_timeout: config.serve.body_read_timeout,
-        traces: Arc::new(self::traces::Recorder::new(
-            config.serve.trace_spans,
-            config.serve.trace_edges,
-        )),
-        background: self::background::Background::new(
-            config.serve.async_queue,
-            config.serve.async_queue_bytes,
-            self::background::DEFAULT_CONCURRENCY,
-        ),
-        chains: self::http::Chains::default(),
-        degraded: std::sync::Mutex::default(),
-    });
+    let state = app_state(&config, &bound);
     let runner = Arc::new(Runner::new(
         workspace,
         platform.clone(),
         selection_for(start),
         state.clone(),
     ));
-    // Recorded on every function serve deploys, so that `plan`, `apply` and `status` elsewhere
-    // pick the grouping serve would: the schedule's origin (serve's start, less the offset of
-    // the phase it starts in) while a later phase is still to come, else the phase it holds
-    // (which, unlike an origin, a restart leaves the same: an unchanged project redeploys
-    // nothing). `upcoming` is empty with `--no-schedule` and with an optimizer.
-    runner.set_owner(if upcoming.is_empty() {
-        crate::platform::owner::GroupingOwner::Phase(start.map_or(0, |i| i + 1))
-    } else {
-        let start_offset = start.map(|i| config.phases[i].after).unwrap_or_default();
-        let started = std::time::SystemTime::now()
-            .checked_sub(origin.elapsed())
-            .unwrap_or(std::time::UNIX_EPOCH);
-        let origin = started
-            .checked_sub(start_offset)
-            .unwrap_or(std::time::UNIX_EPOCH);
-        crate::platform::owner::GroupingOwner::Schedule {
-            origin: humantime::format_rfc3339_millis(origin).to_string(),
-        }
-    });
+    runner.set_owner(grouping_owner(&config, start, &upcoming, origin));
     state.board.start(self::state::Setup {
         project: config.project.name.clone(),
         platform: platform.clone(),
@@ -338,56 +295,8 @@ async fn serve(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCod
     );
     // `invoke`, `traces export` and `optimize` find serve here; the guard removes the record
     // when serve returns, whichever way.
-    let _address = match self::address::ServeAddress::of_this_process(bound.local)
-        .write(&config.state_dir())
-    {
-        Ok(recorded) => Some(recorded),
-        Err(e) => {
-            tracing::warn!(
-                "cannot record serve's address in `{}` ({e}); other commands need `--server`",
-                config.state_dir().display()
-            );
-            None
-        }
-    };
-    let stop_listening = Arc::new(tokio::sync::Notify::new());
-    let server = {
-        let stop_listening = stop_listening.clone();
-        let guard = Arc::new(guard::Guard::new(
-            bound.local.ip(),
-            &bound.advertise,
-            config
-                .nuctl
-                .proxy_url
-                .as_deref()
-                .and_then(|url| url.parse::<hyper::Uri>().ok())
-                .and_then(|uri| uri.host().map(str::to_string))
-                .as_deref(),
-            &config.serve.allowed_hosts,
-            &config.serve.allowed_origins,
-        ));
-        // The guard runs first, before any route: a refused request does no work at all.
-        let app = http::router(state.clone(), runner.clone())
-            .merge(dashboard::router(state.clone()))
-            .layer(axum::middleware::from_fn_with_state(guard, guard::enforce));
-        let (max_connections, lowered) = listener::connection_limit(config.serve.max_connections);
-        if let Some(why) = lowered {
-            tracing::warn!("{why}");
-        }
-        let limits = listener::Limits {
-            header_read: config.serve.header_read_timeout,
-            idle: config.serve.idle_timeout,
-            max_connections,
-        };
-        let listener = bound.listener;
-        tokio::spawn(listener::serve(listener, app, limits, async move {
-            stop_listening.notified().await;
-        }))
-    };
-    let server = Server {
-        task: server,
-        stop_listening,
-    };
+    let _address = record_address(&config, bound.local);
+    let server = start_server(&config, bound, &state, &runner);
 
     let start_name = start_name(start);
     status(ui, "Deploying", &start_name);
@@ -439,6 +348,126 @@ async fn serve(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCod
     .await;
     status(ui, "Stopped", "fusionizer serve");
     Ok(ExitCode::Success)
+}
+
+/// The state every request handler shares, from `[serve]`'s settings.
+fn app_state(config: &Config, bound: &Bound) -> Arc<AppState> {
+    Arc::new(AppState {
+        routes: Routes::default(),
+        metrics: Metrics::new(),
+        board: self::state::Board::default(),
+        ready: AtomicBool::new(false),
+        draining: AtomicBool::new(false),
+        inflight: Arc::default(),
+        token: bound.token.clone(),
+        advertise_host: bound.advertise.clone(),
+        port: bound.local.port(),
+        max_body: config.serve.max_body_bytes as usize,
+        max_upload: config.serve.max_upload_bytes as usize,
+        request_timeout: config.serve.request_timeout,
+        body_timeout: config.serve.body_read_timeout,
+        traces: Arc::new(self::traces::Recorder::new(
+            config.serve.trace_spans,
+            config.serve.trace_edges,
+        )),
+        background: self::background::Background::new(
+            config.serve.async_queue,
+            config.serve.async_queue_bytes,
+            self::background::DEFAULT_CONCURRENCY,
+        ),
+        chains: self::http::Chains::default(),
+        degraded: std::sync::Mutex::default(),
+    })
+}
+
+/// Who owns the grouping serve deploys, recorded on every function so that `plan`, `apply` and
+/// `status` elsewhere pick the grouping serve would: the schedule's origin (serve's start at
+/// `origin`, less the offset of the phase it starts in) while a later phase is still to come,
+/// else the phase it holds (which, unlike an origin, a restart leaves the same: an unchanged
+/// project redeploys nothing). `upcoming` is empty with `--no-schedule` and with an optimizer.
+fn grouping_owner(
+    config: &Config,
+    start: Option<usize>,
+    upcoming: &[(Duration, usize)],
+    origin: tokio::time::Instant,
+) -> crate::platform::owner::GroupingOwner {
+    if upcoming.is_empty() {
+        crate::platform::owner::GroupingOwner::Phase(start.map_or(0, |i| i + 1))
+    } else {
+        let start_offset = start.map(|i| config.phases[i].after).unwrap_or_default();
+        let started = std::time::SystemTime::now()
+            .checked_sub(origin.elapsed())
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let origin = started
+            .checked_sub(start_offset)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        crate::platform::owner::GroupingOwner::Schedule {
+            origin: humantime::format_rfc3339_millis(origin).to_string(),
+        }
+    }
+}
+
+/// Records serve's address in the state dir for the other commands; the record is removed when
+/// the returned guard drops. A failure is a warning: serve runs on.
+fn record_address(config: &Config, local: SocketAddr) -> Option<self::address::Recorded> {
+    match self::address::ServeAddress::of_this_process(local).write(&config.state_dir()) {
+        Ok(recorded) => Some(recorded),
+        Err(e) => {
+            tracing::warn!(
+                "cannot record serve's address in `{}` ({e}); other commands need `--server`",
+                config.state_dir().display()
+            );
+            None
+        }
+    }
+}
+
+/// Starts the HTTP server on `bound`'s listener: the guard before every route, then the
+/// proxy's and the dashboard's routes, within the connection limits.
+fn start_server(
+    config: &Config,
+    bound: Bound,
+    state: &Arc<AppState>,
+    runner: &Arc<Runner>,
+) -> Server {
+    let stop_listening = Arc::new(tokio::sync::Notify::new());
+    let task = {
+        let stop_listening = stop_listening.clone();
+        let guard = Arc::new(guard::Guard::new(
+            bound.local.ip(),
+            &bound.advertise,
+            config
+                .nuctl
+                .proxy_url
+                .as_deref()
+                .and_then(|url| url.parse::<hyper::Uri>().ok())
+                .and_then(|uri| uri.host().map(str::to_string))
+                .as_deref(),
+            &config.serve.allowed_hosts,
+            &config.serve.allowed_origins,
+        ));
+        // The guard runs first, before any route: a refused request does no work at all.
+        let app = http::router(state.clone(), runner.clone())
+            .merge(dashboard::router(state.clone()))
+            .layer(axum::middleware::from_fn_with_state(guard, guard::enforce));
+        let (max_connections, lowered) = listener::connection_limit(config.serve.max_connections);
+        if let Some(why) = lowered {
+            tracing::warn!("{why}");
+        }
+        let limits = listener::Limits {
+            header_read: config.serve.header_read_timeout,
+            idle: config.serve.idle_timeout,
+            max_connections,
+        };
+        let listener = bound.listener;
+        tokio::spawn(listener::serve(listener, app, limits, async move {
+            stop_listening.notified().await;
+        }))
+    };
+    Server {
+        task,
+        stop_listening,
+    }
 }
 
 /// The HTTP server task and the switch that stops its listener.

@@ -251,47 +251,7 @@ pub fn render(event: &Event, opts: RenderOptions) -> Option<String> {
             verb,
             subject,
             rows,
-        } => {
-            let mut text = if subject.is_empty() {
-                // The header goes on the verb's own line.
-                verb_cell(verb, Tone::Info, opts.color)
-            } else {
-                line(verb, Tone::Info, subject)
-            };
-            let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-            let widths: Vec<usize> = (0..columns)
-                .map(|c| {
-                    rows.iter()
-                        .filter_map(|r| r.get(c))
-                        .map(|cell| cell.chars().count())
-                        .max()
-                        .unwrap_or(0)
-                })
-                .collect();
-            for (i, row) in rows.iter().enumerate() {
-                let mut cells = String::new();
-                for (c, cell) in row.iter().enumerate() {
-                    if c + 1 == row.len() {
-                        cells.push_str(cell);
-                    } else {
-                        let _ = write!(cells, "{cell:<w$}  ", w = widths[c]);
-                    }
-                }
-                let cells = fit(&cells, subject_room(opts.width, 0));
-                if i == 0 && subject.is_empty() {
-                    text.push(' ');
-                } else {
-                    text.push('\n');
-                    text.push_str(&indent);
-                }
-                text.push_str(&if i == 0 {
-                    paint(opts.color, Style::Dim, &cells)
-                } else {
-                    cells
-                });
-            }
-            Some(text)
-        }
+        } => Some(render_table(verb, subject, rows, opts)),
         Event::TaskOutput {
             task,
             level,
@@ -316,24 +276,81 @@ pub fn render(event: &Event, opts: RenderOptions) -> Option<String> {
             message,
             fields,
             ..
-        } => {
-            let mut text = message.clone();
-            for (key, value) in fields {
-                let value = match value {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                let _ = write!(text, " {key}={value}");
-            }
-            let text = fit(&text, opts.width.map(|w| w.saturating_sub(9)));
-            Some(match level {
-                Level::Error => format!("{} {text}", paint(opts.color, Style::Red, "error:")),
-                Level::Warn => format!("{} {text}", paint(opts.color, Style::Yellow, "warning:")),
-                Level::Info => text,
-                Level::Debug => format!("{} {text}", paint(opts.color, Style::Dim, "debug:")),
-            })
-        }
+        } => Some(render_log(*level, message, fields, opts)),
         Event::Message { text } => Some(text.clone()),
+    }
+}
+
+/// An [`Event::Table`]: the verb (with the subject, if any), then the rows in aligned columns,
+/// the first row dimmed as a header.
+fn render_table(verb: &str, subject: &str, rows: &[Vec<String>], opts: RenderOptions) -> String {
+    let indent = " ".repeat(VERB_WIDTH + 1);
+    let mut text = if subject.is_empty() {
+        // The header goes on the verb's own line.
+        verb_cell(verb, Tone::Info, opts.color)
+    } else {
+        format!(
+            "{} {}",
+            verb_cell(verb, Tone::Info, opts.color),
+            fit(subject, subject_room(opts.width, 0))
+        )
+    };
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for (i, row) in rows.iter().enumerate() {
+        let mut cells = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                cells.push_str(cell);
+            } else {
+                let _ = write!(cells, "{cell:<w$}  ", w = widths[c]);
+            }
+        }
+        let cells = fit(&cells, subject_room(opts.width, 0));
+        if i == 0 && subject.is_empty() {
+            text.push(' ');
+        } else {
+            text.push('\n');
+            text.push_str(&indent);
+        }
+        text.push_str(&if i == 0 {
+            paint(opts.color, Style::Dim, &cells)
+        } else {
+            cells
+        });
+    }
+    text
+}
+
+/// An [`Event::Log`]: the message with its fields as `key=value`, after its level.
+fn render_log(
+    level: Level,
+    message: &str,
+    fields: &serde_json::Map<String, Value>,
+    opts: RenderOptions,
+) -> String {
+    let mut text = message.to_string();
+    for (key, value) in fields {
+        let value = match value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let _ = write!(text, " {key}={value}");
+    }
+    let text = fit(&text, opts.width.map(|w| w.saturating_sub(9)));
+    match level {
+        Level::Error => format!("{} {text}", paint(opts.color, Style::Red, "error:")),
+        Level::Warn => format!("{} {text}", paint(opts.color, Style::Yellow, "warning:")),
+        Level::Info => text,
+        Level::Debug => format!("{} {text}", paint(opts.color, Style::Dim, "debug:")),
     }
 }
 

@@ -65,6 +65,7 @@ const READ_DOM: &str = r"(() => { try { return JSON.stringify({
 }) } catch (e) { return null } })()";
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one browser session, step by step")]
 fn dashboard_shows_the_quickstart_fusing_live_in_a_browser() {
     let env = TestEnv::example("quickstart");
     env.write(&[("fusion.toml", FUSION_TOML)]);

@@ -671,6 +671,10 @@ fn serve_reaches_node_ports_at_the_controllers_external_address_on_kube() {
 /// (exit 2), apply, plan (exit 0), regroup, status, destroy, plan; functions of other owners in
 /// the same Nuclio project stay untouched throughout.
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one user journey, command by command"
+)]
 fn journey_on_kube_settings_from_init_to_destroy() {
     let env = TestEnv::new();
     let state = env.root().join("nuctl-state");

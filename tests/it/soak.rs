@@ -467,6 +467,10 @@ fn observe(serve: &Serve, env: &TestEnv) -> (State, State) {
 }
 
 /// Concurrent uploads (good and bad) and deletes of one task under load on another.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario: its load, its actors and its checks"
+)]
 fn uploads_and_deletes(size: &Size, rng: &mut Rng, problems: &mut Problems) -> Row {
     let name = "soak-uploads";
     let (env, tmp) = project(

@@ -83,6 +83,19 @@ impl Checker<'_> {
                 }
             }
         }
+        self.serve_limits(table, &mut serve);
+        if let Some(value) = table.get("self-heal") {
+            match value.get_ref() {
+                toml::de::DeValue::Boolean(b) => serve.self_heal = *b,
+                _ => self.type_error(value, "serve.self-heal", "a boolean"),
+            }
+        }
+        self.serve_access(table, &mut serve);
+        serve
+    }
+
+    /// `[serve]`'s bounds: sizes, timeouts and counts.
+    fn serve_limits(&mut self, table: &DeTable<'_>, serve: &mut ServeConfig) {
         for (key, slot) in [
             ("max-body-size", &mut serve.max_body_bytes),
             ("max-upload-size", &mut serve.max_upload_bytes),
@@ -99,10 +112,10 @@ impl Checker<'_> {
             if let Some(bytes) = self.size(value, "serve.max-response-size") {
                 if bytes > MAX_RESPONSE_LIMIT {
                     self.error(
-                        value.span(),
-                        format!("`serve.max-response-size` must be at most 1GiB, not {bytes} bytes"),
-                        Some("a worker's answer is held in memory whole; keep the limit to what serve can hold".to_string()),
-                    );
+                    value.span(),
+                    format!("`serve.max-response-size` must be at most 1GiB, not {bytes} bytes"),
+                    Some("a worker's answer is held in memory whole; keep the limit to what serve can hold".to_string()),
+                );
                 } else {
                     serve.max_response_bytes = bytes;
                 }
@@ -117,7 +130,7 @@ impl Checker<'_> {
             ("idle-timeout", &mut serve.idle_timeout),
         ] {
             let hint = "a connection that never times out can be held forever by a client that \
-                        sends nothing";
+                    sends nothing";
             if let Some(d) = self.positive_duration(table, "serve", key, Some(hint)) {
                 *slot = d;
             }
@@ -144,19 +157,17 @@ impl Checker<'_> {
                 }
             }
         }
-        if let Some(value) = table.get("self-heal") {
-            match value.get_ref() {
-                toml::de::DeValue::Boolean(b) => serve.self_heal = *b,
-                _ => self.type_error(value, "serve.self-heal", "a boolean"),
-            }
-        }
+    }
+
+    /// `[serve]`'s `allowed-hosts` and `allowed-origins` (docs/security.md).
+    fn serve_access(&mut self, table: &DeTable<'_>, serve: &mut ServeConfig) {
         if let Some(value) = table.get("allowed-hosts") {
             serve.allowed_hosts = self.string_list(value, "serve.allowed-hosts", |host| {
                 allowed_host_problem(host).map(|reason| {
                     (
                         reason,
                         "write a host name or IP address as clients put it in `Host` (no scheme, \
-                         port or path), `*.example.com` for its subdomains, or `*` for any host"
+                     port or path), `*.example.com` for its subdomains, or `*` for any host"
                             .to_string(),
                     )
                 })
@@ -168,13 +179,12 @@ impl Checker<'_> {
                     (
                         reason,
                         "write an origin as browsers send it, `scheme://host` or \
-                         `scheme://host:port` with no path (e.g. `http://localhost:3000`), or `*`"
+                     `scheme://host:port` with no path (e.g. `http://localhost:3000`), or `*`"
                             .to_string(),
                     )
                 })
             });
         }
-        serve
     }
 
     // Long by design: one linear pass over `[nuctl]`, each key checked where it is read.
