@@ -102,9 +102,14 @@ impl LiveFunction {
 
     /// Tasks from the `fusionizer.io/tasks` annotation, sorted.
     pub fn tasks(&self) -> Vec<String> {
+        self.task_list(ANNOTATION_TASKS)
+    }
+
+    /// The task names an annotation lists, joined by `,`, sorted (none when it is absent).
+    pub fn task_list(&self, annotation: &str) -> Vec<String> {
         let mut tasks: Vec<String> = self
             .annotations
-            .get(ANNOTATION_TASKS)
+            .get(annotation)
             .map(|t| {
                 t.split(',')
                     .filter(|s| !s.is_empty())

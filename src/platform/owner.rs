@@ -121,18 +121,7 @@ pub fn live_owner(owned: &[LiveFunction]) -> Option<GroupingOwner> {
 
 /// The tasks of `function` that were uploaded to serve (`fusionizer.io/uploaded`), sorted.
 pub fn uploaded_tasks(function: &LiveFunction) -> Vec<String> {
-    let mut tasks: Vec<String> = function
-        .annotations
-        .get(ANNOTATION_UPLOADED)
-        .map(|t| {
-            t.split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    tasks.sort();
-    tasks
+    function.task_list(ANNOTATION_UPLOADED)
 }
 
 /// The `fusionizer.io/uploaded` annotation for a function holding `uploaded` tasks (none when
