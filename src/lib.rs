@@ -19,6 +19,7 @@ pub mod contract;
 pub mod error;
 pub mod fuse;
 pub mod http_client;
+pub mod inflight;
 pub mod lock;
 pub mod optimize;
 pub mod plan;

@@ -8,7 +8,7 @@
 //! crash → 502, timeout → 504, body too large → 413. The body says what happened; causes go to
 //! the log.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,7 @@ use crate::contract::{
 };
 
 mod calls;
+use crate::inflight::{InFlight, InFlightGuard};
 use crate::platform::{InvokeError, InvokeRequest, InvokeResponse};
 pub use calls::Chains;
 
@@ -124,49 +125,6 @@ impl AppState {
             background: crate::serve::background::Background::new(1, 1 << 20, 1),
             chains: Chains::default(),
             degraded: std::sync::Mutex::default(),
-        }
-    }
-}
-
-/// Counts the requests being handled; [`InFlight::wait_idle`] waits until there are none.
-#[derive(Default)]
-pub struct InFlight {
-    count: AtomicUsize,
-    idle: tokio::sync::Notify,
-}
-
-impl InFlight {
-    /// Counts one request until the guard drops.
-    pub fn enter(self: &Arc<Self>) -> InFlightGuard {
-        self.count.fetch_add(1, Ordering::SeqCst);
-        InFlightGuard(self.clone())
-    }
-
-    pub fn count(&self) -> usize {
-        self.count.load(Ordering::SeqCst)
-    }
-
-    /// Waits until no request is being handled, or `deadline`; whether none is.
-    pub async fn wait_idle(&self, deadline: tokio::time::Instant) -> bool {
-        loop {
-            let idle = self.idle.notified();
-            if self.count() == 0 {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, idle).await.is_err() {
-                return self.count() == 0;
-            }
-        }
-    }
-}
-
-/// Keeps a request counted by [`InFlight`].
-pub struct InFlightGuard(Arc<InFlight>);
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
         }
     }
 }

@@ -1,15 +1,13 @@
 //! The route table: which function answers for which task, swapped atomically on regroup.
 //!
-//! Requests take an [`InflightGuard`] on the function they are sent to, so a regroup can drain
+//! Requests take an [`InFlightGuard`] on the function they are sent to, so a regroup can drain
 //! an old function (wait until nothing is in flight, bounded) before it is deleted.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::Notify;
-
+use crate::inflight::{InFlight, InFlightGuard};
 use crate::platform::Invoker;
 
 /// One deployed function that answers requests.
@@ -21,8 +19,7 @@ pub struct FunctionRoute {
     /// Live state word (`ready`, …) when the table was built.
     pub state: String,
     pub invoker: Arc<dyn Invoker>,
-    inflight: AtomicUsize,
-    idle: Notify,
+    inflight: Arc<InFlight>,
 }
 
 impl FunctionRoute {
@@ -39,44 +36,24 @@ impl FunctionRoute {
             digest,
             state,
             invoker,
-            inflight: AtomicUsize::new(0),
-            idle: Notify::new(),
+            inflight: Arc::default(),
         }
     }
 
     /// Marks one request in flight until the guard drops.
-    pub fn enter(self: &Arc<Self>) -> InflightGuard {
-        self.inflight.fetch_add(1, Ordering::SeqCst);
-        InflightGuard(self.clone())
+    pub fn enter(&self) -> InFlightGuard {
+        self.inflight.enter()
     }
 
     pub fn inflight(&self) -> usize {
-        self.inflight.load(Ordering::SeqCst)
+        self.inflight.count()
     }
 
     /// Waits until no request is in flight, or `timeout` passes. Returns whether it drained.
     pub async fn drain(&self, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.idle.notified();
-            if self.inflight() == 0 {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.inflight() == 0;
-            }
-        }
-    }
-}
-
-/// Keeps a request counted as in flight on its function.
-pub struct InflightGuard(Arc<FunctionRoute>);
-
-impl Drop for InflightGuard {
-    fn drop(&mut self) {
-        if self.0.inflight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
-        }
+        self.inflight
+            .wait_idle(tokio::time::Instant::now() + timeout)
+            .await
     }
 }
 

@@ -14,6 +14,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("error", 1),
     ("proc", 1),
     ("http_client", 1),
+    ("inflight", 1),
     ("traces", 1),
     ("ui", 2),
     ("lock", 2),

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{oneshot, watch, Notify, Semaphore};
+use tokio::sync::{oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::protocol;
@@ -66,8 +66,7 @@ impl Pool {
             idle: Mutex::new(Vec::with_capacity(workers)),
             permits: Semaphore::new(0),
             live: AtomicUsize::new(0),
-            in_flight: AtomicUsize::new(0),
-            in_flight_done: Notify::new(),
+            in_flight: Arc::default(),
             next_event: AtomicU64::new(1),
             next_socket: AtomicU64::new(0),
             stop,
@@ -182,7 +181,7 @@ impl Pool {
         let deadline = tokio::time::Instant::now() + timeout;
         let id = shared.next_event.fetch_add(1, Ordering::Relaxed);
         let frame = encode(id);
-        let _in_flight = InFlight::enter(shared);
+        let _in_flight = shared.in_flight.enter();
         let function = || shared.spec.function.clone();
         loop {
             let permit = match tokio::time::timeout_at(deadline, shared.permits.acquire()).await {
@@ -260,16 +259,10 @@ impl Pool {
             &mut *self.guards.lock().expect("guards poisoned"),
         ));
         shared.permits.close();
-        let deadline = tokio::time::Instant::now() + drain;
-        loop {
-            let done = shared.in_flight_done.notified();
-            if shared.in_flight.load(Ordering::Acquire) == 0 {
-                break;
-            }
-            if tokio::time::timeout_at(deadline, done).await.is_err() {
-                break;
-            }
-        }
+        shared
+            .in_flight
+            .wait_idle(tokio::time::Instant::now() + drain)
+            .await;
         shared.stop.send_replace(true);
         let supervisors = std::mem::take(&mut *self.supervisors.lock().expect("poisoned"));
         for handle in supervisors {
@@ -292,24 +285,6 @@ impl Drop for Pool {
         shared.permits.close();
         shared.stop.send_replace(true);
         let _ = std::fs::remove_dir_all(&shared.socket_dir);
-    }
-}
-
-/// Counts a request in flight for the drain in [`Pool::stop`].
-struct InFlight<'a>(&'a Shared);
-
-impl<'a> InFlight<'a> {
-    fn enter(shared: &'a Shared) -> Self {
-        shared.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(shared)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.in_flight_done.notify_waiters();
-        }
     }
 }
 

@@ -88,8 +88,8 @@ pub(super) struct Shared {
     pub(super) permits: Semaphore,
     /// Workers connected and ready.
     pub(super) live: AtomicUsize,
-    pub(super) in_flight: AtomicUsize,
-    pub(super) in_flight_done: Notify,
+    /// Requests in flight, which [`super::pool::Pool::stop`] drains.
+    pub(super) in_flight: Arc<crate::inflight::InFlight>,
     pub(super) next_event: AtomicU64,
     pub(super) next_socket: AtomicU64,
     pub(super) stop: watch::Sender<bool>,
