@@ -475,16 +475,38 @@ fn names_requests(requirement: &str) -> bool {
     name.eq_ignore_ascii_case("requests")
 }
 
-/// The text of a requirements file a build command names, read from the task's directory.
+/// The text of a requirements file a build command names, read from the task's directory: a
+/// path that leaves it (`..`, or absolute outside `/opt/nuclio/`) is not read, nor is more than
+/// [`MAX_REQUIREMENTS_FILE`] of it (a build command is the task author's, and could name
+/// `/dev/zero`).
 fn requirements_file(spec: &TaskSpec, path: &str) -> Option<String> {
+    use std::io::Read;
+    use std::path::Component;
     let path = path.trim_matches(|c| c == '"' || c == '\'');
     let relative = match path.strip_prefix("/opt/nuclio/") {
         Some(rest) => rest,
         None if path.starts_with('/') => return None,
         None => path,
     };
-    std::fs::read_to_string(spec.dir.join(relative)).ok()
+    if !Path::new(relative)
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return None;
+    }
+    let file = std::fs::File::open(spec.dir.join(relative)).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(MAX_REQUIREMENTS_FILE)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
 }
+
+/// How much of a requirements file [`requirements_file`] reads.
+const MAX_REQUIREMENTS_FILE: u64 = 1 << 20;
 
 /// Why a function of `binding`'s signature cannot be called with `passed` positional arguments.
 fn signature_problem(binding: &Binding, passed: usize, required: usize) -> Option<String> {
@@ -574,6 +596,16 @@ mod tests {
             "pip install -r missing.txt"
         ]));
         assert!(!installs(&["pip install -r /etc/requirements.txt"]));
+        // Nothing outside the task's directory is read, nor anything but a regular file.
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(tmp.path().join("leak.txt"), "requests\n").unwrap();
+        let inner = |commands: &[&str]| installs_requests(&spec_with_commands(&outside, commands));
+        assert!(!inner(&["pip install -r ../leak.txt"]));
+        assert!(!inner(&["pip install -r /opt/nuclio/../leak.txt"]));
+        assert!(!inner(&["pip install -r /opt/nuclio/../../../../dev/zero"]));
+        std::fs::create_dir(outside.join("dir")).unwrap();
+        assert!(!inner(&["pip install -r dir"]));
     }
 
     #[test]
