@@ -266,18 +266,37 @@ async fn find_unowned(
     desired: &[Artifact],
 ) -> Result<Vec<LiveFunction>, PlatformError> {
     let known: BTreeSet<&str> = known.iter().map(|f| f.name.as_str()).collect();
+    let mut unowned = lookup_missing(platform, &known, desired).await?;
+    unowned.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(unowned)
+}
+
+/// How many functions [`lookup_missing`] looks up at once (each is a `nuctl get` on Nuclio).
+const LOOKUPS_AT_ONCE: usize = 4;
+
+/// The live functions named like a `desired` artifact but not among `known`, looked up
+/// [`LOOKUPS_AT_ONCE`] at a time.
+async fn lookup_missing(
+    platform: &dyn Platform,
+    known: &BTreeSet<&str>,
+    desired: &[Artifact],
+) -> Result<Vec<LiveFunction>, PlatformError> {
     let missing: Vec<&str> = desired
         .iter()
         .map(|a| a.name.as_str())
         .filter(|n| !known.contains(*n))
         .collect();
-    let found = futures_util::future::join_all(missing.into_iter().map(|name| platform.get(name)))
-        .await
-        .into_iter()
-        .collect::<Result<Vec<Option<LiveFunction>>, PlatformError>>()?;
-    let mut unowned: Vec<LiveFunction> = found.into_iter().flatten().collect();
-    unowned.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(unowned)
+    let mut found = Vec::new();
+    for batch in missing.chunks(LOOKUPS_AT_ONCE) {
+        // Plain `join_all` over eagerly built futures keeps this future provably `Send` for
+        // serve, which runs it on spawned tasks.
+        for function in
+            futures_util::future::join_all(batch.iter().map(|name| platform.get(name))).await
+        {
+            found.extend(function?);
+        }
+    }
+    Ok(found)
 }
 
 /// [`prepare`] for a command that may deploy (`plan`, `apply`): first refuses, with exit 78,
@@ -359,18 +378,8 @@ pub async fn observe(
         .chain(unowned.iter())
         .map(|f| f.name.clone())
         .collect();
-    let missing: Vec<&str> = desired
-        .iter()
-        .map(|a| a.name.as_str())
-        .filter(|n| !known.contains(*n))
-        .collect();
-    // Plain `join_all` over eagerly built futures keeps this future provably `Send` for serve,
-    // which runs it on spawned tasks.
-    let found = futures_util::future::join_all(missing.into_iter().map(|name| platform.get(name)))
-        .await
-        .into_iter()
-        .collect::<Result<Vec<Option<LiveFunction>>, PlatformError>>()?;
-    for f in found.into_iter().flatten() {
+    let known: BTreeSet<&str> = known.iter().map(String::as_str).collect();
+    for f in lookup_missing(platform, &known, desired).await? {
         if f.is_owned_by(project) {
             owned.push(f);
         } else {
