@@ -41,6 +41,15 @@ MAX_DEFERRED = 256
 _MAX_PLANS = 1024
 _perf_counter = time.perf_counter
 _UNPARSABLE = object()
+# The hidden task `Dispatcher._warm` calls: no event or URL of a real task can name it.
+_WARM_TASK = "fusionizer warm-up"
+_WARM_PROXY = ("fusionizer-warm-up.invalid", _DEFAULT_PROXY_PORT)
+_WARM_URL = "http://{0}:{1}/fusionizer%20warm-up".format(*_WARM_PROXY)
+_WARM_CALLS = 20
+
+
+def _warm_handler(context, event):
+    return {"warm": event.body}
 _ACCEPTED_BODY = b"accepted: the call runs after this event\n"
 _QUEUE_FULL_BODY = b"too many asynchronous calls waiting in this function; retry later\n"
 
@@ -458,6 +467,54 @@ class Dispatcher(object):
                 _CURRENT.reset(token)
             if result is not None and inspect.isawaitable(result):
                 yield _named_init(name, result, _imports.task_directory(task.package))
+        self._warm()
+
+    def _warm(self):
+        """Run the in-process call paths a few times now, so that the first call of the first
+        event does not pay for what they build on first use (caches, the `requests` session of
+        each task that takes one, the interpreter's specialised bytecode).
+
+        The calls go to a hidden task, which no event can name (its name has a space), added for
+        the time of the warm-up; the call counters, records and caches of real calls are left
+        as they were. A failure here is ignored: the real calls would meet it again.
+        """
+        sessions = [task for task in self.tasks.values() if task.wants_session]
+        for task in sessions:
+            self._session(task)
+        self._trigger()
+        task = _Task()
+        task.name = _WARM_TASK
+        task.handler = _warm_handler
+        task.init = None
+        task.wants_session = False
+        task.context = None
+        task.session = None
+        task.package = None
+        saved = (self.calls, self.trace, self.trace_more, self._top, self._env_proxy_cache)
+        self.tasks[_WARM_TASK] = task
+        self.calls = {_LOCAL: 0, _REMOTE: 0}
+        frame = _Frame(_WARM_TASK, _WARM_PROXY)
+        token = _CURRENT.set(frame)
+        try:
+            platform = _PlatformProxy(self, _WARM_TASK, None)
+            session = None
+            if sessions:
+                session = _requests_support().TaskSession(self, _WARM_TASK)
+            for _ in range(_WARM_CALLS):
+                self.trace = []
+                platform.call_function(_WARM_TASK, nuclio_sdk.Event(body={"warm": 1}, method="POST"))
+                if session is not None:
+                    session.post(_WARM_URL, json={"warm": 1}).json()
+        except Exception:
+            pass
+        finally:
+            _CURRENT.reset(token)
+            del self.tasks[_WARM_TASK]
+            self.calls, self.trace, self.trace_more, self._top, self._env_proxy_cache = saved
+            for plans in (self._call_plans, self._request_plans):
+                for key in [key for key in plans if key[1] == _WARM_TASK]:
+                    del plans[key]
+            self._url_targets.pop(_WARM_URL, None)
 
     # ----------------------------------------------------------------- routing
 

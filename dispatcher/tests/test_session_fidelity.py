@@ -8,20 +8,14 @@ import unittest.mock
 from fusionizer_dispatcher import _session
 
 from .support import ArtifactTestCase
+from .test_calls import ECHO
 
-ECHO = {"main.py": """
+REDIRECT = {"main.py": """
     import nuclio_sdk
 
     def handler(context, event):
-        body = event.body
-        if event.path == "/redirect":
-            return nuclio_sdk.Response(body="moved", status_code=302,
-                                       headers={"Location": event.body.decode()})
-        if isinstance(body, bytes):
-            body = {"bytes": body.decode("latin-1")}
-        return {"method": event.method, "path": event.path, "fields": event.fields,
-                "headers": event.headers, "content_type": event.content_type, "body": body,
-                "size": event.size}
+        return nuclio_sdk.Response(body="moved", status_code=302,
+                                   headers={"Location": event.body.decode()})
 """}
 
 MISSING = {"main.py": """
@@ -77,8 +71,8 @@ CALLS = {
     "query and path": lambda s, url: s.post(url + "/callee/sub%20path?a=1&a=2&b=+", data=b"q"),
     "invalid header": lambda s, url: s.post(url + "/callee", data=b"x", headers={"X-A": " bad"}),
     "404": lambda s, url: s.post(url + "/missing", data=b"x"),
-    "redirect followed": lambda s, url: s.post(url + "/callee/redirect", data=(url + "/callee").encode()),
-    "redirect not followed": lambda s, url: s.post(url + "/callee/redirect", allow_redirects=False,
+    "redirect followed": lambda s, url: s.post(url + "/redirect", data=(url + "/callee").encode()),
+    "redirect not followed": lambda s, url: s.post(url + "/redirect", allow_redirects=False,
                                                    data=(url + "/callee").encode()),
 }
 
@@ -109,7 +103,9 @@ class SessionShortcutTest(ArtifactTestCase):
         return view
 
     def test_every_call_with_and_without_the_shortcut(self):
-        dispatcher = self.load({"caller": ECHO, "callee": ECHO, "missing": MISSING})
+        dispatcher = self.load(
+            {"caller": ECHO, "callee": ECHO, "missing": MISSING, "redirect": REDIRECT}
+        )
         session = dispatcher._session(dispatcher.tasks["caller"])
         for label, call in CALLS.items():
             with self.subTest(label):
