@@ -6,6 +6,7 @@ this call style: a fused function made only of Nuclio-native tasks needs nothing
 """
 
 import collections
+import json
 
 import requests
 import requests.adapters
@@ -16,7 +17,7 @@ import requests.sessions
 import requests.structures
 import requests.utils
 
-from . import _contract
+from . import _codec, _contract
 
 _DEFAULT_HOOKS = requests.hooks.default_hooks()
 _CaseInsensitiveDict = requests.structures.CaseInsensitiveDict
@@ -213,6 +214,21 @@ _OWN_BODY = requests.__version__.startswith("2.32.")
 _complexjson = requests.models.complexjson
 
 
+def _json_dumps():
+    """`complexjson.dumps(value, allow_nan=False)`: through the C encoder directly (the
+    encoder's own last step) when `complexjson` is the standard `json` and that is proved to
+    give the same text, else the call itself."""
+    def reference(value):
+        return _complexjson.dumps(value, allow_nan=False)
+
+    if _complexjson is not json:
+        return reference
+    return _codec._proved(_codec._c_encoder(json.JSONEncoder(allow_nan=False)), reference)
+
+
+_dumps_json_body = _json_dumps()
+
+
 _NONE = (None, None)
 
 
@@ -235,7 +251,7 @@ def _prepare_body(prep, data, json):
     if not data and json is not None:
         content_type = "application/json"
         try:
-            text = _complexjson.dumps(json, allow_nan=False)
+            text = _dumps_json_body(json)
         except ValueError as ve:
             raise requests.exceptions.InvalidJSONError(ve, request=prep)
         if isinstance(text, bytes):
