@@ -142,13 +142,20 @@ dumps = _proved(_c_encoder(json.JSONEncoder()), _dumps)
 
 
 def _scanner():
-    """`json.loads(text)` for a JSON text with no blanks around it, e.g. one `dumps` wrote: the
-    decoder's own scanner called directly (`json.loads` -> `JSONDecoder.decode` ->
-    `raw_decode` -> `scan_once`), without the frames, the blank-skipping and the bytes check."""
+    """`json.loads(text)` for a str: the decoder's own scanner called directly (`json.loads` ->
+    `JSONDecoder.decode` -> `raw_decode` -> `scan_once`) when the text is one JSON value with
+    no blanks around it, as an encoder writes it; anything else (blanks, trailing data, an
+    error) goes to `json.loads` itself, for its answer or its error."""
     scan_once = json.decoder.JSONDecoder().scan_once
 
     def scan(text):
-        return scan_once(text, 0)[0]
+        try:
+            value, end = scan_once(text, 0)
+        except (StopIteration, ValueError):
+            return _loads(text)
+        if end != len(text):
+            return _loads(text)
+        return value
 
     return scan
 

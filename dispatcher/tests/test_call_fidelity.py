@@ -4,11 +4,13 @@ request with http.client and decodes the answer with `json.loads`, as over HTTP)
 event, the caller's answer and the errors are the same, and neither side's objects reach the
 other."""
 
+import json
 import math
 import unittest
 import unittest.mock
 
 import nuclio_sdk
+import nuclio_sdk.json_encoder
 
 from fusionizer_dispatcher import _codec
 
@@ -227,6 +229,43 @@ class CallerGetsWhatTheSdkDecodesTest(_Calls):
         self.assertIsNot(response.body, kept["output"])
         response.body["a"].append("changed")
         self.assertEqual(kept["output"]["a"], [1, 2.5, None, True])
+
+
+class CodecShortcutsTest(unittest.TestCase):
+    """`_codec.dumps`, `_codec._ENCODE` and `_codec.loads_exact` against what they stand for."""
+
+    VALUES = [
+        {"a": [1, 2.5, None, True, False], "é": "\u2028\ud800", 1: (), None: {}, 1.5: [[]]},
+        "s", 10 ** 40, -0.0, 1e300, [], {}, None, float("nan"), {"n": float("-inf")},
+    ]
+
+    def outcome(self, function, value):
+        try:
+            return function(value)
+        except Exception as exc:
+            return type(exc), str(exc)
+
+    def test_dumps_is_json_dumps_even_after_errors(self):
+        circular = {}
+        circular["self"] = circular
+        for value in self.VALUES + [{"o": object()}, circular, {(1,): 1}] + self.VALUES:
+            with self.subTest(value=repr(value)[:40]):
+                self.assertEqual(self.outcome(_codec.dumps, value),
+                                 self.outcome(json.dumps, value))
+
+    def test_encode_is_the_sdk_encoder(self):
+        sdk = nuclio_sdk.json_encoder.Encoder().encode
+        for value in self.VALUES + [{"set": {1}, "bytes": b"x"}]:
+            with self.subTest(value=repr(value)[:40]):
+                self.assertEqual(_codec._ENCODE(value), sdk(value))
+
+    def test_loads_exact_is_json_loads(self):
+        texts = [json.dumps(value) for value in self.VALUES if value == value] + [
+            " [1] ", "[1] x", "{", "", "NaN", '"\\ud800"', "1e400"]
+        for text in texts:
+            with self.subTest(text=text):
+                mine, theirs = (self.outcome(f, text) for f in (_codec.loads_exact, json.loads))
+                self.assertEqual(repr(mine), repr(theirs))
 
 
 class TraceTest(_Calls):
