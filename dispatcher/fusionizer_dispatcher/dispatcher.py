@@ -312,6 +312,10 @@ class _Task(object):
         "name", "handler", "init", "wants_session", "context", "session", "package",
     )
 
+    def __init__(self, name=None, handler=None):
+        self.name, self.handler, self.init, self.wants_session = name, handler, None, False
+        self.context = self.session = self.package = None
+
 
 def _positional_arity(function):
     try:
@@ -482,14 +486,7 @@ class Dispatcher(object):
         for task in sessions:
             self._session(task)
         self._trigger()
-        task = _Task()
-        task.name = _WARM_TASK
-        task.handler = _warm_handler
-        task.init = None
-        task.wants_session = False
-        task.context = None
-        task.session = None
-        task.package = None
+        task = _Task(_WARM_TASK, _warm_handler)
         saved = (self.calls, self.trace, self.trace_more, self._top, self._env_proxy_cache)
         self.tasks[_WARM_TASK] = task
         self.calls = {_LOCAL: 0, _REMOTE: 0}
