@@ -268,6 +268,30 @@ class CodecShortcutsTest(unittest.TestCase):
                 self.assertEqual(repr(mine), repr(theirs))
 
 
+SESSION_TASK = {"main.py": """
+    def handler(context, event, requests_session):
+        return "ok"
+"""}
+
+
+class WarmUpTest(_Calls):
+    """`init_context` warms the call paths on a hidden task and leaves nothing of it behind."""
+
+    def test_nothing_of_the_warm_up_is_left(self):
+        dispatcher = self.load({"caller": SEEN, "callee": SEEN, "session": SESSION_TASK})
+        self.assertEqual(sorted(dispatcher.tasks), ["callee", "caller", "session"])
+        self.assertEqual(dispatcher.calls, {"local": 0, "remote": 0})
+        self.assertEqual((dispatcher.trace, dispatcher.trace_more), ([], 0))
+        self.assertEqual(dispatcher.trailer(), "")
+        for key in list(dispatcher._call_plans) + list(dispatcher._request_plans):
+            self.assertIn(key[1], dispatcher.tasks)
+        # the requests-style task's session is made at init, not on its first event
+        self.assertIsNotNone(dispatcher.tasks["session"].session)
+        self.call(dispatcher, post({"x": 1}), True)
+        self.assertEqual(dispatcher.calls, {"local": 1, "remote": 0})
+        self.assertEqual([record[:2] for record in dispatcher.trace], [("caller", "callee")])
+
+
 class TraceTest(_Calls):
     def test_each_direct_call_is_recorded_with_its_sizes(self):
         dispatcher = self.load({"caller": SEEN, "callee": SEEN})
