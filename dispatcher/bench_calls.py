@@ -6,10 +6,11 @@ The caller task makes `k` calls to the callee (which sums two numbers) per event
 one call is the slope between `k = 0` and `k = K` of the p50 event time, `(p50(K) - p50(0)) / K`,
 so the event's own cost cancels out. Both sides run in one process and one run, interleaved in
 `--rounds` rounds so that the spread shows. "fused" is a dispatcher holding caller and callee;
-"remote" is a dispatcher holding only the caller, whose proxy address points at a
-`ThreadingHTTPServer` (keep-alive, TCP_NODELAY) in a child process (so the two sides do not
-share a GIL) that hosts the callee behind a dispatcher of its own, so both sides pay the same
-Nuclio encode/decode work and the difference is the transport. Each style is measured:
+"remote" is a dispatcher holding only the caller, whose proxy address points at the bare
+benchmark server (`examples/bench/bare_server.py`: a `ThreadingHTTPServer`, keep-alive,
+TCP_NODELAY) in a child process (so the two sides do not share a GIL) that hosts the callee
+behind a dispatcher of its own, so both sides pay the same Nuclio encode/decode work and the
+difference is the transport. Each style is measured:
 `context.platform.call_function` (a new connection per call, as the SDK does) and
 `requests_session.post` (pooled keep-alive connection). Also printed: the extra cost of the
 first call an event makes after the dispatcher starts (`first`: one fresh dispatcher's first
@@ -23,7 +24,6 @@ forwards), printing the round-trip p50/p99 and the worker's CPU time per event (
 """
 
 import argparse
-import http.server
 import json
 import socket
 import subprocess
@@ -35,11 +35,14 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, _HERE)
+sys.path.insert(1, os.path.join(os.path.dirname(_HERE), "examples", "bench"))
 
 import nuclio_sdk  # noqa: E402
 
-from fusionizer_dispatcher import Dispatcher, _codec  # noqa: E402
+import bare_server  # noqa: E402
+from fusionizer_dispatcher import Dispatcher  # noqa: E402
 
 CALLEE = """
 def handler(context, event):
@@ -86,32 +89,9 @@ def _dispatcher(root, tasks):
 
 
 def _serve(dispatcher, context):
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-        wbufsize = 1 << 16  # headers and body leave in one write
-
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            headers = {_codec.canonical_header(k): v for k, v in self.headers.items()}
-            headers["Task-Name"] = self.path.lstrip("/").partition("/")[0].partition("?")[0]
-            event = _codec.new_event(body, headers.get("Content-Type", ""), headers, "POST", self.path,
-                                     {}, nuclio_sdk.TriggerInfo("http", "default-http"))
-            try:
-                status, ctype, extra, out = _codec.encode_output(dispatcher.handler(context, event))
-            except Exception as exc:
-                status, ctype, extra, out = _codec.error_output(exc)
-            self.send_response(status)
-            for name, value in _codec.wire_headers(ctype, extra, out).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(out)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    """The callee behind the project's bare benchmark server (`examples/bench/bare_server.py`):
+    the dispatcher holds only the callee, so it routes every request there."""
+    server = bare_server.make_server(dispatcher.handler, context)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 

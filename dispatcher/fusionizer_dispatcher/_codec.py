@@ -22,9 +22,11 @@ Only APIs present in both nuclio-sdk 0.5.13 (Nuclio 1.14 images) and 0.6.x are u
 import base64
 import datetime
 import http.client
+import itertools
 import json
+import json.decoder
+import json.encoder
 import os
-import random
 import re
 import socket
 import sys
@@ -52,6 +54,57 @@ _CANONICAL = {}
 _CACHE_LIMIT = 4096
 
 
+def _c_encoder(reference, allow_nan=None):
+    """`reference.encode` (a `json.JSONEncoder` without indent) as a call of the C encoder it
+    ends in, without `encode`'s and `iterencode`'s Python frames; None when there is no C
+    encoder. `allow_nan` overrides the reference's.
+
+    `JSONEncoder.iterencode` builds a fresh encoder per call because of its circular-reference
+    markers; those are empty again after every encoding that succeeds, so an encoder is reused
+    then, taken from a pool (one per thread encoding at once) and dropped when it raised.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None or reference.indent is not None:
+        return None
+    string = json.encoder.encode_basestring_ascii if reference.ensure_ascii else json.encoder.encode_basestring
+    settings = (
+        reference.default, string, None, reference.key_separator, reference.item_separator,
+        reference.sort_keys, reference.skipkeys,
+        reference.allow_nan if allow_nan is None else allow_nan,
+    )
+    check_circular = reference.check_circular
+    pool = []
+    join = "".join
+
+    def encode(value):
+        try:
+            encoder = pool.pop()
+        except IndexError:
+            encoder = make({} if check_circular else None, *settings)
+        chunks = encoder(value, 0)
+        pool.append(encoder)
+        return join(chunks)
+
+    return encode
+
+
+# A value of every kind JSON encodes, to prove a shortcut gives the reference's text.
+_PROBE = {"s": "\u00e9\u2028\"\\", "i": [1, -2, 10 ** 30, True, False, None], "f": 0.1, 2: 1e300,
+          1.5: (), "o": {}, None: [[{}]], False: "t"}
+
+
+def _proved(shortcut, reference, probes=(_PROBE, "s\u00e9", 1, None, [])):
+    """`shortcut` when it gives `reference`'s text for the probes, else `reference`."""
+    if shortcut is None:
+        return reference
+    try:
+        if all(shortcut(probe) == reference(probe) for probe in probes):
+            return shortcut
+    except Exception:
+        pass
+    return reference
+
+
 def _strict_encoder(sdk):
     """The SDK encoder's output through the C encoder, or None when that cannot be proved equal.
 
@@ -61,20 +114,11 @@ def _strict_encoder(sdk):
     exactly those floats (and on circular references, which the SDK encoder rejects too), so
     `encode` falls back to the SDK's own encoder then and is byte-identical always.
     """
-    if sdk.indent is not None:
+    strict = _c_encoder(sdk, allow_nan=False)
+    if strict is None:
         return None
-    strict = json.JSONEncoder(
-        skipkeys=sdk.skipkeys, ensure_ascii=sdk.ensure_ascii, check_circular=sdk.check_circular,
-        allow_nan=False, sort_keys=sdk.sort_keys,
-        separators=(sdk.item_separator, sdk.key_separator), default=sdk.default,
-    ).encode
-    probe = {"s": "é\u2028\"", "i": [1, -2, True, False, None], "f": 0.1, 2: 1e300, 1.5: (), "o": {}}
-    try:
-        if strict(probe) != sdk.encode(probe):
-            return None
-    except Exception:
-        return None
-    return strict
+    proved = _proved(strict, sdk.encode)
+    return strict if proved is strict else None
 
 
 def _encoder(sdk):
@@ -92,6 +136,31 @@ def _encoder(sdk):
     return encode
 
 
+# `json.dumps(value)` with its default settings (what the SDK's `call_function` sends for a dict
+# body), straight through the C encoder when that is proved to give the same text.
+dumps = _proved(_c_encoder(json.JSONEncoder()), _dumps)
+
+
+def _scanner():
+    """`json.loads(text)` for a str: the decoder's own scanner called directly (`json.loads` ->
+    `JSONDecoder.decode` -> `raw_decode` -> `scan_once`) when the text is one JSON value with
+    no blanks around it, as an encoder writes it; anything else (blanks, trailing data, an
+    error) goes to `json.loads` itself, for its answer or its error."""
+    scan_once = json.decoder.JSONDecoder().scan_once
+
+    def scan(text):
+        try:
+            value, end = scan_once(text, 0)
+        except (StopIteration, ValueError):
+            return _loads(text)
+        if end != len(text):
+            return _loads(text)
+        return value
+
+    return scan
+
+
+loads_exact = _scanner()
 _ENCODE = _encoder(_SDK_ENCODER)
 
 
@@ -182,34 +251,103 @@ def utc_timestamp(seconds):
     return stamp
 
 
-# Event ids need to be unique, not unpredictable: a generator seeded once from the OS saves the
-# `getrandom` system call `uuid.uuid4` makes per id (~1 µs, more on a cold CPU cache).
-_IDS = random.Random(os.urandom(32))
+# Event ids need to be unique, not unpredictable: the first 80 bits of an id are drawn once per
+# process from the OS (again in a forked child), the last 48 count up from a random start, so an
+# id costs no system call (`uuid.uuid4` makes one, ~1 µs, more on a cold CPU cache) and no
+# 128-bit arithmetic. Ids repeat in one process only after 2**48 of them.
+_ID_MASK = (1 << 48) - 1
+
+
+def _seed_ids():
+    global _ID_PREFIX, _ID_NEXT
+    number = int.from_bytes(os.urandom(16), "big")
+    number = (number & ~(0xC000 << 48)) | (0x8000 << 48)  # RFC 4122 variant
+    number = (number & ~(0xF000 << 64)) | (4 << 76)  # version 4
+    text = "%032x" % number
+    _ID_PREFIX = "{0}-{1}-{2}-{3}-".format(text[:8], text[8:12], text[12:16], text[16:20])
+    _ID_NEXT = itertools.count(number & _ID_MASK).__next__
+
+
+_ID_PREFIX = _ID_NEXT = None
+_seed_ids()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_seed_ids)
 
 
 def uuid4_string():
     """A version-4 UUID in `str(uuid.uuid4())`'s form, without building a `UUID` object."""
-    number = _IDS.getrandbits(128)
-    number = (number & ~(0xC000 << 48)) | (0x8000 << 48)  # RFC 4122 variant
-    number = (number & ~(0xF000 << 64)) | (4 << 76)  # version 4
-    text = "%032x" % number
-    return "{0}-{1}-{2}-{3}-{4}".format(text[:8], text[8:12], text[12:16], text[16:20], text[20:])
+    return _ID_PREFIX + "%012x" % (_ID_NEXT() & _ID_MASK)
 
 
-def new_event(body, content_type, headers, method, path, fields, trigger):
-    """A fresh `nuclio_sdk.Event` as the callee's processor would build it from an HTTP request."""
-    return nuclio_sdk.Event(
-        body=decode_body(body, content_type),
-        content_type=content_type,
-        trigger=trigger,
-        fields=fields,
-        headers=headers,
-        _id=uuid4_string(),
-        method=method,
-        path=path,
-        size=len(body),
-        timestamp=utc_timestamp(int(time.time())),
-        url="",
+def _event_maker():
+    """A function building `nuclio_sdk.Event(**kwargs)` for the keywords `new_event` passes, as
+    the instance `Event.__init__` makes: the same attributes in the same order. It fills the
+    instance's `__dict__` from a copy of a default event's, which skips the keyword call of 19
+    parameters; used only when the SDK's `Event` is a plain class whose default event holds no
+    mutable value besides those `new_event` replaces (true of nuclio-sdk 0.5 and 0.6), else the
+    constructor."""
+    event_class = nuclio_sdk.Event
+    given = ("body", "content_type", "trigger", "fields", "headers", "id", "method", "path", "size",
+             "timestamp", "url")
+    try:
+        template = dict(vars(event_class()))
+        plain = (
+            "__slots__" not in vars(event_class)
+            and type(event_class).__call__ is type.__call__
+            and all(name in template for name in given)
+            and all(
+                name in given or value is None or type(value) in (bool, int, str)
+                for name, value in template.items()
+            )
+        )
+    except Exception:
+        plain = False
+    if not plain:
+        def make(body, content_type, trigger, fields, headers, _id, method, path, size, timestamp, url):
+            return event_class(
+                body=body, content_type=content_type, trigger=trigger, fields=fields,
+                headers=headers, _id=_id, method=method, path=path, size=size,
+                timestamp=timestamp, url=url,
+            )
+        return make
+    allocate = object.__new__
+
+    def make(body, content_type, trigger, fields, headers, _id, method, path, size, timestamp, url):
+        # what `Event.__init__` does with these (`nuclio_sdk/event.py`)
+        state = template.copy()
+        state["body"] = body
+        state["content_type"] = content_type
+        state["trigger"] = trigger or nuclio_sdk.TriggerInfo()
+        state["fields"] = fields or {}
+        state["headers"] = headers or {}
+        state["id"] = _id
+        state["method"] = method
+        state["path"] = path or "/"
+        state["size"] = size
+        state["timestamp"] = timestamp or 0
+        state["url"] = url
+        event = allocate(event_class)
+        event.__dict__ = state
+        return event
+
+    return make
+
+
+_make_event = _event_maker()
+
+
+def new_event(body, content_type, headers, method, path, fields, trigger, text=None):
+    """A fresh `nuclio_sdk.Event` as the callee's processor would build it from an HTTP request.
+
+    `text`, when given, is `body` as text (the JSON `call_request` wrote): for exactly
+    `application/json` it is decoded without going through the bytes again."""
+    if text is not None and content_type == "application/json":
+        decoded = loads_exact(text)
+    else:
+        decoded = decode_body(body, content_type)
+    return _make_event(
+        decoded, content_type, trigger, fields, headers, uuid4_string(), method, path, len(body),
+        utc_timestamp(int(time.time())), "",
     )
 
 
@@ -227,9 +365,21 @@ def encode_output(output):
         return 200, "text/plain", {}, output
     if kind is str:
         return 200, "text/plain", {}, _utf8(output)
+    if kind is dict:
+        # `Response.from_entrypoint_output` of a dict: the SDK encoder's JSON, 200, no headers
+        return 200, "application/json", {}, _utf8(_ENCODE(output))
     if isinstance(output, list):
         return _encode_list(output)
     return _answer(nuclio_sdk.Response.from_entrypoint_output(_ENCODE, output))
+
+
+def encode_output_text(output):
+    """`encode_output(output)` plus, last, the body as JSON text when it is the SDK encoder's
+    JSON of a dict (which `sdk_response` then decodes without the bytes), else None."""
+    if type(output) is dict:
+        text = _ENCODE(output)
+        return 200, "application/json", {}, _utf8(text), text
+    return encode_output(output) + (None,)
 
 
 def _encode_list(output):
@@ -407,16 +557,28 @@ def wire_headers(content_type, headers, body):
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 
 
-def sdk_response(status, headers, body):
+def sdk_response(status, headers, body, text=None):
     """What `nuclio_sdk.Platform.call_function` returns for an HTTP answer
     (`nuclio_sdk/platform.py`: lowercased names, JSON parsed only for exactly
-    `application/json`)."""
+    `application/json`). `text`, when given, is `body` as the JSON text the SDK encoder wrote,
+    decoded as `json.loads(body)` would, without the bytes."""
     lowered = {name.lower(): value for name, value in headers.items()}
     content_type = lowered.get("content-type", "text/plain")
     if content_type == "application/json":
-        body = _loads(body)
+        body = _loads(body) if text is None else loads_exact(text)
     return nuclio_sdk.Response(
         headers=lowered, body=body, content_type=content_type, status_code=status
+    )
+
+
+def plain_sdk_response(status, content_type, body, text=None):
+    """`sdk_response(status, wire_headers(content_type, {}, body), body, text)`: the SDK's
+    answer to a response without headers of its own, in one step."""
+    headers = {"content-type": content_type, "content-length": str(len(body))}
+    if content_type == "application/json":
+        body = _loads(body) if text is None else loads_exact(text)
+    return nuclio_sdk.Response(
+        headers=headers, body=body, content_type=content_type, status_code=status
     )
 
 
@@ -429,7 +591,6 @@ _VISIBLE = re.compile(r"[\t\x20-\x7e]*\Z")
 _PATH_CHARS = re.compile(r"[\x21-\x7e]*\Z")
 _CLEAN_METHODS = set()
 _CLEAN_PATHS = set()
-_CLEAN_PAIRS = set()
 _ACCEPT_ENCODING = "accept-encoding"
 _IDENTITY = ("Accept-Encoding", "identity")
 _BODY_FRAMING = frozenset(("content-length", "transfer-encoding"))
@@ -442,8 +603,8 @@ def _remember(cache, key):
 
 
 def call_request(function_name, event):
-    """(method, body bytes, header pairs) `nuclio_sdk.Platform.call_function(function_name,
-    event)` sends, computed directly for a plain event; None for anything unusual.
+    """(method, body bytes, header pairs, JSON text) `nuclio_sdk.Platform.call_function(
+    function_name, event)` sends, computed directly for a plain event; None for anything unusual.
 
     The SDK (`nuclio_sdk/platform.py`) sends `event.method` to `event.path`; a dict body as
     `json.dumps` with `Content-Type: application/json`, any other body raw with
@@ -451,7 +612,9 @@ def call_request(function_name, event):
     `X-Nuclio-Target` (the event's own, else the function name) set and `Content-Length`
     popped, exact spellings; http.client (`http.client.HTTPConnection.request`) adds `Host`,
     `Accept-Encoding: identity` unless some spelling of it is there, and the body's framing.
-    The pairs are those the proxy reads, less `Host` and the framing, which it drops.
+    The pairs (a tuple) are those the proxy reads, less `Host` and the framing, which it drops.
+    The JSON text is the dict body's `json.dumps` (so that the callee's decode can skip the
+    bytes), else None.
 
     None means: let the SDK's own code run on an `InProcessConnection`, which raises exactly its
     errors (a missing method is http.client's TypeError, a non-Latin-1 str body its
@@ -476,9 +639,11 @@ def call_request(function_name, event):
     if type(source) is not dict:
         return None
     body = event.body
+    text = None
     if type(body) is dict:
         # json.dumps is ASCII (ensure_ascii), so http.client's Latin-1 encoding is the identity
-        body = _dumps(body).encode("ascii")
+        text = dumps(body)
+        body = text.encode("ascii")
         content_type = "application/json"
     else:
         if body is None:
@@ -491,6 +656,28 @@ def call_request(function_name, event):
         elif type(body) is not bytes:
             return None
         content_type = event.content_type or "text/plain"
+    try:
+        key = (tuple(source.items()), content_type, function_name) if source else (content_type, function_name)
+        pairs = _REQUEST_PAIRS.get(key, _REQUEST_PAIRS)
+    except TypeError:  # an unhashable header name or value: not a plain event
+        return None
+    if pairs is _REQUEST_PAIRS:
+        pairs = _request_pairs(source, content_type, function_name)
+        if len(_REQUEST_PAIRS) >= _CACHE_LIMIT:
+            _REQUEST_PAIRS.clear()
+        _REQUEST_PAIRS[key] = pairs
+    if pairs is None:
+        return None
+    return method, body, pairs, text
+
+
+# (the event's header items, content type, function name) -> `_request_pairs`
+_REQUEST_PAIRS = {}
+
+
+def _request_pairs(source, content_type, function_name):
+    """The header pairs of `call_request` (a tuple), or None when one is not plain; a function of
+    the event's headers, the body's content type and the function name only."""
     headers = dict(source)
     headers["Content-Type"] = content_type
     headers[_contract.HEADER_NUCLIO_TARGET] = source.get(_contract.HEADER_NUCLIO_TARGET, function_name)
@@ -498,21 +685,19 @@ def call_request(function_name, event):
     pairs = []
     accept = True
     for pair in headers.items():
-        if pair not in _CLEAN_PAIRS:
-            name, value = pair
-            if (
-                type(name) is not str or type(value) is not str
-                or not _TOKEN.match(name) or not _VISIBLE.match(value)
-                or name.lower() in _BODY_FRAMING
-            ):
-                return None
-            _remember(_CLEAN_PAIRS, pair)
-        if accept and len(pair[0]) == 15 and pair[0].lower() == _ACCEPT_ENCODING:
+        name, value = pair
+        if (
+            type(name) is not str or type(value) is not str
+            or not _TOKEN.match(name) or not _VISIBLE.match(value)
+            or name.lower() in _BODY_FRAMING
+        ):
+            return None
+        if accept and len(name) == 15 and name.lower() == _ACCEPT_ENCODING:
             accept = False
         pairs.append(pair)
     if accept:
         pairs.insert(0, _IDENTITY)
-    return method, body, pairs
+    return tuple(pairs)
 
 
 # What the proxy's HTTP server answers to a request it cannot parse: hyper's empty 400.

@@ -6,6 +6,7 @@ this call style: a fused function made only of Nuclio-native tasks needs nothing
 """
 
 import collections
+import json
 
 import requests
 import requests.adapters
@@ -16,7 +17,7 @@ import requests.sessions
 import requests.structures
 import requests.utils
 
-from . import _contract
+from . import _codec, _contract
 
 _DEFAULT_HOOKS = requests.hooks.default_hooks()
 _CaseInsensitiveDict = requests.structures.CaseInsensitiveDict
@@ -36,15 +37,60 @@ def header_items(headers):
 
 def header_pairs(headers):
     """The request's headers as (name, value) text, as they go on the wire (bytes as Latin-1,
-    which is how http.client writes str values too)."""
+    which is how http.client writes str values too); a tuple."""
     pairs = []
-    for name, value in header_items(headers):
-        if type(name) is not str:
-            name = name.decode("latin-1")
-        if type(value) is not str:
-            value = value.decode("latin-1")
-        pairs.append((name, value))
-    return pairs
+    for pair in header_items(headers):
+        name, value = pair
+        if type(name) is not str or type(value) is not str:
+            if type(name) is not str:
+                name = name.decode("latin-1")
+            if type(value) is not str:
+                value = value.decode("latin-1")
+            pair = (name, value)
+        pairs.append(pair)
+    return tuple(pairs)
+
+
+def _response_maker():
+    """`requests.Response()`, as `Response.__init__` makes it: its attributes in its order, each
+    mutable one new (headers, history, cookies). It fills `__dict__` from a copy of a default
+    response's, when that holds nothing mutable besides those three (true of requests 2.x),
+    else it is the constructor."""
+    response_class = requests.Response
+    fresh = ("headers", "history", "cookies")
+    try:
+        template = dict(vars(response_class()))
+        plain = (
+            "__slots__" not in vars(response_class)
+            and all(name in template for name in fresh)
+            and type(template["cookies"]) is requests.cookies.RequestsCookieJar
+            and not template["cookies"]
+            and all(
+                name in fresh or value is None or type(value) in (bool, int, str)
+                or name == "elapsed"  # an immutable timedelta
+                for name, value in template.items()
+            )
+        )
+    except Exception:
+        plain = False
+    if not plain:
+        return response_class
+    allocate = object.__new__
+    jar = requests.cookies.RequestsCookieJar
+
+    def make():
+        state = template.copy()
+        state["headers"] = _empty_headers()
+        state["history"] = []
+        state["cookies"] = jar()
+        response = allocate(response_class)
+        response.__dict__ = state
+        return response
+
+    return make
+
+
+new_response = _response_maker()
 
 
 def case_insensitive_dict(pairs):
@@ -53,7 +99,7 @@ def case_insensitive_dict(pairs):
     Fills the store as `__setitem__` does (lower-case name -> (name, value), in order) without
     a Python call per item, when the store is the `OrderedDict` it has always been.
     """
-    headers = _CaseInsensitiveDict()
+    headers = _empty_headers()
     store = getattr(headers, "_store", None)
     if type(store) is not collections.OrderedDict:
         headers.update(pairs)
@@ -76,6 +122,45 @@ def encoding_of(headers):
     return encoding
 
 
+# (session header pairs, request header pairs) -> the merged, checked pairs (all str values)
+_MERGED = {}
+
+
+def _empty_headers_maker():
+    """`CaseInsensitiveDict()`: one holding a new empty `OrderedDict` as `_store`, as its
+    `__init__` leaves it (checked here; else the constructor), without the generic `update`."""
+    try:
+        plain = vars(_CaseInsensitiveDict()) == {"_store": collections.OrderedDict()}
+    except Exception:
+        plain = False
+    if not plain:
+        return _CaseInsensitiveDict
+    allocate = object.__new__
+    ordered = collections.OrderedDict
+
+    def make():
+        headers = allocate(_CaseInsensitiveDict)
+        headers._store = ordered()
+        return headers
+
+    return make
+
+
+_empty_headers = _empty_headers_maker()
+
+
+def _headers_of(pairs):
+    """`CaseInsensitiveDict(pairs)` for pairs with distinct lower-case names."""
+    headers = _empty_headers()
+    store = getattr(headers, "_store", None)
+    if type(store) is collections.OrderedDict:
+        for pair in pairs:
+            store[pair[0].lower()] = pair
+    else:
+        headers.update(pairs)
+    return headers
+
+
 def _prepare_headers(prep, headers, session_headers):
     """`prep.prepare_headers(merge_setting(headers, session_headers, CaseInsensitiveDict))`.
 
@@ -85,6 +170,14 @@ def _prepare_headers(prep, headers, session_headers):
     own functions.
     """
     if type(session_headers) is _CaseInsensitiveDict and type(headers) in (dict, _CaseInsensitiveDict):
+        try:
+            key = (tuple(header_items(session_headers)), tuple(header_items(headers)))
+            pairs = _MERGED.get(key)
+        except TypeError:  # an unhashable name or value: `requests` checks it
+            key = pairs = None
+        if pairs is not None:
+            prep.headers = _headers_of(pairs)
+            return
         merged = {}
         for source in (session_headers, headers):
             for name, value in header_items(source):
@@ -102,18 +195,96 @@ def _prepare_headers(prep, headers, session_headers):
                     requests.utils.check_header_validity(pair)
                     if type(pair[1]) is str and len(_VALID_HEADERS) < 4096:
                         _VALID_HEADERS.add(pair)
-            headers = _CaseInsensitiveDict()
-            store = getattr(headers, "_store", None)
-            if type(store) is collections.OrderedDict:
-                for pair in pairs:
-                    store[pair[0].lower()] = pair
-            else:
-                headers.update(pairs)
-            prep.headers = headers
+            if key is not None and all(type(pair[1]) is str for pair in pairs):
+                if len(_MERGED) >= 1024:
+                    _MERGED.clear()
+                _MERGED[key] = tuple(pairs)
+            prep.headers = _headers_of(pairs)
             return
     prep.prepare_headers(
         requests.sessions.merge_setting(headers, session_headers, dict_class=_CaseInsensitiveDict)
     )
+
+
+_clock = requests.sessions.preferred_clock
+_timedelta = requests.sessions.timedelta
+# `PreparedRequest.prepare_body` for a str/bytes/empty body as requests 2.32 writes it (its
+# `super_len` measures a str as UTF-8); other versions run their own.
+_OWN_BODY = requests.__version__.startswith("2.32.")
+_complexjson = requests.models.complexjson
+
+
+def _json_dumps():
+    """`complexjson.dumps(value, allow_nan=False)`: through the C encoder directly (the
+    encoder's own last step) when `complexjson` is the standard `json` and that is proved to
+    give the same text, else the call itself."""
+    def reference(value):
+        return _complexjson.dumps(value, allow_nan=False)
+
+    if _complexjson is not json:
+        return reference
+    return _codec._proved(_codec._c_encoder(json.JSONEncoder(allow_nan=False)), reference)
+
+
+_dumps_json_body = _json_dumps()
+
+
+_NONE = (None, None)
+
+
+def _prepare_body(prep, data, json):
+    """`prep.prepare_body(data or {}, None, json)` for `data` None, str or bytes (what
+    `TaskSession.request` lets through), without its generic steps; returns the JSON text of a
+    `json=` body (for the callee's decode), else None.
+
+    As `requests/models.py` does: `json` is sent only without `data`, as `complexjson.dumps(json,
+    allow_nan=False)` in UTF-8 with `Content-Type: application/json` unless the request has
+    one; a str/bytes `data` is the body as given; `Content-Length` is the body's length in bytes
+    when not zero, and `0` for no body but on GET and HEAD unless already set.
+    """
+    if not _OWN_BODY:
+        prep.prepare_body(data or {}, None, json)
+        return None
+    text = None
+    content_type = None
+    headers = prep.headers
+    if not data and json is not None:
+        content_type = "application/json"
+        try:
+            text = _dumps_json_body(json)
+        except ValueError as ve:
+            raise requests.exceptions.InvalidJSONError(ve, request=prep)
+        if isinstance(text, bytes):
+            body, text = text, None
+        else:
+            body = text.encode("utf-8")
+    elif data:
+        body = data
+    else:
+        body = None
+    if body is not None:
+        length = len(body.encode("utf-8") if type(body) is str else body)
+        if length:
+            headers["Content-Length"] = str(length)
+    elif prep.method not in ("GET", "HEAD") and headers._store.get("content-length", _NONE)[1] is None:
+        headers["Content-Length"] = "0"
+    if content_type and "content-type" not in headers._store:
+        headers["Content-Type"] = content_type
+    prep.body = body
+    return text
+
+
+_RequestsCookieJar = requests.cookies.RequestsCookieJar
+
+
+def _no_cookies(jar):
+    """`not jar`, without counting the cookies of a plain jar: its `_cookies` (domain -> path ->
+    name -> cookie, `http.cookiejar.CookieJar`) is empty exactly when `clear()` emptied it or
+    nothing was set; a jar that only looks non-empty there is counted."""
+    if type(jar) is _RequestsCookieJar and type(getattr(jar, "_cookies", None)) is dict:
+        if not jar._cookies:
+            return True
+    return not jar
 
 
 class TaskSession(requests.Session):
@@ -130,6 +301,7 @@ class TaskSession(requests.Session):
         self._dispatcher = dispatcher
         self._prepared_urls = {}
         adapter = _SiblingAdapter(dispatcher, task)
+        self._adapter = adapter
         self.mount("http://", adapter)
         self.mount("https://", adapter)
 
@@ -151,7 +323,7 @@ class TaskSession(requests.Session):
             and (data is None or type(data) is bytes or type(data) is str)
             and self.hooks == _DEFAULT_HOOKS
             and len(self.adapters) == 2
-            and not self.cookies
+            and _no_cookies(self.cookies)
         ):
             prepared_url = self._sibling_url(url)
         if prepared_url is None:
@@ -167,11 +339,60 @@ class TaskSession(requests.Session):
         _prepare_headers(prep, headers if headers is not None else {}, self.headers)
         # an empty jar adds no Cookie header; the URL carries no credentials (`_sibling_url`)
         prep._cookies = requests.cookies.RequestsCookieJar()
-        prep.prepare_body(data or {}, None, json)
+        text = _prepare_body(prep, data, json)
+        dispatcher = self._dispatcher
+        parts, _, callee = dispatcher._url_target(prepared_url)  # a sibling (`_sibling_url`)
+        # A sibling: what `Session.send` does around its adapter's `send` (`requests/sessions.py`)
+        # is, for this request and its in-process answer, timing it and nothing else: the hooks
+        # are the defaults (no response hook), the answer has no `raw` to take cookies from and
+        # its body is read. Only a redirect takes `send`'s remaining steps.
+        adapter = self._adapter
+        adapters = self.adapters
+        if not (
+            adapters.get("http://") is adapter and adapters.get("https://") is adapter
+            and prepared_url[:7].lower() in ("http://", "https:/")
+        ):
+            # what `send` would pick (`Session.get_adapter`)
+            adapter = self.get_adapter(url=prepared_url)
+        if type(adapter) is not _SiblingAdapter:
+            return self.send(prep, **self._send_kwargs(prep, timeout, allow_redirects, proxies,
+                                                       stream, verify, cert))
+        start = _clock()
+        response = dispatcher._requests_in_process(adapter, adapter._task, callee, prep, parts, text)
+        response.elapsed = _timedelta(seconds=_clock() - start)
+        if response.is_redirect:
+            settings = self.merge_environment_settings(prep.url, proxies or {}, stream, verify, cert)
+            return self._after_redirect(response, prep, allow_redirects, timeout, settings)
+        return response
+
+    def _send_kwargs(self, prep, timeout, allow_redirects, proxies, stream, verify, cert):
         settings = self.merge_environment_settings(prep.url, proxies or {}, stream, verify, cert)
         send_kwargs = {"timeout": timeout, "allow_redirects": allow_redirects}
         send_kwargs.update(settings)
-        return self.send(prep, **send_kwargs)
+        return send_kwargs
+
+    def _after_redirect(self, response, prep, allow_redirects, timeout, settings):
+        """The end of `Session.send` for a redirect answered in-process (`requests/sessions.py`)."""
+        kwargs = {"timeout": timeout}
+        kwargs.update(settings)
+        if allow_redirects:
+            history = [resp for resp in self.resolve_redirects(response, prep, **kwargs)]
+        else:
+            history = []
+        if history:
+            history.insert(0, response)
+            response = history.pop()
+            response.history = history
+        if not allow_redirects:
+            try:
+                response._next = next(
+                    self.resolve_redirects(response, prep, yield_requests=True, **kwargs)
+                )
+            except StopIteration:
+                pass
+        if not settings.get("stream"):
+            response.content
+        return response
 
     def _sibling_url(self, url):
         """`url` as `PreparedRequest.prepare_url` prepares it, if raw and prepared both address a

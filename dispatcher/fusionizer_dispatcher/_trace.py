@@ -22,18 +22,26 @@ _RESPOND_ASYNC = _contract.PREFER_RESPOND_ASYNC
 
 
 def record(trace, caller, callee, mode, status, micros, size):
-    """Append one call record to `trace` (a list), or count it past `MAX_RECORDS`."""
+    """Append one call record to `trace` (a list), or count it past `MAX_RECORDS`.
+
+    The record is kept as its fields; its text is written only when the trailer is (most events
+    make no call through the proxy that reads it, and a call should cost as little as it can)."""
     if len(trace) < MAX_RECORDS:
-        trace.append("{0} {1} {2} {3} {4} {5}".format(caller, callee, mode, status, micros, size))
+        trace.append((caller, callee, mode, status, micros, size))
         return True
     return False
 
 
+def _text(record):
+    return "%s %s %s %s %s %s" % record
+
+
 def trailer(trace, more):
     """The trailer text for `trace` plus `more` calls not itemised ('' when there were none)."""
+    texts = [_text(record) for record in trace]
     if more:
-        return ",".join(trace + ["+{0}".format(more)])
-    return ",".join(trace)
+        texts.append("+{0}".format(more))
+    return ",".join(texts)
 
 
 def prefers_async(pairs):

@@ -37,6 +37,19 @@ _LOCAL = _contract.CALLS_LOCAL
 _REMOTE = _contract.CALLS_REMOTE
 # In-process asynchronous calls waiting to run, at most; past it such a call answers 503.
 MAX_DEFERRED = 256
+# Distinct (caller, callee, proxy, request headers, body size) of in-process calls remembered.
+_MAX_PLANS = 1024
+_perf_counter = time.perf_counter
+_UNPARSABLE = object()
+# The hidden task `Dispatcher._warm` calls: no event or URL of a real task can name it.
+_WARM_TASK = "fusionizer warm-up"
+_WARM_PROXY = ("fusionizer-warm-up.invalid", _DEFAULT_PROXY_PORT)
+_WARM_URL = "http://{0}:{1}/fusionizer%20warm-up".format(*_WARM_PROXY)
+_WARM_CALLS = 20
+
+
+def _warm_handler(context, event):
+    return {"warm": event.body}
 _ACCEPTED_BODY = b"accepted: the call runs after this event\n"
 _QUEUE_FULL_BODY = b"too many asynchronous calls waiting in this function; retry later\n"
 
@@ -299,6 +312,10 @@ class _Task(object):
         "name", "handler", "init", "wants_session", "context", "session", "package",
     )
 
+    def __init__(self, name=None, handler=None):
+        self.name, self.handler, self.init, self.wants_session = name, handler, None, False
+        self.context = self.session = self.package = None
+
 
 def _positional_arity(function):
     try:
@@ -358,6 +375,9 @@ class Dispatcher(object):
         self._top = None
         self._env_proxy_cache = (None, None)
         self._url_targets = {}
+        self._call_plans = {}
+        self._request_plans = {}
+        self._http_trigger = None
         self._async_runner = None
         self._only = None
         module = module or sys._getframe(1).f_globals.get("__name__", __name__)
@@ -427,6 +447,7 @@ class Dispatcher(object):
 
     def _init_tasks(self, context):
         """Build each task's Context and run its init_context; yields coroutines to await."""
+        self._http_trigger = None
         logger = context.logger or nuclio_sdk.Logger(logging.DEBUG, name="fusionizer")
         for name in sorted(self.tasks):
             task = self.tasks[name]
@@ -450,6 +471,47 @@ class Dispatcher(object):
                 _CURRENT.reset(token)
             if result is not None and inspect.isawaitable(result):
                 yield _named_init(name, result, _imports.task_directory(task.package))
+        self._warm()
+
+    def _warm(self):
+        """Run the in-process call paths a few times now, so that the first call of the first
+        event does not pay for what they build on first use (caches, the `requests` session of
+        each task that takes one, the interpreter's specialised bytecode).
+
+        The calls go to a hidden task, which no event can name (its name has a space), added for
+        the time of the warm-up; the call counters, records and caches of real calls are left
+        as they were. A failure here is ignored: the real calls would meet it again.
+        """
+        sessions = [task for task in self.tasks.values() if task.wants_session]
+        for task in sessions:
+            self._session(task)
+        self._trigger()
+        task = _Task(_WARM_TASK, _warm_handler)
+        saved = (self.calls, self.trace, self.trace_more, self._top, self._env_proxy_cache)
+        self.tasks[_WARM_TASK] = task
+        self.calls = {_LOCAL: 0, _REMOTE: 0}
+        frame = _Frame(_WARM_TASK, _WARM_PROXY)
+        token = _CURRENT.set(frame)
+        try:
+            platform = _PlatformProxy(self, _WARM_TASK, None)
+            session = None
+            if sessions:
+                session = _requests_support().TaskSession(self, _WARM_TASK)
+            for _ in range(_WARM_CALLS):
+                self.trace = []
+                platform.call_function(_WARM_TASK, nuclio_sdk.Event(body={"warm": 1}, method="POST"))
+                if session is not None:
+                    session.post(_WARM_URL, json={"warm": 1}).json()
+        except Exception:
+            pass
+        finally:
+            _CURRENT.reset(token)
+            del self.tasks[_WARM_TASK]
+            self.calls, self.trace, self.trace_more, self._top, self._env_proxy_cache = saved
+            for plans in (self._call_plans, self._request_plans):
+                for key in [key for key in plans if key[1] == _WARM_TASK]:
+                    del plans[key]
+            self._url_targets.pop(_WARM_URL, None)
 
     # ----------------------------------------------------------------- routing
 
@@ -674,10 +736,14 @@ class Dispatcher(object):
 
     # ----------------------------------------------------------------- in-process calls
 
-    def _run_task(self, callee, event, proxy):
-        """Run a sibling's handler on `event` and encode its result as Nuclio would."""
+    def _run_task(self, callee, event, proxy, frame=None):
+        """Run a sibling's handler on `event` and encode its result as Nuclio would:
+        `_codec.encode_output`'s (status, content type, headers, body); given the `frame` to run
+        in, `_codec.encode_output_text`'s, with the JSON text last."""
         task = self.tasks[callee]
-        frame = _Frame(callee, proxy)
+        texts = frame is not None
+        if frame is None:
+            frame = _Frame(callee, proxy)
         token = _CURRENT.set(frame)
         try:
             if task.wants_session:
@@ -686,6 +752,8 @@ class Dispatcher(object):
                 output = task.handler(task.context, event)
             if type(output) not in _PLAIN_OUTPUTS and inspect.isawaitable(output):
                 output = self.run_coroutine(_in_frame(output, frame))
+            if texts:
+                return _codec.encode_output_text(output)
             return _codec.encode_output(output)
         except Exception as exc:
             result = _codec.error_output(exc)
@@ -693,17 +761,24 @@ class Dispatcher(object):
                 task.context.logger.error_with(
                     "Exception caught in handler", exc=str(exc), traceback=result[3].decode("utf-8")
                 )
-            return result
+            return result + (None,) if texts else result
         finally:
             _CURRENT.reset(token)
 
     def _trigger(self):
-        """The function's HTTP trigger, on which a call through the proxy would arrive."""
-        task = next(iter(self.tasks.values()), None)
-        trigger = task.context.trigger if task is not None and task.context is not None else None
-        if trigger is not None and trigger.kind == _HTTP:
+        """The function's HTTP trigger, on which a call through the proxy would arrive (the
+        first task's context's, once the tasks have one, is looked up once)."""
+        trigger = self._http_trigger
+        if trigger is not None:
             return trigger
-        return nuclio_sdk.TriggerInfo(_HTTP, _contract.DEFAULT_HTTP_TRIGGER)
+        task = next(iter(self.tasks.values()), None)
+        if task is None or task.context is None:
+            return nuclio_sdk.TriggerInfo(_HTTP, _contract.DEFAULT_HTTP_TRIGGER)
+        trigger = task.context.trigger
+        if trigger is None or trigger.kind != _HTTP:
+            trigger = nuclio_sdk.TriggerInfo(_HTTP, _contract.DEFAULT_HTTP_TRIGGER)
+        self._http_trigger = trigger
+        return trigger
 
     def _call_sibling(self, caller, callee, method, body, pairs):
         """Run `callee` on the request (method, header pairs, body) `caller` sent to `/<callee>`,
@@ -777,9 +852,45 @@ class Dispatcher(object):
                 callee, event, node, timeout,
                 functools.partial(_codec.InProcessConnection, answer=answer),
             )
-        method, body, pairs = request
-        status, content_type, headers, out = self._call_sibling(caller, callee, method, body, pairs)
-        return _codec.sdk_response(status, _codec.wire_headers(content_type, headers, out), out)
+        method, body, pairs, text = request
+        proxy = self._proxy()
+        size = len(body)
+        key = (caller, callee, proxy, pairs, size)
+        plan = self._call_plans.get(key)
+        if plan is None:
+            plan = self._call_plan(caller, callee, proxy, pairs, size)
+            if len(self._call_plans) >= _MAX_PLANS:
+                self._call_plans.clear()
+            self._call_plans[key] = plan
+        headers, content_type, path, frame, deferred = plan
+        event = _codec.new_event(
+            body, content_type, headers.copy(), method, path, {}, self._trigger(), text
+        )
+        if deferred:
+            status, content_type, headers, out = self._run_traced(
+                caller, callee, event, proxy, pairs, size
+            )
+            return _codec.sdk_response(status, _codec.wire_headers(content_type, headers, out), out)
+        started = _perf_counter()
+        status, content_type, headers, out, out_text = self._run_task(callee, event, proxy, frame)
+        micros = int((_perf_counter() - started) * 1e6)
+        if not _trace.record(self.trace, caller, callee, "s", status, micros, size + len(out)):
+            self.trace_more += 1
+        if headers:
+            return _codec.sdk_response(
+                status, _codec.wire_headers(content_type, headers, out), out, out_text
+            )
+        return _codec.plain_sdk_response(status, content_type, out, out_text)
+
+    def _call_plan(self, caller, callee, proxy, pairs, size):
+        """What every in-process call of `caller` to `callee` through `proxy` with these request
+        header pairs and body size shares: (the callee's event headers, to copy; its content
+        type; its path; the frame it runs in; whether the call is asynchronous)."""
+        headers = _codec.forwarded_headers(pairs, self._proxy_headers(caller, callee, proxy), size)
+        return (
+            headers, headers.get("Content-Type", ""), "/" + callee, _Frame(callee, proxy),
+            _trace.prefers_async(pairs),
+        )
 
     def _answer_in_process(self, caller, callee, method, pairs, body):
         if not _codec.parses(method, pairs):
@@ -803,7 +914,10 @@ class Dispatcher(object):
         platform = nuclio_sdk.Platform("local", connection_provider=connect)
         return platform.call_function(function_name, _CallEvent(event), node, timeout)
 
-    def _requests_in_process(self, adapter, caller, callee, request, parts):
+    def _requests_in_process(self, adapter, caller, callee, request, parts, text=None):
+        """Run `callee` on a prepared `requests` request to `/<callee>` through the proxy, and
+        answer with the `requests.Response` the call over HTTP gets. `text`, when given, is the
+        body as JSON text (from `json=`), decoded for the callee without the bytes."""
         self.calls[_LOCAL] += 1
         body = request.body
         if body is None:
@@ -817,31 +931,56 @@ class Dispatcher(object):
         proxy = self._proxy()
         _session = _requests_support()
         pairs = _session.header_pairs(request.headers)
-        if not _codec.parses(request.method, pairs):
+        size = len(body)
+        key = (caller, callee, request.method, proxy, pairs, size)
+        plan = self._request_plans.get(key)
+        if plan is None:
+            plan = self._request_plan(caller, callee, request.method, proxy, pairs, size)
+            if len(self._request_plans) >= _MAX_PLANS:
+                self._request_plans.clear()
+            self._request_plans[key] = plan
+        if plan is _UNPARSABLE:
             status, out_headers, out_body = _codec.BAD_REQUEST
             return self._requests_response(adapter, request, status, out_headers, out_body)
-        headers = _codec.forwarded_headers(
-            pairs, self._proxy_headers(caller, callee, proxy), len(body)
-        )
+        headers, content_type, frame, deferred = plan
+        query = parts.query
         fields = {}
-        if parts.query:
+        if query:
             # fasthttp's query arguments: `+` is a space, the last of a repeated name wins
-            fields = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+            fields = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
         event = _codec.new_event(
-            body, headers.get("Content-Type", ""), headers, request.method,
-            _codec.nuclio_path(parts.path or "/"), fields, self._trigger(),
+            body, content_type, headers.copy(), request.method,
+            _codec.nuclio_path(parts.path or "/"), fields, self._trigger(), text,
         )
-        status, content_type, out_headers, out_body = self._run_traced(
-            caller, callee, event, proxy, pairs, len(body)
-        )
+        if deferred:
+            status, content_type, out_headers, out_body = self._run_traced(
+                caller, callee, event, proxy, pairs, size
+            )
+        else:
+            started = _perf_counter()
+            status, content_type, out_headers, out_body, _ = self._run_task(
+                callee, event, proxy, frame
+            )
+            micros = int((_perf_counter() - started) * 1e6)
+            if not _trace.record(self.trace, caller, callee, "s", status, micros, size + len(out_body)):
+                self.trace_more += 1
         return self._requests_response(
             adapter, request, status, _codec.wire_headers(content_type, out_headers, out_body),
             out_body,
         )
 
+    def _request_plan(self, caller, callee, method, proxy, pairs, size):
+        """`_call_plan` for a `requests` call (the request method and header pairs as sent), or
+        `_UNPARSABLE` when the proxy's HTTP server would refuse the request."""
+        if not _codec.parses(method, pairs):
+            return _UNPARSABLE
+        return self._call_plan(caller, callee, proxy, pairs, size)[:2] + (
+            _Frame(callee, proxy), _trace.prefers_async(pairs),
+        )
+
     def _requests_response(self, adapter, request, status, headers, out_body):
         _session = _requests_support()
-        response = _session.requests.Response()
+        response = _session.new_response()
         response.status_code = status
         response.headers = _session.case_insensitive_dict(headers)
         response._content = out_body
