@@ -26,13 +26,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use axum::body::Bytes;
-use axum::http::StatusCode;
+use bytes::Bytes;
 
+pub mod error;
 mod grouping;
 
+use self::error::RunnerError;
 pub use self::grouping::Chosen;
-use super::http::{AppState, Control, ControlError};
+use super::http::{AppState, Control};
 use super::repeats::Repeats;
 use super::routes::{FunctionRoute, RouteTable};
 use super::state::{Failure, Move, Transition};
@@ -827,24 +828,6 @@ fn switched_event(
     }
 }
 
-/// The answer while another apply holds the platform's lock.
-fn busy(err: &Error) -> ControlError {
-    ControlError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("another apply is changing the platform; retry shortly\n{err}"),
-    )
-}
-
-fn upload_status(err: &UploadError) -> StatusCode {
-    match err {
-        UploadError::TooLarge { .. } | UploadError::UnpackedTooLarge { .. } => {
-            StatusCode::PAYLOAD_TOO_LARGE
-        }
-        UploadError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
-    }
-}
-
 impl Runner {
     /// The path a task is declared with in fusion.toml, when its code is not an upload.
     fn declared_path(&self, task: &str) -> Option<String> {
@@ -879,14 +862,11 @@ enum Changed {
 
 #[async_trait]
 impl Control for Runner {
-    async fn upload(&self, task: &str, zip: Bytes) -> Result<String, ControlError> {
+    async fn upload(&self, task: &str, zip: Bytes) -> Result<String, RunnerError> {
         if let Some(written) = self.declared_path(task) {
-            return Err(ControlError::new(
-                StatusCode::CONFLICT,
-                format!(
-                    "task `{task}` is declared in fusion.toml with path `{written}`; change its code there, or declare it as `{{ upload = true }}`"
-                ),
-            ));
+            return Err(RunnerError::Declared(format!(
+                "task `{task}` is declared in fusion.toml with path `{written}`; change its code there, or declare it as `{{ upload = true }}`"
+            )));
         }
         // Unpacking may take a while for a large archive: keep it off the proxy's threads. It
         // writes only a fresh staging directory, so it needs no lock.
@@ -898,48 +878,36 @@ impl Control for Runner {
         let staged =
             tokio::task::spawn_blocking(move || uploads.stage(&name, &zip, limits.0, limits.1))
                 .await
-                .map_err(|e| ControlError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-                .map_err(|e| ControlError::new(upload_status(&e), e.to_string()))?;
+                .map_err(|e| RunnerError::Internal(e.to_string()))??;
         match self
             .change_uploads(task, UploadChange::Put(Box::new(staged)))
             .await
         {
             Changed::Done => Ok(format!("Successfully deployed Task '{task}'")),
-            Changed::Busy(err) => Err(busy(&err)),
-            Changed::Store(e) => Err(ControlError::new(upload_status(&e), e.to_string())),
+            Changed::Busy(err) => Err(RunnerError::Busy(err.to_string())),
+            Changed::Store(e) => Err(e.into()),
             Changed::NotFound => unreachable!("only a removal finds nothing"),
-            Changed::RolledBack(reason) => Err(ControlError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "deploying task `{task}` failed; the previous version keeps running\n{reason}"
-                ),
-            )),
+            Changed::RolledBack(reason) => Err(RunnerError::DeployFailed {
+                task: task.to_string(),
+                reason,
+            }),
         }
     }
 
-    async fn remove(&self, task: &str) -> Result<String, ControlError> {
+    async fn remove(&self, task: &str) -> Result<String, RunnerError> {
         if let Some(written) = self.declared_path(task) {
-            return Err(ControlError::new(
-                StatusCode::CONFLICT,
-                format!(
-                    "task `{task}` is declared in fusion.toml with path `{written}`; remove it from fusion.toml instead"
-                ),
-            ));
+            return Err(RunnerError::Declared(format!(
+                "task `{task}` is declared in fusion.toml with path `{written}`; remove it from fusion.toml instead"
+            )));
         }
         match self.change_uploads(task, UploadChange::Remove).await {
             Changed::Done => Ok(format!("Successfully deleted Task '{task}'")),
-            Changed::Busy(err) => Err(busy(&err)),
-            Changed::NotFound => Err(ControlError::new(
-                StatusCode::NOT_FOUND,
-                format!("no uploaded task `{task}`"),
-            )),
-            Changed::Store(e) => Err(ControlError::new(upload_status(&e), e.to_string())),
+            Changed::Busy(err) => Err(RunnerError::Busy(err.to_string())),
+            Changed::NotFound => Err(RunnerError::NotFound(task.to_string())),
+            Changed::Store(e) => Err(e.into()),
             Changed::RolledBack(reason) => {
                 tracing::error!("removing task `{task}` failed: {reason}");
-                Err(ControlError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("removing task `{task}` failed; it keeps running (see serve's log)"),
-                ))
+                Err(RunnerError::RemovalFailed(task.to_string()))
             }
         }
     }
