@@ -38,16 +38,18 @@ use super::repeats::Repeats;
 use super::routes::{FunctionRoute, RouteTable};
 use super::state::{Failure, Move, Transition};
 use super::uploads::{UploadError, UploadStore};
-use crate::apply::{ApplyHooks, ApplyOptions, ApplyReport, Outcome};
+use crate::apply::{ApplyHooks, ApplyObserver, ApplyReport, ChangeResult, Outcome};
 use crate::config::{TaskSource, TaskSpec, Workspace};
 use crate::error::Error;
 use crate::fuse::Artifact;
-use crate::plan::Action;
+use crate::plan::{Action, Change, Desired, Plan};
 use crate::platform::owner::GroupingOwner;
 use crate::platform::{FunctionState, LiveFunction, Platform};
 use crate::schedule::Selection;
 use crate::ui::report::{self, Event, Tone};
-use crate::workspace::{fuse_grouping_over, fuse_selection_over, observe};
+use crate::workspace::{
+    self, fuse_grouping_over, fuse_selection_over, Execution, Locking, Operation, Prepared,
+};
 
 /// How many functions a regroup deploys at once.
 const PARALLELISM: usize = 4;
@@ -291,16 +293,14 @@ impl Runner {
     /// second waits: the CLI exits 75 naming serve; serve retries its regroup a few seconds
     /// later, and an upload answers 503).
     fn apply_lock(&self, why: &str) -> Result<crate::lock::ApplyLock, Error> {
-        let lock_path = crate::lock::lock_path(
+        workspace::lock_platform(
             &self.with_config(crate::config::Config::state_dir),
-            &self.platform.identity(),
-        );
-        crate::lock::acquire(
-            &lock_path,
-            &format!("fusionizer serve ({why})"),
-            Duration::ZERO,
+            self.platform.as_ref(),
+            Locking {
+                owner: &format!("fusionizer serve ({why})"),
+                timeout: Duration::ZERO,
+            },
         )
-        .map_err(Error::from)
     }
 
     /// Counts, flags (for the retry) and logs the outcome of one regroup.
@@ -389,45 +389,46 @@ impl Runner {
         Changed::RolledBack(reason)
     }
 
-    /// One regroup is one apply of the current phase (plan, then the apply engine), with the
-    /// route switch and the drain in the engine's hook between deploys and deletes.
+    /// One regroup is one run of the pipeline's top over what serve wants ([`workspace::run`]:
+    /// observe, plan, the apply engine), under the apply lock its caller holds, with the route
+    /// switch and the drain in the engine's hook between deploys and deletes.
     async fn regroup_locked(&self, why: &str, started: Instant) -> Result<RegroupReport, Error> {
         let artifacts = self.desired()?;
         let project = self.with_config(|c| c.project.name.clone());
-        let observed = observe(self.platform.as_ref(), &project, &artifacts).await?;
-        let plan = crate::plan::compute(&project, &artifacts, &observed.owned, &observed.unowned)?;
-        if plan.has_changes() && self.repeats.show_plan(plan.changes.iter()) {
-            report::emit(Event::Status {
-                verb: "Planned".to_string(),
-                subject: format!("{} ({why})", crate::plan::render::counts(&plan.summary)),
-                tone: Tone::Info,
-            });
-        }
         let hooks = SwitchRoutes {
             why,
             runner: self,
-            artifacts: &artifacts,
+            // The route table is built over them once the new functions are ready.
+            artifacts: artifacts.clone(),
             project: &project,
             started,
             moved: Mutex::new(BTreeMap::new()),
             switched_after: Mutex::new(None),
         };
-        let options = ApplyOptions {
-            parallelism: PARALLELISM,
-            observer: &self.repeats,
-            hooks: &hooks,
+        let mut prepared = Prepared::new(
+            self.workspace(),
+            self.platform.clone(),
+            Desired::Fused,
+            artifacts,
+        );
+        let observer = Regrouping {
+            why,
+            repeats: &self.repeats,
         };
-        // Boxed as `dyn Future + Send` so the compiler checks `Send` here, where the lifetimes
-        // are concrete (the engine's stream combinators otherwise trip its inference).
-        let execution: std::pin::Pin<
-            Box<dyn std::future::Future<Output = ApplyReport> + Send + '_>,
-        > = Box::pin(crate::apply::execute(
-            self.platform.as_ref(),
-            &plan,
-            &artifacts,
-            &options,
-        ));
-        let applied = execution.await;
+        let outcome = workspace::run(
+            &mut prepared,
+            Operation {
+                lock: None,
+                saved: None,
+                observer: &observer,
+                execution: Some(Execution {
+                    parallelism: PARALLELISM,
+                    hooks: &hooks,
+                    confirm: &|_| Ok(()),
+                }),
+            },
+        )
+        .await?;
         let mut report = RegroupReport {
             moved: hooks
                 .moved
@@ -440,7 +441,7 @@ impl Runner {
                 .unwrap_or_else(|| started.elapsed()),
             ..RegroupReport::default()
         };
-        for result in &applied.results {
+        for result in outcome.report.iter().flat_map(|applied| &applied.results) {
             let name = result.change.function.clone();
             match (&result.outcome, result.change.action) {
                 (Outcome::Applied, Action::Delete) => report.deleted.push(name),
@@ -649,13 +650,51 @@ fn drift_line(change: &crate::plan::Change) -> String {
     )
 }
 
+/// How a regroup shows its progress: no spinner; `Planned 1 to add … (phase 2)` unless every
+/// change only retries a function that is failing already; each change as [`Repeats`] shows it.
+struct Regrouping<'a> {
+    /// Why this regroup runs (`phase 2`), for the plan line.
+    why: &'a str,
+    repeats: &'a Repeats,
+}
+
+impl ApplyObserver for Regrouping<'_> {
+    fn started(&self, change: &Change) {
+        self.repeats.started(change);
+    }
+
+    fn step(&self, change: &Change, message: &str) {
+        self.repeats.step(change, message);
+    }
+
+    fn finished(&self, result: &ChangeResult) {
+        self.repeats.finished(result);
+    }
+}
+
+impl workspace::Observer for Regrouping<'_> {
+    fn planned(&self, plan: &Plan) {
+        if plan.has_changes() && self.repeats.show_plan(plan.changes.iter()) {
+            report::emit(Event::Status {
+                verb: "Planned".to_string(),
+                subject: format!(
+                    "{} ({})",
+                    crate::plan::render::counts(&plan.summary),
+                    self.why
+                ),
+                tone: Tone::Info,
+            });
+        }
+    }
+}
+
 /// The apply engine's hook for serve: once every new function is ready, switch the routes in
 /// one swap, then drain the functions that lost their routes before the engine deletes them.
 struct SwitchRoutes<'a> {
     /// Why this regroup runs (`phase 2`), for the progress line.
     why: &'a str,
     runner: &'a Runner,
-    artifacts: &'a [Artifact],
+    artifacts: Vec<Artifact>,
     project: &'a str,
     started: Instant,
     moved: Mutex<BTreeMap<String, (Option<String>, String)>>,
@@ -672,7 +711,7 @@ impl ApplyHooks for SwitchRoutes<'_> {
             .list(self.project)
             .await
             .map_err(|e| e.to_string())?;
-        let table = runner.build_table(self.artifacts, &live).await;
+        let table = runner.build_table(&self.artifacts, &live).await;
         let app = &runner.state;
         let old = app.routes.swap(table);
         *self

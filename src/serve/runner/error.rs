@@ -76,57 +76,68 @@ impl RunnerError {
 mod tests {
     use super::*;
 
+    fn text(s: &str) -> String {
+        s.to_string()
+    }
+
     #[test]
-    fn each_error_has_its_kind_and_its_words() {
-        let busy = RunnerError::Busy("held by `fusionizer apply`".to_string());
-        assert_eq!(busy.kind(), Kind::Busy);
+    fn each_error_has_its_kind() {
+        let io = std::io::Error::other("disk");
+        let kinds: [(RunnerError, Kind); 10] = [
+            (RunnerError::Busy(text("held")), Kind::Busy),
+            (RunnerError::Declared(text("declared")), Kind::Conflict),
+            (RunnerError::NotFound(text("taskc")), Kind::NotFound),
+            (
+                UploadError::TooLarge { size: 2, limit: 1 }.into(),
+                Kind::TooLarge,
+            ),
+            (
+                UploadError::UnpackedTooLarge { limit: 1 }.into(),
+                Kind::TooLarge,
+            ),
+            (UploadError::NotZip(text("no")).into(), Kind::Invalid),
+            (UploadError::Io(io).into(), Kind::Internal),
+            (
+                RunnerError::DeployFailed {
+                    task: text("c"),
+                    reason: text("boom"),
+                },
+                Kind::Invalid,
+            ),
+            (RunnerError::RemovalFailed(text("taskc")), Kind::Internal),
+            (RunnerError::Internal(text("panicked")), Kind::Internal),
+        ];
+        for (error, kind) in kinds {
+            assert_eq!(error.kind(), kind, "{error}");
+        }
+    }
+
+    #[test]
+    fn the_runner_words_its_own_refusals_and_keeps_an_upload_s_words() {
+        let busy = RunnerError::Busy(text("held by `fusionizer apply`"));
         assert_eq!(
             busy.to_string(),
             "another apply is changing the platform; retry shortly\nheld by `fusionizer apply`"
         );
-        assert_eq!(
-            RunnerError::Declared("declared".to_string()).kind(),
-            Kind::Conflict
-        );
-        let missing = RunnerError::NotFound("taskc".to_string());
-        assert_eq!(missing.kind(), Kind::NotFound);
+        let missing = RunnerError::NotFound(text("taskc"));
         assert_eq!(missing.to_string(), "no uploaded task `taskc`");
-        let large = RunnerError::from(UploadError::TooLarge { size: 2, limit: 1 });
-        assert_eq!(large.kind(), Kind::TooLarge);
-        assert_eq!(
-            large.to_string(),
-            "the upload is 2 bytes, over the limit of 1 bytes"
-        );
-        assert_eq!(
-            RunnerError::from(UploadError::UnpackedTooLarge { limit: 1 }).kind(),
-            Kind::TooLarge
-        );
-        assert_eq!(
-            RunnerError::from(UploadError::NotZip("no".to_string())).kind(),
-            Kind::Invalid
-        );
-        assert_eq!(
-            RunnerError::from(UploadError::Io(std::io::Error::other("disk"))).kind(),
-            Kind::Internal
-        );
         let failed = RunnerError::DeployFailed {
-            task: "taskc".to_string(),
-            reason: "`shop-taskc`: boom".to_string(),
+            task: text("taskc"),
+            reason: text("`shop-taskc`: boom"),
         };
-        assert_eq!(failed.kind(), Kind::Invalid);
         assert_eq!(
             failed.to_string(),
             "deploying task `taskc` failed; the previous version keeps running\n`shop-taskc`: boom"
         );
-        let removal = RunnerError::RemovalFailed("taskc".to_string());
-        assert_eq!(removal.kind(), Kind::Internal);
+        let removal = RunnerError::RemovalFailed(text("taskc"));
         assert_eq!(
             removal.to_string(),
             "removing task `taskc` failed; it keeps running (see serve's log)"
         );
+        let large = RunnerError::from(UploadError::TooLarge { size: 2, limit: 1 });
         assert_eq!(
-            RunnerError::Internal("panicked".to_string()).kind(),
-            Kind::Internal
+            large.to_string(),
+            UploadError::TooLarge { size: 2, limit: 1 }.to_string()
         );
     }
 }
