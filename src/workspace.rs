@@ -473,6 +473,9 @@ pub struct Execution<'a> {
     pub parallelism: usize,
     /// The engine's hooks (serve switches routes between deploys and deletes).
     pub hooks: &'a dyn ApplyHooks,
+    /// Run the engine, and so its hooks, also when the plan has no changes: serve's route
+    /// switch builds the routes over what is live after every regroup. The commands say `false`.
+    pub without_changes: bool,
     /// Called with the plan before anything changes; an `Err` stops the run there (a refusal,
     /// a cancelled prompt).
     pub confirm: &'a (dyn Fn(&Plan) -> Result<()> + Sync),
@@ -499,7 +502,7 @@ pub struct Outcome {
     /// The plan carried out (or only computed).
     pub plan: Plan,
     /// What executing it did; `None` when it was not executed (no execution asked for, or no
-    /// changes).
+    /// changes and [`Execution::without_changes`] not set).
     pub report: Option<ApplyReport>,
 }
 
@@ -536,7 +539,7 @@ pub async fn run(prepared: &mut Prepared, operation: Operation<'_>) -> Result<Ou
     }
     observer.planned(&plan);
     let report = match execution {
-        Some(execution) if plan.has_changes() => {
+        Some(execution) if plan.has_changes() || execution.without_changes => {
             (execution.confirm)(&plan)?;
             let options = ApplyOptions {
                 parallelism: execution.parallelism,
@@ -722,12 +725,24 @@ mod tests {
             artifacts: Vec<Artifact>,
             confirm: &(dyn Fn(&Plan) -> Result<()> + Sync),
         ) -> Result<Outcome> {
+            self.run_even_without_changes(desired, artifacts, confirm, false)
+        }
+
+        /// [`Bench::run`], with [`Execution::without_changes`].
+        fn run_even_without_changes(
+            &self,
+            desired: Desired,
+            artifacts: Vec<Artifact>,
+            confirm: &(dyn Fn(&Plan) -> Result<()> + Sync),
+            without_changes: bool,
+        ) -> Result<Outcome> {
             let workspace = workspace(self.root.path());
             let platform = self.platform.clone();
             let mut prepared = Prepared::new(workspace, platform, desired, artifacts);
             let execution = Execution {
                 parallelism: 1,
                 hooks: &NoHooks,
+                without_changes,
                 confirm,
             };
             let operation = Operation {
@@ -779,6 +794,11 @@ mod tests {
         assert_eq!(seen, ["refreshing memory", "refreshed", "planned 0"]);
         // The lock is free again once the run ended.
         assert!(bench.lock_is_free());
+
+        // serve's runner executes even so: its route switch is an engine hook.
+        let ok = |_: &Plan| Ok(());
+        let outcome = bench.run_even_without_changes(Desired::Fused, vec![fake.build()], &ok, true);
+        assert!(outcome.unwrap().report.is_some());
     }
 
     #[test]

@@ -61,6 +61,7 @@ pub(super) fn carry_out(
             execution: Some(Execution {
                 parallelism: how.parallelism,
                 hooks: &NoHooks,
+                without_changes: false,
                 confirm: &confirm,
             }),
         },

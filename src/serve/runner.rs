@@ -424,6 +424,8 @@ impl Runner {
                 execution: Some(Execution {
                     parallelism: PARALLELISM,
                     hooks: &hooks,
+                    // The route switch runs after every regroup, changes or not.
+                    without_changes: true,
                     confirm: &|_| Ok(()),
                 }),
             },
