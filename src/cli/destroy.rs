@@ -1,12 +1,13 @@
 //! `fusionizer destroy`: plan the deletion of every function this project owns (`plan
-//! --destroy`), then confirm, lock, execute and report exactly as `apply` does.
+//! --destroy`), then lock, confirm, execute and report as `apply` does ([`super::carry_out`]).
 
 use std::time::Duration;
 
-use super::apply::{carry_out, lock, Verb};
+use super::carry_out::{carry_out, CarryOut};
 use super::Context;
 use crate::error::{ExitCode, Result};
-use crate::workspace::{compute_plan, observe, prepare_destroy, runtime};
+use crate::plan::Desired;
+use crate::workspace::{self, runtime};
 
 /// Resolved `fusionizer destroy` arguments.
 #[derive(Debug, Clone)]
@@ -19,21 +20,13 @@ pub(super) struct DestroyArgs {
 /// `fusionizer destroy`.
 pub(super) fn command(ctx: &Context, args: DestroyArgs) -> Result<ExitCode> {
     let rt = runtime()?;
-    let prepared = prepare_destroy(ctx.workspace()?)?;
-    let _lock = lock(&prepared, "fusionizer destroy", args.lock_timeout)?;
-    let observed = rt.block_on(observe(
-        prepared.platform.as_ref(),
-        prepared.project(),
-        &prepared.artifacts,
-    ))?;
-    let plan = compute_plan(&prepared, &observed)?;
-    carry_out(
-        ctx,
-        &rt,
-        &prepared,
-        &plan,
-        !args.auto_approve,
-        args.parallelism,
-        Verb::Destroy,
-    )
+    let mut prepared = workspace::open(ctx.workspace()?, Desired::Nothing)?;
+    let how = CarryOut {
+        command_line: "fusionizer destroy",
+        lock_timeout: args.lock_timeout,
+        saved: None,
+        ask: !args.auto_approve,
+        parallelism: args.parallelism,
+    };
+    carry_out(ctx, &rt, &mut prepared, &how)
 }

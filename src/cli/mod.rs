@@ -5,6 +5,7 @@
 mod apply;
 pub mod args;
 mod build;
+mod carry_out;
 mod completions;
 mod destroy;
 mod init;

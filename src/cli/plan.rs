@@ -4,13 +4,14 @@
 use std::path::PathBuf;
 
 use super::Context;
+use crate::apply::progress::Progress;
 use crate::error::{ExitCode, Result};
 use crate::plan::saved::SavedPlan;
-use crate::plan::{render, Plan};
+use crate::plan::{render, Desired, Plan};
 use crate::platform::LiveFunction;
 use crate::schedule::{Grouping, Selection};
 use crate::ui::{self, OutputFormat};
-use crate::workspace::{make_destroy_plan, make_plan, runtime};
+use crate::workspace::{self, runtime, Operation};
 
 /// Resolved `fusionizer plan` arguments.
 #[derive(Debug, Clone)]
@@ -43,11 +44,21 @@ pub(super) fn command(ctx: &Context, args: PlanArgs) -> Result<ExitCode> {
         destroy,
     } = args;
     let rt = runtime()?;
-    let (prepared, observed, plan) = if destroy {
-        make_destroy_plan(ctx.workspace()?, &rt)?
+    let (workspace, desired) = if destroy {
+        (ctx.workspace()?, Desired::Nothing)
     } else {
-        make_plan(ctx.checked_workspace()?, &rt, selection)?
+        (ctx.checked_workspace()?, Desired::given(selection))
     };
+    let mut prepared = workspace::open(workspace, desired)?;
+    let workspace::Outcome { observed, plan, .. } = rt.block_on(workspace::run(
+        &mut prepared,
+        Operation {
+            lock: None,
+            saved: None,
+            observer: &Progress,
+            execution: None,
+        },
+    ))?;
     if output == OutputFormat::Markdown {
         // The grouping before → after: the live functions' task sets, then the desired ones.
         let before: Grouping = observed.owned.iter().map(LiveFunction::tasks).collect();
@@ -57,19 +68,14 @@ pub(super) fn command(ctx: &Context, args: PlanArgs) -> Result<ExitCode> {
         ui::out(&render(&plan, output, ctx.ui.color));
     }
     if let Some(written) = out {
-        let saved = if destroy {
-            SavedPlan::destroying(plan.clone(), prepared.platform.identity(), &observed.owned)
-        } else {
-            let mut saved = SavedPlan::new(
-                plan.clone(),
-                prepared.selection,
-                prepared.platform.identity(),
-                &prepared.artifacts,
-                &observed.owned,
-            );
-            saved.follows_live = prepared.follows_live;
-            saved
-        };
+        let saved = SavedPlan::new(
+            plan.clone(),
+            prepared.selection,
+            prepared.platform.identity(),
+            &prepared.artifacts,
+            &observed.owned,
+        )
+        .made_for(prepared.desired);
         saved.write(&ctx.resolve(&written))?;
         ctx.ui.status(&format!(
             "Saved the plan to `{}`; apply exactly this plan with `fusionizer apply {}`",

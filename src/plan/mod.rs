@@ -9,9 +9,12 @@
 
 #![warn(missing_docs)]
 
+mod desired;
 pub mod diff;
 pub mod render;
 pub mod saved;
+
+pub use desired::Desired;
 
 use std::collections::BTreeMap;
 

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ExitCode};
 use crate::fuse::Artifact;
-use crate::plan::{self, Plan, FORMAT_VERSION};
+use crate::plan::{self, Desired, Plan, FORMAT_VERSION};
 use crate::platform::LiveFunction;
 use crate::schedule::Selection;
 
@@ -136,14 +136,14 @@ pub struct SavedPlan {
     /// [`crate::platform::Platform::identity`] of the platform it was planned against.
     pub platform: String,
     /// A destroy plan (`plan --destroy`): planned against an empty desired set, checked against
-    /// one. Absent (false) in ordinary plans.
+    /// one. Absent (false) in ordinary plans. Read as [`Desired::Nothing`] ([`SavedPlan::desired`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub destroy: bool,
+    destroy: bool,
     /// The grouping was read from the live state (no `--at`/`--phase`): `apply FILE` reads it
     /// from the live state again, and the plan is stale when that picks other functions.
-    /// Absent (false) when `--at`/`--phase` chose it.
+    /// Absent (false) when `--at`/`--phase` chose it. Read as [`Desired::FollowLive`].
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub follows_live: bool,
+    follows_live: bool,
     /// The desired functions the plan was computed from, sorted by name.
     pub inputs: Vec<InputEntry>,
     /// The live owned functions the plan was computed from, sorted by name.
@@ -180,22 +180,37 @@ impl SavedPlan {
         }
     }
 
-    /// A saved destroy plan ([`plan::destroy`]): the desired set is empty.
-    pub fn destroying(plan: Plan, platform: String, live_owned: &[LiveFunction]) -> SavedPlan {
+    /// The same plan, made for `desired` (as `plan` resolved it): a destroy plan
+    /// ([`plan::destroy`], its desired set empty) or one following the live state. On disk these
+    /// are the `destroy` and `follows_live` flags; a grouping given by `--at`/`--phase` is
+    /// [`SavedPlan::selection`] alone.
+    pub fn made_for(self, desired: Desired) -> SavedPlan {
         SavedPlan {
-            destroy: true,
-            ..SavedPlan::new(plan, Selection::default(), platform, &[], live_owned)
+            destroy: desired == Desired::Nothing,
+            follows_live: desired == Desired::FollowLive,
+            ..self
+        }
+    }
+
+    /// What the plan was made for: [`Desired::Nothing`] for a destroy plan,
+    /// [`Desired::FollowLive`] when the live state chose the grouping, else the grouping of
+    /// [`SavedPlan::selection`].
+    pub fn desired(&self) -> Desired {
+        if self.destroy {
+            Desired::Nothing
+        } else if self.follows_live {
+            Desired::FollowLive
+        } else {
+            Desired::Grouping(self.selection.into())
         }
     }
 
     /// How to make this plan again, for hints: `fusionizer plan --phase 2`, `… --destroy`.
     fn plan_command(&self) -> String {
-        if self.destroy {
-            "fusionizer plan --destroy".to_string()
-        } else if self.follows_live {
-            "fusionizer plan".to_string()
-        } else {
-            format!("fusionizer plan {}", self.selection)
+        match self.desired() {
+            Desired::Nothing => "fusionizer plan --destroy".to_string(),
+            Desired::FollowLive | Desired::Fused => "fusionizer plan".to_string(),
+            Desired::Grouping(_) => format!("fusionizer plan {}", self.selection),
         }
     }
 
@@ -248,7 +263,11 @@ impl SavedPlan {
         desired: &[Artifact],
         live_owned: &[LiveFunction],
     ) -> Vec<String> {
-        let desired = if self.destroy { &[] } else { desired };
+        let desired = if self.desired().is_nothing() {
+            &[]
+        } else {
+            desired
+        };
         let mut out = Vec::new();
         if self.platform != platform {
             out.push(format!(
@@ -390,4 +409,37 @@ fn live_moved(before: &[LiveEntry], now: &[LiveEntry]) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_plan_was_made_for_is_kept_on_disk_as_its_flags() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("plan.json");
+        let empty = plan::compute("shop", &[], &[], &[]).unwrap();
+        for (desired, flags) in [
+            (Desired::Nothing, [true, false]),
+            (Desired::FollowLive, [false, true]),
+            (Desired::Grouping(Selection::Phase(2)), [false, false]),
+        ] {
+            let selection = match desired {
+                Desired::Grouping(selection) => selection,
+                _ => Selection::default(),
+            };
+            SavedPlan::new(empty.clone(), selection, "memory:t".into(), &[], &[])
+                .made_for(desired)
+                .write(&path)
+                .unwrap();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            for (key, set) in ["destroy", "follows_live"].into_iter().zip(flags) {
+                // Absent unless set, as plans were always written.
+                assert_eq!(json.get(key).cloned(), set.then_some(true.into()), "{key}");
+            }
+            assert_eq!(SavedPlan::read(&path).unwrap().desired(), desired);
+        }
+    }
 }

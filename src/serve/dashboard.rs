@@ -191,17 +191,18 @@ mod tests {
 
     use super::*;
     use crate::platform::memory::MemoryPlatform;
-    use crate::serve::http::{AppState, Control, ControlError};
+    use crate::serve::http::{AppState, Control};
+    use crate::serve::runner::error::RunnerError;
     use crate::serve::state::{Setup, Transition};
 
     struct ReadOnly;
 
     #[async_trait::async_trait]
     impl Control for ReadOnly {
-        async fn upload(&self, _: &str, _: axum::body::Bytes) -> Result<String, ControlError> {
+        async fn upload(&self, _: &str, _: axum::body::Bytes) -> Result<String, RunnerError> {
             unreachable!("the dashboard never uploads")
         }
-        async fn remove(&self, _: &str) -> Result<String, ControlError> {
+        async fn remove(&self, _: &str) -> Result<String, RunnerError> {
             unreachable!("the dashboard never removes")
         }
         fn is_known(&self, _: &str) -> bool {

@@ -31,23 +31,20 @@ use crate::contract::{
 };
 
 mod calls;
+use super::runner::error::{Kind, RunnerError};
 use crate::inflight::{InFlight, InFlightGuard};
 use crate::platform::{InvokeError, InvokeRequest, InvokeResponse};
 pub use calls::Chains;
 
-/// A refusal from the control plane, as an HTTP status and a message.
-#[derive(Debug)]
-pub struct ControlError {
-    pub status: StatusCode,
-    pub message: String,
-}
-
-impl ControlError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ControlError {
-            status,
-            message: message.into(),
-        }
+/// The one place a runner's refusal becomes an HTTP status.
+pub(super) fn control_status(err: &RunnerError) -> StatusCode {
+    match err.kind() {
+        Kind::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        Kind::Conflict => StatusCode::CONFLICT,
+        Kind::NotFound => StatusCode::NOT_FOUND,
+        Kind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Kind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -55,9 +52,9 @@ impl ControlError {
 #[async_trait]
 pub trait Control: Send + Sync {
     /// Stores and deploys an uploaded task (the zip's bytes).
-    async fn upload(&self, task: &str, zip: Bytes) -> Result<String, ControlError>;
+    async fn upload(&self, task: &str, zip: Bytes) -> Result<String, RunnerError>;
     /// Removes an uploaded task.
-    async fn remove(&self, task: &str) -> Result<String, ControlError>;
+    async fn remove(&self, task: &str) -> Result<String, RunnerError>;
     /// Whether `task` is known (declared or uploaded) even if it has no route right now.
     fn is_known(&self, task: &str) -> bool;
 }
@@ -823,11 +820,11 @@ async fn upload(state: &App, task: &str, request: Request) -> Response {
 
 /// The answer of a control operation run in its own task.
 fn control_response(
-    outcome: Result<Result<String, ControlError>, tokio::task::JoinError>,
+    outcome: Result<Result<String, RunnerError>, tokio::task::JoinError>,
 ) -> Response {
     match outcome {
         Ok(Ok(message)) => text(StatusCode::OK, message),
-        Ok(Err(e)) => text(e.status, e.message),
+        Ok(Err(e)) => text(control_status(&e), e.to_string()),
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

@@ -64,14 +64,11 @@ struct NoControl;
 
 #[async_trait]
 impl Control for NoControl {
-    async fn upload(&self, task: &str, zip: Bytes) -> Result<String, ControlError> {
+    async fn upload(&self, task: &str, zip: Bytes) -> Result<String, RunnerError> {
         Ok(format!("stored {task} ({} bytes)", zip.len()))
     }
-    async fn remove(&self, task: &str) -> Result<String, ControlError> {
-        Err(ControlError::new(
-            StatusCode::CONFLICT,
-            format!("task `{task}` is declared"),
-        ))
+    async fn remove(&self, task: &str) -> Result<String, RunnerError> {
+        Err(RunnerError::Declared(format!("task `{task}` is declared")))
     }
     fn is_known(&self, task: &str) -> bool {
         task == "pending"

@@ -26,27 +26,30 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use axum::body::Bytes;
-use axum::http::StatusCode;
+use bytes::Bytes;
 
+pub mod error;
 mod grouping;
 
+use self::error::RunnerError;
 pub use self::grouping::Chosen;
-use super::http::{AppState, Control, ControlError};
+use super::http::{AppState, Control};
 use super::repeats::Repeats;
 use super::routes::{FunctionRoute, RouteTable};
 use super::state::{Failure, Move, Transition};
 use super::uploads::{UploadError, UploadStore};
-use crate::apply::{ApplyHooks, ApplyOptions, ApplyReport, Outcome};
+use crate::apply::{ApplyHooks, ApplyObserver, ApplyReport, ChangeResult, Outcome};
 use crate::config::{TaskSource, TaskSpec, Workspace};
 use crate::error::Error;
 use crate::fuse::Artifact;
-use crate::plan::Action;
+use crate::plan::{Action, Change, Desired, Plan};
 use crate::platform::owner::GroupingOwner;
 use crate::platform::{FunctionState, LiveFunction, Platform};
 use crate::schedule::Selection;
 use crate::ui::report::{self, Event, Tone};
-use crate::workspace::{fuse_grouping_over, fuse_selection_over, observe};
+use crate::workspace::{
+    self, fuse_grouping_over, fuse_selection_over, Execution, Locking, Operation, Prepared,
+};
 
 /// How many functions a regroup deploys at once.
 const PARALLELISM: usize = 4;
@@ -290,16 +293,14 @@ impl Runner {
     /// second waits: the CLI exits 75 naming serve; serve retries its regroup a few seconds
     /// later, and an upload answers 503).
     fn apply_lock(&self, why: &str) -> Result<crate::lock::ApplyLock, Error> {
-        let lock_path = crate::lock::lock_path(
+        workspace::lock_platform(
             &self.with_config(crate::config::Config::state_dir),
-            &self.platform.identity(),
-        );
-        crate::lock::acquire(
-            &lock_path,
-            &format!("fusionizer serve ({why})"),
-            Duration::ZERO,
+            self.platform.as_ref(),
+            Locking {
+                owner: &format!("fusionizer serve ({why})"),
+                timeout: Duration::ZERO,
+            },
         )
-        .map_err(Error::from)
     }
 
     /// Counts, flags (for the retry) and logs the outcome of one regroup.
@@ -388,45 +389,48 @@ impl Runner {
         Changed::RolledBack(reason)
     }
 
-    /// One regroup is one apply of the current phase (plan, then the apply engine), with the
-    /// route switch and the drain in the engine's hook between deploys and deletes.
+    /// One regroup is one run of the pipeline's top over what serve wants ([`workspace::run`]:
+    /// observe, plan, the apply engine), under the apply lock its caller holds, with the route
+    /// switch and the drain in the engine's hook between deploys and deletes.
     async fn regroup_locked(&self, why: &str, started: Instant) -> Result<RegroupReport, Error> {
         let artifacts = self.desired()?;
         let project = self.with_config(|c| c.project.name.clone());
-        let observed = observe(self.platform.as_ref(), &project, &artifacts).await?;
-        let plan = crate::plan::compute(&project, &artifacts, &observed.owned, &observed.unowned)?;
-        if plan.has_changes() && self.repeats.show_plan(plan.changes.iter()) {
-            report::emit(Event::Status {
-                verb: "Planned".to_string(),
-                subject: format!("{} ({why})", crate::plan::render::counts(&plan.summary)),
-                tone: Tone::Info,
-            });
-        }
         let hooks = SwitchRoutes {
             why,
             runner: self,
-            artifacts: &artifacts,
+            // The route table is built over them once the new functions are ready.
+            artifacts: artifacts.clone(),
             project: &project,
             started,
             moved: Mutex::new(BTreeMap::new()),
             switched_after: Mutex::new(None),
         };
-        let options = ApplyOptions {
-            parallelism: PARALLELISM,
-            observer: &self.repeats,
-            hooks: &hooks,
+        let mut prepared = Prepared::new(
+            self.workspace(),
+            self.platform.clone(),
+            Desired::Fused,
+            artifacts,
+        );
+        let observer = Regrouping {
+            why,
+            repeats: &self.repeats,
         };
-        // Boxed as `dyn Future + Send` so the compiler checks `Send` here, where the lifetimes
-        // are concrete (the engine's stream combinators otherwise trip its inference).
-        let execution: std::pin::Pin<
-            Box<dyn std::future::Future<Output = ApplyReport> + Send + '_>,
-        > = Box::pin(crate::apply::execute(
-            self.platform.as_ref(),
-            &plan,
-            &artifacts,
-            &options,
-        ));
-        let applied = execution.await;
+        let outcome = workspace::run(
+            &mut prepared,
+            Operation {
+                lock: None,
+                saved: None,
+                observer: &observer,
+                execution: Some(Execution {
+                    parallelism: PARALLELISM,
+                    hooks: &hooks,
+                    // The route switch runs after every regroup, changes or not.
+                    without_changes: true,
+                    confirm: &|_| Ok(()),
+                }),
+            },
+        )
+        .await?;
         let mut report = RegroupReport {
             moved: hooks
                 .moved
@@ -439,7 +443,7 @@ impl Runner {
                 .unwrap_or_else(|| started.elapsed()),
             ..RegroupReport::default()
         };
-        for result in &applied.results {
+        for result in outcome.report.iter().flat_map(|applied| &applied.results) {
             let name = result.change.function.clone();
             match (&result.outcome, result.change.action) {
                 (Outcome::Applied, Action::Delete) => report.deleted.push(name),
@@ -648,13 +652,51 @@ fn drift_line(change: &crate::plan::Change) -> String {
     )
 }
 
+/// How a regroup shows its progress: no spinner; `Planned 1 to add … (phase 2)` unless every
+/// change only retries a function that is failing already; each change as [`Repeats`] shows it.
+struct Regrouping<'a> {
+    /// Why this regroup runs (`phase 2`), for the plan line.
+    why: &'a str,
+    repeats: &'a Repeats,
+}
+
+impl ApplyObserver for Regrouping<'_> {
+    fn started(&self, change: &Change) {
+        self.repeats.started(change);
+    }
+
+    fn step(&self, change: &Change, message: &str) {
+        self.repeats.step(change, message);
+    }
+
+    fn finished(&self, result: &ChangeResult) {
+        self.repeats.finished(result);
+    }
+}
+
+impl workspace::Observer for Regrouping<'_> {
+    fn planned(&self, plan: &Plan) {
+        if plan.has_changes() && self.repeats.show_plan(plan.changes.iter()) {
+            report::emit(Event::Status {
+                verb: "Planned".to_string(),
+                subject: format!(
+                    "{} ({})",
+                    crate::plan::render::counts(&plan.summary),
+                    self.why
+                ),
+                tone: Tone::Info,
+            });
+        }
+    }
+}
+
 /// The apply engine's hook for serve: once every new function is ready, switch the routes in
 /// one swap, then drain the functions that lost their routes before the engine deletes them.
 struct SwitchRoutes<'a> {
     /// Why this regroup runs (`phase 2`), for the progress line.
     why: &'a str,
     runner: &'a Runner,
-    artifacts: &'a [Artifact],
+    artifacts: Vec<Artifact>,
     project: &'a str,
     started: Instant,
     moved: Mutex<BTreeMap<String, (Option<String>, String)>>,
@@ -671,7 +713,7 @@ impl ApplyHooks for SwitchRoutes<'_> {
             .list(self.project)
             .await
             .map_err(|e| e.to_string())?;
-        let table = runner.build_table(self.artifacts, &live).await;
+        let table = runner.build_table(&self.artifacts, &live).await;
         let app = &runner.state;
         let old = app.routes.swap(table);
         *self
@@ -827,24 +869,6 @@ fn switched_event(
     }
 }
 
-/// The answer while another apply holds the platform's lock.
-fn busy(err: &Error) -> ControlError {
-    ControlError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("another apply is changing the platform; retry shortly\n{err}"),
-    )
-}
-
-fn upload_status(err: &UploadError) -> StatusCode {
-    match err {
-        UploadError::TooLarge { .. } | UploadError::UnpackedTooLarge { .. } => {
-            StatusCode::PAYLOAD_TOO_LARGE
-        }
-        UploadError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
-    }
-}
-
 impl Runner {
     /// The path a task is declared with in fusion.toml, when its code is not an upload.
     fn declared_path(&self, task: &str) -> Option<String> {
@@ -879,14 +903,11 @@ enum Changed {
 
 #[async_trait]
 impl Control for Runner {
-    async fn upload(&self, task: &str, zip: Bytes) -> Result<String, ControlError> {
+    async fn upload(&self, task: &str, zip: Bytes) -> Result<String, RunnerError> {
         if let Some(written) = self.declared_path(task) {
-            return Err(ControlError::new(
-                StatusCode::CONFLICT,
-                format!(
-                    "task `{task}` is declared in fusion.toml with path `{written}`; change its code there, or declare it as `{{ upload = true }}`"
-                ),
-            ));
+            return Err(RunnerError::Declared(format!(
+                "task `{task}` is declared in fusion.toml with path `{written}`; change its code there, or declare it as `{{ upload = true }}`"
+            )));
         }
         // Unpacking may take a while for a large archive: keep it off the proxy's threads. It
         // writes only a fresh staging directory, so it needs no lock.
@@ -898,48 +919,36 @@ impl Control for Runner {
         let staged =
             tokio::task::spawn_blocking(move || uploads.stage(&name, &zip, limits.0, limits.1))
                 .await
-                .map_err(|e| ControlError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-                .map_err(|e| ControlError::new(upload_status(&e), e.to_string()))?;
+                .map_err(|e| RunnerError::Internal(e.to_string()))??;
         match self
             .change_uploads(task, UploadChange::Put(Box::new(staged)))
             .await
         {
             Changed::Done => Ok(format!("Successfully deployed Task '{task}'")),
-            Changed::Busy(err) => Err(busy(&err)),
-            Changed::Store(e) => Err(ControlError::new(upload_status(&e), e.to_string())),
+            Changed::Busy(err) => Err(RunnerError::Busy(err.to_string())),
+            Changed::Store(e) => Err(e.into()),
             Changed::NotFound => unreachable!("only a removal finds nothing"),
-            Changed::RolledBack(reason) => Err(ControlError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "deploying task `{task}` failed; the previous version keeps running\n{reason}"
-                ),
-            )),
+            Changed::RolledBack(reason) => Err(RunnerError::DeployFailed {
+                task: task.to_string(),
+                reason,
+            }),
         }
     }
 
-    async fn remove(&self, task: &str) -> Result<String, ControlError> {
+    async fn remove(&self, task: &str) -> Result<String, RunnerError> {
         if let Some(written) = self.declared_path(task) {
-            return Err(ControlError::new(
-                StatusCode::CONFLICT,
-                format!(
-                    "task `{task}` is declared in fusion.toml with path `{written}`; remove it from fusion.toml instead"
-                ),
-            ));
+            return Err(RunnerError::Declared(format!(
+                "task `{task}` is declared in fusion.toml with path `{written}`; remove it from fusion.toml instead"
+            )));
         }
         match self.change_uploads(task, UploadChange::Remove).await {
             Changed::Done => Ok(format!("Successfully deleted Task '{task}'")),
-            Changed::Busy(err) => Err(busy(&err)),
-            Changed::NotFound => Err(ControlError::new(
-                StatusCode::NOT_FOUND,
-                format!("no uploaded task `{task}`"),
-            )),
-            Changed::Store(e) => Err(ControlError::new(upload_status(&e), e.to_string())),
+            Changed::Busy(err) => Err(RunnerError::Busy(err.to_string())),
+            Changed::NotFound => Err(RunnerError::NotFound(task.to_string())),
+            Changed::Store(e) => Err(e.into()),
             Changed::RolledBack(reason) => {
                 tracing::error!("removing task `{task}` failed: {reason}");
-                Err(ControlError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("removing task `{task}` failed; it keeps running (see serve's log)"),
-                ))
+                Err(RunnerError::RemovalFailed(task.to_string()))
             }
         }
     }

@@ -24,9 +24,9 @@ const FLOORS: &[(&str, u8)] = &[
     ("platform", 6),
     ("optimize", 6),
     ("plan", 7),
-    ("workspace", 8),
-    ("apply", 9),
-    ("status", 9),
+    ("apply", 8),
+    ("status", 8),
+    ("workspace", 9),
     ("serve", 10),
     ("cli", 11),
 ];
