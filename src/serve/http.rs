@@ -182,7 +182,7 @@ async fn health(State(state): State<Arc<App>>) -> Result<&'static str, ProxyErro
 }
 
 async fn routes(State(state): State<Arc<App>>) -> Response {
-    axum::Json(state.routes.current().to_json()).into_response()
+    axum::Json(state.routes.current().document()).into_response()
 }
 
 async fn metrics(State(state): State<Arc<App>>) -> Response {
