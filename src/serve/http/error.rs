@@ -331,85 +331,110 @@ mod tests {
         (status, headers, String::from_utf8(body.to_vec()).unwrap())
     }
 
+    /// Each error answers its status, its extra headers and its body, byte for byte.
+    async fn answers(cases: Vec<(ProxyError, u16, &[&str], &str)>) {
+        for (error, status, headers, body) in cases {
+            let expected = (
+                status,
+                headers.iter().map(ToString::to_string).collect(),
+                body.to_string(),
+            );
+            assert_eq!(answer(error).await, expected);
+        }
+    }
+
+    fn task(name: &str) -> String {
+        name.to_string()
+    }
+
     #[tokio::test]
     async fn lookups_map_to_400_404_405_and_503() {
-        assert_eq!(
-            answer(ProxyError::InvalidTaskName { shown: "A".into() }).await,
-            (
-                400,
-                vec![],
-                "`A` is not a valid task name: use a lowercase DNS-1123 label of at most 40 \
-                 characters\n"
-                    .into()
-            )
-        );
-        let unknown = |known: &[&str]| ProxyError::UnknownTask {
-            task: "nope".into(),
-            known: known.iter().map(ToString::to_string).collect(),
-        };
-        assert_eq!(
-            answer(unknown(&["a", "b"])).await,
-            (404, vec![], "no task `nope`; known tasks: a, b\n".into())
-        );
-        assert_eq!(
-            answer(unknown(&[])).await.2,
-            "no task `nope`; no tasks are deployed\n"
-        );
         let not_deployed = |retry| ProxyError::NotDeployed {
-            task: "a".into(),
+            task: task("a"),
             retry,
         };
-        assert_eq!(
-            answer(not_deployed(true)).await,
+        answers(vec![
             (
+                ProxyError::InvalidTaskName { shown: task("A") },
+                400,
+                &[],
+                "`A` is not a valid task name: use a lowercase DNS-1123 label of at most 40 \
+                 characters\n",
+            ),
+            (
+                ProxyError::UnknownTask {
+                    task: task("nope"),
+                    known: vec![task("a"), task("b")],
+                },
+                404,
+                &[],
+                "no task `nope`; known tasks: a, b\n",
+            ),
+            (
+                ProxyError::UnknownTask {
+                    task: task("nope"),
+                    known: vec![],
+                },
+                404,
+                &[],
+                "no task `nope`; no tasks are deployed\n",
+            ),
+            (
+                not_deployed(true),
                 503,
-                vec!["retry-after: 1".into()],
-                "task `a` is not deployed right now; retry shortly\n".into()
-            )
-        );
-        assert_eq!(
-            answer(not_deployed(false)).await.2,
-            "task `a` is not deployed right now\n"
-        );
-        assert_eq!(
-            answer(ProxyError::MethodNotAllowed {
-                method: "PATCH".into(),
-                allow: "POST, OPTIONS"
-            })
-            .await,
+                &["retry-after: 1"],
+                "task `a` is not deployed right now; retry shortly\n",
+            ),
             (
+                not_deployed(false),
+                503,
+                &["retry-after: 1"],
+                "task `a` is not deployed right now\n",
+            ),
+            (
+                ProxyError::MethodNotAllowed {
+                    method: "PATCH".into(),
+                    allow: "POST, OPTIONS",
+                },
                 405,
-                vec!["allow: POST, OPTIONS".into()],
-                "method PATCH is not allowed here; allowed: POST, OPTIONS\n".into()
-            )
-        );
-        assert_eq!(
-            answer(ProxyError::Unauthorized).await,
+                &["allow: POST, OPTIONS"],
+                "method PATCH is not allowed here; allowed: POST, OPTIONS\n",
+            ),
             (
+                ProxyError::Unauthorized,
                 401,
-                vec!["www-authenticate: Bearer".into()],
-                "this endpoint needs `Authorization: Bearer <token>`\n".into()
-            )
-        );
+                &["www-authenticate: Bearer"],
+                "this endpoint needs `Authorization: Bearer <token>`\n",
+            ),
+        ])
+        .await;
     }
 
     #[tokio::test]
     async fn readiness_maps_to_503_with_retry_after() {
-        for (error, retry, body) in [
+        answers(vec![
             (
                 ProxyError::Draining,
-                "1",
+                503,
+                &["retry-after: 1"],
                 "serve is shutting down; it answers only the requests it had already taken\n",
             ),
-            (ProxyError::ShuttingDown, "1", "shutting down\n"),
+            (
+                ProxyError::ShuttingDown,
+                503,
+                &["retry-after: 1"],
+                "shutting down\n",
+            ),
             (
                 ProxyError::Starting,
-                "1",
+                503,
+                &["retry-after: 1"],
                 "starting: the start phase is not deployed yet\n",
             ),
             (
                 ProxyError::Degraded("task `a` has no function".into()),
-                "5",
+                503,
+                &["retry-after: 5"],
                 "degraded: task `a` has no function\n",
             ),
             (
@@ -417,199 +442,181 @@ mod tests {
                     calls: 2,
                     bytes: 10,
                 },
-                "1",
+                503,
+                &["retry-after: 1"],
                 "the queue of asynchronous calls is full (at most 2 calls and 10 bytes of bodies, \
                  `[serve] async-queue` and `async-queue-size`); retry later\n",
             ),
-        ] {
-            assert_eq!(
-                answer(error).await,
-                (503, vec![format!("retry-after: {retry}")], body.to_string())
-            );
-        }
+        ])
+        .await;
     }
 
     #[tokio::test]
     async fn bodies_map_to_400_408_and_413() {
-        assert_eq!(
-            answer(ProxyError::TooLarge {
-                what: "request body",
-                limit: 1024
-            })
-            .await,
+        answers(vec![
             (
+                ProxyError::TooLarge {
+                    what: "request body",
+                    limit: 1024,
+                },
                 413,
-                vec![],
-                "request body is larger than the limit of 1024 bytes\n".into()
-            )
-        );
-        assert_eq!(
-            answer(ProxyError::TooLargeForQueue { body: 9, queue: 8 }).await,
+                &[],
+                "request body is larger than the limit of 1024 bytes\n",
+            ),
             (
+                ProxyError::TooLargeForQueue { body: 9, queue: 8 },
                 413,
-                vec![],
+                &[],
                 "an asynchronous call's body of 9 bytes is larger than the whole queue may hold \
-                 (8 bytes, `[serve] async-queue-size`)\n"
-                    .into()
-            )
-        );
-        assert_eq!(
-            answer(ProxyError::BodyTimeout {
-                what: "upload",
-                timeout: Duration::from_secs(90)
-            })
-            .await,
+                 (8 bytes, `[serve] async-queue-size`)\n",
+            ),
             (
+                ProxyError::BodyTimeout {
+                    what: "upload",
+                    timeout: Duration::from_secs(90),
+                },
                 408,
-                vec!["connection: close".into()],
-                "the upload did not arrive within 1m 30s (`[serve] body-read-timeout`)\n".into()
-            )
-        );
-        assert_eq!(
-            answer(ProxyError::BodyUnreadable).await,
-            (400, vec![], "could not read the request body\n".into())
-        );
-        assert_eq!(
-            answer(ProxyError::NotMultipart("no boundary".into())).await,
+                &["connection: close"],
+                "the upload did not arrive within 1m 30s (`[serve] body-read-timeout`)\n",
+            ),
             (
+                ProxyError::BodyUnreadable,
                 400,
-                vec![],
-                "expected a multipart/form-data body with field `zip_file`: no boundary\n".into()
-            )
-        );
-        assert_eq!(
-            answer(ProxyError::UploadUnreadable {
-                status: StatusCode::BAD_REQUEST,
-                reason: "eof".into()
-            })
-            .await,
-            (400, vec![], "could not read the upload: eof\n".into())
-        );
-        assert_eq!(
-            answer(ProxyError::NoZipField).await,
+                &[],
+                "could not read the request body\n",
+            ),
             (
+                ProxyError::NotMultipart("no boundary".into()),
                 400,
-                vec![],
-                "the multipart body has no field `zip_file`\n".into()
-            )
-        );
+                &[],
+                "expected a multipart/form-data body with field `zip_file`: no boundary\n",
+            ),
+            (
+                ProxyError::UploadUnreadable {
+                    status: StatusCode::BAD_REQUEST,
+                    reason: "eof".into(),
+                },
+                400,
+                &[],
+                "could not read the upload: eof\n",
+            ),
+            (
+                ProxyError::NoZipField,
+                400,
+                &[],
+                "the multipart body has no field `zip_file`\n",
+            ),
+        ])
+        .await;
     }
 
     #[tokio::test]
     async fn upstream_failures_map_to_502_503_504_and_508() {
-        let upstream = |error| answer(ProxyError::upstream("a", error));
-        let function = || "f".to_string();
-        assert_eq!(
-            upstream(InvokeError::Unavailable {
-                function: function(),
-                reason: "no worker".into()
-            })
-            .await,
+        let upstream = |error| ProxyError::upstream("a", error);
+        answers(vec![
             (
+                upstream(InvokeError::Unavailable {
+                    function: task("f"),
+                    reason: "no worker".into(),
+                }),
                 503,
-                vec!["retry-after: 1".into()],
-                "task `a` is unavailable right now (function `f`): no worker\n".into()
-            )
-        );
-        assert_eq!(
-            upstream(InvokeError::Crashed {
-                function: function(),
-                reason: "exit 1".into()
-            })
-            .await,
+                &["retry-after: 1"],
+                "task `a` is unavailable right now (function `f`): no worker\n",
+            ),
             (
+                upstream(InvokeError::Crashed {
+                    function: task("f"),
+                    reason: "exit 1".into(),
+                }),
                 502,
-                vec![],
-                "the worker running task `a` crashed while handling this request\n".into()
-            )
-        );
-        assert_eq!(
-            upstream(InvokeError::Timeout {
-                function: function(),
-                timeout: Duration::from_secs(1)
-            })
-            .await,
-            (504, vec![], "task `a` did not answer in time\n".into())
-        );
-        assert_eq!(
-            upstream(InvokeError::Connect {
-                function: function(),
-                reason: "refused".into()
-            })
-            .await,
+                &[],
+                "the worker running task `a` crashed while handling this request\n",
+            ),
             (
-                502,
-                vec![],
-                "could not reach the function running task `a`\n".into()
-            )
-        );
-        assert_eq!(
-            upstream(InvokeError::TooLarge {
-                function: function(),
-                task: "a".into(),
-                size: 9,
-                limit: 8
-            })
-            .await,
+                upstream(InvokeError::Timeout {
+                    function: task("f"),
+                    timeout: Duration::from_secs(1),
+                }),
+                504,
+                &[],
+                "task `a` did not answer in time\n",
+            ),
             (
+                upstream(InvokeError::Connect {
+                    function: task("f"),
+                    reason: "refused".into(),
+                }),
                 502,
-                vec![],
+                &[],
+                "could not reach the function running task `a`\n",
+            ),
+            (
+                upstream(InvokeError::TooLarge {
+                    function: task("f"),
+                    task: task("a"),
+                    size: 9,
+                    limit: 8,
+                }),
+                502,
+                &[],
                 "task `a` answered 9 bytes, over the limit of 8 bytes (`[serve] \
-                 max-response-size`)\n"
-                    .into()
-            )
-        );
-        assert_eq!(
-            answer(ProxyError::Timeout {
-                task: "a".into(),
-                after: Duration::from_secs(30)
-            })
-            .await,
-            (504, vec![], "task `a` did not answer within 30s\n".into())
-        );
-        assert_eq!(
-            answer(ProxyError::InvalidResponse).await,
-            (502, vec![], "invalid response\n".into())
-        );
-        let (status, _, body) = answer(ProxyError::Cycle("a → b → a".into())).await;
-        assert_eq!(status, 508);
-        assert!(
-            body.starts_with("call cycle: a → b → a. The callee"),
-            "{body}"
-        );
-        assert!(body.ends_with("`Prefer: respond-async`)\n"), "{body}");
+                 max-response-size`)\n",
+            ),
+            (
+                ProxyError::Timeout {
+                    task: task("a"),
+                    after: Duration::from_secs(30),
+                },
+                504,
+                &[],
+                "task `a` did not answer within 30s\n",
+            ),
+            (ProxyError::InvalidResponse, 502, &[], "invalid response\n"),
+            (
+                ProxyError::Cycle("a → b → a".into()),
+                508,
+                &[],
+                "call cycle: a → b → a. The callee is already waiting, up this chain of \
+                 synchronous calls, for this call to return, so it could only wait until \
+                 `request-timeout`. Break the cycle, or make one of its calls asynchronous \
+                 (`call_function_async`, or `Prefer: respond-async`)\n",
+            ),
+        ])
+        .await;
     }
 
     #[tokio::test]
     async fn control_refusals_keep_their_status_and_message() {
-        assert_eq!(
-            answer(ProxyError::Control(ControlError::new(
-                StatusCode::CONFLICT,
-                "task `a` is declared"
-            )))
-            .await,
-            (409, vec![], "task `a` is declared\n".into())
-        );
-        assert_eq!(
-            answer(ProxyError::Internal("panicked".into())).await,
-            (500, vec![], "panicked\n".into())
-        );
+        answers(vec![
+            (
+                ProxyError::Control(ControlError::new(
+                    StatusCode::CONFLICT,
+                    "task `a` is declared",
+                )),
+                409,
+                &[],
+                "task `a` is declared\n",
+            ),
+            (
+                ProxyError::Internal("panicked".into()),
+                500,
+                &[],
+                "panicked\n",
+            ),
+        ])
+        .await;
     }
 
     #[tokio::test]
     async fn a_refused_request_closes_the_connection_and_keeps_its_answer() {
         let error = ProxyError::Unauthorized.discarding(Body::from("unwanted"));
         assert_eq!(error.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(
-            answer(error).await,
-            (
-                401,
-                vec![
-                    "www-authenticate: Bearer".into(),
-                    "connection: close".into()
-                ],
-                "this endpoint needs `Authorization: Bearer <token>`\n".into()
-            )
-        );
+        answers(vec![(
+            error,
+            401,
+            &["www-authenticate: Bearer", "connection: close"],
+            "this endpoint needs `Authorization: Bearer <token>`\n",
+        )])
+        .await;
     }
 }
