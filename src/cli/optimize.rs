@@ -12,7 +12,7 @@ use crate::optimize::edit::{self, format_duration};
 use crate::optimize::render::{self, Report};
 use crate::optimize::{propose, Input, Options};
 use crate::schedule::{self, Selection};
-use crate::traces::{self, TraceDoc};
+use crate::traces::{self, RoutesDoc, TraceDoc};
 use crate::ui::{self, OutputFormat};
 
 /// The largest route table read from serve (`--live`): a few hundred bytes a task.
@@ -232,34 +232,9 @@ fn live_grouping(
     let client = ServeClient::new(from, flag, timeout)?;
     let url = client.url("/-/routes");
     let body = client.get("/-/routes", MAX_ROUTES_BYTES)?;
-    let routes: serde_json::Value = serde_json::from_slice(&body)
+    let routes: RoutesDoc = serde_json::from_slice(&body)
         .map_err(|e| Error::failure(format!("`{url}`: not serve's route table: {e}")))?;
-    let Some(table) = routes.get("routes").and_then(serde_json::Value::as_object) else {
-        return Err(Error::failure(format!(
-            "`{url}`: not serve's route table: no `routes` object"
-        )));
-    };
-    let mut by_function: std::collections::BTreeMap<&str, Vec<String>> =
-        std::collections::BTreeMap::new();
-    for (task, route) in table {
-        if !declared.contains(task) {
-            continue;
-        }
-        let function = route
-            .get("function")
-            .and_then(serde_json::Value::as_str)
-            .ok_or_else(|| {
-                Error::failure(format!("`{url}`: route of `{task}` names no function"))
-            })?;
-        by_function.entry(function).or_default().push(task.clone());
-    }
-    let mut grouping: schedule::Grouping = by_function
-        .into_values()
-        .map(|mut tasks| {
-            tasks.sort();
-            tasks
-        })
-        .collect();
+    let mut grouping: schedule::Grouping = routes.groups(|task| declared.contains(task));
     grouping.sort();
     Ok(grouping)
 }

@@ -181,18 +181,7 @@ pub fn text(report: &Report, explain: bool, color: bool) -> String {
     } else {
         out.push('\n');
         for line in report.diff.lines() {
-            let styled = if line.starts_with("+++") || line.starts_with("---") {
-                paint(color, Style::Bold, line)
-            } else if line.starts_with('+') {
-                paint(color, Style::Green, line)
-            } else if line.starts_with('-') {
-                paint(color, Style::Red, line)
-            } else if line.starts_with("@@") {
-                paint(color, Style::Dim, line)
-            } else {
-                line.to_string()
-            };
-            out.push_str(&styled);
+            out.push_str(&diff_line(color, line));
             out.push('\n');
         }
     }
@@ -201,12 +190,37 @@ pub fn text(report: &Report, explain: bool, color: bool) -> String {
 
 /// The JSON rendering (`docs/optimize-schema.json`), pretty-printed, with a trailing newline.
 pub fn json(report: &Report) -> String {
-    let mut text = serde_json::to_string_pretty(report).expect("a report always serialises");
+    pretty_json(report)
+}
+
+/// One line of a unified diff, coloured when `color`: headers bold, additions green, removals
+/// red, hunk lines dim. The diff of fusion.toml here, of a function's files in a plan
+/// (`plan::render`).
+pub fn diff_line(color: bool, line: &str) -> String {
+    if line.starts_with("+++") || line.starts_with("---") {
+        paint(color, Style::Bold, line)
+    } else if line.starts_with('+') {
+        paint(color, Style::Green, line)
+    } else if line.starts_with('-') {
+        paint(color, Style::Red, line)
+    } else if line.starts_with("@@") {
+        paint(color, Style::Dim, line)
+    } else {
+        line.to_string()
+    }
+}
+
+/// A document of plain data as pretty-printed JSON with a trailing newline: the `--output json`
+/// rendering of a proposal here and of a plan (`plan::render`).
+pub fn pretty_json(document: &impl Serialize) -> String {
+    let mut text =
+        serde_json::to_string_pretty(document).expect("a document of plain data always serialises");
     text.push('\n');
     text
 }
 
-fn cell(text: &str) -> String {
+/// `text` as one markdown table cell: `|` escaped, line breaks as spaces.
+pub fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 

@@ -3,6 +3,7 @@
 //! caller says so.
 
 use crate::optimize::mermaid;
+use crate::optimize::render::{cell, diff_line, pretty_json};
 use crate::plan::{Action, Change, Plan, Summary};
 use crate::schedule::Grouping;
 use crate::ui::{paint, Style};
@@ -125,17 +126,7 @@ pub fn text(plan: &Plan, color: bool) -> String {
         if let Some(diff) = change.diff.as_deref().filter(|d| !d.is_empty()) {
             out.push('\n');
             for line in diff.lines() {
-                let styled = if line.starts_with("+++") || line.starts_with("---") {
-                    paint(color, Style::Bold, line)
-                } else if line.starts_with('+') {
-                    paint(color, Style::Green, line)
-                } else if line.starts_with('-') {
-                    paint(color, Style::Red, line)
-                } else if line.starts_with("@@") {
-                    paint(color, Style::Dim, line)
-                } else {
-                    line.to_string()
-                };
+                let styled = diff_line(color, line);
                 out.push_str(format!("      {styled}").trim_end());
                 out.push('\n');
             }
@@ -149,13 +140,7 @@ pub fn text(plan: &Plan, color: bool) -> String {
 
 /// The JSON rendering (`docs/plan-schema.json`), pretty-printed, with a trailing newline.
 pub fn json(plan: &Plan) -> String {
-    let mut text = serde_json::to_string_pretty(plan).expect("a plan always serialises");
-    text.push('\n');
-    text
-}
-
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+    pretty_json(plan)
 }
 
 fn html(text: &str) -> String {

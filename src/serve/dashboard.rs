@@ -18,7 +18,7 @@ use axum::routing::get;
 use axum::Router;
 
 use super::guard::{Connection, Guard};
-use super::http::{authorized, AppState};
+use super::http::{authorized, AppState, ProxyError};
 use super::runner::Runner;
 use super::state::{Proposal, Proposer};
 use super::traces::Recorder;
@@ -149,8 +149,8 @@ async fn state_document(
     connection: Option<axum::Extension<Connection>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(response) = may_read(&app, connection.map(|c| c.0), &headers) {
-        return *response;
+    if let Err(error) = may_read(&app, connection.map(|c| c.0), &headers) {
+        return error.into_response();
     }
     let document = super::state::document(
         &app.board,
@@ -172,7 +172,7 @@ fn may_read(
     app: &AppState,
     connection: Option<Connection>,
     headers: &HeaderMap,
-) -> Result<(), Box<Response>> {
+) -> Result<(), ProxyError> {
     if Guard::is_local(headers, connection) {
         Ok(())
     } else {

@@ -4,9 +4,9 @@
 //! state so tests can drive it in-process. What a request records in the traces, and the
 //! asynchronous form of a call (`Prefer: respond-async`), are in `http/calls.rs` (docs/traces.md).
 //!
-//! Errors are responses: unknown task → 404, function down → 503 with `Retry-After`, worker
-//! crash → 502, timeout → 504, body too large → 413. The body says what happened; causes go to
-//! the log.
+//! Errors are a type, [`ProxyError`] (`http/error.rs`), that answers itself: unknown task →
+//! 404, function down → 503 with `Retry-After`, worker crash → 502, timeout → 504, body too
+//! large → 413. The body says what happened; causes go to the log.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use axum::Router;
 
 use super::background::Background;
 use super::metrics::Metrics;
-use super::routes::Routes;
+use super::routes::{FunctionRoute, Routes};
 use super::state::Board;
 use super::traces::Recorder;
 use crate::contract::{
@@ -31,22 +31,12 @@ use crate::contract::{
 };
 
 mod calls;
-use super::runner::error::{Kind, RunnerError};
+mod error;
+use super::runner::error::RunnerError;
 use crate::inflight::{InFlight, InFlightGuard};
-use crate::platform::{InvokeError, InvokeRequest, InvokeResponse};
+use crate::platform::{InvokeRequest, InvokeResponse};
 pub use calls::Chains;
-
-/// The one place a runner's refusal becomes an HTTP status.
-pub(super) fn control_status(err: &RunnerError) -> StatusCode {
-    match err.kind() {
-        Kind::Busy => StatusCode::SERVICE_UNAVAILABLE,
-        Kind::Conflict => StatusCode::CONFLICT,
-        Kind::NotFound => StatusCode::NOT_FOUND,
-        Kind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        Kind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
-        Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
+pub use error::ProxyError;
 
 /// What the HTTP layer asks of the schedule runner.
 #[async_trait]
@@ -158,37 +148,26 @@ pub fn router(state: Arc<AppState>, control: Arc<dyn Control>) -> Router {
         .with_state(state)
 }
 
-async fn health(State(state): State<Arc<App>>) -> Response {
+async fn health(State(state): State<Arc<App>>) -> Result<&'static str, ProxyError> {
     if state.draining.load(Ordering::SeqCst) {
-        unavailable("shutting down".to_string())
-    } else if state.ready.load(Ordering::SeqCst) {
-        let degraded = state
-            .degraded
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        match degraded {
-            // A readiness probe takes serve out of rotation while a task cannot be answered.
-            Some(why) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, "5")],
-                format!("degraded: {why}\n"),
-            )
-                .into_response(),
-            None => (StatusCode::OK, "ok\n").into_response(),
-        }
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "1")],
-            "starting: the start phase is not deployed yet\n",
-        )
-            .into_response()
+        return Err(ProxyError::ShuttingDown);
+    }
+    if !state.ready.load(Ordering::SeqCst) {
+        return Err(ProxyError::Starting);
+    }
+    let degraded = state
+        .degraded
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    match degraded {
+        Some(why) => Err(ProxyError::Degraded(why)),
+        None => Ok("ok\n"),
     }
 }
 
 async fn routes(State(state): State<Arc<App>>) -> Response {
-    axum::Json(state.routes.current().to_json()).into_response()
+    axum::Json(state.routes.current().document()).into_response()
 }
 
 async fn metrics(State(state): State<Arc<App>>) -> Response {
@@ -214,11 +193,11 @@ async fn task_root(
     State(state): State<Arc<App>>,
     Path(task): Path<String>,
     request: Request,
-) -> Response {
+) -> Result<Response, ProxyError> {
     // The name is checked before anything else looks at it: no answer may depend on what an
     // invalid name would point at (on disk or anywhere else).
-    if let Err(response) = valid_task_name(&task) {
-        return refuse(*response, request.into_body());
+    if let Err(error) = valid_task_name(&task) {
+        return Err(error.discarding(request.into_body()));
     }
     // A task's call (it carries `X-Fusionizer-Caller`) is delivered whatever its method, as
     // Nuclio delivers an event and as the same call runs when the two tasks are fused. A
@@ -226,14 +205,14 @@ async fn task_root(
     // grants (serve::guard).
     let caller = state.task_caller(request.headers());
     match request.method().clone() {
-        Method::OPTIONS => options(TASK_METHODS, request),
-        Method::TRACE | Method::CONNECT => not_allowed(TASK_METHODS, request),
+        Method::OPTIONS => Ok(options(TASK_METHODS, request)),
+        Method::TRACE | Method::CONNECT => Err(not_allowed(TASK_METHODS, request)),
         _ if caller.is_some() => invoke(&state, &task, caller, request).await,
         Method::GET | Method::HEAD => describe(&state, &task, request.headers()),
         Method::PUT => upload(&state, &task, request).await,
         Method::DELETE => remove(&state, &task, request).await,
         Method::POST => invoke(&state, &task, caller, request).await,
-        _ => not_allowed(TASK_METHODS, request),
+        _ => Err(not_allowed(TASK_METHODS, request)),
     }
 }
 
@@ -254,35 +233,29 @@ fn options(allow: &'static str, request: Request) -> Response {
 }
 
 /// 405 with the methods that are allowed.
-fn not_allowed(allow: &'static str, request: Request) -> Response {
-    let mut response = text(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!(
-            "method {} is not allowed here; allowed: {allow}",
-            request.method()
-        ),
-    );
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
-    refuse(response, request.into_body())
+fn not_allowed(allow: &'static str, request: Request) -> ProxyError {
+    ProxyError::MethodNotAllowed {
+        method: request.method().to_string(),
+        allow,
+    }
+    .discarding(request.into_body())
 }
 
 async fn task_sub(
     State(state): State<Arc<App>>,
     Path((task, _rest)): Path<(String, String)>,
     request: Request,
-) -> Response {
-    if let Err(response) = valid_task_name(&task) {
-        return refuse(*response, request.into_body());
+) -> Result<Response, ProxyError> {
+    if let Err(error) = valid_task_name(&task) {
+        return Err(error.discarding(request.into_body()));
     }
     let caller = state.task_caller(request.headers());
     match request.method().clone() {
-        Method::OPTIONS => options(TASK_PATH_METHODS, request),
-        Method::TRACE | Method::CONNECT => not_allowed(TASK_PATH_METHODS, request),
+        Method::OPTIONS => Ok(options(TASK_PATH_METHODS, request)),
+        Method::TRACE | Method::CONNECT => Err(not_allowed(TASK_PATH_METHODS, request)),
         _ if caller.is_some() => invoke(&state, &task, caller, request).await,
         Method::POST => invoke(&state, &task, caller, request).await,
-        _ => not_allowed(TASK_PATH_METHODS, request),
+        _ => Err(not_allowed(TASK_PATH_METHODS, request)),
     }
 }
 
@@ -320,21 +293,16 @@ async fn read_body(
     body: Body,
     limit: usize,
     timeout: Duration,
-    what: &str,
-) -> Result<Bytes, Response> {
+    what: &'static str,
+) -> Result<Bytes, ProxyError> {
     use futures_util::StreamExt;
-    let too_large = || {
-        text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("{what} is larger than the limit of {limit} bytes"),
-        )
-    };
+    let too_large = || ProxyError::TooLarge { what, limit };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(refuse(too_large(), body));
+        return Err(too_large().discarding(body));
     }
     let deadline = tokio::time::Instant::now() + timeout;
     let mut stream = body.into_data_stream();
@@ -343,35 +311,17 @@ async fn read_body(
         let chunk = match tokio::time::timeout_at(deadline, stream.next()).await {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
-            Err(_) => return Err(body_timed_out(what, timeout)),
+            Err(_) => return Err(ProxyError::BodyTimeout { what, timeout }),
         };
         let Ok(chunk) = chunk else {
-            return Err(text(
-                StatusCode::BAD_REQUEST,
-                "could not read the request body",
-            ));
+            return Err(ProxyError::BodyUnreadable);
         };
         if buf.len() + chunk.len() > limit {
-            return Err(refuse(too_large(), Body::from_stream(stream)));
+            return Err(too_large().discarding(Body::from_stream(stream)));
         }
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
-}
-
-/// 408 for a body that did not arrive within `timeout`; the connection is closed.
-fn body_timed_out(what: &str, timeout: Duration) -> Response {
-    let mut response = text(
-        StatusCode::REQUEST_TIMEOUT,
-        format!(
-            "the {what} did not arrive within {} (`[serve] body-read-timeout`)",
-            humantime::format_duration(timeout)
-        ),
-    );
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
 }
 
 fn text(status: StatusCode, message: impl Into<String>) -> Response {
@@ -387,23 +337,23 @@ fn text(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-fn unknown_task(state: &AppState, task: &str) -> Response {
+/// The route of `task`, or why there is none: 503 for a task serve knows but routes nowhere
+/// right now (`retry` adds "retry shortly"), else 404 naming the tasks it routes.
+fn route_of(state: &App, task: &str, retry: bool) -> Result<Arc<FunctionRoute>, ProxyError> {
     let table = state.routes.current();
-    let known: Vec<&str> = table.by_task.keys().map(String::as_str).collect();
-    let list = if known.is_empty() {
-        "no tasks are deployed".to_string()
-    } else {
-        format!("known tasks: {}", known.join(", "))
-    };
-    text(StatusCode::NOT_FOUND, format!("no task `{task}`; {list}"))
-}
-
-fn unavailable(message: String) -> Response {
-    let mut response = text(StatusCode::SERVICE_UNAVAILABLE, message);
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
+    if let Some(route) = table.by_task.get(task) {
+        return Ok(route.clone());
+    }
+    if state.control.is_known(task) {
+        return Err(ProxyError::NotDeployed {
+            task: task.to_string(),
+            retry,
+        });
+    }
+    Err(ProxyError::UnknownTask {
+        task: task.to_string(),
+        known: table.by_task.keys().cloned().collect(),
+    })
 }
 
 /// Whether a client's header is forwarded to the function: not hop-by-hop, and not one the proxy
@@ -444,16 +394,13 @@ fn admit(
     state: &App,
     request: Request,
     from_task: bool,
-) -> Result<(InFlightGuard, Request), Box<Response>> {
+) -> Result<(InFlightGuard, Request), ProxyError> {
     // Counted before the check, so a shutdown that sees nothing in flight also means that every
     // request after it sees `draining`.
     let guard = state.inflight.enter();
     if state.draining.load(Ordering::SeqCst) && !from_task {
         drop(guard);
-        let response = unavailable(
-            "serve is shutting down; it answers only the requests it had already taken".to_string(),
-        );
-        return Err(Box::new(refuse(response, request.into_body())));
+        return Err(ProxyError::Draining.discarding(request.into_body()));
     }
     Ok((guard, request))
 }
@@ -465,22 +412,10 @@ async fn invoke(
     task: &str,
     caller: Option<String>,
     request: Request,
-) -> Response {
+) -> Result<Response, ProxyError> {
     let started = Instant::now();
-    let (inflight, request) = match admit(state, request, caller.is_some()) {
-        Ok(admitted) => admitted,
-        Err(response) => return *response,
-    };
-    let table = state.routes.current();
-    let Some(route) = table.by_task.get(task).cloned() else {
-        if state.control.is_known(task) {
-            return unavailable(format!(
-                "task `{task}` is not deployed right now; retry shortly"
-            ));
-        }
-        return unknown_task(state, task);
-    };
-    drop(table);
+    let (inflight, request) = admit(state, request, caller.is_some())?;
+    let route = route_of(state, task, true)?;
     let (parts, body) = request.into_parts();
     let from_task = caller.is_some();
     if !from_task && parts.headers.contains_key(HEADER_CALLER) {
@@ -488,16 +423,12 @@ async fn invoke(
     }
     let mut call = calls::CallContext::of(state, &parts.headers, caller);
     // An answer given before the task is invoked: counted, then sent.
-    let answered = |response: Response| {
-        state.metrics.request(
-            task,
-            response.status().as_u16(),
-            from_task,
-            started.elapsed(),
-        );
-        response
+    let answered = |status: StatusCode| {
+        state
+            .metrics
+            .request(task, status.as_u16(), from_task, started.elapsed());
     };
-    let body = match read_body(
+    let body = read_body(
         &parts.headers,
         body,
         state.max_body,
@@ -505,10 +436,7 @@ async fn invoke(
         "request body",
     )
     .await
-    {
-        Ok(body) => body,
-        Err(response) => return answered(response),
-    };
+    .inspect_err(|error| answered(error.status()))?;
     let mut headers = forwarded_headers(state, task, &parts.headers);
     call.add_headers(&mut headers, body.len());
     let invoke_request = InvokeRequest {
@@ -521,12 +449,15 @@ async fn invoke(
     };
     if call.is_async() {
         drop(route);
-        return answered(calls::accept(state, task, invoke_request, call, inflight));
+        return calls::accept(state, task, invoke_request, call, inflight)
+            .inspect(|response| answered(response.status()))
+            .inspect_err(|error| answered(error.status()));
     }
-    let chain = match state.chains.enter(&call, task) {
-        Ok(chain) => chain,
-        Err(cycle) => return answered(calls::loop_detected(&cycle)),
-    };
+    let chain = state
+        .chains
+        .enter(&call, task)
+        .map_err(calls::loop_detected)
+        .inspect_err(|error| answered(error.status()))?;
     let guard = route.enter();
     let outcome =
         tokio::time::timeout(state.request_timeout, route.invoker.invoke(invoke_request)).await;
@@ -536,15 +467,13 @@ async fn invoke(
     let response = match outcome {
         Err(_) => {
             tracing::warn!(task, function = %route.name, "request timed out");
-            text(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!(
-                    "task `{task}` did not answer within {}",
-                    humantime::format_duration(state.request_timeout)
-                ),
-            )
+            ProxyError::Timeout {
+                task: task.to_string(),
+                after: state.request_timeout,
+            }
+            .into_response()
         }
-        Ok(Err(err)) => invoke_error(task, err),
+        Ok(Err(err)) => ProxyError::upstream(task, err).into_response(),
         Ok(Ok(answer)) => client_response(state, answer, &mut observed),
     };
     state.metrics.request(
@@ -564,7 +493,7 @@ async fn invoke(
         &observed,
     );
     drop(inflight);
-    response
+    Ok(response)
 }
 
 /// The client's forwardable headers, plus the ones the proxy sets: the task, and where tasks
@@ -620,34 +549,7 @@ fn client_response(
     state.metrics.in_process_calls(local_calls);
     builder
         .body(Body::from(answer.body))
-        .unwrap_or_else(|_| text(StatusCode::BAD_GATEWAY, "invalid response"))
-}
-
-fn invoke_error(task: &str, err: InvokeError) -> Response {
-    tracing::warn!(task, "{err}");
-    match err {
-        // The reason goes to the client too: on the nuctl platform it may be a setting to change
-        // (`pick_address` in src/platform/nuctl/function.rs), which no retry fixes.
-        InvokeError::Unavailable { function, reason } => unavailable(format!(
-            "task `{task}` is unavailable right now (function `{function}`): {reason}"
-        )),
-        InvokeError::Crashed { .. } => text(
-            StatusCode::BAD_GATEWAY,
-            format!("the worker running task `{task}` crashed while handling this request"),
-        ),
-        InvokeError::Timeout { .. } => text(
-            StatusCode::GATEWAY_TIMEOUT,
-            format!("task `{task}` did not answer in time"),
-        ),
-        InvokeError::Connect { .. } => text(
-            StatusCode::BAD_GATEWAY,
-            format!("could not reach the function running task `{task}`"),
-        ),
-        // Names the setting to change; says nothing the client's own request did not reveal.
-        too_large @ InvokeError::TooLarge { .. } => {
-            text(StatusCode::BAD_GATEWAY, too_large.to_string())
-        }
-    }
+        .unwrap_or_else(|_| ProxyError::InvalidResponse.into_response())
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {
@@ -658,14 +560,8 @@ fn wants_json(headers: &HeaderMap) -> bool {
 }
 
 /// `GET /<task>`: the original project's text, or JSON on `Accept: application/json`.
-fn describe(state: &App, task: &str, headers: &HeaderMap) -> Response {
-    let table = state.routes.current();
-    let Some(route) = table.by_task.get(task) else {
-        if state.control.is_known(task) {
-            return unavailable(format!("task `{task}` is not deployed right now"));
-        }
-        return unknown_task(state, task);
-    };
+fn describe(state: &App, task: &str, headers: &HeaderMap) -> Result<Response, ProxyError> {
+    let route = route_of(state, task, false)?;
     let others: Vec<&str> = route
         .tasks
         .iter()
@@ -673,31 +569,31 @@ fn describe(state: &App, task: &str, headers: &HeaderMap) -> Response {
         .map(String::as_str)
         .collect();
     if wants_json(headers) {
-        return axum::Json(serde_json::json!({
+        return Ok(axum::Json(serde_json::json!({
             "task": task,
             "function": route.name,
             "colocated": others,
             "state": route.state,
             "digest": route.digest,
         }))
-        .into_response();
+        .into_response());
     }
     let with = if others.is_empty() {
         "None".to_string()
     } else {
         others.join(", ")
     };
-    text(
+    Ok(text(
         StatusCode::OK,
         format!(
             "Task '{task}':\nCurrently deployed with other Tasks: {with}\nFunction: {}\nStatus: {}\n",
             route.name, route.state
         ),
-    )
+    ))
 }
 
 /// Checks `Authorization: Bearer <token>` in constant time when a token is configured.
-pub(super) fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
+pub(super) fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), ProxyError> {
     use subtle::ConstantTimeEq;
     let Some(expected) = &state.token else {
         return Ok(());
@@ -713,20 +609,13 @@ pub(super) fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Bo
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
         Ok(())
     } else {
-        let mut response = text(
-            StatusCode::UNAUTHORIZED,
-            "this endpoint needs `Authorization: Bearer <token>`",
-        );
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        Err(Box::new(response))
+        Err(ProxyError::Unauthorized)
     }
 }
 
 /// A task name must be a lowercase DNS-1123 label: anything else is refused (400) before it is
 /// looked up anywhere. The message shows at most the first characters, escaped.
-fn valid_task_name(task: &str) -> Result<(), Box<Response>> {
+fn valid_task_name(task: &str) -> Result<(), ProxyError> {
     if super::uploads::valid_task_name(task) {
         Ok(())
     } else {
@@ -734,79 +623,62 @@ fn valid_task_name(task: &str) -> Result<(), Box<Response>> {
         if task.chars().count() > 64 {
             shown.push('…');
         }
-        Err(Box::new(text(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "`{shown}` is not a valid task name: use a lowercase DNS-1123 label of at most {} characters",
-                crate::contract::MAX_TASK_NAME
-            ),
-        )))
+        Err(ProxyError::InvalidTaskName { shown })
     }
 }
 
-async fn upload(state: &App, task: &str, request: Request) -> Response {
-    if let Err(response) = authorized(state, request.headers()) {
-        return refuse(*response, request.into_body());
+async fn upload(state: &App, task: &str, request: Request) -> Result<Response, ProxyError> {
+    if let Err(error) = authorized(state, request.headers()) {
+        return Err(error.discarding(request.into_body()));
     }
     let from_task = state.task_caller(request.headers()).is_some();
-    let (inflight, request) = match admit(state, request, from_task) {
-        Ok(admitted) => admitted,
-        Err(response) => return *response,
-    };
+    let (inflight, request) = admit(state, request, from_task)?;
     let limit = state.max_upload + 64 * 1024;
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let too_large = || ProxyError::TooLarge {
+        what: "the upload",
+        limit: state.max_upload,
+    };
     if declared.is_some_and(|n| n > limit as u64) {
-        let response = text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the upload is larger than the limit of {} bytes",
-                state.max_upload
-            ),
-        );
-        return refuse(response, request.into_body());
+        return Err(too_large().discarding(request.into_body()));
     }
-    let mut multipart =
-        match <Multipart as axum::extract::FromRequest<()>>::from_request(request, &()).await {
-            Ok(m) => m,
-            Err(rejection) => {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "expected a multipart/form-data body with field `zip_file`: {rejection}"
-                    ),
-                )
+    let mut multipart = <Multipart as axum::extract::FromRequest<()>>::from_request(request, &())
+        .await
+        .map_err(|rejection| ProxyError::NotMultipart(rejection.to_string()))?;
+    let timed_out = || ProxyError::BodyTimeout {
+        what: "upload",
+        timeout: state.body_timeout,
+    };
+    let unreadable = |err: axum::extract::multipart::MultipartError| {
+        if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            ProxyError::UploadUnreadable {
+                status: err.status(),
+                reason: err.to_string(),
             }
-        };
+        }
+    };
     let deadline = tokio::time::Instant::now() + state.body_timeout;
     let mut zip = None;
-    loop {
-        let Ok(field) = tokio::time::timeout_at(deadline, multipart.next_field()).await else {
-            return body_timed_out("upload", state.body_timeout);
-        };
-        match field {
-            Ok(Some(field)) => {
-                if field.name() == Some("zip_file") {
-                    match tokio::time::timeout_at(deadline, field.bytes()).await {
-                        Ok(Ok(bytes)) => zip = Some(bytes),
-                        Ok(Err(e)) => return multipart_error(state, e),
-                        Err(_) => return body_timed_out("upload", state.body_timeout),
-                    }
-                }
-            }
-            Ok(None) => break,
-            Err(e) => return multipart_error(state, e),
+    while let Some(field) = tokio::time::timeout_at(deadline, multipart.next_field())
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(unreadable)?
+    {
+        if field.name() == Some("zip_file") {
+            let bytes = tokio::time::timeout_at(deadline, field.bytes())
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(unreadable)?;
+            zip = Some(bytes);
         }
     }
-    let Some(zip) = zip else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "the multipart body has no field `zip_file`",
-        );
-    };
+    let zip = zip.ok_or(ProxyError::NoZipField)?;
     // Run to the end even if the client goes away: an upload is made, deployed and kept or
     // rolled back as one unit, never cut off halfway.
     let (control, name) = (state.control.clone(), task.to_string());
@@ -821,37 +693,20 @@ async fn upload(state: &App, task: &str, request: Request) -> Response {
 /// The answer of a control operation run in its own task.
 fn control_response(
     outcome: Result<Result<String, RunnerError>, tokio::task::JoinError>,
-) -> Response {
+) -> Result<Response, ProxyError> {
     match outcome {
-        Ok(Ok(message)) => text(StatusCode::OK, message),
-        Ok(Err(e)) => text(control_status(&e), e.to_string()),
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Ok(Ok(message)) => Ok(text(StatusCode::OK, message)),
+        Ok(Err(e)) => Err(ProxyError::Control(e)),
+        Err(e) => Err(ProxyError::Internal(e.to_string())),
     }
 }
 
-fn multipart_error(state: &AppState, err: axum::extract::multipart::MultipartError) -> Response {
-    if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the upload is larger than the limit of {} bytes",
-                state.max_upload
-            ),
-        )
-    } else {
-        text(err.status(), format!("could not read the upload: {err}"))
-    }
-}
-
-async fn remove(state: &App, task: &str, request: Request) -> Response {
-    if let Err(response) = authorized(state, request.headers()) {
-        return refuse(*response, request.into_body());
+async fn remove(state: &App, task: &str, request: Request) -> Result<Response, ProxyError> {
+    if let Err(error) = authorized(state, request.headers()) {
+        return Err(error.discarding(request.into_body()));
     }
     let from_task = state.task_caller(request.headers()).is_some();
-    let (inflight, _request) = match admit(state, request, from_task) {
-        Ok(admitted) => admitted,
-        Err(response) => return *response,
-    };
+    let (inflight, _request) = admit(state, request, from_task)?;
     let (control, name) = (state.control.clone(), task.to_string());
     control_response(
         tokio::spawn(async move {

@@ -6,7 +6,7 @@ use axum::body::to_bytes;
 use tower::ServiceExt;
 
 use super::*;
-use crate::platform::{InvokeResponse, Invoker};
+use crate::platform::{InvokeError, InvokeResponse, Invoker};
 use crate::serve::routes::{FunctionRoute, RouteTable};
 
 /// Echoes what it received as JSON; fails in the ways a test asks.

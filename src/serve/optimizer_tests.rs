@@ -189,7 +189,7 @@ async fn a_proposal_that_holds_is_applied_live_and_shows_where_it_came_from() {
     assert_eq!(fx.deploys(), deploys);
 
     // Visible in /-/routes, in the metrics and, for `fusionizer status`, in the state dir.
-    let routes = fx.state.routes.current().to_json();
+    let routes = serde_json::to_value(fx.state.routes.current().document()).unwrap();
     assert_eq!(routes["grouping"]["source"], "feedback");
     assert!(routes["grouping"]["phase"].is_null());
     assert!(routes["grouping"]["chosen_at"].is_string());
@@ -214,7 +214,7 @@ async fn a_proposal_that_holds_is_applied_live_and_shows_where_it_came_from() {
     fx.runner.regroup("reload").await.unwrap();
     assert_eq!(fx.routed(), alone());
     assert!(LiveGrouping::read(&state_dir).is_none());
-    let routes = fx.state.routes.current().to_json();
+    let routes = serde_json::to_value(fx.state.routes.current().document()).unwrap();
     assert_eq!(routes["grouping"]["source"], "static");
 }
 

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use crate::inflight::{InFlight, InFlightGuard};
 use crate::platform::Invoker;
+pub use crate::traces::routes::Source;
+use crate::traces::routes::{GroupingDoc, RouteDoc, RoutesDoc};
 
 /// One deployed function that answers requests.
 pub struct FunctionRoute {
@@ -54,32 +56,6 @@ impl FunctionRoute {
         self.inflight
             .wait_idle(tokio::time::Instant::now() + timeout)
             .await
-    }
-}
-
-/// Who chose the grouping serve applies: fusion.toml's phases, or an optimizer
-/// (`[optimizer] kind`, docs/optimizers.md). It labels every regroup (the `reason` of
-/// `fusionizer_transitions`) and shows in `/-/routes`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    /// The `[[phase]]` schedule (or `--phase`): what fusion.toml says.
-    #[default]
-    Static,
-    /// The `feedback` optimizer: `fusionizer optimize`'s algorithm over recent traces.
-    Feedback,
-    /// The `command` optimizer: an external program.
-    Command,
-}
-
-impl Source {
-    /// The word used in logs, metrics and JSON.
-    pub fn word(self) -> &'static str {
-        match self {
-            Source::Static => "static",
-            Source::Feedback => "feedback",
-            Source::Command => "command",
-        }
     }
 }
 
@@ -175,33 +151,31 @@ impl RouteTable {
         rows
     }
 
-    /// The JSON served at `/-/routes`.
-    pub fn to_json(&self) -> serde_json::Value {
-        let routes: serde_json::Map<String, serde_json::Value> = self
+    /// The document served at `/-/routes`.
+    pub fn document(&self) -> RoutesDoc {
+        let routes = self
             .by_task
             .iter()
             .map(|(task, f)| {
-                (
-                    task.clone(),
-                    serde_json::json!({
-                        "function": f.name,
-                        "tasks": f.tasks,
-                        "digest": f.digest,
-                        "state": f.state,
-                        "inflight": f.inflight(),
-                    }),
-                )
+                let route = RouteDoc {
+                    function: f.name.clone(),
+                    tasks: f.tasks.clone(),
+                    digest: f.digest.clone(),
+                    state: f.state.clone(),
+                    inflight: f.inflight(),
+                };
+                (task.clone(), route)
             })
             .collect();
         let origin = &self.origin;
-        serde_json::json!({
-            "routes": routes,
-            "grouping": {
-                "source": origin.source.word(),
-                "phase": origin.phase,
-                "chosen_at": origin.chosen_at,
+        RoutesDoc {
+            routes,
+            grouping: GroupingDoc {
+                source: origin.source,
+                phase: origin.phase,
+                chosen_at: origin.chosen_at.clone(),
             },
-        })
+        }
     }
 }
 

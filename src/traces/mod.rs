@@ -5,10 +5,16 @@
 //! dashboard. Two encodings of the same data: one JSON object ([`TraceDoc`]), or JSON Lines (a
 //! `header` line, then one line per edge, task and span). [`parse`] reads both and refuses a
 //! `version` it does not know.
+//!
+//! Beside it, the routes document ([`RoutesDoc`], `GET /-/routes`), shared the same way by serve
+//! and `fusionizer optimize --live`.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+pub mod routes;
+pub use routes::RoutesDoc;
 
 /// The one version of the document this build reads and writes.
 pub const VERSION: u32 = 1;

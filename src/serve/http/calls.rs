@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 
-use super::{invoke_error, text, unavailable, App, AppState, InFlightGuard};
+use super::{text, App, AppState, InFlightGuard, ProxyError};
 use crate::contract::{
     HEADER_PREFER, HEADER_PREFERENCE_APPLIED, HEADER_SAMPLE_RSS, HEADER_TRACEPARENT,
     PREFER_RESPOND_ASYNC,
@@ -249,18 +249,10 @@ impl Drop for ChainGuard<'_> {
     }
 }
 
-/// `508 Loop Detected` (RFC 5842) for a synchronous call that closes `cycle`.
-pub(super) fn loop_detected(cycle: &str) -> Response {
+/// `508 Loop Detected` (RFC 5842) for a synchronous call that closes `cycle`, logged.
+pub(super) fn loop_detected(cycle: String) -> ProxyError {
     tracing::warn!(cycle, "synchronous call cycle refused (508)");
-    text(
-        StatusCode::LOOP_DETECTED,
-        format!(
-            "call cycle: {cycle}. The callee is already waiting, up this chain of synchronous \
-             calls, for this call to return, so it could only wait until `request-timeout`. \
-             Break the cycle, or make one of its calls asynchronous (`call_function_async`, or \
-             `Prefer: respond-async`)"
-        ),
-    )
+    ProxyError::Cycle(cycle)
 }
 
 /// `Prefer: respond-async`: takes a place in the background queue and answers 202 at once, or
@@ -272,7 +264,7 @@ pub(super) fn accept(
     request: InvokeRequest,
     call: CallContext,
     inflight: InFlightGuard,
-) -> Response {
+) -> Result<Response, ProxyError> {
     let ticket = match state.background.try_accept(request.body.len()) {
         Ok(ticket) => ticket,
         Err(Refused::Full) => {
@@ -283,24 +275,17 @@ pub(super) fn accept(
                 bytes = state.background.bytes(),
                 "asynchronous call refused: the queue is full"
             );
-            return unavailable(format!(
-                "the queue of asynchronous calls is full (at most {} calls and {} bytes of \
-                 bodies, `[serve] async-queue` and `async-queue-size`); retry later",
-                state.background.capacity(),
-                state.background.bytes()
-            ));
+            return Err(ProxyError::QueueFull {
+                calls: state.background.capacity(),
+                bytes: state.background.bytes(),
+            });
         }
         Err(Refused::TooLarge) => {
             state.metrics.async_call("rejected");
-            return text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "an asynchronous call's body of {} bytes is larger than the whole queue may \
-                     hold ({} bytes, `[serve] async-queue-size`)",
-                    request.body.len(),
-                    state.background.bytes()
-                ),
-            );
+            return Err(ProxyError::TooLargeForQueue {
+                body: request.body.len(),
+                queue: state.background.bytes(),
+            });
         }
     };
     state.metrics.async_call("accepted");
@@ -323,7 +308,7 @@ pub(super) fn accept(
         HEADER_PREFERENCE_APPLIED,
         HeaderValue::from_static(PREFER_RESPOND_ASYNC),
     );
-    response
+    Ok(response)
 }
 
 /// Runs an accepted call on the route in force now; its status and what its answer reported.
@@ -348,7 +333,7 @@ async fn run(app: &App, task: &str, request: InvokeRequest) -> (u16, Observed) {
             (StatusCode::GATEWAY_TIMEOUT.as_u16(), Observed::default())
         }
         Ok(Err(err)) => (
-            invoke_error(task, err).status().as_u16(),
+            ProxyError::upstream(task, err).status().as_u16(),
             Observed::default(),
         ),
         Ok(Ok(answer)) => {
