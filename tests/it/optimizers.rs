@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{client, wait_for, Serve, TestEnv};
+use crate::support::{client, wait_for, Lazy, Serve, TestEnv};
 
 /// The groupings on `examples/iot`: every task alone, and the synchronously connected tasks
 /// together with `archive` (called asynchronously) apart.
@@ -198,10 +198,17 @@ fn each_example_command_optimizer_regroups_live_under_load_without_a_failed_requ
             log.contains("Regrouping [archive] [enrich] [ingest] [store] [validate] -> "),
             "{log}"
         );
-        assert!(
-            serve.metric("fusionizer_transitions_total", "reason=\"command\"") >= 1.0,
-            "{}",
-            serve.text("/-/metrics")
+        // The regroup is counted when it ends, after its old functions are drained (the
+        // routes switched before that).
+        wait_for(
+            Lazy(|| {
+                format!(
+                    "the command regroup to be counted:\n{}",
+                    serve.text("/-/metrics")
+                )
+            }),
+            Duration::from_secs(60),
+            || serve.metric("fusionizer_transitions_total", "reason=\"command\"") >= 1.0,
         );
         // The regroup's old functions are drained and deleted after the switch: `status` reads
         // the live grouping once that is done.
