@@ -9,8 +9,8 @@
 //! - [`workspace`]: the pipeline fusion.toml → grouping → fused artifacts → live → plan;
 //! - [`plan`], [`optimize`], [`platform`], [`fuse`], [`schedule`], [`config`]: the core, pure
 //!   except for the platforms and the `command` optimizer's program;
-//! - [`lock`], [`proc`], [`http_client`], [`ui`], [`traces`], [`error`], [`contract`]: the
-//!   ground floor.
+//! - [`lock`], [`proc`], [`http_client`], [`inflight`], [`ui`], [`traces`], [`error`],
+//!   [`contract`]: the ground floor.
 
 pub mod apply;
 pub mod cli;

@@ -11,8 +11,8 @@ use crate::error::Error;
 
 pub use report::LogFormat;
 
-/// `--color`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// When to colour output (`--color`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColorChoice {
     /// Colour on a terminal unless `NO_COLOR` is set.
     Auto,
@@ -22,8 +22,8 @@ pub enum ColorChoice {
     Never,
 }
 
-/// `--output`: how a command renders its result on stdout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+/// How a command renders its result on stdout (`--output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OutputFormat {
     /// For people.
     #[default]

@@ -1,13 +1,15 @@
 //! Command-line arguments (clap derive), and nothing else: these types are resolved into
-//! settings by [`super::run`]; core modules never see them.
+//! settings by [`super::run`]; core modules never see them. The choices (`--color`,
+//! `--log-format`, `--output`) are clap enums here that convert into [`crate::ui`]'s plain
+//! types, and every duration is parsed once, by [`duration`], so a field is a [`Duration`].
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub use crate::ui::{ColorChoice, LogFormat, OutputFormat};
+use crate::ui;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,8 +41,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
     /// When to colour output (`NO_COLOR` is respected with `auto`)
-    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, help_heading = GLOBAL)]
-    pub color: ColorChoice,
+    #[arg(long, global = true, value_enum, default_value_t = ColorArg::Auto, help_heading = GLOBAL)]
+    pub color: ColorArg,
     /// Print less: only errors
     #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = GLOBAL)]
     pub quiet: bool,
@@ -49,8 +51,8 @@ pub struct GlobalArgs {
     pub verbose: u8,
     /// How progress and logs are written to stderr: `text` for people, `json` for log shippers
     /// (one object per line)
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, help_heading = GLOBAL)]
-    pub log_format: LogFormat,
+    #[arg(long, global = true, value_enum, default_value_t = LogFormatArg::Text, help_heading = GLOBAL)]
+    pub log_format: LogFormatArg,
 }
 
 /// `-C` and `--config` of a command that works without a project (`init`, `completions`):
@@ -77,8 +79,8 @@ impl NoProjectArgs {
 #[derive(Debug, Args, Clone, Default)]
 pub struct SelectionArgs {
     /// Use the grouping in force at this offset from serve start (e.g. 0s, 90s, 1h30m)
-    #[arg(long, value_name = "DURATION", conflicts_with = "phase")]
-    pub at: Option<String>,
+    #[arg(long, value_name = "DURATION", conflicts_with = "phase", value_parser = duration)]
+    pub at: Option<Duration>,
     /// Use the N-th [[phase]] of fusion.toml (counting from 1)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub phase: Option<u32>,
@@ -91,6 +93,14 @@ pub struct ClientArgs {
     /// (e.g. 10s, 2m)
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = timeout)]
     pub timeout: Duration,
+}
+
+/// `--lock-timeout`, for the commands that take the apply lock.
+#[derive(Debug, Args, Clone)]
+pub struct LockArgs {
+    /// How long to wait for another apply's lock (e.g. 30s; default: fail at once)
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = duration)]
+    pub lock_timeout: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,15 +116,15 @@ pub enum Command {
         out: Option<PathBuf>,
         /// Output format
         #[arg(long, default_value = "text", value_parser = text_or_json())]
-        output: OutputFormat,
+        output: OutputArg,
     },
     /// Show what apply would change on the platform
     Plan {
         #[command(flatten)]
         selection: SelectionArgs,
         /// Output format
-        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-        output: OutputFormat,
+        #[arg(long, value_enum, default_value_t = OutputArg::Text)]
+        output: OutputArg,
         /// Exit 0 when there are no changes, 2 when there are, 1 on error
         #[arg(long)]
         detailed_exitcode: bool,
@@ -138,9 +148,8 @@ pub enum Command {
         /// How many functions to deploy at once
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
         parallelism: u32,
-        /// How long to wait for another apply's lock (e.g. 30s; default: fail at once)
-        #[arg(long, value_name = "DURATION", default_value = "0s")]
-        lock_timeout: String,
+        #[command(flatten)]
+        lock: LockArgs,
     },
     /// Delete every function this project owns on the platform
     Destroy {
@@ -150,9 +159,8 @@ pub enum Command {
         /// How many functions to delete at once
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
         parallelism: u32,
-        /// How long to wait for another apply's lock (e.g. 30s; default: fail at once)
-        #[arg(long, value_name = "DURATION", default_value = "0s")]
-        lock_timeout: String,
+        #[command(flatten)]
+        lock: LockArgs,
     },
     /// Show the live functions of this project and whether they match fusion.toml
     Status {
@@ -160,7 +168,7 @@ pub enum Command {
         selection: SelectionArgs,
         /// Output format
         #[arg(long, default_value = "text", value_parser = text_or_json())]
-        output: OutputFormat,
+        output: OutputArg,
     },
     /// Run the invocation proxy and the schedule runner
     Serve {
@@ -236,11 +244,11 @@ pub enum Command {
         #[arg(long)]
         explain: bool,
         /// Output format
-        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-        output: OutputFormat,
+        #[arg(long, value_enum, default_value_t = OutputArg::Text)]
+        output: OutputArg,
         /// The appended phase's `after` (default: one second after the last [[phase]], or 0s)
-        #[arg(long, value_name = "DURATION")]
-        after: Option<String>,
+        #[arg(long, value_name = "DURATION", value_parser = duration)]
+        after: Option<Duration>,
         /// Write the proposal into fusion.toml, keeping its comments and formatting
         #[arg(long)]
         write: bool,
@@ -300,23 +308,106 @@ pub enum TracesCommand {
     },
 }
 
-/// `--timeout`: a duration (`30s`, `2m`) longer than zero.
-fn timeout(value: &str) -> Result<Duration, String> {
-    match crate::config::parse_duration(value)? {
-        Duration::ZERO => Err("a timeout of 0s would give up at once; use e.g. `30s`".to_string()),
+/// Why a duration on the command line was refused. Its own type, so that
+/// [`super::main_with_args`] can tell a bad duration from clap's other errors and word it as the
+/// crate's errors are worded (`invalid value `soon` for `--at`: …`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DurationError(pub String);
+
+impl std::fmt::Display for DurationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DurationError {}
+
+/// A duration given on the command line (`--at`, `--after`, `--lock-timeout`): the syntax of
+/// fusion.toml's durations ([`crate::config::parse_duration`]: `30s`, `2m`, `1h30m`), so a
+/// duration means the same everywhere.
+pub fn duration(value: &str) -> Result<Duration, DurationError> {
+    crate::config::parse_duration(value).map_err(DurationError)
+}
+
+/// `--timeout`: a [`duration`] longer than zero.
+pub fn timeout(value: &str) -> Result<Duration, DurationError> {
+    match duration(value)? {
+        Duration::ZERO => Err(DurationError(
+            "a timeout of 0s would give up at once; use e.g. `30s`".to_string(),
+        )),
         duration => Ok(duration),
+    }
+}
+
+/// `--color`: when to colour output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorArg {
+    /// Colour on a terminal unless `NO_COLOR` is set.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+impl From<ColorArg> for ui::ColorChoice {
+    fn from(arg: ColorArg) -> Self {
+        match arg {
+            ColorArg::Auto => ui::ColorChoice::Auto,
+            ColorArg::Always => ui::ColorChoice::Always,
+            ColorArg::Never => ui::ColorChoice::Never,
+        }
+    }
+}
+
+/// `--log-format`: how progress and log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    /// Lines for people (spinners on a terminal; plain lines elsewhere).
+    Text,
+    /// One JSON object per event and log line, for log shippers.
+    Json,
+}
+
+impl From<LogFormatArg> for ui::LogFormat {
+    fn from(arg: LogFormatArg) -> Self {
+        match arg {
+            LogFormatArg::Text => ui::LogFormat::Text,
+            LogFormatArg::Json => ui::LogFormat::Json,
+        }
+    }
+}
+
+/// `--output`: how a command renders its result on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputArg {
+    /// For people.
+    Text,
+    /// For programs (schemas in `docs/`).
+    Json,
+    /// For pull requests.
+    Markdown,
+}
+
+impl From<OutputArg> for ui::OutputFormat {
+    fn from(arg: OutputArg) -> Self {
+        match arg {
+            OutputArg::Text => ui::OutputFormat::Text,
+            OutputArg::Json => ui::OutputFormat::Json,
+            OutputArg::Markdown => ui::OutputFormat::Markdown,
+        }
     }
 }
 
 /// `--output` for commands that have no markdown rendering: `text` or `json`, listed in help
 /// and in the error for any other value.
-fn text_or_json() -> impl TypedValueParser<Value = OutputFormat> {
+fn text_or_json() -> impl TypedValueParser<Value = OutputArg> {
     PossibleValuesParser::new([
         PossibleValue::new("text").help("For people"),
         PossibleValue::new("json").help("For programs (schemas in docs/)"),
     ])
     .map(|value| match value.as_str() {
-        "json" => OutputFormat::Json,
-        _ => OutputFormat::Text,
+        "json" => OutputArg::Json,
+        _ => OutputArg::Text,
     })
 }

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 
-pub use args::{Cli, Command, OutputFormat, SelectionArgs};
+pub use args::{Cli, Command, SelectionArgs};
 
 use crate::config;
 use crate::error::{Error, ExitCode, Result};
@@ -85,32 +85,19 @@ impl Context {
     }
 }
 
-/// Resolves `--at` / `--phase` into a [`Selection`] (usage error, exit 64, on a bad duration).
-pub fn selection(args: &SelectionArgs) -> Result<Selection> {
-    if let Some(n) = args.phase {
-        return Ok(Selection::Phase(n as usize));
-    }
-    match &args.at {
-        None => Ok(Selection::default()),
-        Some(text) => config::parse_duration(text)
-            .map(Selection::At)
-            .map_err(|e| Error::usage(format!("invalid value `{text}` for `--at`: {e}"))),
-    }
+/// `--at` / `--phase` as a [`Selection`] (the one in force at 0s when neither was given).
+pub fn selection(args: &SelectionArgs) -> Selection {
+    given_selection(args).unwrap_or_default()
 }
 
 /// `--at` / `--phase` when either was given; `None` lets `plan`, `apply` and `status` read the
 /// grouping from what is live (`workspace::resolve`).
-pub fn given_selection(args: &SelectionArgs) -> Result<Option<Selection>> {
-    if args.phase.is_none() && args.at.is_none() {
-        return Ok(None);
+pub fn given_selection(args: &SelectionArgs) -> Option<Selection> {
+    match (args.phase, args.at) {
+        (Some(n), _) => Some(Selection::Phase(n as usize)),
+        (None, Some(at)) => Some(Selection::At(at)),
+        (None, None) => None,
     }
-    selection(args).map(Some)
-}
-
-/// Parses `--lock-timeout` (usage error, exit 64, on a bad duration).
-fn lock_timeout(text: &str) -> Result<std::time::Duration> {
-    config::parse_duration(text)
-        .map_err(|e| Error::usage(format!("invalid value `{text}` for `--lock-timeout`: {e}")))
 }
 
 /// Parses `args` and runs the command; returns the process exit code.
@@ -122,6 +109,10 @@ where
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(err) => {
+            if let Some(err) = bad_duration(&err) {
+                ui::print_error(&err, ui::stderr_color(ui::ColorChoice::Auto));
+                return err.code.into();
+            }
             let code = if err.use_stderr() {
                 ExitCode::Usage
             } else {
@@ -131,7 +122,7 @@ where
             return code.into();
         }
     };
-    let color = cli.global.color;
+    let color = cli.global.color.into();
     let outcome = run(cli);
     if ui::stdout_closed() {
         // The reader of stdout has gone (`fusionizer plan | head`): as a filter does, exit 0.
@@ -144,6 +135,24 @@ where
             err.code.into()
         }
     }
+}
+
+/// A clap error about a duration ([`args::duration`]) as a usage error (exit 64) worded as the
+/// crate's errors are: `invalid value `soon` for `--after`: …`, naming the flag and the forms
+/// it takes. `None` for clap's other errors, which clap words itself.
+fn bad_duration(err: &clap::Error) -> Option<Error> {
+    use clap::error::{ContextKind, ContextValue};
+    let why = std::error::Error::source(err)?.downcast_ref::<args::DurationError>()?;
+    let context = |kind| match err.get(kind) {
+        Some(ContextValue::String(text)) => Some(text.as_str()),
+        _ => None,
+    };
+    // clap names the argument with its value (`--after <DURATION>`): the flag is the first word.
+    let flag = context(ContextKind::InvalidArg)?.split(' ').next()?;
+    let value = context(ContextKind::InvalidValue)?;
+    Some(Error::usage(format!(
+        "invalid value `{value}` for `{flag}`: {why}"
+    )))
 }
 
 /// Runs a parsed command line.
@@ -164,8 +173,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         None => base,
     };
-    let ui = ui::Ui::new(cli.global.color, cli.global.quiet, cli.global.verbose)
-        .with_log_format(cli.global.log_format);
+    let ui = ui::Ui::new(
+        cli.global.color.into(),
+        cli.global.quiet,
+        cli.global.verbose,
+    )
+    .with_log_format(cli.global.log_format.into());
     ui::init_logging(&ui);
     let ctx = Context {
         config_override: cli.global.config.as_ref().map(|p| absolute(&cwd, p)),
@@ -184,7 +197,7 @@ fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
             selection: sel,
             out,
             output,
-        } => build::command(ctx, selection(&sel)?, out, output),
+        } => build::command(ctx, selection(&sel), out, output.into()),
         Command::Init { dir, name, .. } => init::command(ctx, dir, name),
         Command::Completions { shell, .. } => completions::command(shell),
         Command::Plan {
@@ -196,8 +209,8 @@ fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
         } => plan::command(
             ctx,
             plan::PlanArgs {
-                selection: given_selection(&sel)?,
-                output,
+                selection: given_selection(&sel),
+                output: output.into(),
                 detailed_exitcode,
                 out,
                 destroy,
@@ -208,33 +221,33 @@ fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
             selection: sel,
             auto_approve,
             parallelism,
-            lock_timeout: timeout,
+            lock,
         } => apply::command(
             ctx,
             apply::ApplyArgs {
                 plan_file,
-                selection: given_selection(&sel)?,
+                selection: given_selection(&sel),
                 auto_approve,
                 parallelism: parallelism as usize,
-                lock_timeout: lock_timeout(&timeout)?,
+                lock_timeout: lock.lock_timeout,
             },
         ),
         Command::Destroy {
             auto_approve,
             parallelism,
-            lock_timeout: timeout,
+            lock,
         } => destroy::command(
             ctx,
             destroy::DestroyArgs {
                 auto_approve,
                 parallelism: parallelism as usize,
-                lock_timeout: lock_timeout(&timeout)?,
+                lock_timeout: lock.lock_timeout,
             },
         ),
         Command::Status {
             selection: sel,
             output,
-        } => status::command(ctx, given_selection(&sel)?, output),
+        } => status::command(ctx, given_selection(&sel), output.into()),
         Command::Serve {
             listen,
             phase,
@@ -280,8 +293,8 @@ fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
                 timeout: client.timeout,
                 min_calls,
                 explain,
-                output,
-                after: after.map(|text| parse_after(&text)).transpose()?,
+                output: output.into(),
+                after,
                 write,
                 detailed_exitcode,
                 memory: memory.then_some(memory_headroom),
@@ -289,12 +302,6 @@ fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
             },
         ),
     }
-}
-
-/// `optimize --after`: a duration (usage error, exit 64, otherwise).
-fn parse_after(text: &str) -> Result<std::time::Duration> {
-    config::parse_duration(text)
-        .map_err(|e| Error::usage(format!("invalid value `{text}` for `--after`: {e}")))
 }
 
 /// `-C`/`--config` given to `init` or `completions`, which read no fusion.toml: a usage error
@@ -324,5 +331,108 @@ fn absolute(base: &Path, path: &Path) -> PathBuf {
         path.to_path_buf()
     } else {
         base.join(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> std::result::Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("fusionizer").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn durations_are_parsed_by_clap_in_the_config_syntax() {
+        let Command::Apply {
+            selection, lock, ..
+        } = parse(&["apply", "--at", "1h30m", "--lock-timeout", "2m"])
+            .unwrap()
+            .command
+        else {
+            panic!("not apply");
+        };
+        assert_eq!(selection.at, Some(Duration::from_secs(5400)));
+        assert_eq!(lock.lock_timeout, Duration::from_secs(120));
+        let Command::Destroy { lock, .. } = parse(&["destroy"]).unwrap().command else {
+            panic!("not destroy");
+        };
+        assert_eq!(
+            lock.lock_timeout,
+            Duration::ZERO,
+            "the default fails at once"
+        );
+        let Command::Optimize { after, client, .. } =
+            parse(&["optimize", "--after", "90s"]).unwrap().command
+        else {
+            panic!("not optimize");
+        };
+        assert_eq!(after, Some(Duration::from_secs(90)));
+        assert_eq!(client.timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_bad_duration_is_a_usage_error_naming_the_flag_and_the_forms() {
+        for (args, flag, value) in [
+            (&["plan", "--at", "soon"][..], "--at", "soon"),
+            (&["apply", "--lock-timeout", "90"], "--lock-timeout", "90"),
+            (&["optimize", "--after", "1.5"], "--after", "1.5"),
+            (&["invoke", "t", "--timeout", "x"], "--timeout", "x"),
+        ] {
+            let err = bad_duration(&parse(args).unwrap_err()).expect("a duration error");
+            assert_eq!(err.code, ExitCode::Usage);
+            let why = args::duration(value).unwrap_err();
+            assert_eq!(
+                err.message,
+                format!("invalid value `{value}` for `{flag}`: {why}")
+            );
+            assert!(why.0.contains("e.g. `500ms`, `90s`") || why.0.contains("add a unit"));
+        }
+        let err = bad_duration(&parse(&["invoke", "t", "--timeout", "0s"]).unwrap_err()).unwrap();
+        assert!(
+            err.message.contains("would give up at once"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn other_clap_errors_stay_claps() {
+        assert!(bad_duration(&parse(&["plan", "--phase", "0"]).unwrap_err()).is_none());
+        assert!(bad_duration(&parse(&["--color", "sometimes", "plan"]).unwrap_err()).is_none());
+    }
+
+    #[test]
+    fn choices_convert_into_uis_plain_types() {
+        let cli = parse(&[
+            "--color",
+            "never",
+            "--log-format",
+            "json",
+            "plan",
+            "--output",
+            "markdown",
+        ])
+        .unwrap();
+        assert_eq!(
+            ui::ColorChoice::from(cli.global.color),
+            ui::ColorChoice::Never
+        );
+        assert_eq!(
+            ui::LogFormat::from(cli.global.log_format),
+            ui::LogFormat::Json
+        );
+        let Command::Plan { output, .. } = cli.command else {
+            panic!("not plan");
+        };
+        assert_eq!(ui::OutputFormat::from(output), ui::OutputFormat::Markdown);
+        let Command::Status { output, .. } =
+            parse(&["status", "--output", "json"]).unwrap().command
+        else {
+            panic!("not status");
+        };
+        assert_eq!(ui::OutputFormat::from(output), ui::OutputFormat::Json);
     }
 }

@@ -1,5 +1,6 @@
-//! `fusionizer serve`: the invocation proxy, the schedule runner and the HTTP API; and
-//! `fusionizer invoke`, its client.
+//! `fusionizer serve`: the invocation proxy, the schedule runner and the HTTP API. Its clients
+//! (`invoke`, `traces export`, `optimize`) are commands of [`crate::cli`], which all talk to it
+//! through `cli/serve_client.rs`.
 //!
 //! Start-up takes over SIGINT/SIGTERM first, binds the listener (so `/-/health` answers 503
 //! while the start phase deploys), applies the start phase, prints the route table and the

@@ -31,8 +31,8 @@ use super::{paint, Style};
 /// The width of the verb column (as cargo's).
 pub const VERB_WIDTH: usize = 12;
 
-/// `--log-format`: how progress and log lines are written to stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+/// How progress and log lines are written to stderr (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
     /// Lines for people (spinners on a terminal; plain lines elsewhere).
     #[default]

@@ -388,8 +388,8 @@ fn post_copy_build_commands_follow_the_task_files_in_plan_and_on_the_local_platf
     }
     // The local platform runs them too, `/opt/nuclio` being the function's directory (and the
     // post-copy marker no command): the fused function deploys and answers.
-    let serve = crate::serve::Serve::start(&env, &[]);
-    let response = crate::serve::client()
+    let serve = crate::support::Serve::start(&env, &[]);
+    let response = crate::support::client()
         .post(serve.url("/taskb"))
         .send()
         .unwrap();

@@ -5,8 +5,7 @@
 
 use std::time::Duration;
 
-use crate::serve::{add, Serve};
-use crate::support::TestEnv;
+use crate::support::{add, Serve, TestEnv};
 
 /// `fusionizer ARGS` in an empty project dir: (exit code, stdout, stderr).
 fn run(env: &TestEnv, args: &[&str]) -> (Option<i32>, String, String) {
@@ -263,7 +262,7 @@ fn status_shows_each_functions_urls_through_the_running_serve_on_the_local_platf
 
 #[test]
 fn status_shows_each_functions_own_url_on_nuctl() {
-    use crate::plan::{expect_nuctl, quickstart_on_nuctl, stdout};
+    use crate::support::{expect_nuctl, quickstart_on_nuctl, stdout};
     let (env, state) = quickstart_on_nuctl();
     expect_nuctl(&env, &state, &[], &["apply", "--auto-approve"], 0);
     let out = expect_nuctl(&env, &state, &[], &["status", "--output", "json"], 0);

@@ -12,14 +12,13 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
-use crate::serve::{add, client, result_of, wait_for, Serve};
-use crate::support::TestEnv;
+use crate::support::{add, client, poll_within, result_of, wait_for, Lazy, Serve, TestEnv};
 
 /// The quickstart (its fusion at +40 s: after serve is up and the page has loaded), with a
 /// token configured.
@@ -491,13 +490,9 @@ impl Browser {
                 ));
             }
         }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll_within(Duration::from_secs(20), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        });
     }
 }
 
@@ -568,18 +563,19 @@ impl Page {
 
     /// Reads the DOM until `done` holds for it, for at most 90 s.
     fn wait_for_dom(&mut self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let dom = self.dom();
-            if dom.is_object() && done(&dom) {
-                return dom;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; the page shows: {dom:#}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let shown = std::cell::RefCell::new(Value::Null);
+        wait_for(
+            Lazy(|| format!("{what}; the page shows: {:#}", shown.borrow())),
+            Duration::from_secs(90),
+            || {
+                let dom = self.dom();
+                if dom.is_object() && done(&dom) {
+                    return Some(dom);
+                }
+                *shown.borrow_mut() = dom;
+                None
+            },
+        )
     }
 
     /// A PNG of the whole page.

@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-use crate::serve::{add, client, put_zip, result_of, wait_for, zip_dir, Serve};
-use crate::support::{cache_dir, transcript, TestEnv};
+use crate::support::{
+    add, cache_dir, client, put_zip, result_of, transcript, wait_for, zip_dir, Serve, TestEnv,
+};
 
 /// The quickstart, with `extra` appended to fusion.toml.
 fn quickstart(phase_two_after: &str, extra: &str) -> TestEnv {

@@ -20,7 +20,10 @@ use fusionizer::platform::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::support::{local_config, use_shared_cache};
+use crate::support::{local_config, use_shared_cache, wait_for_async};
+
+/// How long a test waits for what the platform does.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 const STUB_WORKER: &str = include_str!("fixtures/stub_worker.py");
 
@@ -161,18 +164,6 @@ fn header<'a>(response: &'a InvokeResponse, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Polls `condition` until it holds or 30 s pass.
-async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !condition() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 fn files_starting_with(dir: &Path, prefix: &str) -> usize {
     std::fs::read_dir(dir)
         .unwrap()
@@ -305,7 +296,7 @@ async fn a_killed_worker_fails_its_request_with_crashed_and_the_next_requests_su
         let body = format!("sleep {}", busy.display());
         tokio::spawn(async move { invoker.invoke(request(&body)).await })
     };
-    wait_for("the handler to start", || busy.exists()).await;
+    wait_for_async("the handler to start", PATIENCE, || busy.exists()).await;
     let killed = std::process::Command::new("kill")
         .args(["-9", &pid])
         .status()

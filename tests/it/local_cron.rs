@@ -13,7 +13,10 @@ use fusionizer::config::TaskSpec;
 use fusionizer::platform::local::LocalPlatform;
 use fusionizer::platform::{HostOptions, NoProgress, Platform, PlatformError, TriggerEvents};
 
-use crate::support::{local_config, use_shared_cache};
+use crate::support::{local_config, use_shared_cache, wait_for_async};
+
+/// How long a test waits for what the platform does.
+const PATIENCE: Duration = Duration::from_secs(60);
 
 fn hosted() -> Option<HostOptions> {
     Some(HostOptions {
@@ -81,18 +84,6 @@ fn from_trigger(events: &[serde_json::Value], trigger: &str) -> usize {
         .count()
 }
 
-/// Polls `condition` until it holds or 60 s pass.
-async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !condition() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn fired(platform: &LocalPlatform, function: &str, trigger: &str) -> u64 {
     platform
         .trigger_events()
@@ -120,7 +111,7 @@ async fn local_cron_triggers_fire_per_task_move_with_a_regroup_and_stop_with_the
     let platform = LocalPlatform::new(&local_config(temp.path()), hosted()).unwrap();
     platform.deploy(&fused, &NoProgress).await.unwrap();
 
-    wait_for("two events for each task", || {
+    wait_for_async("two events for each task", PATIENCE, || {
         received(&out, "taska").len() >= 2 && received(&out, "taskb").len() >= 2
     })
     .await;
@@ -141,10 +132,14 @@ async fn local_cron_triggers_fire_per_task_move_with_a_regroup_and_stop_with_the
         }
     }
     // A task records its event before its answer is counted: wait for the counts as well.
-    wait_for("the fused function's events to be counted", || {
-        fired(&platform, &fused.name, "taska-tick") >= 2
-            && fired(&platform, &fused.name, "taskb-tick") >= 2
-    })
+    wait_for_async(
+        "the fused function's events to be counted",
+        PATIENCE,
+        || {
+            fired(&platform, &fused.name, "taska-tick") >= 2
+                && fired(&platform, &fused.name, "taskb-tick") >= 2
+        },
+    )
     .await;
 
     // Regroup: `taska` alone in a new function, deployed while the fused one still runs.
@@ -154,20 +149,22 @@ async fn local_cron_triggers_fire_per_task_move_with_a_regroup_and_stop_with_the
     // sent may still be answered.
     let old_events = from_trigger(&received(&out, "taska"), "taska-tick");
     let old_fired = fired(&platform, &fused.name, "taska-tick");
-    wait_for("two events of taska's trigger in its new function", || {
-        from_trigger(&received(&out, "taska"), "tick") >= 2
-    })
+    wait_for_async(
+        "two events of taska's trigger in its new function",
+        PATIENCE,
+        || from_trigger(&received(&out, "taska"), "tick") >= 2,
+    )
     .await;
     assert!(from_trigger(&received(&out, "taska"), "taska-tick") <= old_events + 1);
     assert!(fired(&platform, &fused.name, "taska-tick") <= old_fired + 1);
     let after_takeover = fired(&platform, &fused.name, "taska-tick");
-    wait_for("the new function's events to be counted", || {
+    wait_for_async("the new function's events to be counted", PATIENCE, || {
         fired(&platform, &solo.name, "tick") >= 2
     })
     .await;
     // taskb's trigger still fires in the fused function.
     let b_before = received(&out, "taskb").len();
-    wait_for("taskb's trigger to keep firing", || {
+    wait_for_async("taskb's trigger to keep firing", PATIENCE, || {
         received(&out, "taskb").len() > b_before
     })
     .await;
@@ -179,7 +176,7 @@ async fn local_cron_triggers_fire_per_task_move_with_a_regroup_and_stop_with_the
     let b_stopped = received(&out, "taskb").len();
     let b_fired = fired(&platform, &fused.name, "taskb-tick");
     let a_now = from_trigger(&received(&out, "taska"), "tick");
-    wait_for("three more events of taska's trigger", || {
+    wait_for_async("three more events of taska's trigger", PATIENCE, || {
         from_trigger(&received(&out, "taska"), "tick") >= a_now + 3
     })
     .await;

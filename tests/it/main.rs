@@ -1,5 +1,5 @@
-//! The integration tests: one binary, one module per area, each running the real `fusionizer`
-//! executable against temp dirs (shared helpers in `tests/support`).
+//! The integration tests: one binary, one module of specs per area, each running the real
+//! `fusionizer` executable against temp dirs; the harness they share is in `tests/support`.
 
 mod architecture;
 mod build;

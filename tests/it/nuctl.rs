@@ -18,7 +18,7 @@ use fusionizer::platform::{
     FunctionState, HostOptions, InvokeError, InvokeRequest, NoProgress, Platform, PlatformError,
 };
 
-const FAKE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fake_nuctl/nuctl");
+use crate::support::{sdk_venv_python, FAKE_NUCTL};
 
 struct Fake {
     dir: tempfile::TempDir,
@@ -50,7 +50,7 @@ impl Fake {
         for (k, v) in env {
             script.push_str(&format!("{k}='{v}'\nexport {k}\n"));
         }
-        script.push_str(&format!("exec '{FAKE}' \"$@\"\n"));
+        script.push_str(&format!("exec '{FAKE_NUCTL}' \"$@\"\n"));
         std::fs::write(&path, script).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         path
@@ -464,7 +464,7 @@ async fn no_nuctl_is_unavailable_with_an_install_hint() {
 fn the_fake_rejects_flags_nuctl_does_not_have() {
     let fake = Fake::new();
     let run = |args: &[&str]| {
-        std::process::Command::new(FAKE)
+        std::process::Command::new(FAKE_NUCTL)
             .args(args)
             .env("FAKE_NUCTL_DIR", fake.path().join("state"))
             .output()
@@ -807,39 +807,6 @@ async fn a_silent_function_times_out() {
 /// A venv with `nuclio-sdk==0.6.3`, built once under the shared test cache.
 fn sdk_python() -> PathBuf {
     sdk_venv_python("fake-nuctl-sdk-venv", &[])
-}
-
-/// The python of a venv named `name` under the shared test cache, holding `nuclio-sdk==0.6.3`,
-/// `msgpack` (which Nuclio's own wrapper needs when the fake serves functions in it, with
-/// `FUSIONIZER_NUCLIO_UPSTREAM` set) and `extra` packages; built once (concurrent builders wait
-/// for each other). pip runs as `python -m pip`: a copied target directory keeps venvs whose
-/// `pip` script still names the original's interpreter.
-pub(crate) fn sdk_venv_python(name: &str, extra: &[&str]) -> PathBuf {
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fusionizer-cache");
-    let venv = cache.join(name);
-    let python = venv.join("bin/python");
-    if python.is_file() && venv.join("ready-msgpack").is_file() {
-        return python;
-    }
-    std::fs::create_dir_all(&cache).unwrap();
-    // One builder at a time: `flock` through the shell keeps this std-only.
-    let status = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(
-            "venv=$1; lock=$2; shift 2; \
-             { flock 9 && { [ -f \"$venv/ready-msgpack\" ] || { python3 -m venv \"$venv\" && \
-             \"$venv/bin/python\" -m pip install -q nuclio-sdk==0.6.3 msgpack==1.0.8 \"$@\" && \
-             touch \"$venv/ready-msgpack\"; }; }; } \
-             9>\"$lock\"",
-        )
-        .arg("sh")
-        .arg(&venv)
-        .arg(cache.join(format!("{name}.lock")))
-        .args(extra)
-        .status()
-        .unwrap();
-    assert!(status.success(), "could not build the `{name}` venv");
-    python
 }
 
 /// Deletes a served function (stopping its server process) when the test ends, pass or fail.

@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::nuctl::sdk_venv_python;
-use crate::plan::{expect_nuctl, quickstart_on_nuctl, settings, stderr, stdout, FAKE_NUCTL};
-use crate::serve::{client, wait_for, Serve};
-use crate::support::{transcript, TestEnv};
+use crate::support::{
+    client, expect_nuctl, quickstart_on_nuctl, sdk_venv_python, settings, stderr, stdout,
+    transcript, wait_for, Serve, TestEnv, FAKE_NUCTL,
+};
 
 /// The argv of every nuctl call recorded by the fake so far.
 fn calls(state: &Path) -> Vec<Vec<String>> {
@@ -1049,7 +1049,7 @@ fn a_ctrl_c_during_a_deploy_reaches_nuctl() {
         .stderr(std::process::Stdio::null());
     let mut apply = cmd.spawn().unwrap();
     // (`fake_running` would see apply itself: it carries the fake's variables too.)
-    crate::serve::wait_for("nuctl deploying", Duration::from_secs(60), || {
+    wait_for("nuctl deploying", Duration::from_secs(60), || {
         calls(&state)
             .iter()
             .any(|argv| argv[0] == "deploy")
@@ -1058,11 +1058,11 @@ fn a_ctrl_c_during_a_deploy_reaches_nuctl() {
     let _ = std::process::Command::new("kill")
         .args(["-INT", &apply.id().to_string()])
         .status();
-    let status = crate::serve::wait_for("apply to exit", Duration::from_secs(60), || {
+    let status = wait_for("apply to exit", Duration::from_secs(60), || {
         apply.try_wait().unwrap()
     });
     assert_eq!(status.code(), Some(130));
-    crate::serve::wait_for("nuctl to stop", Duration::from_secs(30), || {
+    wait_for("nuctl to stop", Duration::from_secs(30), || {
         (!fake_running(&state)).then_some(())
     });
 }

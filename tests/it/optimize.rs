@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{transcript, TestEnv};
+use crate::support::{transcript, violations, TestEnv};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/iot_traces.json")
@@ -199,17 +199,6 @@ fn markdown_renders_a_mermaid_graph_before_and_after() {
     assert!(out.contains("```diff\n--- a/fusion.toml"), "{out}");
 }
 
-/// The violations of `json` against `docs/<schema>`.
-fn schema_errors(schema: &str, json: &Value) -> Vec<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("docs")
-        .join(schema);
-    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let mut errors = Vec::new();
-    crate::plan::validate(&schema, &schema, json, "$", &mut errors);
-    errors
-}
-
 #[test]
 fn json_follows_the_documented_schema() {
     let env = iot();
@@ -217,7 +206,7 @@ fn json_follows_the_documented_schema() {
     assert_eq!(code, 0, "{err}");
     let value: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
-        schema_errors("optimize-schema.json", &value),
+        violations("optimize-schema.json", &value),
         Vec::<String>::new()
     );
     assert_eq!(value["version"], 1);
@@ -243,7 +232,7 @@ fn json_follows_the_documented_schema() {
     let mut value: Value = serde_json::from_str(&out).unwrap();
     assert!(value["memory"].is_null());
     value.as_object_mut().unwrap().remove("gain");
-    assert!(!schema_errors("optimize-schema.json", &value).is_empty());
+    assert!(!violations("optimize-schema.json", &value).is_empty());
 }
 
 #[test]
@@ -447,7 +436,7 @@ fn the_request_follows_its_schema_and_the_examples_answer_by_theirs() {
     let request = request(&env);
     let value = serde_json::to_value(&request).unwrap();
     assert_eq!(
-        schema_errors("optimizer-request.schema.json", &value),
+        violations("optimizer-request.schema.json", &value),
         Vec::<String>::new()
     );
     for name in ["hottest_edge.py", "threshold.py"] {
@@ -467,13 +456,13 @@ fn the_request_follows_its_schema_and_the_examples_answer_by_theirs() {
         assert!(output.status.success(), "{name}");
         let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
         assert_eq!(
-            schema_errors("optimizer-response.schema.json", &answer),
+            violations("optimizer-response.schema.json", &answer),
             Vec::<String>::new(),
             "{name}: {answer}"
         );
     }
     let both = serde_json::json!({"version": 1, "keep": true, "grouping": [], "reason": ""});
-    assert!(!schema_errors("optimizer-response.schema.json", &both).is_empty());
+    assert!(!violations("optimizer-response.schema.json", &both).is_empty());
 }
 
 #[test]

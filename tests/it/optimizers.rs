@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::serve::{client, wait_for, Serve};
-use crate::support::TestEnv;
+use crate::support::{client, wait_for, Lazy, Serve, TestEnv};
 
 /// The groupings on `examples/iot`: every task alone, and the synchronously connected tasks
 /// together with `archive` (called asynchronously) apart.
@@ -172,7 +171,7 @@ fn each_example_command_optimizer_regroups_live_under_load_without_a_failed_requ
         assert_eq!(live(&serve), (groups(ALONE), "static".to_string()));
         let readings = Readings::start(&serve, 2);
         wait_for(
-            &format!("`{program}` to regroup to the proposal"),
+            format!("`{program}` to regroup to the proposal"),
             Duration::from_secs(240),
             || (live(&serve).0 == groups(PROPOSAL)).then_some(()),
         );
@@ -199,10 +198,17 @@ fn each_example_command_optimizer_regroups_live_under_load_without_a_failed_requ
             log.contains("Regrouping [archive] [enrich] [ingest] [store] [validate] -> "),
             "{log}"
         );
-        assert!(
-            serve.metric("fusionizer_transitions_total", "reason=\"command\"") >= 1.0,
-            "{}",
-            serve.text("/-/metrics")
+        // The regroup is counted when it ends, after its old functions are drained (the
+        // routes switched before that).
+        wait_for(
+            Lazy(|| {
+                format!(
+                    "the command regroup to be counted:\n{}",
+                    serve.text("/-/metrics")
+                )
+            }),
+            Duration::from_secs(60),
+            || serve.metric("fusionizer_transitions_total", "reason=\"command\"") >= 1.0,
         );
         // The regroup's old functions are drained and deleted after the switch: `status` reads
         // the live grouping once that is done.

@@ -7,11 +7,10 @@ use fusionizer::plan::testing::Fake;
 use fusionizer::plan::{self, Action};
 use fusionizer::platform::memory::{Call, MemoryPlatform};
 
-use crate::plan::{
-    append, expect, expect_nuctl, live, quickstart, quickstart_on_nuctl, schema_errors, stderr,
-    stdout,
+use crate::support::{
+    append, expect, expect_nuctl, live, live_functions, quickstart, quickstart_on_nuctl,
+    schema_errors, stderr, stdout, TestEnv,
 };
-use crate::support::TestEnv;
 
 const NO_CHANGES: &str = "No changes. Live state matches fusion.toml.\n";
 
@@ -26,17 +25,8 @@ fn add_other_project(env: &TestEnv) {
 
 /// The names of the functions `other` owns, through its own status.
 fn other_live(env: &TestEnv) -> Vec<(String, String, String)> {
-    let out = expect(
-        env,
-        &["--config", "other.toml", "status", "--output", "json"],
-        0,
-    );
-    let status: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    status["functions"]
-        .as_array()
-        .unwrap()
+    live_functions(env, &["--config", "other.toml"])
         .iter()
-        .filter(|f| f["drift"] != "missing")
         .map(|f| {
             (
                 f["function"].as_str().unwrap().to_string(),

@@ -5,8 +5,7 @@
 
 use std::time::Duration;
 
-use crate::serve::Serve;
-use crate::support::{cache_dir, transcript, TestEnv};
+use crate::support::{cache_dir, transcript, Serve, TestEnv};
 
 const HANDLER: &str = "def handler(context, event):\n    return 'ok'\n";
 

@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use crate::serve::{add, client, put_zip, result_of, wait_for, zip_dir, Serve};
-use crate::support::{entries, process_running, workers_of, TestEnv};
+use crate::support::{
+    add, client, entries, process_running, put_zip, result_of, wait_for, workers_of, zip_dir,
+    Serve, TestEnv,
+};
 
 /// `examples/quickstart`'s `taskb` (adds `value1` and `value2`), answering `offset` more.
 fn adder(dir: &Path, offset: i64) -> Vec<u8> {

@@ -33,9 +33,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::serve::{client, put_zip, result_of, wait_for, zip_dir, Load, Serve};
-use crate::support::cache_dir;
-use crate::support::{entries, process_running, workers_of, TestEnv};
+use crate::support::{
+    cache_dir, client, entries, poll_within, process_running, put_zip, result_of, wait_for,
+    workers_of, zip_dir, Load, Serve, TestEnv,
+};
 
 /// At most how many requests each load client sends (the load also stops with its scenario).
 const MAX_REQUESTS: i64 = 500_000;
@@ -221,14 +222,8 @@ fn stop(mut serve: Serve, what: &str, problems: &mut Problems) {
 
 /// Workers of `project` still running once a deadline passed (they may take a moment to go).
 fn orphans(project: &str) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = workers_of(project).len();
-        if left == 0 || Instant::now() >= deadline {
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll_within(Duration::from_secs(30), || workers_of(project).is_empty())
+        .map_or_else(|| workers_of(project).len(), |()| 0)
 }
 
 /// Files a clean stop must not leave: socket directories in the soak's `TMPDIR`, run records,

@@ -5,8 +5,7 @@
 
 use std::time::Duration;
 
-use crate::serve::{add, Serve};
-use crate::support::TestEnv;
+use crate::support::{add, Serve, TestEnv};
 
 /// Starts the quickstart's serve with `NO_COLOR` unset (so only the pipe keeps colour off),
 /// calls `taska` once (it logs `taskb answered`), waits for that line, and stops serve.

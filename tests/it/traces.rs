@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use fusionizer::traces::{self, Mode, Span, TraceDoc, Via};
 
-use crate::serve::{client, result_of, wait_for, Serve};
-use crate::support::TestEnv;
+use crate::support::{client, result_of, wait_for, Serve, TestEnv};
 
 const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 

@@ -1,9 +1,24 @@
-//! Shared helpers: a temp project, the `fusionizer` binary with a clean environment, and insta
-//! settings that hide temp paths and digests.
+//! The harness every integration test shares (the specs are in `tests/it`): here a temp project,
+//! the `fusionizer` binary with a clean environment, insta settings that hide temp paths and
+//! digests, and the processes and venv cache of the local platform; in the files beside it,
+//! waiting with a deadline ([`wait`]), running commands and reading their output ([`cli`]), a
+//! running serve ([`serve`]), the fake nuctl ([`nuctl`]) and the JSON Schema check ([`schema`]).
 
 #![allow(dead_code)]
 
+mod cli;
+mod nuctl;
+mod schema;
+mod serve;
+mod wait;
+
 use std::path::{Path, PathBuf};
+
+pub(crate) use cli::*;
+pub(crate) use nuctl::*;
+pub(crate) use schema::*;
+pub(crate) use serve::*;
+pub(crate) use wait::*;
 
 /// A temp dir holding a project directory (`project/`) and a `home/` used as `HOME`.
 pub(crate) struct TestEnv {

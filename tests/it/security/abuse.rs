@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use super::{project, ran};
-use crate::serve::{add, client, result_of, wait_for, Serve};
-use crate::support::TestEnv;
+use crate::support::{add, client, result_of, wait_for, Serve, TestEnv};
 
 #[test]
 fn spoofed_callers_neither_fill_the_traces_nor_the_metrics() {

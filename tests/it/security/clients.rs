@@ -8,11 +8,11 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fusionizer::optimize::command::{self, Answer, OptimizerError};
 
-use crate::support::{process_running, transcript, TestEnv};
+use crate::support::{poll_within, process_running, transcript, TestEnv};
 
 /// How long a command may run before the test gives up on it (it is killed then): far above
 /// anything the fixed code takes, so only a hang reaches it.
@@ -274,16 +274,12 @@ fn pid_in(dir: &Path, name: &str) -> u32 {
 /// Waits (30 s at most) until `pid` is gone; kills it if it is not, so a failing run leaves
 /// nothing behind. Whether it went by itself.
 fn gone_by_itself(pid: u32) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while process_running(pid) {
-        if Instant::now() > deadline {
-            let pid = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if poll_within(Duration::from_secs(30), || !process_running(pid)).is_some() {
+        return true;
     }
-    true
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    false
 }
 
 /// Regression (issue 19, item 6): a program that answers at once but leaves a background child

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use super::{addr, project, ran, raw, request};
-use crate::serve::{client, wait_for, Serve};
+use crate::support::{client, wait_for, Serve};
 
 /// Short deadlines, so that the test sees them pass.
 const TIMEOUTS: &str =

@@ -18,8 +18,7 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::serve::Serve;
-use crate::support::TestEnv;
+use crate::support::{Serve, TestEnv};
 
 /// A task that appends its event's method to the file `$MARKER`, then answers `ran`: whatever
 /// runs it leaves a line there.

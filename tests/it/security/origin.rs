@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::{addr, project, ran, raw, request};
 use crate::dashboard::{find_chromium, Browser};
-use crate::serve::{wait_for, zip_dir, Serve};
+use crate::support::{wait_for, zip_dir, Serve};
 
 /// A zip of task `evil` whose module, on import (at deploy time), writes `marker`.
 fn evil_zip(marker: &std::path::Path) -> Vec<u8> {

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use fusionizer::contract::MAX_LOG_LINE;
 
-use crate::serve::{client, put_zip, wait_for, zip_dir, Serve};
-use crate::support::{process_running, workers_of, TestEnv};
+use crate::support::{
+    client, process_running, put_zip, wait_for, workers_of, zip_dir, Serve, TestEnv,
+};
 
 /// A task directory at `dir`: the quickstart's function.yaml and `main` as its handler module.
 fn write_task(dir: &Path, main: &str) {
@@ -250,7 +251,7 @@ fn what_a_task_starts_ends_with_its_worker_after_its_termination_callbacks() {
     };
     let ends = |what: &str, pid: u32| {
         wait_for(
-            &format!("{what} (pid {pid}) to end"),
+            format!("{what} (pid {pid}) to end"),
             Duration::from_secs(30),
             || (!process_running(pid)).then_some(()),
         );
