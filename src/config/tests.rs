@@ -1046,3 +1046,37 @@ fn overrides_name_declared_tasks_and_a_memory_quantity() {
     assert!(err("[[override]]\nresources.limits.memory = \"1Gi\"\n")
         .contains("override 1 is missing `tasks`"));
 }
+
+/// The override's task list is read by the same reader as a phase's group, in its own words.
+#[test]
+fn override_task_list_problems_are_worded_for_the_override() {
+    let fx = Fixture::new();
+    let tasks = "[tasks]\ntaska = { upload = true }\ntaskb = { upload = true }\n\n";
+    let err = |list: &str| {
+        fx.parse(&with_project(&format!(
+            "{tasks}[[override]]\ntasks = {list}\n"
+        )))
+        .unwrap_err()
+    };
+    assert_eq!(
+        err("[\"taska\", \"taska\"]"),
+        "fusion.toml:9:19: override 1: task `taska` is listed twice\n  hint: list each task once"
+    );
+    assert_eq!(
+        err("[]"),
+        "fusion.toml:9:9: override 1: `tasks` is empty\n  \
+         hint: name the tasks of the function it applies to"
+    );
+    assert_eq!(
+        err("[\"taska\", 1]"),
+        "fusion.toml:9:19: `override 1.tasks` must be task names, found integer"
+    );
+    assert_eq!(
+        err("\"taska\""),
+        "fusion.toml:9:9: `override 1.tasks` must be an array of task names, found string"
+    );
+    assert_eq!(
+        err("[\"taskb\", \"tasbk\"]"),
+        "fusion.toml:9:19: override 1: unknown task `tasbk`\n  hint: did you mean `taskb`?"
+    );
+}
