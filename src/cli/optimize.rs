@@ -253,15 +253,7 @@ fn live_grouping(
             })?;
         by_function.entry(function).or_default().push(task.clone());
     }
-    let mut grouping: schedule::Grouping = by_function
-        .into_values()
-        .map(|mut tasks| {
-            tasks.sort();
-            tasks
-        })
-        .collect();
-    grouping.sort();
-    Ok(grouping)
+    Ok(by_function.into_values().collect())
 }
 
 /// The trace document from `from`: an `http://` URL fetches `/-/traces` from a running serve

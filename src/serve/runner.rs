@@ -222,7 +222,7 @@ impl Runner {
         let mut artifacts = match self.chosen() {
             Some(chosen) => {
                 let present = specs.keys().cloned().collect();
-                let grouping = crate::schedule::over_present(&chosen.grouping, &present);
+                let grouping = crate::schedule::over_present(chosen.grouping.groups(), &present);
                 fuse_grouping_over(&workspace, &specs, &grouping)
             }
             None => fuse_selection_over(&workspace, &specs, self.selection()),
