@@ -88,9 +88,10 @@ pub struct Request {
 pub struct Response {
     /// Must be [`PROTOCOL_VERSION`].
     pub version: u32,
-    /// The next grouping; a task named in no group runs alone. Absent when `keep` is true.
+    /// The next grouping as the program wrote it (a [`Grouping`] once validated); a task named
+    /// in no group runs alone. Absent when `keep` is true.
     #[serde(default)]
-    pub grouping: Option<Grouping>,
+    pub grouping: Option<Vec<Vec<String>>>,
     /// `true`: keep the grouping as it is.
     #[serde(default)]
     pub keep: bool,
