@@ -14,7 +14,9 @@ use toml::Spanned;
 
 use super::units::{self, UnitError};
 use super::{Config, Diagnostic, PlatformKind, ProjectConfig, TaskDecl, TaskSource};
-use crate::contract::{dns_label_hint, is_dns_label, MAX_PROJECT_NAME, MAX_TASK_NAME};
+use crate::contract::{
+    dns_label_hint, invalid_task_name, is_dns_label, is_task_name, MAX_PROJECT_NAME,
+};
 
 mod optimizer;
 mod phases;
@@ -560,12 +562,9 @@ impl Checker<'_> {
         };
         for (key, value) in table {
             let name = key.get_ref().as_ref();
-            if !is_dns_label(name, MAX_TASK_NAME) {
-                self.error(
-                    key.span(),
-                    format!("invalid task name `{name}`"),
-                    Some(dns_label_hint("task name", MAX_TASK_NAME)),
-                );
+            if !is_task_name(name) {
+                let (message, hint) = invalid_task_name(name);
+                self.error(key.span(), message, Some(hint));
             }
             let Some(source) = self.task_source(name, value, root_dir, spans) else {
                 continue;

@@ -730,19 +730,12 @@ pub(super) fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Bo
 /// A task name must be a lowercase DNS-1123 label: anything else is refused (400) before it is
 /// looked up anywhere. The message shows at most the first characters, escaped.
 fn valid_task_name(task: &str) -> Result<(), Box<Response>> {
-    if super::uploads::valid_task_name(task) {
+    if crate::contract::is_task_name(task) {
         Ok(())
     } else {
-        let mut shown: String = task.chars().take(64).flat_map(char::escape_debug).collect();
-        if task.chars().count() > 64 {
-            shown.push('…');
-        }
         Err(Box::new(text(
             StatusCode::BAD_REQUEST,
-            format!(
-                "`{shown}` is not a valid task name: use a lowercase DNS-1123 label of at most {} characters",
-                crate::contract::MAX_TASK_NAME
-            ),
+            crate::contract::refused_task_name(task),
         )))
     }
 }

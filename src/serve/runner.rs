@@ -945,7 +945,7 @@ impl Control for Runner {
     }
 
     fn is_known(&self, task: &str) -> bool {
-        super::uploads::valid_task_name(task)
+        crate::contract::is_task_name(task)
             && (self.with_config(|c| c.tasks.contains_key(task)) || self.uploads.contains(task))
     }
 }
