@@ -185,10 +185,62 @@ pub fn is_dns_label(name: &str, max: usize) -> bool {
         && !name.ends_with('-')
 }
 
+/// Whether `name` is a task name: a lowercase DNS-1123 label of at most [`MAX_TASK_NAME`]
+/// characters. The one rule for every place that takes a task name (fusion.toml, a task's
+/// directory, serve's routes and uploads); only such names ever become paths.
+pub fn is_task_name(name: &str) -> bool {
+    is_dns_label(name, MAX_TASK_NAME)
+}
+
+/// fusion.toml's and function.yaml's problem with a task name that is not one, and its hint.
+pub fn invalid_task_name(name: &str) -> (String, String) {
+    (
+        format!("invalid task name `{name}`"),
+        dns_label_hint("task name", MAX_TASK_NAME),
+    )
+}
+
+/// serve's refusal of a task name that is not one.
+pub fn not_a_task_name(name: &str) -> String {
+    format!("`{name}` is not a valid task name")
+}
+
+/// serve's refusal of a task name in a request: at most its first 64 characters, escaped, and
+/// the rule.
+pub fn refused_task_name(name: &str) -> String {
+    let mut shown: String = name.chars().take(64).flat_map(char::escape_debug).collect();
+    if name.chars().count() > 64 {
+        shown.push('…');
+    }
+    format!(
+        "{}: use a lowercase DNS-1123 label of at most {MAX_TASK_NAME} characters",
+        not_a_task_name(&shown)
+    )
+}
+
 /// The hint for a name that must be a lowercase DNS-1123 label.
 pub fn dns_label_hint(what: &str, max: usize) -> String {
     format!(
         "a {what} is a lowercase DNS-1123 label of at most {max} characters: `a-z`, `0-9` and `-`, \
          starting and ending with a letter or digit"
     )
+}
+
+#[cfg(test)]
+mod task_name_tests {
+    use super::*;
+
+    #[test]
+    fn task_names_are_checked_and_refused_in_one_wording() {
+        assert!(is_task_name("taska"));
+        assert!(!is_task_name("Task"));
+        assert!(!is_task_name(&"a".repeat(MAX_TASK_NAME + 1)));
+        assert_eq!(invalid_task_name("A").0, "invalid task name `A`",);
+        assert_eq!(not_a_task_name("A"), "`A` is not a valid task name");
+        assert_eq!(
+            refused_task_name("a\nb"),
+            "`a\\nb` is not a valid task name: use a lowercase DNS-1123 label of at most 40 characters"
+        );
+        assert!(refused_task_name(&"X".repeat(65)).starts_with(&format!("`{}…`", "X".repeat(64))));
+    }
 }

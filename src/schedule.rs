@@ -26,8 +26,110 @@ impl Default for Selection {
     }
 }
 
-/// A grouping: sorted groups of sorted task names; every present task in exactly one group.
-pub type Grouping = Vec<Vec<String>>;
+/// A grouping: which tasks share a function, each group one function.
+///
+/// Always normalised: every constructor sorts each group and then the groups (so by their first
+/// task), and nothing can unsort it, so two groupings of the same groups are equal and render
+/// alike. Normalising only sorts: an empty group or a name given twice is kept as given, for
+/// the readers of a grouping from outside (a phase, an optimizer's answer) reject those before
+/// they build one. Serialised as the plain array of arrays of task names; deserialising sorts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct Grouping(Vec<Vec<String>>);
+
+impl Grouping {
+    /// `groups`, normalised.
+    pub fn new<G, T>(groups: impl IntoIterator<Item = G>) -> Self
+    where
+        G: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        let mut groups: Vec<Vec<String>> = groups
+            .into_iter()
+            .map(|group| {
+                let mut group: Vec<String> = group.into_iter().map(Into::into).collect();
+                group.sort();
+                group
+            })
+            .collect();
+        groups.sort();
+        Grouping(groups)
+    }
+
+    /// The groups, in order.
+    pub fn groups(&self) -> &[Vec<String>] {
+        &self.0
+    }
+
+    /// The groups, in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Vec<String>> {
+        self.0.iter()
+    }
+
+    /// How many groups (functions).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there is no group at all.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every task, group by group.
+    pub fn tasks(&self) -> impl Iterator<Item = &String> {
+        self.0.iter().flatten()
+    }
+
+    /// The (first) group holding `task`.
+    pub fn group_of(&self, task: &str) -> Option<&[String]> {
+        self.0
+            .iter()
+            .find(|group| group.iter().any(|t| t == task))
+            .map(Vec::as_slice)
+    }
+
+    /// Whether `a` and `b` run in one function (a task is together with itself when grouped).
+    pub fn together(&self, a: &str, b: &str) -> bool {
+        self.group_of(a)
+            .is_some_and(|group| group.iter().any(|t| t == b))
+    }
+
+    /// The groups, owned.
+    pub fn into_groups(self) -> Vec<Vec<String>> {
+        self.0
+    }
+}
+
+impl FromIterator<Vec<String>> for Grouping {
+    fn from_iter<I: IntoIterator<Item = Vec<String>>>(groups: I) -> Self {
+        Grouping::new(groups)
+    }
+}
+
+impl<'g> IntoIterator for &'g Grouping {
+    type Item = &'g Vec<String>;
+    type IntoIter = std::slice::Iter<'g, Vec<String>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl IntoIterator for Grouping {
+    type Item = Vec<String>;
+    type IntoIter = std::vec::IntoIter<Vec<String>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Grouping {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<Vec<String>>::deserialize(deserializer).map(Grouping::new)
+    }
+}
 
 /// The index (0-based) of the phase in force at `offset`, if any: the last phase whose `after`
 /// is at or before `offset` (phases are validated to be in strictly increasing `after` order).
@@ -80,7 +182,7 @@ pub fn grouping(
 /// then is placed the way a phase would place it.
 pub fn over_present(groups: &[Vec<String>], present: &BTreeSet<String>) -> Grouping {
     let mut grouped = BTreeSet::new();
-    let mut out: Grouping = Vec::new();
+    let mut out: Vec<Vec<String>> = Vec::new();
     for group in groups {
         let members: Vec<String> = group
             .iter()
@@ -100,8 +202,7 @@ pub fn over_present(groups: &[Vec<String>], present: &BTreeSet<String>) -> Group
             .filter(|task| !grouped.contains(*task))
             .map(|task| vec![task.clone()]),
     );
-    out.sort();
-    out
+    Grouping::new(out)
 }
 
 #[cfg(test)]
@@ -158,13 +259,57 @@ mod tests {
     }
 
     fn groups(g: &[&[&str]]) -> Grouping {
-        g.iter()
-            .map(|g| g.iter().map(ToString::to_string).collect())
-            .collect()
+        Grouping::new(g.iter().map(|g| g.iter().copied()))
     }
 
     fn at(secs: u64) -> Selection {
         Selection::At(Duration::from_secs(secs))
+    }
+
+    #[test]
+    fn a_grouping_is_sorted_however_it_is_built() {
+        let raw = vec![vec!["d", "c"], vec!["b", "a"]];
+        let built = Grouping::new(raw.clone());
+        assert_eq!(built.groups(), [vec!["a", "b"], vec!["c", "d"]]);
+        let collected: Grouping = raw
+            .iter()
+            .map(|g| g.iter().map(ToString::to_string).collect())
+            .collect();
+        assert_eq!(collected, built);
+        let read: Grouping = serde_json::from_str(r#"[["d","c"],["b","a"]]"#).unwrap();
+        assert_eq!(read, built);
+        assert_eq!(
+            serde_json::to_string(&built).unwrap(),
+            r#"[["a","b"],["c","d"]]"#
+        );
+        assert_eq!(built.len(), 2);
+        assert_eq!(
+            built.tasks().map(String::as_str).collect::<Vec<_>>(),
+            ["a", "b", "c", "d"]
+        );
+        assert!(Grouping::default().is_empty());
+    }
+
+    #[test]
+    fn normalising_keeps_empty_groups_and_repeated_names() {
+        let g = Grouping::new([vec!["b", "a", "b"], vec![]]);
+        assert_eq!(g.groups(), [vec![], vec!["a", "b", "b"]]);
+    }
+
+    #[test]
+    fn group_of_and_together_answer_by_membership() {
+        let g = groups(&[&["c", "a"], &["b"]]);
+        assert_eq!(
+            g.group_of("c"),
+            Some(&["a".to_string(), "c".to_string()][..])
+        );
+        assert_eq!(g.group_of("b"), Some(&["b".to_string()][..]));
+        assert_eq!(g.group_of("zed"), None);
+        assert!(g.together("a", "c"));
+        assert!(g.together("c", "a"));
+        assert!(g.together("b", "b"));
+        assert!(!g.together("a", "b"));
+        assert!(!g.together("zed", "zed"));
     }
 
     #[test]
@@ -224,7 +369,10 @@ mod tests {
 
     #[test]
     fn an_explicit_grouping_is_laid_over_the_present_tasks_like_a_phase() {
-        let chosen = groups(&[&["c", "a"], &["b", "gone"], &["a", "d"]]);
+        let chosen: Vec<Vec<String>> = [&["c", "a"][..], &["b", "gone"], &["a", "d"]]
+            .iter()
+            .map(|g| g.iter().map(ToString::to_string).collect())
+            .collect();
         assert_eq!(
             over_present(&chosen, &present(&["a", "b", "c", "d", "new"])),
             groups(&[&["a", "c"], &["b"], &["d"], &["new"]])

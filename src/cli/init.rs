@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::Context;
 use crate::config;
-use crate::contract::{is_dns_label, FUNCTION_FILE, MAX_PROJECT_NAME, MAX_TASK_NAME};
+use crate::contract::{is_dns_label, is_task_name, FUNCTION_FILE, MAX_PROJECT_NAME};
 use crate::error::{Error, ExitCode, Result};
 
 /// The files `init` writes, relative to the project directory (fusion.toml is generated).
@@ -139,7 +139,7 @@ fn find_tasks(dir: &Path) -> Vec<(String, String)> {
             let Some(name) = entry.file_name().to_str().map(str::to_string) else {
                 continue;
             };
-            if !entry.path().join(FUNCTION_FILE).is_file() || !is_dns_label(&name, MAX_TASK_NAME) {
+            if !entry.path().join(FUNCTION_FILE).is_file() || !is_task_name(&name) {
                 continue;
             }
             found

@@ -234,9 +234,9 @@ fn live_grouping(
     let body = client.get("/-/routes", MAX_ROUTES_BYTES)?;
     let routes: RoutesDoc = serde_json::from_slice(&body)
         .map_err(|e| Error::failure(format!("`{url}`: not serve's route table: {e}")))?;
-    let mut grouping: schedule::Grouping = routes.groups(|task| declared.contains(task));
-    grouping.sort();
-    Ok(grouping)
+    Ok(schedule::Grouping::new(
+        routes.groups(|task| declared.contains(task)),
+    ))
 }
 
 /// The trace document from `from`: an `http://` URL fetches `/-/traces` from a running serve

@@ -4,7 +4,7 @@
 //! The walk never stops at the first problem; it builds as much of the [`Config`] as it can so
 //! that later checks (groups naming tasks, task directories) still run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
@@ -14,7 +14,9 @@ use toml::Spanned;
 
 use super::units::{self, UnitError};
 use super::{Config, Diagnostic, PlatformKind, ProjectConfig, TaskDecl, TaskSource};
-use crate::contract::{dns_label_hint, is_dns_label, MAX_PROJECT_NAME, MAX_TASK_NAME};
+use crate::contract::{
+    dns_label_hint, invalid_task_name, is_dns_label, is_task_name, MAX_PROJECT_NAME,
+};
 
 mod optimizer;
 mod phases;
@@ -129,6 +131,103 @@ pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 type Value<'i> = Spanned<DeValue<'i>>;
 
+/// The hint for a phase's `groups` of the wrong shape.
+const GROUPS_SHAPE_HINT: &str = "write `groups = [[\"taska\", \"taskb\"], [\"taskc\"]]`";
+
+/// Which list of task names [`Checker::task_names`] reads, for the wording of its problems.
+#[derive(Clone, Copy)]
+enum TaskList<'s> {
+    /// `[[override]] tasks` of the N-th override.
+    Override(usize),
+    /// A group of the N-th phase, after groups holding `earlier`.
+    Group {
+        phase: usize,
+        earlier: &'s BTreeSet<String>,
+    },
+}
+
+/// A problem of a list of task names or of one member.
+enum ListProblem<'a> {
+    /// The list is not an array; the TOML type found.
+    NotAList(&'a str),
+    /// The list is empty.
+    Empty,
+    /// A member is not a string; the TOML type found.
+    NotAName(&'a str),
+    /// A member names no declared task; the hint.
+    Unknown(&'a str, String),
+    /// A member is also in an earlier group of the phase.
+    InTwoGroups(&'a str),
+    /// A member is listed again.
+    Twice(&'a str),
+}
+
+impl TaskList<'_> {
+    /// The tasks of the earlier groups (none for an override).
+    fn earlier(&self) -> &BTreeSet<String> {
+        static NONE: BTreeSet<String> = BTreeSet::new();
+        match self {
+            TaskList::Override(_) => &NONE,
+            TaskList::Group { earlier, .. } => earlier,
+        }
+    }
+
+    /// `problem` in this list's words: message and hint.
+    fn problem(&self, problem: ListProblem<'_>) -> (String, Option<String>) {
+        let once = || Some("list each task once".to_string());
+        match (*self, problem) {
+            (TaskList::Override(n), ListProblem::NotAList(found)) => (
+                format!("`override {n}.tasks` must be an array of task names, found {found}"),
+                None,
+            ),
+            (TaskList::Override(n), ListProblem::Empty) => (
+                format!("override {n}: `tasks` is empty"),
+                Some("name the tasks of the function it applies to".to_string()),
+            ),
+            (TaskList::Override(n), ListProblem::NotAName(found)) => (
+                format!("`override {n}.tasks` must be task names, found {found}"),
+                None,
+            ),
+            (TaskList::Override(n), ListProblem::Twice(name)) => (
+                format!("override {n}: task `{name}` is listed twice"),
+                once(),
+            ),
+            (TaskList::Group { phase, .. }, ListProblem::NotAList(found)) => (
+                format!("phase {phase}: a group must be an array of task names, found {found}"),
+                Some(GROUPS_SHAPE_HINT.to_string()),
+            ),
+            (TaskList::Group { phase, .. }, ListProblem::Empty) => (
+                format!("phase {phase}: empty group"),
+                Some("remove the `[]` from `groups`".to_string()),
+            ),
+            (TaskList::Group { phase, .. }, ListProblem::NotAName(found)) => (
+                format!("phase {phase}: a group member must be a task name, found {found}"),
+                Some(GROUPS_SHAPE_HINT.to_string()),
+            ),
+            (TaskList::Group { phase, .. }, ListProblem::Twice(name)) => (
+                format!("phase {phase}: task `{name}` appears twice in one group"),
+                once(),
+            ),
+            (list, ListProblem::InTwoGroups(name)) => (
+                format!("{}: task `{name}` is in two groups", list.whose()),
+                Some("a task runs in one function per phase; keep it in one group".to_string()),
+            ),
+            (list, ListProblem::Unknown(name, hint)) => (
+                format!("{}: unknown task `{name}`", list.whose()),
+                Some(hint),
+            ),
+        }
+    }
+
+    /// The owner, as messages begin: `override 2`, `phase 1`.
+    fn whose(&self) -> String {
+        match self {
+            TaskList::Override(n) => format!("override {n}"),
+            TaskList::Group { phase, .. } => format!("phase {phase}"),
+        }
+    }
+}
+
 struct Checker<'a> {
     file: &'a Path,
     text: &'a str,
@@ -219,6 +318,51 @@ impl Checker<'_> {
             ),
             None,
         );
+    }
+
+    /// The declared task names of the list `value`, and whether no member had a problem (each
+    /// reported in `list`'s words); `None` when `value` is not an array or is empty. A name of an
+    /// earlier group is reported and kept.
+    fn task_names(
+        &mut self,
+        value: &Value<'_>,
+        list: TaskList<'_>,
+        tasks: &BTreeMap<String, TaskDecl>,
+    ) -> Option<(BTreeSet<String>, bool)> {
+        let DeValue::Array(members) = value.get_ref() else {
+            let (message, hint) = list.problem(ListProblem::NotAList(value.get_ref().type_str()));
+            self.error(value.span(), message, hint);
+            return None;
+        };
+        if members.is_empty() {
+            let (message, hint) = list.problem(ListProblem::Empty);
+            self.error(value.span(), message, hint);
+            return None;
+        }
+        let mut names = BTreeSet::new();
+        let mut ok = true;
+        for member in members {
+            let problem = match member.get_ref() {
+                DeValue::String(name) if !tasks.contains_key(name.as_ref()) => {
+                    let hint = unknown_task_hint(name, tasks.keys().map(String::as_str));
+                    ListProblem::Unknown(name, hint)
+                }
+                DeValue::String(name) if list.earlier().contains(name.as_ref()) => {
+                    names.insert(name.to_string());
+                    ListProblem::InTwoGroups(name)
+                }
+                DeValue::String(name) if names.contains(name.as_ref()) => ListProblem::Twice(name),
+                DeValue::String(name) => {
+                    names.insert(name.to_string());
+                    continue;
+                }
+                other => ListProblem::NotAName(other.type_str()),
+            };
+            let (message, hint) = list.problem(problem);
+            self.error(member.span(), message, hint);
+            ok = false;
+        }
+        Some((names, ok))
     }
 
     /// The table at `key` of `root`, reporting a value of another type.
@@ -418,12 +562,9 @@ impl Checker<'_> {
         };
         for (key, value) in table {
             let name = key.get_ref().as_ref();
-            if !is_dns_label(name, MAX_TASK_NAME) {
-                self.error(
-                    key.span(),
-                    format!("invalid task name `{name}`"),
-                    Some(dns_label_hint("task name", MAX_TASK_NAME)),
-                );
+            if !is_task_name(name) {
+                let (message, hint) = invalid_task_name(name);
+                self.error(key.span(), message, Some(hint));
             }
             let Some(source) = self.task_source(name, value, root_dir, spans) else {
                 continue;

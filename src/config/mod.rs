@@ -337,6 +337,49 @@ impl Config {
     pub fn state_dir(&self) -> PathBuf {
         self.root.join(".fusionizer")
     }
+
+    /// The proxy's base URL that tasks use to call a task in another function
+    /// (`FUSIONIZER_PROXY_URL`); every place that hands it out asks here. `bound` is the address
+    /// serve has bound, while it runs:
+    ///
+    /// - serve running: `[serve] advertise`, else the bound IP (`127.0.0.1` for an unspecified
+    ///   one, [`ServeConfig::advertised_host`]), with the bound port;
+    /// - on nuctl, baked in at fuse time: `[nuctl] proxy-url`, else `[serve] advertise` with the
+    ///   port of `[serve] listen`, else none (the listen host is no address inside a cluster);
+    /// - on local, outside serve: `[serve] advertise` with the port of `[serve] listen`, else
+    ///   `[serve] listen` itself.
+    pub fn proxy_url(&self, bound: Option<std::net::SocketAddr>) -> Option<String> {
+        let serve = &self.serve;
+        if let Some(bound) = bound {
+            let host = serve.advertised_host(bound.ip());
+            return Some(format!("http://{host}:{}", bound.port()));
+        }
+        let advertised = serve.advertise.as_deref().and_then(|host| {
+            let port = serve.listen.rsplit_once(':')?.1;
+            Some(format!("http://{host}:{port}"))
+        });
+        match self.project.platform {
+            PlatformKind::Nuctl => self.nuctl.proxy_url.clone().or(advertised),
+            PlatformKind::Local => {
+                Some(advertised.unwrap_or_else(|| format!("http://{}", serve.listen)))
+            }
+        }
+    }
+}
+
+impl ServeConfig {
+    /// The host tasks are told to reach serve at (`Fusionizer-Server-Address`, the proxy URL)
+    /// while serve listens on `ip`: `advertise`, else `ip`, reading `127.0.0.1` for an
+    /// unspecified one (`0.0.0.0`, `::`).
+    pub fn advertised_host(&self, ip: std::net::IpAddr) -> String {
+        self.advertise.clone().unwrap_or_else(|| {
+            if ip.is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                ip.to_string()
+            }
+        })
+    }
 }
 
 /// A config plus the loaded spec of every task whose code is a path.

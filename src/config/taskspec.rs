@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{absolute, display_path, Diagnostic, PlatformKind};
-use crate::contract::{dns_label_hint, is_dns_label, ENV_PYTHON, FUNCTION_FILE, MAX_TASK_NAME};
+use crate::contract::{invalid_task_name, is_task_name, ENV_PYTHON, FUNCTION_FILE};
 
 /// The Python runtimes Nuclio 1.14.1 builds. `pkg/processor/build/builder.go`
 /// (`initializeSupportedRuntimes`) registers `python`, `python:3.9`, `python:3.10` and
@@ -50,14 +50,10 @@ impl TaskSpec {
         platform: PlatformKind,
     ) -> Result<TaskSpec, Vec<Diagnostic>> {
         let mut problems = Vec::new();
-        if !is_dns_label(name, MAX_TASK_NAME) {
-            problems.push(
-                Diagnostic::new(
-                    absolute(dir).join(FUNCTION_FILE),
-                    format!("invalid task name `{name}`"),
-                )
-                .with_hint(dns_label_hint("task name", MAX_TASK_NAME)),
-            );
+        if !is_task_name(name) {
+            let (message, hint) = invalid_task_name(name);
+            problems
+                .push(Diagnostic::new(absolute(dir).join(FUNCTION_FILE), message).with_hint(hint));
         }
         match Self::read(name, dir, platform) {
             Ok(spec) if problems.is_empty() => Ok(spec),
@@ -756,6 +752,7 @@ fn kind(value: &serde_norway::Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::MAX_TASK_NAME;
 
     /// A task directory holding `files`.
     fn task(files: &[(&str, &str)]) -> tempfile::TempDir {

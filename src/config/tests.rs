@@ -1046,3 +1046,85 @@ fn overrides_name_declared_tasks_and_a_memory_quantity() {
     assert!(err("[[override]]\nresources.limits.memory = \"1Gi\"\n")
         .contains("override 1 is missing `tasks`"));
 }
+
+/// The override's task list is read by the same reader as a phase's group, in its own words.
+#[test]
+fn override_task_list_problems_are_worded_for_the_override() {
+    let fx = Fixture::new();
+    let tasks = "[tasks]\ntaska = { upload = true }\ntaskb = { upload = true }\n\n";
+    let err = |list: &str| {
+        fx.parse(&with_project(&format!(
+            "{tasks}[[override]]\ntasks = {list}\n"
+        )))
+        .unwrap_err()
+    };
+    assert_eq!(
+        err("[\"taska\", \"taska\"]"),
+        "fusion.toml:9:19: override 1: task `taska` is listed twice\n  hint: list each task once"
+    );
+    assert_eq!(
+        err("[]"),
+        "fusion.toml:9:9: override 1: `tasks` is empty\n  \
+         hint: name the tasks of the function it applies to"
+    );
+    assert_eq!(
+        err("[\"taska\", 1]"),
+        "fusion.toml:9:19: `override 1.tasks` must be task names, found integer"
+    );
+    assert_eq!(
+        err("\"taska\""),
+        "fusion.toml:9:9: `override 1.tasks` must be an array of task names, found string"
+    );
+    assert_eq!(
+        err("[\"taskb\", \"tasbk\"]"),
+        "fusion.toml:9:19: override 1: unknown task `tasbk`\n  hint: did you mean `taskb`?"
+    );
+}
+
+/// `FUSIONIZER_PROXY_URL` is decided in one place, for serve running, nuctl and local alike.
+#[test]
+fn the_proxy_url_tasks_use_follows_serve_advertise_and_nuctl_proxy_url() {
+    let fx = Fixture::new();
+    let plain = "[serve]\nlisten = \"0.0.0.0:9000\"\n";
+    let advertised = "[serve]\nlisten = \"0.0.0.0:9000\"\nadvertise = \"fz.invalid\"\n";
+    let proxy = format!("{advertised}\n[nuctl]\nproxy-url = \"http://proxy.invalid:8000\"\n");
+    // (platform, settings, the address serve bound, the URL)
+    let cases: &[(&str, &str, Option<&str>, Option<&str>)] = &[
+        (
+            "local",
+            plain,
+            Some("0.0.0.0:9100"),
+            Some("http://127.0.0.1:9100"),
+        ),
+        (
+            "local",
+            plain,
+            Some("127.0.0.2:9100"),
+            Some("http://127.0.0.2:9100"),
+        ),
+        ("local", plain, None, Some("http://0.0.0.0:9000")),
+        (
+            "local",
+            advertised,
+            Some("0.0.0.0:9100"),
+            Some("http://fz.invalid:9100"),
+        ),
+        ("local", advertised, None, Some("http://fz.invalid:9000")),
+        ("nuctl", advertised, None, Some("http://fz.invalid:9000")),
+        ("nuctl", "", None, None),
+        ("nuctl", &proxy, None, Some("http://proxy.invalid:8000")),
+    ];
+    for (platform, rest, bound, url) in cases {
+        let config = fx
+            .parse(&format!(
+                "[project]\nname = \"shop\"\nplatform = \"{platform}\"\n\n{rest}"
+            ))
+            .unwrap();
+        let bound = bound.map(|text| text.parse::<std::net::SocketAddr>().unwrap());
+        assert_eq!(
+            config.proxy_url(bound).as_deref(),
+            *url,
+            "{platform} {rest:?} {bound:?}"
+        );
+    }
+}

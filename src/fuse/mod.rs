@@ -614,12 +614,7 @@ pub fn baked_env(config: &Config) -> BTreeMap<String, String> {
     if config.project.platform != PlatformKind::Nuctl {
         return env;
     }
-    let advertised = || {
-        let host = config.serve.advertise.as_deref()?;
-        let port = config.serve.listen.rsplit_once(':')?.1;
-        Some(format!("http://{host}:{port}"))
-    };
-    if let Some(url) = config.nuctl.proxy_url.clone().or_else(advertised) {
+    if let Some(url) = config.proxy_url(None) {
         env.insert(ENV_PROXY_URL.to_string(), url);
     }
     env

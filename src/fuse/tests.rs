@@ -667,7 +667,7 @@ fn the_proxy_url_is_baked_into_functions_on_nuctl_only_and_enters_the_digest() {
     let fused = |url: &str| {
         let env = BTreeMap::from([("FUSIONIZER_PROXY_URL".to_string(), url.to_string())]);
         let specs = BTreeMap::from([("taska".to_string(), a.clone())]);
-        fuse_grouping("shop", &specs, &vec![vec!["taska".to_string()]], &env)
+        fuse_grouping("shop", &specs, &Grouping::new([["taska"]]), &env)
             .unwrap()
             .remove(0)
     };
@@ -836,11 +836,7 @@ fn fuse_all_reports_every_conflict_of_every_group_at_once() {
     .map(|s| (s.name.clone(), s))
     .collect();
     let ws = workspace(tmp.path());
-    let grouping = vec![
-        vec!["a".to_string(), "b".to_string()],
-        vec!["c".to_string(), "d".to_string()],
-        vec!["e".to_string()],
-    ];
+    let grouping = Grouping::new([vec!["a", "b"], vec!["c", "d"], vec!["e"]]);
     let err = fuse_all(&ws, &specs, &grouping).unwrap_err();
     assert_eq!(err.code, ExitCode::Config);
     assert_eq!(err.message, "cannot fuse 2 groups (2 problems)");
@@ -852,14 +848,10 @@ fn fuse_all_reports_every_conflict_of_every_group_at_once() {
         ]
     );
 
-    let ok = fuse_all(
-        &ws,
-        &specs,
-        &vec![vec!["e".to_string()], vec!["a".to_string()]],
-    )
-    .unwrap();
+    // In the grouping's order, which is sorted: given as `[e] [a]`, it is `[a] [e]`.
+    let ok = fuse_all(&ws, &specs, &Grouping::new([["e"], ["a"]])).unwrap();
     let names: Vec<&str> = ok.iter().map(|a| a.name.as_str()).collect();
-    assert_eq!(names, vec!["shop-e", "shop-a"]);
+    assert_eq!(names, vec!["shop-a", "shop-e"]);
 }
 
 #[test]
@@ -913,7 +905,7 @@ fn refused(root: &Path, tasks: Vec<TaskSpec>) -> Vec<String> {
     let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
     let specs: BTreeMap<String, TaskSpec> =
         tasks.into_iter().map(|t| (t.name.clone(), t)).collect();
-    let err = fuse_all(&workspace(root), &specs, &vec![names]).unwrap_err();
+    let err = fuse_all(&workspace(root), &specs, &Grouping::new([names])).unwrap_err();
     assert_eq!(err.code, ExitCode::Config);
     assert!(
         err.hint
@@ -1103,7 +1095,7 @@ fn an_override_sets_the_memory_limit_of_exactly_its_group() {
         tasks: vec!["taska".into(), "taskb".into()],
         memory_limit: Some("96Mi".into()),
     }];
-    let grouping = vec![vec!["taska".to_string(), "taskb".to_string()]];
+    let grouping = Grouping::new([["taska", "taskb"]]);
     let fused = fuse_grouping_with("shop", &specs, &grouping, &BTreeMap::new(), &over).unwrap();
     let doc = yaml(&fused[0]);
     assert_eq!(
@@ -1115,7 +1107,7 @@ fn an_override_sets_the_memory_limit_of_exactly_its_group() {
         Some("1")
     );
     // Another task set: the override does not apply.
-    let alone = vec![vec!["taska".to_string()], vec!["taskb".to_string()]];
+    let alone = Grouping::new([["taska"], ["taskb"]]);
     let fused = fuse_grouping_with("shop", &specs, &alone, &BTreeMap::new(), &over).unwrap();
     assert_eq!(
         yaml(&fused[0])["spec"]["resources"]["limits"]["memory"].as_str(),

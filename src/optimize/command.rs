@@ -88,9 +88,10 @@ pub struct Request {
 pub struct Response {
     /// Must be [`PROTOCOL_VERSION`].
     pub version: u32,
-    /// The next grouping; a task named in no group runs alone. Absent when `keep` is true.
+    /// The next grouping as the program wrote it (a [`Grouping`] once validated); a task named
+    /// in no group runs alone. Absent when `keep` is true.
     #[serde(default)]
-    pub grouping: Option<Grouping>,
+    pub grouping: Option<Vec<Vec<String>>>,
     /// `true`: keep the grouping as it is.
     #[serde(default)]
     pub keep: bool,
@@ -201,15 +202,10 @@ pub fn request(
     settings: RequestSettings,
     traces: TraceDoc,
 ) -> Request {
-    let mut grouping = grouping.clone();
-    for group in &mut grouping {
-        group.sort();
-    }
-    grouping.sort();
     Request {
         version: PROTOCOL_VERSION,
         project: project.to_string(),
-        grouping,
+        grouping: grouping.clone(),
         tasks: specs
             .values()
             .map(|s| RequestTask {
@@ -490,7 +486,7 @@ pub fn check(
     };
     let known: BTreeSet<&str> = request.tasks.iter().map(|t| t.name.as_str()).collect();
     let mut placed: BTreeSet<String> = BTreeSet::new();
-    let mut next: Grouping = Vec::new();
+    let mut next: Vec<Vec<String>> = Vec::new();
     for group in grouping {
         if group.is_empty() {
             return Err(OptimizerError::InvalidGrouping {
@@ -532,9 +528,8 @@ pub fn check(
             next.push(vec![(*task).to_string()]);
         }
     }
-    next.sort();
     Ok(Answer::Regroup {
-        grouping: next,
+        grouping: Grouping::new(next),
         reason: response.reason,
     })
 }

@@ -49,7 +49,7 @@ fn side(
         }
         out.push_str("    end\n");
     }
-    let present = |task: &str| grouping.iter().flatten().any(|t| t == task);
+    let present = |task: &str| grouping.group_of(task).is_some();
     for arrow in arrows {
         if !present(&arrow.caller) || !present(&arrow.callee) {
             continue;

@@ -173,8 +173,7 @@ impl Proposal {
     /// optimizer in serve chose): the edges keep their decisions, the gain is recomputed.
     #[must_use]
     pub fn with_proposed(mut self, proposed: Grouping) -> Self {
-        let together =
-            |a: &str, b: &str| group_of(&proposed, a).is_some_and(|g| g.iter().any(|t| t == b));
+        let together = |a: &str, b: &str| proposed.together(a, b);
         let after: u64 = self
             .edges
             .iter()
@@ -251,10 +250,6 @@ fn aggregate(traces: &TraceDoc) -> Edges {
     out
 }
 
-fn group_of<'g>(grouping: &'g Grouping, task: &str) -> Option<&'g Vec<String>> {
-    grouping.iter().find(|g| g.iter().any(|t| t == task))
-}
-
 fn joined(problems: &[FuseError]) -> String {
     problems
         .iter()
@@ -278,7 +273,7 @@ struct Scope {
 
 impl Scope {
     fn of(input: &Input<'_>, edges: &Edges) -> Self {
-        let all: BTreeSet<String> = input.current.iter().flatten().cloned().collect();
+        let all: BTreeSet<String> = input.current.tasks().cloned().collect();
         let checkable: BTreeSet<String> = all
             .iter()
             .filter(|t| input.specs.contains_key(*t))
@@ -313,11 +308,7 @@ pub fn propose(input: Input<'_>, options: Options) -> Proposal {
     let scope = Scope::of(&input, &edges);
     let (groups, sync_reasons) = inline_sync_edges(&input, options, &edges, &scope);
     let (proposed, notes) = proposed_grouping(&input, &groups, &scope);
-    let mut current = input.current.clone();
-    for group in &mut current {
-        group.sort();
-    }
-    current.sort();
+    let current = input.current.clone();
     let (outcomes, gain) =
         edge_outcomes(&edges, options, &scope, &sync_reasons, &current, &proposed);
     Proposal {
@@ -394,7 +385,7 @@ fn proposed_grouping(
     groups: &Groups,
     scope: &Scope,
 ) -> (Grouping, Vec<TaskNote>) {
-    let mut proposed: Grouping = groups
+    let mut proposed: Vec<Vec<String>> = groups
         .members
         .values()
         .map(|m| m.iter().cloned().collect())
@@ -432,12 +423,8 @@ fn proposed_grouping(
             }
         }
     }
-    for group in &mut proposed {
-        group.sort();
-    }
-    proposed.sort();
     notes.sort_by(|a, b| a.task.cmp(&b.task));
-    (proposed, notes)
+    (Grouping::new(proposed), notes)
 }
 
 /// Every edge's decision, and the share of synchronous calls in-process before and after.
@@ -449,8 +436,7 @@ fn edge_outcomes(
     current: &Grouping,
     proposed: &Grouping,
 ) -> (Vec<EdgeOutcome>, Gain) {
-    let together =
-        |a: &str, b: &str| group_of(proposed, a).is_some_and(|g| g.iter().any(|t| t == b));
+    let together = |a: &str, b: &str| proposed.together(a, b);
     let mut outcomes = Vec::new();
     let mut gain = Gain {
         sync_calls: 0,
@@ -470,7 +456,7 @@ fn edge_outcomes(
         let known = |t: &String| scope.all.contains(t);
         if *mode == Mode::Sync && caller != callee && known(caller) && known(callee) {
             gain.sync_calls += calls;
-            if group_of(current, caller).is_some_and(|g| g.contains(callee)) {
+            if current.together(caller, callee) {
                 gain.in_process_before += calls;
             }
             if together(caller, callee) {

@@ -312,7 +312,9 @@ fn unseen_tasks_keep_their_current_company_and_unknown_tasks_are_named() {
         .push(edge("ingest", "ghost", Mode::Sync, Via::Proxy, 90));
     let p = run(&specs, &current, &traces, 10);
     assert!(
-        p.proposed.contains(&g(&[&["audit", "report"]])[0]),
+        p.proposed
+            .groups()
+            .contains(&g(&[&["audit", "report"]]).groups()[0]),
         "{:?}",
         p.proposed
     );
@@ -335,7 +337,7 @@ fn a_seen_task_without_an_inlined_edge_runs_alone_even_if_grouped_now() {
         &["validate"],
     ]);
     let p = run(&specs, &current, &iot_doc(), 10);
-    assert!(p.proposed.contains(&vec!["archive".to_string()]));
+    assert!(p.proposed.groups().contains(&vec!["archive".to_string()]));
     assert!(p
         .tasks
         .iter()

@@ -222,25 +222,12 @@ pub fn markdown(plan: &Plan) -> String {
 /// diagram is left out when they are the same.
 pub fn markdown_with_grouping(plan: &Plan, before: &Grouping, after: &Grouping) -> String {
     let text = markdown(plan);
-    let sorted = |g: &Grouping| {
-        let mut g: Grouping = g
-            .iter()
-            .map(|group| {
-                let mut group = group.clone();
-                group.sort();
-                group
-            })
-            .collect();
-        g.sort();
-        g
-    };
-    let (before, after) = (sorted(before), sorted(after));
     if before == after {
         return text;
     }
     let diagram = format!(
         "Grouping, before → after:\n\n{}",
-        mermaid::diagram(&plan.project, &before, &after, &[])
+        mermaid::diagram(&plan.project, before, after, &[])
     );
     match text.strip_suffix("\n</details>\n") {
         Some(head) => format!("{head}\n{diagram}\n</details>\n"),

@@ -5,7 +5,7 @@ use super::saved::SavedPlan;
 use super::testing::Fake;
 use super::*;
 use crate::platform::{FunctionState, LiveFunction};
-use crate::schedule::Selection;
+use crate::schedule::{Grouping, Selection};
 
 const P: &str = "shop";
 
@@ -210,8 +210,8 @@ fn regroup_plans_creates_and_deletes_with_where_tasks_go() {
     insta::assert_snapshot!("regroup_json", render::json(&plan));
 
     // With the groupings, the markdown also draws them before → after, inside the block.
-    let before = vec![vec!["taska".to_string()], vec!["taskb".to_string()]];
-    let after = vec![vec!["taska".to_string(), "taskb".to_string()]];
+    let before = Grouping::new([["taska"], ["taskb"]]);
+    let after = Grouping::new([["taska", "taskb"]]);
     let drawn = render::markdown_with_grouping(&plan, &before, &after);
     assert!(
         drawn.starts_with(&render::markdown(&plan).replace("\n</details>\n", "")),

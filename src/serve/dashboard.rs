@@ -377,8 +377,8 @@ mod tests {
         assert!(doc["optimizer"]["proposal"].is_null());
         // A proposal shows as before → after.
         app.board.propose(Some(Proposal {
-            before: vec![vec!["taska".into()], vec!["taskb".into()]],
-            after: vec![vec!["taska".into(), "taskb".into()]],
+            before: crate::schedule::Grouping::new([["taska"], ["taskb"]]),
+            after: crate::schedule::Grouping::new([["taska", "taskb"]]),
             reasons: vec!["taska → taskb: 2 sync calls".into()],
         }));
         let (_, _, body) = get(&app, "/-/state", Some("127.0.0.1:1"), None).await;

@@ -616,14 +616,12 @@ pub(super) fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), Pr
 /// A task name must be a lowercase DNS-1123 label: anything else is refused (400) before it is
 /// looked up anywhere. The message shows at most the first characters, escaped.
 fn valid_task_name(task: &str) -> Result<(), ProxyError> {
-    if super::uploads::valid_task_name(task) {
+    if crate::contract::is_task_name(task) {
         Ok(())
     } else {
-        let mut shown: String = task.chars().take(64).flat_map(char::escape_debug).collect();
-        if task.chars().count() > 64 {
-            shown.push('…');
-        }
-        Err(ProxyError::InvalidTaskName { shown })
+        Err(ProxyError::InvalidTaskName {
+            task: task.to_string(),
+        })
     }
 }
 

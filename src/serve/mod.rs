@@ -145,14 +145,14 @@ struct Bound {
     listener: tokio::net::TcpListener,
     local: SocketAddr,
     token: Option<String>,
-    /// The host tasks use to reach the proxy (`[serve] advertise`, else the listen address).
+    /// The host tasks use to reach the proxy ([`crate::config::ServeConfig::advertised_host`]).
     advertise: String,
 }
 
 impl Bound {
-    /// The proxy's base URL as tasks see it.
-    fn proxy_url(&self) -> String {
-        format!("http://{}:{}", self.advertise, self.local.port())
+    /// The proxy's base URL as tasks see it (always a URL while serve runs).
+    fn proxy_url(&self, config: &Config) -> String {
+        config.proxy_url(Some(self.local)).unwrap_or_default()
     }
 }
 
@@ -189,13 +189,7 @@ async fn bind(config: &Config, args: &ServeArgs) -> Result<Bound> {
     let local = listener
         .local_addr()
         .map_err(|e| Error::failure(format!("cannot read the listen address: {e}")))?;
-    let advertise = config.serve.advertise.clone().unwrap_or_else(|| {
-        if local.ip().is_unspecified() {
-            "127.0.0.1".to_string()
-        } else {
-            local.ip().to_string()
-        }
-    });
+    let advertise = config.serve.advertised_host(local.ip());
     Ok(Bound {
         listener,
         local,
@@ -257,7 +251,7 @@ async fn serve(ui: &Ui, workspace: Workspace, args: ServeArgs) -> Result<ExitCod
     // Phase offsets count from here, the moment serve starts (not from when the first deploy
     // finished).
     let origin = tokio::time::Instant::now();
-    let platform = open_platform(&workspace, bound.proxy_url()).await?;
+    let platform = open_platform(&workspace, bound.proxy_url(&config)).await?;
     let state = app_state(&config, &bound);
     let runner = Arc::new(Runner::new(
         workspace,

@@ -215,7 +215,7 @@ impl OptimizerLoop {
                 return Outcome::Refused(why);
             }
         };
-        let proposed = sorted(suggestion.grouping.clone());
+        let proposed = suggestion.grouping.clone();
         if let Err(err) = self.runner.check(&proposed) {
             self.hysteresis.decide(now, None);
             return Outcome::Refused(format!(
@@ -329,15 +329,6 @@ pub fn configured(config: &Config) -> Option<Box<dyn Optimizer>> {
             dir: config.root.clone(),
         })),
     }
-}
-
-/// Sorted groups of sorted tasks, as every grouping in serve is compared.
-fn sorted(mut grouping: Grouping) -> Grouping {
-    for group in &mut grouping {
-        group.sort();
-    }
-    grouping.sort();
-    grouping
 }
 
 /// `[a, b] [c]`: a grouping in one line of a log.

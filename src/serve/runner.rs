@@ -225,7 +225,7 @@ impl Runner {
         let mut artifacts = match self.chosen() {
             Some(chosen) => {
                 let present = specs.keys().cloned().collect();
-                let grouping = crate::schedule::over_present(&chosen.grouping, &present);
+                let grouping = crate::schedule::over_present(chosen.grouping.groups(), &present);
                 fuse_grouping_over(&workspace, &specs, &grouping)
             }
             None => fuse_selection_over(&workspace, &specs, self.selection()),
@@ -954,7 +954,7 @@ impl Control for Runner {
     }
 
     fn is_known(&self, task: &str) -> bool {
-        super::uploads::valid_task_name(task)
+        crate::contract::is_task_name(task)
             && (self.with_config(|c| c.tasks.contains_key(task)) || self.uploads.contains(task))
     }
 }

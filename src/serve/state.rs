@@ -456,8 +456,8 @@ pub struct OptimizerView {
 /// A proposed grouping, before → after.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Proposal {
-    pub before: Vec<Vec<String>>,
-    pub after: Vec<Vec<String>>,
+    pub before: crate::schedule::Grouping,
+    pub after: crate::schedule::Grouping,
     /// Why, in a line per reason.
     pub reasons: Vec<String>,
 }

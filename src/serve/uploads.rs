@@ -41,7 +41,7 @@ pub enum UploadError {
     Link(String),
     #[error("the task is invalid:\n{}", render(.0))]
     Invalid(Vec<Diagnostic>),
-    #[error("`{0}` is not a valid task name")]
+    #[error("{}", crate::contract::not_a_task_name(.0))]
     InvalidName(String),
     #[error("storing the upload failed: {0}")]
     Io(#[from] std::io::Error),
@@ -74,7 +74,7 @@ impl UploadStore {
     /// `uploads/<task>`, for a valid task name only: an unchecked name (`..`, `/etc`, …) never
     /// becomes a path.
     fn task_dir(&self, task: &str) -> Option<PathBuf> {
-        valid_task_name(task).then(|| self.dir.join(task))
+        crate::contract::is_task_name(task).then(|| self.dir.join(task))
     }
 
     /// [`UploadStore::task_dir`], or the error an invalid name gets.
@@ -272,12 +272,6 @@ const ASIDE_PREFIX: &str = ".old-";
 const ASIDE_TASK: &str = "task";
 /// Prefix of the directories uploads are unpacked into.
 const STAGING_PREFIX: &str = ".staging-";
-
-/// Whether `task` is a valid task name (a lowercase DNS-1123 label, at most
-/// [`crate::contract::MAX_TASK_NAME`] characters): the only names that become paths.
-pub fn valid_task_name(task: &str) -> bool {
-    crate::contract::is_dns_label(task, crate::contract::MAX_TASK_NAME)
-}
 
 /// The directory holding `function.yaml`: the archive root, or its single top-level directory
 /// (for zips made from outside the task directory).

@@ -47,14 +47,7 @@ fn live(serve: &Serve) -> (Vec<Vec<String>>, String) {
             .or_default()
             .push(task.clone());
     }
-    let mut grouping: Vec<Vec<String>> = by_function
-        .into_values()
-        .map(|mut g| {
-            g.sort();
-            g
-        })
-        .collect();
-    grouping.sort();
+    let grouping = fusionizer::schedule::Grouping::new(by_function.into_values()).into_groups();
     let source = routes["grouping"]["source"].as_str().unwrap().to_string();
     (grouping, source)
 }

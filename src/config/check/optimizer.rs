@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use toml::de::{DeTable, DeValue};
 
-use super::{unknown_task_hint, Checker, Value};
+use super::{Checker, TaskList, Value};
 use crate::config::{OptimizerConfig, OptimizerKind, Override, TaskDecl};
 
 const OPTIMIZER_KEYS: &[&str] = &[
@@ -226,7 +226,9 @@ impl Checker<'_> {
                     );
                     continue;
                 }
-                Some(list) => self.override_tasks(number, list, tasks),
+                Some(list) => self
+                    .task_names(list, TaskList::Override(number), tasks)
+                    .and_then(|(names, ok)| ok.then(|| names.into_iter().collect::<Vec<_>>())),
             };
             let Some(names) = names else { continue };
             let mut memory_limit = None;
@@ -286,56 +288,5 @@ impl Checker<'_> {
             });
         }
         overrides
-    }
-
-    fn override_tasks(
-        &mut self,
-        number: usize,
-        list: &Value<'_>,
-        tasks: &BTreeMap<String, TaskDecl>,
-    ) -> Option<Vec<String>> {
-        let DeValue::Array(members) = list.get_ref() else {
-            self.type_error(
-                list,
-                &format!("override {number}.tasks"),
-                "an array of task names",
-            );
-            return None;
-        };
-        if members.is_empty() {
-            self.error(
-                list.span(),
-                format!("override {number}: `tasks` is empty"),
-                Some("name the tasks of the function it applies to".to_string()),
-            );
-            return None;
-        }
-        let mut names = BTreeSet::new();
-        let mut ok = true;
-        for member in members {
-            let DeValue::String(name) = member.get_ref() else {
-                self.type_error(member, &format!("override {number}.tasks"), "task names");
-                ok = false;
-                continue;
-            };
-            let name = name.as_ref();
-            if !tasks.contains_key(name) {
-                let hint = unknown_task_hint(name, tasks.keys().map(String::as_str));
-                self.error(
-                    member.span(),
-                    format!("override {number}: unknown task `{name}`"),
-                    Some(hint),
-                );
-                ok = false;
-            } else if !names.insert(name.to_string()) {
-                self.error(
-                    member.span(),
-                    format!("override {number}: task `{name}` is listed twice"),
-                    Some("list each task once".to_string()),
-                );
-                ok = false;
-            }
-        }
-        ok.then(|| names.into_iter().collect())
     }
 }

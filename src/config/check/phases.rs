@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
-use super::{unknown_task_hint, Checker, Value};
+use super::{Checker, TaskList, Value, GROUPS_SHAPE_HINT};
 use crate::config::{Phase, TaskDecl};
 
 const PHASE_KEYS: &[&str] = &["after", "groups"];
@@ -109,14 +109,13 @@ impl Checker<'_> {
         phases
     }
 
-    // Long by design: one linear pass over a phase's groups, each problem reported where found.
+    /// A phase's groups: each the set of its declared tasks, a task named in no earlier group.
     fn groups(
         &mut self,
         number: usize,
         value: &Value<'_>,
         tasks: &BTreeMap<String, TaskDecl>,
     ) -> Vec<Vec<String>> {
-        let shape_hint = || "write `groups = [[\"taska\", \"taskb\"], [\"taskc\"]]`".to_string();
         let DeValue::Array(items) = value.get_ref() else {
             self.error(
                 value.span(),
@@ -124,75 +123,22 @@ impl Checker<'_> {
                     "phase {number}: `groups` must be an array of arrays of task names, found {}",
                     value.get_ref().type_str()
                 ),
-                Some(shape_hint()),
+                Some(GROUPS_SHAPE_HINT.to_string()),
             );
             return Vec::new();
         };
-        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        // The tasks of the earlier groups.
+        let mut seen: BTreeSet<String> = BTreeSet::new();
         let mut groups = Vec::new();
-        for (group_index, group) in items.iter().enumerate() {
-            let DeValue::Array(members) = group.get_ref() else {
-                self.error(
-                    group.span(),
-                    format!(
-                        "phase {number}: a group must be an array of task names, found {}",
-                        group.get_ref().type_str()
-                    ),
-                    Some(shape_hint()),
-                );
+        for group in items {
+            let list = TaskList::Group {
+                phase: number,
+                earlier: &seen,
+            };
+            let Some((names, _)) = self.task_names(group, list, tasks) else {
                 continue;
             };
-            if members.is_empty() {
-                self.error(
-                    group.span(),
-                    format!("phase {number}: empty group"),
-                    Some("remove the `[]` from `groups`".to_string()),
-                );
-                continue;
-            }
-            let mut names = BTreeSet::new();
-            for member in members {
-                let DeValue::String(name) = member.get_ref() else {
-                    self.error(
-                        member.span(),
-                        format!(
-                            "phase {number}: a group member must be a task name, found {}",
-                            member.get_ref().type_str()
-                        ),
-                        Some(shape_hint()),
-                    );
-                    continue;
-                };
-                let name = name.as_ref();
-                if !tasks.contains_key(name) {
-                    let hint = unknown_task_hint(name, tasks.keys().map(String::as_str));
-                    self.error(
-                        member.span(),
-                        format!("phase {number}: unknown task `{name}`"),
-                        Some(hint),
-                    );
-                    continue;
-                }
-                match seen.get(name) {
-                    Some(first) if *first == group_index => self.error(
-                        member.span(),
-                        format!("phase {number}: task `{name}` appears twice in one group"),
-                        Some("list each task once".to_string()),
-                    ),
-                    Some(_) => self.error(
-                        member.span(),
-                        format!("phase {number}: task `{name}` is in two groups"),
-                        Some(
-                            "a task runs in one function per phase; keep it in one group"
-                                .to_string(),
-                        ),
-                    ),
-                    None => {
-                        seen.insert(name.to_string(), group_index);
-                    }
-                }
-                names.insert(name.to_string());
-            }
+            seen.extend(names.iter().cloned());
             if !names.is_empty() {
                 groups.push(names.into_iter().collect());
             }

@@ -128,16 +128,8 @@ impl LocalPlatform {
         let identity = format!("local:{}", root.join(".fusionizer").join("local").display());
         let hosted = host.is_some();
         let host = host.unwrap_or_else(|| HostOptions {
-            proxy_url: format!(
-                "http://{}",
-                match &config.serve.advertise {
-                    Some(host) => {
-                        let port = config.serve.listen.rsplit_once(':').map_or("8000", |p| p.1);
-                        format!("{host}:{port}")
-                    }
-                    None => config.serve.listen.clone(),
-                }
-            ),
+            // Always a URL on the local platform (`Config::proxy_url`).
+            proxy_url: config.proxy_url(None).unwrap_or_default(),
             request_timeout: config.serve.request_timeout,
         });
         Ok(LocalPlatform {

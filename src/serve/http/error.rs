@@ -12,15 +12,15 @@ use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{refuse, text};
-use crate::serve::runner::error::{Kind, RunnerError};
 use crate::platform::InvokeError;
+use crate::serve::runner::error::{Kind, RunnerError};
 
 /// Why the proxy answers a request with an error instead of a function's answer.
 #[derive(Debug)]
 pub enum ProxyError {
-    /// The path's task name is no lowercase DNS-1123 label (400); `shown` is the name as the
-    /// message shows it (cut short and escaped).
-    InvalidTaskName { shown: String },
+    /// The path's task name is no lowercase DNS-1123 label (400); the message shows it cut short
+    /// and escaped (`contract::refused_task_name`).
+    InvalidTaskName { task: String },
     /// No task of that name is routed or known (404), with the tasks that are.
     UnknownTask { task: String, known: Vec<String> },
     /// The task is known (declared or uploaded) but has no route right now (503); `retry`
@@ -121,13 +121,9 @@ impl ProxyError {
     fn parts(&self) -> Parts {
         use ProxyError as E;
         match self {
-            E::InvalidTaskName { shown } => (
+            E::InvalidTaskName { task } => (
                 StatusCode::BAD_REQUEST,
-                format!(
-                    "`{shown}` is not a valid task name: use a lowercase DNS-1123 label of at \
-                     most {} characters",
-                    crate::contract::MAX_TASK_NAME
-                ),
+                crate::contract::refused_task_name(task),
                 None,
             ),
             E::UnknownTask { task, known } => {
@@ -369,7 +365,7 @@ mod tests {
         };
         answers(vec![
             (
-                ProxyError::InvalidTaskName { shown: task("A") },
+                ProxyError::InvalidTaskName { task: task("A") },
                 400,
                 &[],
                 "`A` is not a valid task name: use a lowercase DNS-1123 label of at most 40 \

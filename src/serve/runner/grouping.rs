@@ -79,7 +79,10 @@ impl Runner {
         let workspace = self.workspace();
         let present = self.present_specs(&workspace).into_keys().collect();
         match self.chosen() {
-            Some(chosen) => Ok(crate::schedule::over_present(&chosen.grouping, &present)),
+            Some(chosen) => Ok(crate::schedule::over_present(
+                chosen.grouping.groups(),
+                &present,
+            )),
             None => crate::schedule::grouping(&workspace.config, self.selection(), &present),
         }
     }
@@ -91,7 +94,7 @@ impl Runner {
         let workspace = self.workspace();
         let specs = self.present_specs(&workspace);
         let mut seen = BTreeSet::new();
-        for task in grouping.iter().flatten() {
+        for task in grouping.tasks() {
             if !specs.contains_key(task) {
                 return Err(Error::usage(format!(
                     "task `{task}` is not a task of this project with code"
@@ -122,7 +125,7 @@ impl Runner {
             (source, Ok(groups)) => crate::status::LiveGrouping {
                 source: source.word().to_string(),
                 chosen_at: origin.chosen_at.clone().unwrap_or_default(),
-                groups,
+                groups: groups.into_groups(),
                 serve_url: format!("http://{}:{}", self.state.advertise_host, self.state.port),
             }
             .write(&state_dir),

@@ -223,7 +223,7 @@ fn empty_request() -> command::Request {
     use fusionizer::traces::{Limits, TraceDoc};
     command::request(
         "shop",
-        &Vec::new(),
+        &fusionizer::schedule::Grouping::default(),
         &BTreeMap::new(),
         command::RequestPhase {
             number: None,
