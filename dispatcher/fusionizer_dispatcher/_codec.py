@@ -536,7 +536,7 @@ def wire_headers(content_type, headers, body):
 
     `headers` are `response_headers`' (strings only); the trigger's own Content-Type and
     Content-Length replace any spelling of them. The proxy answers with a value only when it
-    holds no control character (`src/serve/http.rs`, `HeaderValue::from_str`), as UTF-8 bytes,
+    holds no control character (`src/serve/http/mod.rs`, `HeaderValue::from_str`), as UTF-8 bytes,
     which http.client on the calling side reads as Latin-1.
     """
     out = {}
@@ -717,7 +717,7 @@ def parses(method, pairs):
     return True
 
 
-# What the proxy does not forward (`src/serve/http.rs`, `forwardable`): hop-by-hop headers
+# What the proxy does not forward (`src/serve/http/mod.rs`, `forwardable`): hop-by-hop headers
 # (RFC 9110 §7.6.1), those it recomputes, and its own routing headers, which it sets itself.
 # `X-Fusionizer-Caller` is set by the calling side, replacing any the task wrote.
 _NOT_FORWARDED = frozenset((
@@ -737,7 +737,7 @@ def forwarded_headers(pairs, own, body_length):
     `own` the (canonical name, value) pairs the calling side and the proxy set (the caller,
     `Task-Name`, the proxy's address and port). Each step is what happens on the way:
 
-    - the proxy (`src/serve/http.rs`) forwards every header but the ones above, and only values
+    - the proxy (`src/serve/http/mod.rs`) forwards every header but the ones above, and only values
       of visible ASCII and tabs (`HeaderValue::to_str`); HTTP parsing trims the blanks around a
       value;
     - Nuclio's HTTP trigger (`pkg/processor/trigger/http/event.go`, `GetHeaders`) hands the

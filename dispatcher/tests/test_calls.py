@@ -166,7 +166,7 @@ class SignatureAndErrorsTest(ArtifactTestCase):
 
 class _NuclioBehindProxy(object):
     """A loopback server playing fusionizer's proxy in front of a function's HTTP trigger, written
-    from their sources: `src/serve/http.rs` (`invoke`, `forwardable`: hop-by-hop headers, `host`,
+    from their sources: `src/serve/http/mod.rs` (`invoke`, `forwardable`: hop-by-hop headers, `host`,
     `content-length` and its own routing headers are not forwarded, nor values that are not
     visible ASCII; `Task-Name` and the proxy's address and port are added) and Nuclio's
     `pkg/processor/trigger/http/event.go` (every header of the request, names as fasthttp

@@ -232,3 +232,34 @@ fn the_checker_sees_an_upward_import() {
     let target = refs.into_iter().next().unwrap();
     assert!(floor(&target).unwrap() > floor(&["config".to_string()]).unwrap());
 }
+
+/// One form for module files and one for unit tests (docs/architecture.md, "Files"): a module
+/// with children is a directory with a `mod.rs` (never `x.rs` beside `x/`); a module's unit tests
+/// are its child module `tests` (inline, or `tests.rs` in the module's directory), never a file
+/// reached through `#[path]` or named `*_tests.rs`.
+#[test]
+fn modules_and_their_unit_tests_have_one_form() {
+    let mut problems = Vec::new();
+    for entry in walkdir::WalkDir::new(src()) {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("rs") {
+            continue;
+        }
+        let rel = path.strip_prefix(src()).unwrap().display().to_string();
+        let stem = path.file_stem().unwrap().to_string_lossy();
+        if stem != "mod" && stem != "lib" && stem != "main" && path.with_extension("").is_dir() {
+            problems.push(format!("{rel}: a module with children is `{stem}/mod.rs`"));
+        }
+        if stem.ends_with("_tests") {
+            problems.push(format!(
+                "{rel}: unit tests are a `tests` module (`tests.rs`)"
+            ));
+        }
+        let text = std::fs::read_to_string(path).unwrap();
+        if text.lines().any(|l| l.trim_start().starts_with("#[path")) {
+            problems.push(format!("{rel}: `#[path]` hides where a module is"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -1,5 +1,5 @@
 //! What the proxy records about a request (docs/traces.md), and the asynchronous form of a
-//! call (`Prefer: respond-async`). Kept apart from the request path in `http.rs`: a request
+//! call (`Prefer: respond-async`). Kept apart from the request path in `mod.rs`: a request
 //! costs one [`CallContext::of`], two header pushes and one [`CallContext::record`].
 
 use std::collections::HashMap;

@@ -716,5 +716,4 @@ async fn remove(state: &App, task: &str, request: Request) -> Result<Response, P
 }
 
 #[cfg(test)]
-#[path = "http_tests.rs"]
 mod tests;

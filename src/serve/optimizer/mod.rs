@@ -585,5 +585,4 @@ pub mod testing {
 }
 
 #[cfg(test)]
-#[path = "optimizer_tests.rs"]
 mod tests;
