@@ -25,6 +25,15 @@ pub struct FunctionRoute {
 }
 
 impl FunctionRoute {
+    /// The function's other tasks than `task`, in name order.
+    pub fn others(&self, task: &str) -> Vec<&str> {
+        self.tasks
+            .iter()
+            .filter(|t| *t != task)
+            .map(String::as_str)
+            .collect()
+    }
+
     pub fn new(
         name: String,
         tasks: Vec<String>,
@@ -107,12 +116,7 @@ impl RouteTable {
             .max(8);
         let mut out = format!("  {:width$}  {:fwidth$}  WITH\n", "ROUTE", "FUNCTION");
         for (task, f) in &self.by_task {
-            let others: Vec<&str> = f
-                .tasks
-                .iter()
-                .filter(|t| *t != task)
-                .map(String::as_str)
-                .collect();
+            let others = f.others(task);
             let with = if others.is_empty() {
                 "-".to_string()
             } else {
@@ -132,12 +136,7 @@ impl RouteTable {
             "WITH".to_string(),
         ]];
         for (task, f) in &self.by_task {
-            let others: Vec<&str> = f
-                .tasks
-                .iter()
-                .filter(|t| *t != task)
-                .map(String::as_str)
-                .collect();
+            let others = f.others(task);
             rows.push(vec![
                 format!("/{task}"),
                 f.name.clone(),

@@ -562,12 +562,7 @@ fn wants_json(headers: &HeaderMap) -> bool {
 /// `GET /<task>`: the original project's text, or JSON on `Accept: application/json`.
 fn describe(state: &App, task: &str, headers: &HeaderMap) -> Result<Response, ProxyError> {
     let route = route_of(state, task, false)?;
-    let others: Vec<&str> = route
-        .tasks
-        .iter()
-        .filter(|t| *t != task)
-        .map(String::as_str)
-        .collect();
+    let others = route.others(task);
     if wants_json(headers) {
         return Ok(axum::Json(serde_json::json!({
             "task": task,
