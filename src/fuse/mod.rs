@@ -416,20 +416,52 @@ pub fn fuse_group(project: &str, tasks: &[&TaskSpec]) -> Result<Artifact, Error>
     })
 }
 
+/// The tasks of one function: in name order, each name once, with their names, the function's
+/// name, and the names given more than once.
+struct Members<'a> {
+    tasks: Vec<&'a TaskSpec>,
+    names: Vec<String>,
+    name: String,
+    repeated: Vec<String>,
+}
+
+/// [`Members`] of `tasks` in `project`, or `None` when there are none.
+fn members<'a>(project: &str, tasks: &[&'a TaskSpec]) -> Option<Members<'a>> {
+    let mut tasks: Vec<&TaskSpec> = tasks.to_vec();
+    tasks.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut repeated = Vec::new();
+    tasks.dedup_by(|a, b| {
+        let same = a.name == b.name;
+        if same {
+            repeated.push(a.name.clone());
+        }
+        same
+    });
+    if tasks.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
+    let name = function_name(project, &names);
+    Some(Members {
+        tasks,
+        names,
+        name,
+        repeated,
+    })
+}
+
 /// Whether `tasks` could share one function, without reading their files: the same merge and
 /// Nuclio validation [`fuse_group`] runs, over the loaded function.yaml documents only. Every
 /// problem found (conflicting fields, reserved labels, what Nuclio would refuse); empty when the
 /// group fuses. `fusionizer optimize` and the optimizers use it to keep groups that cannot be
 /// deployed out of a proposal.
 pub fn check_group(project: &str, tasks: &[&TaskSpec]) -> Vec<FuseError> {
-    let mut tasks: Vec<&TaskSpec> = tasks.to_vec();
-    tasks.sort_by(|a, b| a.name.cmp(&b.name));
-    tasks.dedup_by(|a, b| a.name == b.name);
-    if tasks.is_empty() {
+    let Some(Members {
+        tasks, names, name, ..
+    }) = members(project, tasks)
+    else {
         return vec![FuseError::Empty];
-    }
-    let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
-    let name = function_name(project, &names);
+    };
     let docs: Vec<item::Item<'_>> = tasks
         .iter()
         .map(|t| item::Item {
@@ -627,22 +659,20 @@ fn fuse(
     overrides: &[Override],
 ) -> Result<Artifact, Vec<FuseError>> {
     let mut problems = Vec::new();
-    let mut tasks: Vec<&TaskSpec> = tasks.to_vec();
-    tasks.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut seen = BTreeSet::new();
-    for task in &tasks {
-        if !seen.insert(task.name.as_str()) {
-            problems.push(FuseError::Duplicate {
-                task: task.name.clone(),
-            });
-        }
-    }
-    tasks.dedup_by(|a, b| a.name == b.name);
-    if tasks.is_empty() {
+    let Some(Members {
+        tasks,
+        names,
+        name,
+        repeated,
+    }) = members(project, tasks)
+    else {
         return Err(vec![FuseError::Empty]);
-    }
-    let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
-    let name = function_name(project, &names);
+    };
+    problems.extend(
+        repeated
+            .into_iter()
+            .map(|task| FuseError::Duplicate { task }),
+    );
 
     // Each task's build commands follow its files (`build_paths`).
     let mut build_rewrites = Vec::new();
