@@ -635,7 +635,6 @@ fn problems_error(message: String, problems: Vec<FuseProblem>) -> Error {
     error
 }
 
-/// The fusion itself: every problem of the group, or the artifact.
 /// The environment fusionizer bakes into every function of `config`'s project: on the nuctl
 /// platform, `FUSIONIZER_PROXY_URL` when a proxy is configured (`[nuctl] proxy-url`, else
 /// `[serve] advertise` with the port of `[serve] listen`), so a task can call a task in another
@@ -652,6 +651,7 @@ pub fn baked_env(config: &Config) -> BTreeMap<String, String> {
     env
 }
 
+/// The fusion itself: every problem of the group, or the artifact.
 fn fuse(
     project: &str,
     tasks: &[&TaskSpec],

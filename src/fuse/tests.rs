@@ -1115,3 +1115,34 @@ fn an_override_sets_the_memory_limit_of_exactly_its_group() {
     );
     assert!(yaml(&fused[1])["spec"].get("resources").is_none());
 }
+
+#[test]
+fn a_task_given_twice_in_one_group_is_refused_once_per_repeat_and_check_group_merely_dedups() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = task(
+        tmp.path(),
+        "taska",
+        "metadata:\n  name: taska\nspec:\n  runtime: python:3.11\n  handler: main:handler\n",
+        &[("main.py", "")],
+    );
+    let b = task(
+        tmp.path(),
+        "taskb",
+        "metadata:\n  name: taskb\nspec:\n  runtime: python:3.11\n  handler: main:handler\n",
+        &[("main.py", "")],
+    );
+    let err = fuse_group("shop", &[&b, &a, &a, &a]).unwrap_err();
+    let err = format!("{err}\n{}", err.details.join("\n"));
+    assert_eq!(
+        err.matches("task `taska` is listed twice in one group")
+            .count(),
+        2,
+        "{err}"
+    );
+    assert!(!err.contains("taskb` is listed"), "{err}");
+    assert!(check_group("shop", &[&a, &b, &a]).is_empty());
+    assert!(matches!(
+        check_group("shop", &[]).as_slice(),
+        [FuseError::Empty]
+    ));
+}
