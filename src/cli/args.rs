@@ -40,6 +40,14 @@ pub struct GlobalArgs {
     /// Use this fusion.toml instead of searching upwards from the working directory
     #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
+    /// Write everything (build output, local state, the lock, serve's records) in DIR instead of
+    /// `.fusionizer/` beside fusion.toml; env `FUSIONIZER_STATE_DIR`
+    #[arg(long, global = true, value_name = "DIR", help_heading = GLOBAL)]
+    pub state_dir: Option<PathBuf>,
+    /// Merge this TOML file's `[serve]` and `[nuctl]` tables over fusion.toml's; env
+    /// `FUSIONIZER_OVERLAY`
+    #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
+    pub overlay: Option<PathBuf>,
     /// When to colour output (`NO_COLOR` is respected with `auto`)
     #[arg(long, global = true, value_enum, default_value_t = ColorArg::Auto, help_heading = GLOBAL)]
     pub color: ColorArg,

@@ -31,6 +31,8 @@ fn help_puts_global_options_under_their_own_heading_after_the_commands_own() {
         for flag in [
             "-C <DIR>",
             "--config <FILE>",
+            "--state-dir <DIR>",
+            "--overlay <FILE>",
             "--color <COLOR>",
             "--log-format",
         ] {
