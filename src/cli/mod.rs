@@ -356,7 +356,8 @@ fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
     }
 }
 
-/// `-C`/`--config` given to `init` or `completions`, which read no fusion.toml: a usage error
+/// `-C`, `--config`, `--state-dir` or `--overlay` given to `init` or `completions`, which read no
+/// fusion.toml: a usage error
 /// (exit 64) that says what to do instead, rather than an option silently ignored.
 fn refuse_project_options(cli: &Cli) -> Result<()> {
     let (name, no_project) = match &cli.command {
@@ -364,7 +365,12 @@ fn refuse_project_options(cli: &Cli) -> Result<()> {
         Command::Completions { no_project, .. } => ("completions", no_project),
         _ => return Ok(()),
     };
-    if !(no_project.given() || cli.global.directory.is_some() || cli.global.config.is_some()) {
+    let global = &cli.global;
+    let given_globally = global.directory.is_some()
+        || global.config.is_some()
+        || global.state_dir.is_some()
+        || global.overlay.is_some();
+    if !(no_project.given() || given_globally) {
         return Ok(());
     }
     let hint = if name == "init" {
@@ -373,7 +379,8 @@ fn refuse_project_options(cli: &Cli) -> Result<()> {
         "leave them out: a completion script is the same for every project"
     };
     Err(Error::usage(format!(
-        "`-C` and `--config` mean nothing to `fusionizer {name}`: it reads no fusion.toml"
+        "`-C`, `--config`, `--state-dir` and `--overlay` mean nothing to `fusionizer {name}`: it \
+         reads no fusion.toml"
     ))
     .with_hint(hint))
 }
