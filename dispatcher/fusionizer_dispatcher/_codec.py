@@ -422,7 +422,11 @@ def encode_output_text(output):
     JSON of a dict (which `sdk_response` then decodes without the bytes), else None."""
     if type(output) is dict:
         text = _ENCODE(output)
-        return 200, "application/json", {}, _utf8(text), text
+        try:
+            body = text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (`_utf8`)
+            body = _utf8(text)
+        return 200, "application/json", {}, body, text
     return encode_output(output) + (None,)
 
 

@@ -41,6 +41,7 @@ MAX_DEFERRED = 256
 _MAX_PLANS = 1024
 _perf_counter = time.perf_counter
 _new_event = _codec.new_event
+_encode_output_text = _codec.encode_output_text
 _plain_sdk_response = _codec.plain_sdk_response
 _MAX_RECORDS = _trace.MAX_RECORDS
 _UNPARSABLE = object()
@@ -756,7 +757,7 @@ class Dispatcher(object):
             if type(output) not in _PLAIN_OUTPUTS and inspect.isawaitable(output):
                 output = self.run_coroutine(_in_frame(output, frame))
             if texts:
-                return _codec.encode_output_text(output)
+                return _encode_output_text(output)
             return _codec.encode_output(output)
         except Exception as exc:
             result = _codec.error_output(exc)
