@@ -23,6 +23,11 @@ before/after ratio: DIR holds its `fusionizer_dispatcher` package (for a commit 
 imported under another name into this process, and its fused caller and this one's alternate
 within every round; the ratio this/baseline is taken per round.
 
+`--parts` prints the budget of one in-process `call_function` instead: the whole call and
+each of its steps run alone on the arguments the call gives it, in thread CPU time (the
+minimum over repeats of `timeit`), so the steps can be compared with the whole; this is the
+table of docs/performance.md.
+
 `--worker` also measures the local platform's worker process on a trivial task: one E frame
 at a time over its Unix socket (as the Rust side sends them, with the headers the proxy
 forwards), printing the round-trip p50/p99 and the worker's CPU time per event (from
@@ -178,6 +183,52 @@ def _baseline_class(directory, scratch):
     return baseline_dispatcher.Dispatcher
 
 
+def _parts(root, repeats=7, number=20000):
+    """(name, thread CPU us) of one in-process call_function and of each step it takes."""
+    import timeit
+    from fusionizer_dispatcher import _codec, dispatcher as module
+
+    dispatcher, _ = _dispatcher(root, ["caller", "callee"])
+    platform = dispatcher.tasks["caller"].context.platform
+    module._CURRENT.set(module._Frame("caller", ("127.0.0.1", 8000)))
+    Event = nuclio_sdk.Event
+
+    def make():
+        return Event(body={"x": 2, "y": 3}, method="POST")
+
+    event = make()
+    method, body, pairs, text = _codec.call_request("callee", event)
+    proxy = dispatcher._proxy()
+    platform.call_function("callee", make())  # makes the call's plan
+    key = ("caller", "callee", proxy, pairs, len(body))
+    headers, content_type, path, frame, _ = dispatcher._call_plans[key]
+    trigger = dispatcher._trigger()
+    callee_event = _codec.new_event(body, content_type, headers.copy(), method, path, {}, trigger, text)
+    out = dispatcher._run_task("callee", callee_event, proxy, frame)
+    handler = dispatcher.tasks["callee"].handler
+    steps = [
+        ("the whole call: call_function(\"callee\", Event(...))", lambda: platform.call_function("callee", make())),
+        ("  the caller's own Event(body=..., method=\"POST\")", make),
+        ("  the request: checks, json.dumps of the body, header pairs (call_request)",
+         lambda: _codec.call_request("callee", event)),
+        ("  the call's plan, looked up", lambda: dispatcher._call_plans.get(key)),
+        ("  the callee's event: decoded body, id, time, Event (new_event)",
+         lambda: _codec.new_event(body, content_type, headers.copy(), method, path, {}, trigger, text)),
+        ("  running the callee in its frame and encoding its answer (_run_task)",
+         lambda: dispatcher._run_task("callee", callee_event, proxy, frame)),
+        ("    of which the callee's handler", lambda: handler(None, callee_event)),
+        ("    of which encoding the answer", lambda: _codec.encode_output_text({"sum": 5})),
+        ("  the SDK's answer (plain_sdk_response)",
+         lambda: _codec.plain_sdk_response(200, "application/json", out[3], out[4])),
+    ]
+    results = []
+    for name, function in steps:
+        best = min(timeit.repeat(function, number=number, repeat=repeats, timer=time.thread_time))
+        results.append((name, best / number * 1e6))
+        dispatcher.trace.clear()
+    return results
+
+
 def _spread(values):
     values = sorted(values)
     return values[len(values) // 2], values[0], values[-1]
@@ -282,6 +333,8 @@ def main():
     parser.add_argument("--baseline", metavar="DIR",
                         help="also measure the dispatcher package in DIR/fusionizer_dispatcher, "
                              "alternating with this one")
+    parser.add_argument("--parts", action="store_true",
+                        help="print the budget of one in-process call_function, step by step")
     parser.add_argument("--worker", action="store_true",
                         help="also measure the local worker's per-event path")
     parser.add_argument("--serve-callee", metavar="DIR", help=argparse.SUPPRESS)
@@ -293,6 +346,12 @@ def main():
         return
     root = tempfile.mkdtemp(prefix="fz-bench-")
     try:
+        if args.parts:
+            parts_root = os.path.join(root, "parts")
+            _artifact(parts_root, {"caller": NATIVE, "callee": CALLEE})
+            for name, micros in _parts(parts_root):
+                print("{0:<78} {1:6.2f} us".format(name, micros))
+            return
         baseline = None
         if args.baseline:
             os.makedirs(os.path.join(root, "baseline"))
