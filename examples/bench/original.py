@@ -20,8 +20,8 @@ The original's side (all its code unchanged, run from the checkout):
   0.0.0.0:8000, this binds 127.0.0.1 on a free port (uvicorn.run is wrapped; same app, same
   uvicorn defaults, its access log included);
 - a fake `nuctl` first on its PATH: `deploy` and `delete` do nothing, `get function NAME
-  --output json` prints a fixed function document (the shape nuclio's `nuctl get` renders) whose
-  `status.internalInvocationUrls` points at the stand-in below. The original runs
+  --output json` prints a fixed, trimmed function document (in the layout nuclio's `nuctl get`
+  renders) whose `status.internalInvocationUrls` points at the stand-in below. The original runs
   `nuctl get function` before every invocation (`Nuctl.invoke`); with the fake, that costs one
   fork/exec of a tiny static C program, the cheapest such call can be;
 - its two bench tasks, `bench/entrytask` and `bench/additiontask`, uploaded through its API
@@ -163,16 +163,21 @@ def nuctl_document(port):
     function matches (nuclio pkg/nuctl/command/get.go), through `Renderer.RenderJSON`, which
     indents with tabs and ends with a newline (pkg/renderer/renderer.go). `status` fields are
     `functionconfig.Status`'s (pkg/functionconfig/types.go): `state`, `httpPort`,
-    `internalInvocationUrls` (`host:port`, what the original reads) and `externalInvocationUrls`.
-    The local platform fills the invocation URLs as `address:port`
-    (pkg/platform/local/platform.go, populateFunctionInvocationStatus)."""
+    `internalInvocationUrls` (`host:port`, what the original reads). The local platform fills
+    the invocation URLs as `address:port` (pkg/platform/local/platform.go,
+    populateFunctionInvocationStatus). The document is trimmed to a few fields: a real one
+    carries the whole spec (struct fields such as `resources`, `build` and `platform` are never
+    left out), which would only make the original's `json.loads` slower."""
     marker = "\x00NAME\x00"
+    # Go's encoding/json writes fields in declaration order and, with `omitempty`, leaves out
+    # zero values and empty lists (every field here has it)
+    status = {"state": "ready"}
+    if port:
+        status.update(httpPort=port, internalInvocationUrls=["{0}:{1}".format(ADDRESS, port)])
     doc = {
         "metadata": {"name": marker, "namespace": "nuclio"},
         "spec": {"description": "Fusion Group", "handler": "handler:handler", "runtime": "python"},
-        "status": {"state": "ready", "httpPort": port or 0,
-                   "internalInvocationUrls": ["{0}:{1}".format(ADDRESS, port)] if port else [],
-                   "externalInvocationUrls": []},
+        "status": status,
     }
     text = json.dumps(doc, indent="\t", separators=(",", ": ")) + "\n"
     head, tail = text.split(json.dumps(marker))
