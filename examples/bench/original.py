@@ -352,6 +352,8 @@ class Generator(bench.Generator):
         return self.scripts[key]
 
     def measure(self, endpoint, seconds, warmup):
+        """`wrk` on one endpoint after `warmup` requests with its headers (run.py's own warm-up
+        follows, without them: the original's function answers those with a 500, unmeasured)."""
         port, path, headers = endpoint
         all_headers = dict(headers, **{"Content-Type": "application/json"})
         client = bench.Client(port, timeout=30.0)
