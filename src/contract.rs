@@ -116,6 +116,12 @@ pub const ENV_FUNCTION: &str = "FUSIONIZER_FUNCTION";
 pub const ENV_PYTHON: &str = "FUSIONIZER_PYTHON";
 /// Environment variable: where the local platform caches virtualenvs.
 pub const ENV_CACHE_DIR: &str = "FUSIONIZER_CACHE_DIR";
+/// Environment variable: the state directory, where everything fusionizer writes goes
+/// (`--state-dir` wins over it; default [`STATE_DIR`] beside fusion.toml).
+pub const ENV_STATE_DIR: &str = "FUSIONIZER_STATE_DIR";
+/// Environment variable: an overlay merged over fusion.toml's `[serve]` and `[nuctl]`
+/// (`--overlay` wins over it).
+pub const ENV_OVERLAY: &str = "FUSIONIZER_OVERLAY";
 /// Environment variable: the `nuctl` binary to run.
 pub const ENV_NUCTL: &str = "FUSIONIZER_NUCTL";
 /// Environment variable: an env-filter for fusionizer's own logs.
@@ -161,7 +167,8 @@ pub const DEFAULT_HTTP_TRIGGER: &str = "default-http";
 /// events the local platform fires for one (pkg/processor/trigger/cron/trigger.go).
 pub const TRIGGER_KIND_CRON: &str = "cron";
 
-/// The state directory beside fusion.toml (build output, local live state, locks).
+/// The default state directory, beside fusion.toml (build output, local live state, locks);
+/// `--state-dir` or [`ENV_STATE_DIR`] put it elsewhere.
 pub const STATE_DIR: &str = ".fusionizer";
 
 /// Longest task name (a DNS-1123 label).

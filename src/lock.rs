@@ -1,10 +1,10 @@
 //! The advisory apply lock, one per project and platform, so two applies never run at once.
 //!
 //! The lock is an OS file lock (`File::try_lock`) on
-//! `<project root>/.fusionizer/locks/<sanitised platform identity>.lock`; the holder writes who
-//! it is (pid, user, host, command, since) into the file so a refused apply can say who holds
-//! it. The OS releases the lock when the holder exits, however it exits, so a lock is never
-//! stale. Because the file lives beside `fusion.toml`, the lock only excludes applies from the
+//! `<state dir>/locks/<sanitised platform identity>.lock` (`Config::state_dir`); the holder
+//! writes who it is (pid, user, host, command, since) into the file so a refused apply can say
+//! who holds it. The OS releases the lock when the holder exits, however it exits, so a lock is
+//! never stale. Because the file lives in the state directory, the lock only excludes applies from the
 //! same checkout on the same machine: for `nuctl`, two machines (or two checkouts) applying to
 //! the same cluster are not excluded by it — serialise those in CI (one apply job at a time).
 

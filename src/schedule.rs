@@ -232,6 +232,8 @@ mod tests {
         Config {
             file: PathBuf::from("/p/fusion.toml"),
             root: PathBuf::from("/p"),
+            state_dir: PathBuf::from("/p/.fusionizer"),
+            overlay: None,
             project: ProjectConfig {
                 name: "p".to_string(),
                 platform: PlatformKind::Local,

@@ -710,7 +710,7 @@ mod tests {
 
         /// Whether another writer could take the apply lock now.
         fn lock_is_free(&self) -> bool {
-            let state_dir = self.root.path().join(".fusionizer");
+            let state_dir = self.root.path().join(crate::contract::STATE_DIR);
             let other = Locking {
                 owner: "another apply",
                 timeout: Duration::ZERO,

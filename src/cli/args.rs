@@ -30,8 +30,8 @@ pub struct Cli {
 /// The heading of the options every command takes, apart from each command's own.
 const GLOBAL: &str = "Global options";
 
-/// The options every command takes (`init` and `completions` take no `-C`/`--config`:
-/// [`NoProjectArgs`]).
+/// The options every command takes (`init` and `completions` take no `-C`, `--config`,
+/// `--state-dir` or `--overlay`: [`NoProjectArgs`]).
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Run as if started in DIR
@@ -40,6 +40,14 @@ pub struct GlobalArgs {
     /// Use this fusion.toml instead of searching upwards from the working directory
     #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
+    /// Write everything (build output, local state, the lock, serve's records) in DIR instead of
+    /// `.fusionizer/` beside fusion.toml; env `FUSIONIZER_STATE_DIR`
+    #[arg(long, global = true, value_name = "DIR", help_heading = GLOBAL)]
+    pub state_dir: Option<PathBuf>,
+    /// Merge this TOML file's `[serve]` and `[nuctl]` tables over fusion.toml's; env
+    /// `FUSIONIZER_OVERLAY`
+    #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
+    pub overlay: Option<PathBuf>,
     /// When to colour output (`NO_COLOR` is respected with `auto`)
     #[arg(long, global = true, value_enum, default_value_t = ColorArg::Auto, help_heading = GLOBAL)]
     pub color: ColorArg,
@@ -55,7 +63,8 @@ pub struct GlobalArgs {
     pub log_format: LogFormatArg,
 }
 
-/// `-C` and `--config` of a command that works without a project (`init`, `completions`):
+/// `-C`, `--config`, `--state-dir` and `--overlay` of a command that works without a project
+/// (`init`, `completions`):
 /// these take the place of the global ones there, so that help and completions do not offer
 /// them, and [`super::run`] refuses them with a usage error.
 #[derive(Debug, Args, Clone, Default)]
@@ -66,12 +75,21 @@ pub struct NoProjectArgs {
     /// Refused: this command reads no fusion.toml
     #[arg(long, value_name = "FILE", hide = true)]
     pub config: Option<PathBuf>,
+    /// Refused: this command reads no fusion.toml
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub state_dir: Option<PathBuf>,
+    /// Refused: this command reads no fusion.toml
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub overlay: Option<PathBuf>,
 }
 
 impl NoProjectArgs {
-    /// Whether `-C` or `--config` was given after the command's name.
+    /// Whether `-C`, `--config`, `--state-dir` or `--overlay` was given after the command's name.
     pub fn given(&self) -> bool {
-        self.directory.is_some() || self.config.is_some()
+        self.directory.is_some()
+            || self.config.is_some()
+            || self.state_dir.is_some()
+            || self.overlay.is_some()
     }
 }
 

@@ -37,7 +37,36 @@ pub struct Context {
     pub cwd: PathBuf,
     /// `--config`, resolved against `cwd`.
     pub config_override: Option<PathBuf>,
+    /// `--state-dir`, else `FUSIONIZER_STATE_DIR`, resolved against `cwd`.
+    pub state_dir: Option<Given>,
+    /// `--overlay`, else `FUSIONIZER_OVERLAY`, resolved against `cwd`.
+    pub overlay: Option<Given>,
     pub ui: ui::Ui,
+}
+
+/// A path given by a global option or, without it, by its environment variable.
+#[derive(Debug, Clone)]
+pub struct Given {
+    /// The path, absolute.
+    pub path: PathBuf,
+    /// Who gave it, as errors name it: `--state-dir` or `FUSIONIZER_STATE_DIR`.
+    pub by: &'static str,
+}
+
+impl Given {
+    /// `flag`'s value, else the environment variable `var` when set and not empty, resolved
+    /// against `cwd`.
+    fn pick(cwd: &Path, flag: (&'static str, Option<&PathBuf>), var: &'static str) -> Option<Self> {
+        let (by, path) = match (flag.1, std::env::var_os(var)) {
+            (Some(path), _) => (flag.0, path.clone()),
+            (None, Some(value)) if !value.is_empty() => (var, PathBuf::from(value)),
+            (None, _) => return None,
+        };
+        Some(Given {
+            path: absolute(cwd, &path),
+            by,
+        })
+    }
 }
 
 impl Context {
@@ -65,10 +94,23 @@ impl Context {
         })
     }
 
-    /// Loads and validates the workspace (exit 78 with every problem on failure).
+    /// What [`config::load_with`] takes from the global options.
+    pub fn load_options(&self) -> config::LoadOptions {
+        config::LoadOptions {
+            state_dir: self.state_dir.as_ref().map(|given| given.path.clone()),
+            overlay: self.overlay.as_ref().map(|given| given.path.clone()),
+        }
+    }
+
+    /// Loads and validates the workspace (exit 78 with every problem on failure). A state
+    /// directory given by `--state-dir` or `FUSIONIZER_STATE_DIR` is created first, so that one
+    /// that cannot be is refused before anything runs.
     pub fn workspace(&self) -> Result<config::Workspace> {
         let path = self.config_path()?;
-        Ok(config::load(&path)?)
+        if let Some(given) = &self.state_dir {
+            create_state_dir(given)?;
+        }
+        Ok(config::load_with(&path, &self.load_options())?)
     }
 
     /// [`Context::workspace`], with the tasks' Python checked too ([`config::check_python`]):
@@ -182,6 +224,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     ui::init_logging(&ui);
     let ctx = Context {
         config_override: cli.global.config.as_ref().map(|p| absolute(&cwd, p)),
+        state_dir: Given::pick(
+            &cwd,
+            ("--state-dir", cli.global.state_dir.as_ref()),
+            crate::contract::ENV_STATE_DIR,
+        ),
+        overlay: Given::pick(
+            &cwd,
+            ("--overlay", cli.global.overlay.as_ref()),
+            crate::contract::ENV_OVERLAY,
+        ),
         cwd,
         ui,
     };
@@ -304,7 +356,8 @@ fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
     }
 }
 
-/// `-C`/`--config` given to `init` or `completions`, which read no fusion.toml: a usage error
+/// `-C`, `--config`, `--state-dir` or `--overlay` given to `init` or `completions`, which read no
+/// fusion.toml: a usage error
 /// (exit 64) that says what to do instead, rather than an option silently ignored.
 fn refuse_project_options(cli: &Cli) -> Result<()> {
     let (name, no_project) = match &cli.command {
@@ -312,7 +365,12 @@ fn refuse_project_options(cli: &Cli) -> Result<()> {
         Command::Completions { no_project, .. } => ("completions", no_project),
         _ => return Ok(()),
     };
-    if !(no_project.given() || cli.global.directory.is_some() || cli.global.config.is_some()) {
+    let global = &cli.global;
+    let given_globally = global.directory.is_some()
+        || global.config.is_some()
+        || global.state_dir.is_some()
+        || global.overlay.is_some();
+    if !(no_project.given() || given_globally) {
         return Ok(());
     }
     let hint = if name == "init" {
@@ -321,9 +379,25 @@ fn refuse_project_options(cli: &Cli) -> Result<()> {
         "leave them out: a completion script is the same for every project"
     };
     Err(Error::usage(format!(
-        "`-C` and `--config` mean nothing to `fusionizer {name}`: it reads no fusion.toml"
+        "`-C`, `--config`, `--state-dir` and `--overlay` mean nothing to `fusionizer {name}`: it \
+         reads no fusion.toml"
     ))
     .with_hint(hint))
+}
+
+/// Creates the state directory `given` names, or says which option or variable to fix.
+fn create_state_dir(given: &Given) -> Result<()> {
+    std::fs::create_dir_all(&given.path).map_err(|e| {
+        Error::usage(format!(
+            "`{}`: cannot create the state directory `{}`: {e}",
+            given.by,
+            given.path.display()
+        ))
+        .with_hint(format!(
+            "point `--state-dir` or `{}` at a directory fusionizer may write to",
+            crate::contract::ENV_STATE_DIR
+        ))
+    })
 }
 
 fn absolute(base: &Path, path: &Path) -> PathBuf {

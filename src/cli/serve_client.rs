@@ -225,13 +225,16 @@ pub(super) fn default_address(ctx: &Context) -> String {
     let config_path = ctx.config_path().ok();
     let loaded = config_path
         .as_deref()
-        .map(config::load)
+        .map(|path| config::load_with(path, &ctx.load_options()))
         .and_then(Result::ok);
-    let state_dir = match (&loaded, &config_path) {
-        (Some(ws), _) => Some(ws.config.state_dir()),
-        // A fusion.toml with problems still has a state dir beside it.
-        (None, Some(path)) => path.parent().map(|dir| dir.join(".fusionizer")),
-        (None, None) => None,
+    let state_dir = match (&loaded, &config_path, &ctx.state_dir) {
+        (Some(ws), _, _) => Some(ws.config.state_dir()),
+        // A fusion.toml with problems still has a state dir: the one given, else beside it.
+        (None, _, Some(given)) => Some(given.path.clone()),
+        (None, Some(path), None) => path
+            .parent()
+            .map(|dir| dir.join(crate::contract::STATE_DIR)),
+        (None, None, None) => None,
     };
     let fallback = loaded.map_or_else(
         || config::ServeConfig::default().listen,

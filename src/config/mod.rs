@@ -303,8 +303,14 @@ impl Default for OptimizerConfig {
 pub struct Config {
     /// The fusion.toml file itself.
     pub file: PathBuf,
-    /// The directory holding it; task paths and `.fusionizer/` are relative to it.
+    /// The directory holding it; task paths are relative to it.
     pub root: PathBuf,
+    /// Where everything fusionizer writes goes ([`Config::state_dir`]): [`LoadOptions::state_dir`]
+    /// when given, else [`crate::contract::STATE_DIR`] beside fusion.toml. Always absolute.
+    pub state_dir: PathBuf,
+    /// The overlay merged over fusion.toml's `[serve]` and `[nuctl]`, if any
+    /// ([`LoadOptions::overlay`]), absolute.
+    pub overlay: Option<PathBuf>,
     /// `[project]`.
     pub project: ProjectConfig,
     /// `[tasks]`: task name → declaration.
@@ -333,9 +339,19 @@ pub struct Override {
 }
 
 impl Config {
-    /// `.fusionizer/` beside fusion.toml: build output, local live state, locks.
+    /// The state directory: everything fusionizer writes (build output, the local platform's
+    /// live state, run records, uploads, the lock, serve's records). `.fusionizer/` beside
+    /// fusion.toml unless [`LoadOptions::state_dir`] says otherwise; created when first needed.
     pub fn state_dir(&self) -> PathBuf {
-        self.root.join(".fusionizer")
+        self.state_dir.clone()
+    }
+
+    /// The options this config was loaded with, to load it again alike (serve's `--watch`).
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            state_dir: Some(self.state_dir.clone()),
+            overlay: self.overlay.clone(),
+        }
     }
 
     /// The proxy's base URL that tasks use to call a task in another function
@@ -399,14 +415,47 @@ pub fn discover(start: &Path) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// Reads, parses and validates `file` and every declared task. All problems at once: those in
-/// fusion.toml (in file order, including task directories that are missing), then those in each
-/// task's `function.yaml` (in task order).
+/// What a load takes besides fusion.toml itself (the CLI's `--state-dir` and `--overlay`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The state directory ([`Config::state_dir`]); `None` is `.fusionizer/` beside fusion.toml.
+    /// A relative path is made absolute against the process's working directory.
+    pub state_dir: Option<PathBuf>,
+    /// A TOML file whose `[serve]` and `[nuctl]` tables are merged key by key over
+    /// fusion.toml's before validation (no other table; `docs/nuctl.md`, "Overlay").
+    pub overlay: Option<PathBuf>,
+}
+
+/// [`load_with`] with the default options: state beside fusion.toml, no overlay.
 pub fn load(file: &Path) -> Result<Workspace, Diagnostics> {
+    load_with(file, &LoadOptions::default())
+}
+
+/// Reads, parses and validates `file` (with `options`' overlay merged in) and every declared
+/// task. All problems at once: those in fusion.toml and the overlay (in file order, including
+/// task directories that are missing), then those in each task's `function.yaml` (in task
+/// order).
+pub fn load_with(file: &Path, options: &LoadOptions) -> Result<Workspace, Diagnostics> {
     let file = absolute(file);
     let text = std::fs::read_to_string(&file)
         .map_err(|e| Diagnostics(vec![Diagnostic::new(&file, format!("cannot read: {e}"))]))?;
-    let parsed = check::parse(&file, &text);
+    let overlay = match &options.overlay {
+        Some(path) => {
+            let path = absolute(path);
+            let text = read_overlay(&path)?;
+            Some((path, text))
+        }
+        None => None,
+    };
+    let overlay_ref = overlay
+        .as_ref()
+        .map(|(path, text)| check::Overlay { file: path, text });
+    let mut parsed = check::parse(&file, &text, overlay_ref);
+    if let Some(config) = &mut parsed.config {
+        if let Some(dir) = &options.state_dir {
+            config.state_dir = absolute(dir);
+        }
+    }
     let mut diagnostics = parsed.diagnostics;
     let mut task_diagnostics = Vec::new();
     let mut specs = BTreeMap::new();
@@ -457,6 +506,20 @@ pub fn load(file: &Path) -> Result<Workspace, Diagnostics> {
     }
 }
 
+/// The text of the overlay `path`, or why it cannot be read.
+fn read_overlay(path: &Path) -> Result<String, Diagnostics> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Diagnostics(vec![Diagnostic::new(
+            path,
+            format!("cannot read the overlay: {e}"),
+        )
+        .with_hint(
+            "point `--overlay` or `FUSIONIZER_OVERLAY` at a readable TOML file holding \
+             `[serve]` and `[nuctl]` settings, or leave both unset",
+        )])
+    })
+}
+
 /// For a task directory `written` (resolved: `dir`) that does not exist: its closest sibling
 /// directory, written the same way (`tasks/b` for `tasks/bb`), when one is close enough to be a
 /// likely typo.
@@ -481,7 +544,7 @@ fn nearest_directory(written: &str, dir: &Path) -> Option<String> {
 /// and to resolve task paths.
 pub fn parse(file: &Path, text: &str) -> Result<Config, Diagnostics> {
     let file = absolute(file);
-    let parsed = check::parse(&file, text);
+    let parsed = check::parse(&file, text, None);
     let mut diagnostics = parsed.diagnostics;
     sort_by_location(&mut diagnostics);
     match parsed.config {

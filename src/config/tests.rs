@@ -1128,3 +1128,133 @@ fn the_proxy_url_tasks_use_follows_serve_advertise_and_nuctl_proxy_url() {
         );
     }
 }
+
+/// Loads `toml` as fusion.toml with `overlay` written to `overlay.toml` beside it.
+fn load_with_overlay(fx: &Fixture, toml: &str, overlay: &str) -> Result<Workspace, String> {
+    fx.write(FILE_NAME, toml);
+    fx.write("overlay.toml", overlay);
+    let options = LoadOptions {
+        state_dir: None,
+        overlay: Some(fx.root().join("overlay.toml")),
+    };
+    load_with(&fx.toml_path(), &options).map_err(|d| render(&d, fx.root()))
+}
+
+#[test]
+fn an_overlay_replaces_serve_and_nuctl_keys_and_keeps_the_others() {
+    let fx = Fixture::new();
+    let toml = with_project(
+        "[serve]\nlisten = \"127.0.0.1:9000\"\nrequest-timeout = \"5s\"\n\n\
+         [nuctl]\nnamespace = \"nuclio\"\nproxy-url = \"http://serve.invalid:8000\"\n",
+    );
+    let overlay = "[serve]\nlisten = \"0.0.0.0:8000\"\nallowed-hosts = [\"fusionizer\"]\n\n\
+                   [nuctl]\ninvocation-url = \"internal\"\n";
+    let ws = load_with_overlay(&fx, &toml, overlay).unwrap();
+    let c = &ws.config;
+    assert_eq!(c.serve.listen, "0.0.0.0:8000");
+    assert_eq!(c.serve.request_timeout, Duration::from_secs(5));
+    assert_eq!(c.serve.allowed_hosts, vec!["fusionizer".to_string()]);
+    assert_eq!(c.nuctl.invocation_url, UrlPreference::Internal);
+    assert_eq!(c.nuctl.namespace.as_deref(), Some("nuclio"));
+    assert_eq!(
+        c.nuctl.proxy_url.as_deref(),
+        Some("http://serve.invalid:8000")
+    );
+    assert_eq!(c.overlay, Some(fx.root().join("overlay.toml")));
+    // Loading again alike (serve's `--watch`) keeps the overlay.
+    assert_eq!(
+        c.load_options().overlay,
+        Some(fx.root().join("overlay.toml"))
+    );
+}
+
+#[test]
+fn an_overlay_adds_tables_fusion_toml_does_not_have() {
+    let fx = Fixture::new();
+    let ws = load_with_overlay(
+        &fx,
+        &with_project(""),
+        "[serve]\nlisten = \"0.0.0.0:8000\"\n",
+    )
+    .unwrap();
+    assert_eq!(ws.config.serve.listen, "0.0.0.0:8000");
+}
+
+#[test]
+fn an_overlay_value_that_is_wrong_is_reported_in_the_overlay() {
+    let fx = Fixture::new();
+    let err = load_with_overlay(
+        &fx,
+        &with_project("[serve]\nlisten = \"127.0.0.1:9000\"\n"),
+        "[nuctl]\ninvocation-url = \"inside\"\n\n[serve]\nlisten = \"fusionizer:8000\"\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        "overlay.toml:2:18: unknown `invocation-url` `inside`\n  \
+         hint: `invocation-url` is `external` or `internal`\n\
+         overlay.toml:5:10: invalid `listen` address `fusionizer:8000`\n  \
+         hint: use `IP:PORT`, e.g. `127.0.0.1:8000` or `0.0.0.0:8000`"
+    );
+}
+
+#[test]
+fn an_overlay_may_hold_only_serve_and_nuctl() {
+    let fx = Fixture::new();
+    let err = load_with_overlay(
+        &fx,
+        &with_project(""),
+        "listen = \"0.0.0.0:8000\"\nserve = 3\n\n[tasks]\nx = \"tasks/x\"\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        "overlay.toml:1:1: the overlay may not set the top-level key `listen`\n  \
+         hint: an overlay holds only the `[serve]` and `[nuctl]` tables; set everything else in \
+         fusion.toml\n\
+         overlay.toml:2:9: the overlay's `serve` must be a table, found integer\n  \
+         hint: write `[serve]` and the settings below it\n\
+         overlay.toml:4:2: the overlay may not set the table `[tasks]`\n  \
+         hint: an overlay holds only the `[serve]` and `[nuctl]` tables; set everything else in \
+         fusion.toml"
+    );
+}
+
+#[test]
+fn an_overlay_that_is_missing_or_not_toml_is_refused_naming_it() {
+    let fx = Fixture::new();
+    let err = load_with_overlay(&fx, &with_project(""), "[serve\n").unwrap_err();
+    assert!(
+        err.starts_with("overlay.toml:1:7: the overlay is not valid TOML: "),
+        "{err}"
+    );
+    fx.write(FILE_NAME, &with_project(""));
+    let options = LoadOptions {
+        state_dir: None,
+        overlay: Some(fx.root().join("missing.toml")),
+    };
+    let err = render(
+        &load_with(&fx.toml_path(), &options).unwrap_err(),
+        fx.root(),
+    );
+    assert!(
+        err.starts_with("missing.toml: cannot read the overlay: "),
+        "{err}"
+    );
+    assert!(err.contains("`--overlay` or `FUSIONIZER_OVERLAY`"), "{err}");
+}
+
+#[test]
+fn the_state_dir_defaults_beside_fusion_toml_and_follows_the_option() {
+    let fx = Fixture::new();
+    let ws = fx.load(&with_project("")).unwrap();
+    assert_eq!(ws.config.state_dir(), fx.root().join(".fusionizer"));
+    let elsewhere = fx.root().join("state");
+    let options = LoadOptions {
+        state_dir: Some(elsewhere.clone()),
+        overlay: None,
+    };
+    let ws = load_with(&fx.toml_path(), &options).unwrap();
+    assert_eq!(ws.config.state_dir(), elsewhere);
+    assert_eq!(ws.config.load_options(), options);
+}

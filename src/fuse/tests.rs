@@ -806,6 +806,8 @@ fn workspace(root: &Path) -> Workspace {
         config: crate::config::Config {
             file: root.join("fusion.toml"),
             root: root.to_path_buf(),
+            state_dir: root.join(crate::contract::STATE_DIR),
+            overlay: None,
             project: crate::config::ProjectConfig {
                 name: "shop".into(),
                 platform: crate::config::PlatformKind::default(),

@@ -1,5 +1,5 @@
 //! Where a running serve can be reached: serve writes its URL and pid to
-//! `.fusionizer/serve.json` once it listens and removes the file when it exits, so that
+//! `serve.json` in the state directory once it listens and removes the file when it exits, so that
 //! `invoke`, `traces export` and `optimize` find it without `--server`. A record whose process is
 //! gone (serve was killed) is recognised as stale and not used.
 

@@ -727,8 +727,14 @@ async fn background(
 
 /// `--watch`: reload fusion.toml; on success re-apply the current phase.
 async fn reload(runner: &Runner) {
-    let file = runner.workspace().config.file.clone();
-    match crate::config::load(&file) {
+    let (file, options) = {
+        let workspace = runner.workspace();
+        (
+            workspace.config.file.clone(),
+            workspace.config.load_options(),
+        )
+    };
+    match crate::config::load_with(&file, &options) {
         Ok(workspace) => {
             tracing::info!("`{}` or a task changed; reloading", file.display());
             if workspace.config.optimizer != runner.workspace().config.optimizer {
@@ -757,6 +763,7 @@ struct Watcher {
 impl Watcher {
     fn new(config: &Config) -> Self {
         let mut roots = vec![config.file.clone()];
+        roots.extend(config.overlay.clone());
         for task in config.tasks.values() {
             if let crate::config::TaskSource::Path { dir, .. } = &task.source {
                 roots.push(dir.clone());

@@ -1,5 +1,5 @@
 //! Ad-hoc task uploads (`PUT /<task>` with a zip, `DELETE /<task>`), persisted under
-//! `.fusionizer/uploads/<task>/` so they survive a restart.
+//! `<state dir>/uploads/<task>/` so they survive a restart.
 //!
 //! Extraction is defensive: the archive and what it unpacks to are size-limited (counting real
 //! bytes, not the sizes the archive claims), entries with absolute paths, `..` or links are

@@ -275,6 +275,65 @@ class NameLengthOnKube(FakeTest):
         self.assertIsNone(proc.poll())
 
 
+class KubeCredentials(FakeTest):
+    """With FAKE_NUCTL_CREDENTIALS=1, what kube.NewPlatform builds its REST config from
+    (pkg/platform/kube/platform.go NewPlatform, pkg/platform/kube/client/consumer.go
+    NewConsumer, pkg/common/k8s.go GetKubeconfigPath and GetClientConfig, client-go v0.29.8
+    rest/config.go InClusterConfig): a kubeconfig that loads, else the pod's service account."""
+
+    GET = ("get", "function", "--platform", "kube", "--namespace", "nuclio")
+
+    def in_cluster(self, token=True):
+        """The variables of a pod, and a service account directory (with a token, or none)."""
+        account = os.path.join(self.tmp, "serviceaccount")
+        os.makedirs(account, exist_ok=True)
+        if token:
+            with open(os.path.join(account, "token"), "w") as f:
+                f.write("a-token")
+        return {"FAKE_NUCTL_CREDENTIALS": "1", "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+                "KUBERNETES_SERVICE_PORT": "6443", "FAKE_NUCTL_SERVICE_ACCOUNT_DIR": account}
+
+    def test_without_a_kubeconfig_outside_a_pod_nuctl_cannot_build_its_client(self):
+        out = self.fails(*self.GET, env={"FAKE_NUCTL_CREDENTIALS": "1"})
+        self.assertTrue(out.stderr.startswith(
+            "\nError - unable to load in-cluster configuration, KUBERNETES_SERVICE_HOST and "
+            "KUBERNETES_SERVICE_PORT must be defined\n"), out.stderr)
+        for line in ("Failed to create REST config\n",
+                     "Failed to create a consumer\n    /nuclio/pkg/platform/kube/platform.go:118\n",
+                     "Failed to create kube platform\n"
+                     "    /nuclio/pkg/platform/factory/factory.go:70\n",
+                     "Failed to initialize root\n"):
+            self.assertIn(line, out.stderr)
+
+    def test_in_a_pod_the_service_account_is_used(self):
+        out = self.ok(*self.GET, env=self.in_cluster())
+        self.assertEqual(out.stdout, "No functions found\n")
+        with open(os.path.join(self.state_dir, "calls.jsonl")) as f:
+            last = json.loads(f.read().splitlines()[-1])
+        self.assertNotIn("--kubeconfig", last)
+
+    def test_in_a_pod_without_a_token(self):
+        env = self.in_cluster(token=False)
+        out = self.fails(*self.GET, env=env)
+        token = os.path.join(env["FAKE_NUCTL_SERVICE_ACCOUNT_DIR"], "token")
+        self.assertTrue(out.stderr.startswith(
+            "\nError - open %s: no such file or directory\n" % token), out.stderr)
+
+    def test_a_kubeconfig_that_loads_wins_and_one_that_does_not_falls_back_to_the_pod(self):
+        config = os.path.join(self.tmp, "config")
+        with open(config, "w") as f:
+            f.write("apiVersion: v1\nkind: Config\nclusters: []\n")
+        creds = {"FAKE_NUCTL_CREDENTIALS": "1"}
+        self.ok(*self.GET, "--kubeconfig", config, env=creds)
+        self.ok(*self.GET, env=dict(creds, KUBECONFIG=config))
+        missing = os.path.join(self.tmp, "missing")
+        self.fails(*self.GET, "--kubeconfig", missing, env=creds)
+        self.ok(*self.GET, "--kubeconfig", missing, env=self.in_cluster())
+
+    def test_unchecked_by_default(self):
+        self.ok(*self.GET)
+
+
 class ReplicaAndTriggerValidation(FakeTest):
     """pkg/platform/abstract/platform.go ValidateFunctionConfig: validateMinMaxReplicas and
     validateTriggers, run after EnrichFunctionConfig, wrapped by ValidateFunctionConfigWithRetry

@@ -1,5 +1,5 @@
 //! The command line as a user meets it: `--help` keeps each command's options apart from the
-//! global ones and lists `--output` values, `init` and `completions` take no `-C`/`--config`,
+//! global ones and lists `--output` values, `init` and `completions` take no project options,
 //! the commands that talk to serve find the running one without `--server`, and a task's
 //! structured log fields reach serve's terminal and its JSON events.
 
@@ -31,6 +31,8 @@ fn help_puts_global_options_under_their_own_heading_after_the_commands_own() {
         for flag in [
             "-C <DIR>",
             "--config <FILE>",
+            "--state-dir <DIR>",
+            "--overlay <FILE>",
             "--color <COLOR>",
             "--log-format",
         ] {
@@ -72,17 +74,24 @@ fn init_and_completions_take_no_project_options() {
             "{command} offers --config:\n{help}"
         );
         assert!(!help.contains("-C <DIR>"), "{command} offers -C:\n{help}");
+        for flag in ["--state-dir", "--overlay"] {
+            assert!(!help.contains(flag), "{command} offers {flag}:\n{help}");
+        }
     }
     for args in [
         &["init", "--config", "x.toml"][..],
         &["--config", "x.toml", "init"],
         &["-C", ".", "init"],
         &["completions", "bash", "-C", "."],
+        &["init", "--state-dir", "state"],
+        &["--overlay", "o.toml", "completions", "bash"],
     ] {
         let (code, out, err) = run(&env, args);
         assert_eq!(code, Some(64), "{args:?}: {out}{err}");
         assert!(
-            err.contains("`-C` and `--config` mean nothing to `fusionizer "),
+            err.contains(
+                "`-C`, `--config`, `--state-dir` and `--overlay` mean nothing to `fusionizer "
+            ),
             "{args:?}: {err}"
         );
     }

@@ -21,6 +21,7 @@ mod reliability;
 mod security;
 mod serve;
 mod soak;
+mod state_dir;
 #[path = "../support/mod.rs"]
 mod support;
 mod terminal;

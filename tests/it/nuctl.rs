@@ -60,6 +60,8 @@ impl Fake {
         let root = self.path().join("project");
         Config {
             file: root.join("fusion.toml"),
+            state_dir: root.join(".fusionizer"),
+            overlay: None,
             root,
             project: ProjectConfig {
                 name: "shop".into(),

@@ -1,7 +1,8 @@
 //! The CLI end to end on `platform = "nuctl"` against the fake nuctl (`tests/fake_nuctl/nuctl`):
 //! the exact nuctl command lines of plan/apply and of a regroup, recovery from a failed deploy,
-//! exit 69 for every command when nuctl is missing, and `serve` routing to the fake's served
-//! functions without running nuctl per request.
+//! exit 69 for every command when nuctl is missing, `plan` on kube with a pod's service account
+//! instead of a kubeconfig, and `serve` routing to the fake's served functions without running
+//! nuctl per request.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -1065,4 +1066,48 @@ fn a_ctrl_c_during_a_deploy_reaches_nuctl() {
     wait_for("nuctl to stop", Duration::from_secs(30), || {
         (!fake_running(&state)).then_some(())
     });
+}
+
+/// Issue 24 item 4: in a pod, nuctl has no kubeconfig and uses its service account
+/// (pkg/platform/kube/platform.go `NewPlatform`, pkg/common/k8s.go `GetClientConfig`, client-go's
+/// `rest.InClusterConfig`). `plan` on kube without `[nuctl] kubeconfig` passes no
+/// `--kubeconfig`, and works where the pod's credentials are (the fake checks them, as nuctl
+/// builds its client from them); without them nuctl's error comes through.
+#[test]
+fn plan_on_kube_works_without_a_kubeconfig_with_the_pods_service_account() {
+    let (env, state) = quickstart_on_kube("");
+    let account = env.root().join("serviceaccount");
+    std::fs::create_dir_all(&account).unwrap();
+    std::fs::write(account.join("token"), "a-token").unwrap();
+    let account = account.display().to_string();
+    let in_pod = [
+        ("FAKE_NUCTL_CREDENTIALS", "1"),
+        ("KUBERNETES_SERVICE_HOST", "127.0.0.1"),
+        ("KUBERNETES_SERVICE_PORT", "6443"),
+        ("FAKE_NUCTL_SERVICE_ACCOUNT_DIR", account.as_str()),
+    ];
+    let out = expect_nuctl(&env, &state, &in_pod, &["plan", "--detailed-exitcode"], 2);
+    assert!(
+        stdout(&out).contains("Plan: 2 to add, 0 to change, 0 to destroy."),
+        "{}",
+        transcript(&out)
+    );
+    let calls = calls(&state);
+    assert!(!calls.is_empty());
+    for call in &calls {
+        assert!(!call.iter().any(|a| a == "--kubeconfig"), "{call:?}");
+    }
+    // Outside a pod, with no kubeconfig either, nuctl cannot build its client.
+    let out = expect_nuctl(
+        &env,
+        &state,
+        &[("FAKE_NUCTL_CREDENTIALS", "1")],
+        &["plan"],
+        1,
+    );
+    assert!(
+        stderr(&out).contains("KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT"),
+        "{}",
+        transcript(&out)
+    );
 }

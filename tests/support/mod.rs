@@ -224,6 +224,8 @@ pub(crate) fn local_config(root: &Path) -> fusionizer::config::Config {
     Config {
         file: root.join("fusion.toml"),
         root: root.to_path_buf(),
+        state_dir: root.join(".fusionizer"),
+        overlay: None,
         project: ProjectConfig {
             name: "shop".to_string(),
             platform: PlatformKind::Local,

@@ -68,11 +68,31 @@ pub(crate) struct Parsed {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Parses and checks `text`. `file` must be absolute; task directories resolve against its parent.
-pub(crate) fn parse(file: &Path, text: &str) -> Parsed {
+/// An overlay: a TOML file whose `[serve]` and `[nuctl]` are merged over fusion.toml's.
+#[derive(Clone, Copy)]
+pub(crate) struct Overlay<'a> {
+    /// The file, absolute.
+    pub file: &'a Path,
+    /// Its text.
+    pub text: &'a str,
+}
+
+/// The tables an overlay may hold.
+const OVERLAY_TABLES: &[&str] = &["serve", "nuctl"];
+
+/// Parses and checks `text`, with `overlay` merged in. `file` must be absolute; task directories
+/// resolve against its parent.
+pub(crate) fn parse(file: &Path, text: &str, overlay: Option<Overlay<'_>>) -> Parsed {
+    // The overlay is parsed after as many spaces as fusion.toml has bytes (and one more), so its
+    // spans follow fusion.toml's: a span then names one place in one of the two files, and a
+    // problem with a value the overlay set is reported in the overlay.
+    let overlay_start = text.len() + 1;
+    let padded = overlay.map(|o| format!("{}{}", " ".repeat(overlay_start), o.text));
     let mut checker = Checker {
         file,
         text,
+        overlay,
+        overlay_start,
         diagnostics: Vec::new(),
     };
     let root = match DeTable::parse(text) {
@@ -87,7 +107,10 @@ pub(crate) fn parse(file: &Path, text: &str) -> Parsed {
             };
         }
     };
-    let root = root.into_inner();
+    let mut root = root.into_inner();
+    if let Some(padded) = &padded {
+        checker.merge_overlay(&mut root, padded);
+    }
     let root_dir = file.parent().unwrap_or(Path::new("")).to_path_buf();
     checker.check_keys(&root, ROOT_KEYS, None);
 
@@ -102,6 +125,8 @@ pub(crate) fn parse(file: &Path, text: &str) -> Parsed {
     Parsed {
         config: Some(Config {
             file: file.to_path_buf(),
+            state_dir: root_dir.join(crate::contract::STATE_DIR),
+            overlay: overlay.map(|o| o.file.to_path_buf()),
             root: root_dir,
             project,
             tasks,
@@ -231,14 +256,103 @@ impl TaskList<'_> {
 struct Checker<'a> {
     file: &'a Path,
     text: &'a str,
+    overlay: Option<Overlay<'a>>,
+    /// Where the overlay's spans start ([`parse`]).
+    overlay_start: usize,
     diagnostics: Vec<Diagnostic>,
 }
 
+/// `overlay`'s tables merged key by key over `base`: a key of the overlay replaces the same key
+/// of fusion.toml, and two tables at one key are merged the same way, recursively.
+fn merge_tables<'i>(base: &mut DeTable<'i>, overlay: DeTable<'i>) {
+    for (key, value) in overlay {
+        let merged = match (base.remove(&key), value) {
+            (Some(old), new) => match (old.into_inner(), new.get_ref()) {
+                (DeValue::Table(mut old), DeValue::Table(_)) => {
+                    let span = new.span();
+                    let DeValue::Table(new) = new.into_inner() else {
+                        unreachable!("matched as a table above")
+                    };
+                    merge_tables(&mut old, new);
+                    Spanned::new(span, DeValue::Table(old))
+                }
+                _ => new,
+            },
+            (None, new) => new,
+        };
+        base.insert(key, merged);
+    }
+}
+
+impl<'i> Checker<'_> {
+    /// Merges the overlay (`padded`: its text after [`parse`]'s padding) over `root`, reporting
+    /// a file that is not TOML and anything in it but the `[serve]` and `[nuctl]` tables.
+    fn merge_overlay(&mut self, root: &mut DeTable<'i>, padded: &'i str) {
+        let overlay = match DeTable::parse(padded) {
+            Ok(overlay) => overlay.into_inner(),
+            Err(err) => {
+                let span = err.span().unwrap_or(self.overlay_start..self.overlay_start);
+                self.error(
+                    span,
+                    format!("the overlay is not valid TOML: {}", err.message()),
+                    None,
+                );
+                return;
+            }
+        };
+        let allowed = "an overlay holds only the `[serve]` and `[nuctl]` tables; set everything \
+                       else in fusion.toml";
+        for (key, value) in overlay {
+            let name = key.get_ref().as_ref();
+            if !OVERLAY_TABLES.contains(&name) {
+                let what = match value.get_ref() {
+                    DeValue::Table(_) => format!("table `[{name}]`"),
+                    _ => format!("top-level key `{name}`"),
+                };
+                self.error(
+                    key.span(),
+                    format!("the overlay may not set the {what}"),
+                    Some(allowed.to_string()),
+                );
+                continue;
+            }
+            if !matches!(value.get_ref(), DeValue::Table(_)) {
+                self.error(
+                    value.span(),
+                    format!(
+                        "the overlay's `{name}` must be a table, found {}",
+                        value.get_ref().type_str()
+                    ),
+                    Some(format!("write `[{name}]` and the settings below it")),
+                );
+                continue;
+            }
+            let mut one = DeTable::new();
+            one.insert(key, value);
+            merge_tables(root, one);
+        }
+    }
+}
+
 impl Checker<'_> {
+    /// The file, line and column of `offset`: in the overlay past [`Checker::overlay_start`].
+    fn locate(&self, offset: usize) -> (std::path::PathBuf, usize, usize) {
+        match self.overlay {
+            Some(overlay) if offset >= self.overlay_start => {
+                let (line, column) = line_column(overlay.text, offset - self.overlay_start);
+                (overlay.file.to_path_buf(), line, column)
+            }
+            _ => {
+                let (line, column) = line_column(self.text, offset);
+                (self.file.to_path_buf(), line, column)
+            }
+        }
+    }
+
     fn error(&mut self, span: Range<usize>, message: String, hint: Option<String>) {
-        let (line, column) = line_column(self.text, span.start);
+        let (file, line, column) = self.locate(span.start);
         self.diagnostics.push(Diagnostic {
-            file: self.file.to_path_buf(),
+            file,
             line: Some(line),
             column: Some(column),
             message,

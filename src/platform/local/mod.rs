@@ -33,7 +33,7 @@ mod worker;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -117,6 +117,25 @@ impl Invoker for Slot {
     }
 }
 
+/// `path` with symbolic links resolved in its longest part that exists (the rest, not yet
+/// created, appended as it is), so one directory has one name whether it exists yet or not.
+fn canonical(path: &Path) -> PathBuf {
+    let mut missing = Vec::new();
+    let mut existing = path;
+    loop {
+        if let Ok(found) = std::fs::canonicalize(existing) {
+            return missing.iter().rev().fold(found, |dir, part| dir.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
 impl LocalPlatform {
     /// Opens the local platform of `config`'s project. `host` is `Some` in `serve`.
     pub fn new(config: &Config, host: Option<HostOptions>) -> Result<Self, PlatformError> {
@@ -124,8 +143,8 @@ impl LocalPlatform {
         // Workers and socket directories a killed predecessor left behind go first.
         run::reap(state.root());
         let run = run::RunDir::new(state.root());
-        let root = std::fs::canonicalize(&config.root).unwrap_or_else(|_| config.root.clone());
-        let identity = format!("local:{}", root.join(".fusionizer").join("local").display());
+        // Two state directories of one project are two local platforms.
+        let identity = format!("local:{}", canonical(state.root()).display());
         let hosted = host.is_some();
         let host = host.unwrap_or_else(|| HostOptions {
             // Always a URL on the local platform (`Config::proxy_url`).

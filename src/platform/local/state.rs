@@ -1,6 +1,6 @@
 //! The local platform's live state: what is deployed, on disk, readable by any process.
 //!
-//! Layout under `<project>/.fusionizer/local/` (git-ignored):
+//! Layout under `<state dir>/local/` (`.fusionizer/local/` beside fusion.toml by default):
 //! ```text
 //! functions/<name>            symlink → ../store/<id>; the function exists iff the link does
 //! store/<id>/function.json    name, labels, annotations, state, message, digest, function.yaml…
