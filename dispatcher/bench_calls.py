@@ -17,6 +17,17 @@ first call an event makes after the dispatcher starts (`first`: one fresh dispat
 event minus its second, the median over `--rounds` fresh dispatchers), and a plain Python
 call of the callee's handler with the same Event as the floor.
 
+`--baseline DIR` also measures another version of the dispatcher in the same run, for a
+before/after ratio: DIR holds its `fusionizer_dispatcher` package (for a commit REV:
+`git archive REV dispatcher/fusionizer_dispatcher | tar -x --strip-components=1 -C DIR`). It is
+imported under another name into this process, and its fused caller and this one's alternate
+within every round; the ratio this/baseline is taken per round.
+
+`--parts` prints the budget of one in-process `call_function` instead: the whole call and
+each of its steps run alone on the arguments the call gives it, in thread CPU time (the
+minimum over repeats of `timeit`), so the steps can be compared with the whole; this is the
+table of docs/performance.md.
+
 `--worker` also measures the local platform's worker process on a trivial task: one E frame
 at a time over its Unix socket (as the Rust side sends them, with the headers the proxy
 forwards), printing the round-trip p50/p99 and the worker's CPU time per event (from
@@ -79,8 +90,8 @@ def _artifact(root, tasks):
             out.write(source)
 
 
-def _dispatcher(root, tasks):
-    dispatcher = Dispatcher(function="bench", tasks={t: "main:handler" for t in tasks}, root=root)
+def _dispatcher(root, tasks, dispatcher_class=Dispatcher):
+    dispatcher = dispatcher_class(function="bench", tasks={t: "main:handler" for t in tasks}, root=root)
     logger = nuclio_sdk.Logger(logging.WARNING, name="bench")
     context = nuclio_sdk.Context(logger, nuclio_sdk.Platform("local"), "0",
                                  nuclio_sdk.TriggerInfo("http", "default-http"))
@@ -157,6 +168,65 @@ def _plain_call(root, calls):
         samples.append(clock() - start)
     samples.sort()
     return samples[len(samples) // 2] / 1000.0
+
+
+def _baseline_class(directory, scratch):
+    """The `Dispatcher` of the package `fusionizer_dispatcher` in `directory`, imported as
+    `baseline_dispatcher` (a copy in `scratch`; its imports are relative)."""
+    source = os.path.join(directory, "fusionizer_dispatcher")
+    if not os.path.isfile(os.path.join(source, "dispatcher.py")):
+        raise SystemExit("--baseline {0}: no fusionizer_dispatcher/dispatcher.py there".format(directory))
+    shutil.copytree(source, os.path.join(scratch, "baseline_dispatcher"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    sys.path.insert(0, scratch)
+    import baseline_dispatcher
+    return baseline_dispatcher.Dispatcher
+
+
+def _parts(root, repeats=7, number=20000):
+    """(name, thread CPU us) of one in-process call_function and of each step it takes."""
+    import timeit
+    from fusionizer_dispatcher import _codec, dispatcher as module
+
+    dispatcher, _ = _dispatcher(root, ["caller", "callee"])
+    platform = dispatcher.tasks["caller"].context.platform
+    module._CURRENT.set(module._Frame("caller", ("127.0.0.1", 8000)))
+    Event = nuclio_sdk.Event
+
+    def make():
+        return Event(body={"x": 2, "y": 3}, method="POST")
+
+    event = make()
+    method, body, pairs, text = _codec.call_request("callee", event)
+    proxy = dispatcher._proxy()
+    platform.call_function("callee", make())  # makes the call's plan
+    key = ("caller", "callee", proxy, pairs, len(body))
+    headers, content_type, path, frame, _ = dispatcher._call_plans[key]
+    trigger = dispatcher._trigger()
+    callee_event = _codec.new_event(body, content_type, headers.copy(), method, path, {}, trigger, text)
+    out = dispatcher._run_task("callee", callee_event, proxy, frame)
+    handler = dispatcher.tasks["callee"].handler
+    steps = [
+        ("the whole call: call_function(\"callee\", Event(...))", lambda: platform.call_function("callee", make())),
+        ("  the caller's own Event(body=..., method=\"POST\")", make),
+        ("  the request: checks, json.dumps of the body, header pairs (call_request)",
+         lambda: _codec.call_request("callee", event)),
+        ("  the call's plan, looked up", lambda: dispatcher._call_plans.get(key)),
+        ("  the callee's event: decoded body, id, time, Event (new_event)",
+         lambda: _codec.new_event(body, content_type, headers.copy(), method, path, {}, trigger, text)),
+        ("  running the callee in its frame and encoding its answer (_run_task)",
+         lambda: dispatcher._run_task("callee", callee_event, proxy, frame)),
+        ("    of which the callee's handler", lambda: handler(None, callee_event)),
+        ("    of which encoding the answer", lambda: _codec.encode_output_text({"sum": 5})),
+        ("  the SDK's answer (plain_sdk_response)",
+         lambda: _codec.plain_sdk_response(200, "application/json", out[3], out[4])),
+    ]
+    results = []
+    for name, function in steps:
+        best = min(timeit.repeat(function, number=number, repeat=repeats, timer=time.thread_time))
+        results.append((name, best / number * 1e6))
+        dispatcher.trace.clear()
+    return results
 
 
 def _spread(values):
@@ -260,6 +330,11 @@ def main():
     parser.add_argument("--calls", type=int, default=2000, help="measured events per case at k = 0")
     parser.add_argument("--k", type=int, default=50, help="calls per event for the slope")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="also measure the dispatcher package in DIR/fusionizer_dispatcher, "
+                             "alternating with this one")
+    parser.add_argument("--parts", action="store_true",
+                        help="print the budget of one in-process call_function, step by step")
     parser.add_argument("--worker", action="store_true",
                         help="also measure the local worker's per-event path")
     parser.add_argument("--serve-callee", metavar="DIR", help=argparse.SUPPRESS)
@@ -271,6 +346,16 @@ def main():
         return
     root = tempfile.mkdtemp(prefix="fz-bench-")
     try:
+        if args.parts:
+            parts_root = os.path.join(root, "parts")
+            _artifact(parts_root, {"caller": NATIVE, "callee": CALLEE})
+            for name, micros in _parts(parts_root):
+                print("{0:<78} {1:6.2f} us".format(name, micros))
+            return
+        baseline = None
+        if args.baseline:
+            os.makedirs(os.path.join(root, "baseline"))
+            baseline = _baseline_class(os.path.abspath(args.baseline), os.path.join(root, "baseline"))
         for style, source in (("call_function", NATIVE), ("requests_session", SESSION)):
             fused_root = os.path.join(root, style, "fused")
             remote_root = os.path.join(root, style, "remote")
@@ -283,16 +368,20 @@ def main():
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             try:
                 host, port = "127.0.0.1", int(child.stdout.readline())
-                fused = _dispatcher(fused_root, ["caller", "callee"])
-                remote = _dispatcher(remote_root, ["caller"])
-                for pair in (fused, remote):  # warm-up
+                pairs = {"fused": _dispatcher(fused_root, ["caller", "callee"]),
+                         "remote": _dispatcher(remote_root, ["caller"])}
+                if baseline is not None:
+                    baseline_root = os.path.join(root, style, "baseline")
+                    shutil.copytree(fused_root, baseline_root)
+                    pairs["baseline"] = _dispatcher(baseline_root, ["caller", "callee"], baseline)
+                for pair in pairs.values():  # warm-up
                     _p50(*pair, _event(host, port, args.k), 20, 5 * args.k)
-                rows = {"fused": [], "remote": [], "first": []}
+                rows = {mode: [] for mode in pairs}
+                rows["first"] = []
+                modes = list(pairs)
                 for r in range(args.rounds):
-                    order = ("fused", "remote") if r % 2 == 0 else ("remote", "fused")
-                    for mode in order:
-                        pair = fused if mode == "fused" else remote
-                        rows[mode].append(_per_call(*pair, host, port, args.k, args.calls))
+                    for mode in modes[r % len(modes):] + modes[:r % len(modes)]:
+                        rows[mode].append(_per_call(*pairs[mode], host, port, args.k, args.calls))
                     # a fresh copy: its task modules are imported anew, as in a new worker
                     fresh_root = os.path.join(root, style, "first{0}".format(r))
                     shutil.copytree(fused_root, fresh_root)
@@ -308,6 +397,11 @@ def main():
                   "fused {3:7.1f} us [{4:.1f}-{5:.1f}] | remote {6:7.1f} us [{7:.1f}-{8:.1f}] | "
                   "remote/fused {9:5.1f}x [{10:.1f}-{11:.1f}] | first call +{12:.0f} us".format(
                       style, args.k, args.rounds, *fused_call, *remote_call, *ratios, first[0]))
+            if baseline is not None:
+                base_call = _spread([c for _, c in rows["baseline"]])
+                change = _spread([f[1] / b[1] for f, b in zip(rows["fused"], rows["baseline"])])
+                print("{0:<17} baseline fused {1:7.1f} us [{2:.1f}-{3:.1f}] | this/baseline per round "
+                      "{4:5.2f}x [{5:.2f}-{6:.2f}]".format(style, *base_call, *change))
         print("{0:<17} a plain Python call of the callee with a new Event: {1:.1f} us".format(
             "floor", _plain_call(os.path.join(root, "call_function", "callee"), args.calls)))
         if args.worker:

@@ -54,36 +54,36 @@ _CANONICAL = {}
 _CACHE_LIMIT = 4096
 
 
-def _c_encoder(reference, allow_nan=None):
+def _c_encoder(reference, allow_nan=None, fall_back_on=RecursionError):
     """`reference.encode` (a `json.JSONEncoder` without indent) as a call of the C encoder it
     ends in, without `encode`'s and `iterencode`'s Python frames; None when there is no C
-    encoder. `allow_nan` overrides the reference's.
+    encoder. `allow_nan` overrides the reference's; a value on which the C encoder raises
+    `fall_back_on` goes to `reference.encode`.
 
-    `JSONEncoder.iterencode` builds a fresh encoder per call because of its circular-reference
-    markers; those are empty again after every encoding that succeeds, so an encoder is reused
-    then, taken from a pool (one per thread encoding at once) and dropped when it raised.
+    The C encoder is made once, without the circular-reference markers `iterencode` gives it:
+    without them it keeps no state between calls, so threads share it. A value the markers
+    would stop (a container holding itself) makes it recurse instead until `RecursionError`,
+    and the value then goes to `reference.encode`, which raises its own error ("Circular
+    reference detected", or its own `RecursionError` for a value nested too deeply); every
+    value without a cycle encodes to the same text with or without the markers.
     """
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None or reference.indent is not None:
         return None
     string = json.encoder.encode_basestring_ascii if reference.ensure_ascii else json.encoder.encode_basestring
-    settings = (
-        reference.default, string, None, reference.key_separator, reference.item_separator,
-        reference.sort_keys, reference.skipkeys,
+    encoder = make(
+        None, reference.default, string, None, reference.key_separator,
+        reference.item_separator, reference.sort_keys, reference.skipkeys,
         reference.allow_nan if allow_nan is None else allow_nan,
     )
-    check_circular = reference.check_circular
-    pool = []
+    fallback = reference.encode
     join = "".join
 
     def encode(value):
         try:
-            encoder = pool.pop()
-        except IndexError:
-            encoder = make({} if check_circular else None, *settings)
-        chunks = encoder(value, 0)
-        pool.append(encoder)
-        return join(chunks)
+            return join(encoder(value, 0))
+        except fall_back_on:
+            return fallback(value)
 
     return encode
 
@@ -105,35 +105,17 @@ def _proved(shortcut, reference, probes=(_PROBE, "s\u00e9", 1, None, [])):
     return reference
 
 
-def _strict_encoder(sdk):
-    """The SDK encoder's output through the C encoder, or None when that cannot be proved equal.
+def _encoder(sdk):
+    """The SDK encoder's output through the C encoder, when that is proved equal.
 
     The SDK's `Encoder` re-implements `iterencode` in Python only to spell non-finite floats as
     the strings `"NaN"`/`"Infinity"`; for every other value it yields what `json.JSONEncoder`
     with the same settings yields. The C encoder with `allow_nan=False` raises `ValueError` on
-    exactly those floats (and on circular references, which the SDK encoder rejects too), so
-    `encode` falls back to the SDK's own encoder then and is byte-identical always.
+    exactly those floats, so those values (and those with a cycle, see `_c_encoder`) go to the
+    SDK's own encoder, and the text is byte-identical always.
     """
-    strict = _c_encoder(sdk, allow_nan=False)
-    if strict is None:
-        return None
-    proved = _proved(strict, sdk.encode)
-    return strict if proved is strict else None
-
-
-def _encoder(sdk):
-    strict = _strict_encoder(sdk)
-    if strict is None:
-        return sdk.encode
-    fallback = sdk.encode
-
-    def encode(output):
-        try:
-            return strict(output)
-        except ValueError:
-            return fallback(output)
-
-    return encode
+    strict = _c_encoder(sdk, allow_nan=False, fall_back_on=(ValueError, RecursionError))
+    return _proved(strict, sdk.encode)
 
 
 # `json.dumps(value)` with its default settings (what the SDK's `call_function` sends for a dict
@@ -141,23 +123,62 @@ def _encoder(sdk):
 dumps = _proved(_c_encoder(json.JSONEncoder()), _dumps)
 
 
+# Texts `loads_exact` remembers the value of: at most this many, each at most this long.
+_DECODED_LIMIT = 1024
+_DECODED_TEXT = 512
+# Values whose copy by `dict.copy`/`list.copy` shares nothing mutable with the original.
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+# text -> (value, its copy function or None)
+_DECODED = {}
+
+
 def _scanner():
     """`json.loads(text)` for a str: the decoder's own scanner called directly (`json.loads` ->
     `JSONDecoder.decode` -> `raw_decode` -> `scan_once`) when the text is one JSON value with
     no blanks around it, as an encoder writes it; anything else (blanks, trailing data, an
-    error) goes to `json.loads` itself, for its answer or its error."""
+    error) goes to `json.loads` itself, for its answer or its error.
+
+    Tasks send the same small documents again and again (the same arguments, the same answer
+    shape), so the value of a short text is remembered when a shallow copy of it is a complete
+    one: a scalar, or a dict or list of scalars. A text seen before then costs a dictionary
+    lookup and a `copy()`, and every caller still gets a value of its own, as from `json.loads`
+    (no container is shared; the scalars in it are immutable). Nested values are decoded each
+    time. At most `_DECODED_LIMIT` texts of at most `_DECODED_TEXT` characters are kept (the
+    table is emptied when full)."""
     scan_once = json.decoder.JSONDecoder().scan_once
+    remembered = _DECODED
+    scalars = _SCALARS
 
     def scan(text):
+        hit = remembered.get(text)
+        if hit is not None:
+            value, copy = hit
+            return value if copy is None else copy(value)
         try:
             value, end = scan_once(text, 0)
         except (StopIteration, ValueError):
             return _loads(text)
         if end != len(text):
             return _loads(text)
+        if len(text) <= _DECODED_TEXT:
+            kind = type(value)
+            if kind is dict:
+                if all(type(item) in scalars for item in value.values()):
+                    _remember_decoded(remembered, text, (dict(value), dict.copy))
+            elif kind is list:
+                if all(type(item) in scalars for item in value):
+                    _remember_decoded(remembered, text, (list(value), list.copy))
+            elif kind in scalars:
+                _remember_decoded(remembered, text, (value, None))
         return value
 
     return scan
+
+
+def _remember_decoded(remembered, text, entry):
+    if len(remembered) >= _DECODED_LIMIT:
+        remembered.clear()
+    remembered[text] = entry
 
 
 loads_exact = _scanner()
@@ -259,13 +280,14 @@ _ID_MASK = (1 << 48) - 1
 
 
 def _seed_ids():
-    global _ID_PREFIX, _ID_NEXT
+    global _ID_PREFIX, _ID_NEXT, _ID_BLOCK
     number = int.from_bytes(os.urandom(16), "big")
     number = (number & ~(0xC000 << 48)) | (0x8000 << 48)  # RFC 4122 variant
     number = (number & ~(0xF000 << 64)) | (4 << 76)  # version 4
     text = "%032x" % number
     _ID_PREFIX = "{0}-{1}-{2}-{3}-".format(text[:8], text[8:12], text[12:16], text[16:20])
     _ID_NEXT = itertools.count(number & _ID_MASK).__next__
+    _ID_BLOCK = (None, None)
 
 
 _ID_PREFIX = _ID_NEXT = None
@@ -274,9 +296,26 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_seed_ids)
 
 
+# The last 3 hex digits of an id from a table, the 9 before them formatted once per 4,096 ids
+# (per block of the counter: a thread that takes the first id of a new block formats its own,
+# so no thread pairs a block's digits with another block's).
+_ID_LOW = tuple("%03x" % low for low in range(4096))
+_ID_BLOCK = (None, None)
+
+
 def uuid4_string():
-    """A version-4 UUID in `str(uuid.uuid4())`'s form, without building a `UUID` object."""
-    return _ID_PREFIX + "%012x" % (_ID_NEXT() & _ID_MASK)
+    """A version-4 UUID in `str(uuid.uuid4())`'s form, without building a `UUID` object: the
+    process's prefix and the counter's next value in 12 hex digits."""
+    global _ID_BLOCK
+    number = _ID_NEXT()
+    block = number >> 12
+    cached = _ID_BLOCK
+    if cached[0] != block:
+        cached = _ID_BLOCK = (block, _ID_PREFIX + "%09x" % (block & _ID_BLOCK_MASK))
+    return cached[1] + _ID_LOW[number & 0xFFF]
+
+
+_ID_BLOCK_MASK = _ID_MASK >> 12
 
 
 def _event_maker():
@@ -345,10 +384,15 @@ def new_event(body, content_type, headers, method, path, fields, trigger, text=N
         decoded = loads_exact(text)
     else:
         decoded = decode_body(body, content_type)
+    seconds = int(_time())
+    stamp = _TIMESTAMPS.get(seconds) or utc_timestamp(seconds)
     return _make_event(
-        decoded, content_type, trigger, fields, headers, uuid4_string(), method, path, len(body),
-        utc_timestamp(int(time.time())), "",
+        decoded, content_type, trigger, fields, headers,
+        uuid4_string(), method, path, len(body), stamp, "",
     )
+
+
+_time = time.time
 
 
 def encode_output(output):
@@ -378,7 +422,11 @@ def encode_output_text(output):
     JSON of a dict (which `sdk_response` then decodes without the bytes), else None."""
     if type(output) is dict:
         text = _ENCODE(output)
-        return 200, "application/json", {}, _utf8(text), text
+        try:
+            body = text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (`_utf8`)
+            body = _utf8(text)
+        return 200, "application/json", {}, body, text
     return encode_output(output) + (None,)
 
 
@@ -566,9 +614,7 @@ def sdk_response(status, headers, body, text=None):
     content_type = lowered.get("content-type", "text/plain")
     if content_type == "application/json":
         body = _loads(body) if text is None else loads_exact(text)
-    return nuclio_sdk.Response(
-        headers=lowered, body=body, content_type=content_type, status_code=status
-    )
+    return _make_response(lowered, body, content_type, status)
 
 
 def plain_sdk_response(status, content_type, body, text=None):
@@ -577,9 +623,46 @@ def plain_sdk_response(status, content_type, body, text=None):
     headers = {"content-type": content_type, "content-length": str(len(body))}
     if content_type == "application/json":
         body = _loads(body) if text is None else loads_exact(text)
-    return nuclio_sdk.Response(
-        headers=headers, body=body, content_type=content_type, status_code=status
-    )
+    return _make_response(headers, body, content_type, status)
+
+
+def _response_maker():
+    """A function building `nuclio_sdk.Response(headers=, body=, content_type=, status_code=)`
+    as the instance `Response.__init__` makes, by filling its `__dict__` directly, when the SDK's
+    `Response` is a plain class whose `__init__` sets exactly these attributes in this order
+    (`headers`, `body`, `status_code`, `content_type`, `event_id`: `nuclio_sdk/response.py` of
+    nuclio-sdk 0.5 and 0.6), else the constructor."""
+    response_class = nuclio_sdk.Response
+    expected = [("headers", {}), ("body", None), ("status_code", 200),
+                ("content_type", "text/plain"), ("event_id", None)]
+    try:
+        plain = (
+            "__slots__" not in vars(response_class)
+            and type(response_class).__call__ is type.__call__
+            and list(vars(response_class()).items()) == expected
+        )
+    except Exception:
+        plain = False
+    if not plain:
+        def make(headers, body, content_type, status):
+            return response_class(
+                headers=headers, body=body, content_type=content_type, status_code=status
+            )
+        return make
+    allocate = object.__new__
+
+    def make(headers, body, content_type, status):
+        response = allocate(response_class)
+        response.__dict__ = {
+            "headers": headers or {}, "body": body, "status_code": status,
+            "content_type": content_type or "text/plain", "event_id": None,
+        }
+        return response
+
+    return make
+
+
+_make_response = _response_maker()
 
 
 # ------------------------------------------------------------------ requests to a sibling

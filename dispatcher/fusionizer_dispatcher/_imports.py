@@ -53,9 +53,16 @@ def _task_import(name, globals=None, locals=None, fromlist=(), level=0):
     return _original_import(name, globals, locals, fromlist, level)
 
 
+_installed = False
+
+
 def _install_hook():
-    global _original_import
-    if builtins.__import__ is not _task_import:
+    """Wraps `builtins.__import__` once per process. Only once: a wrapper installed over ours
+    later (another copy of this package, a library's import hook) keeps calling ours, and
+    wrapping it in turn would make the two call each other forever."""
+    global _original_import, _installed
+    if not _installed:
+        _installed = True
         _original_import = builtins.__import__
         builtins.__import__ = _task_import
 

@@ -40,6 +40,10 @@ MAX_DEFERRED = 256
 # Distinct (caller, callee, proxy, request headers, body size) of in-process calls remembered.
 _MAX_PLANS = 1024
 _perf_counter = time.perf_counter
+_new_event = _codec.new_event
+_encode_output_text = _codec.encode_output_text
+_plain_sdk_response = _codec.plain_sdk_response
+_MAX_RECORDS = _trace.MAX_RECORDS
 _UNPARSABLE = object()
 # The hidden task `Dispatcher._warm` calls: no event or URL of a real task can name it.
 _WARM_TASK = "fusionizer warm-up"
@@ -753,7 +757,7 @@ class Dispatcher(object):
             if type(output) not in _PLAIN_OUTPUTS and inspect.isawaitable(output):
                 output = self.run_coroutine(_in_frame(output, frame))
             if texts:
-                return _codec.encode_output_text(output)
+                return _encode_output_text(output)
             return _codec.encode_output(output)
         except Exception as exc:
             result = _codec.error_output(exc)
@@ -853,7 +857,8 @@ class Dispatcher(object):
                 functools.partial(_codec.InProcessConnection, answer=answer),
             )
         method, body, pairs, text = request
-        proxy = self._proxy()
+        frame = _CURRENT.get() or self._top  # `_proxy()`, inlined on this path
+        proxy = frame.proxy if frame is not None else self._env_proxy()
         size = len(body)
         key = (caller, callee, proxy, pairs, size)
         plan = self._call_plans.get(key)
@@ -863,8 +868,9 @@ class Dispatcher(object):
                 self._call_plans.clear()
             self._call_plans[key] = plan
         headers, content_type, path, frame, deferred = plan
-        event = _codec.new_event(
-            body, content_type, headers.copy(), method, path, {}, self._trigger(), text
+        event = _new_event(
+            body, content_type, headers.copy(), method, path, {},
+            self._http_trigger or self._trigger(), text,
         )
         if deferred:
             status, content_type, headers, out = self._run_traced(
@@ -874,13 +880,16 @@ class Dispatcher(object):
         started = _perf_counter()
         status, content_type, headers, out, out_text = self._run_task(callee, event, proxy, frame)
         micros = int((_perf_counter() - started) * 1e6)
-        if not _trace.record(self.trace, caller, callee, "s", status, micros, size + len(out)):
+        trace = self.trace  # `_trace.record`, inlined on this path
+        if len(trace) < _MAX_RECORDS:
+            trace.append((caller, callee, "s", status, micros, size + len(out)))
+        else:
             self.trace_more += 1
         if headers:
             return _codec.sdk_response(
                 status, _codec.wire_headers(content_type, headers, out), out, out_text
             )
-        return _codec.plain_sdk_response(status, content_type, out, out_text)
+        return _plain_sdk_response(status, content_type, out, out_text)
 
     def _call_plan(self, caller, callee, proxy, pairs, size):
         """What every in-process call of `caller` to `callee` through `proxy` with these request

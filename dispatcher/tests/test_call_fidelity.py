@@ -5,6 +5,7 @@ event, the caller's answer and the errors are the same, and neither side's objec
 other."""
 
 import json
+import sys
 import math
 import unittest
 import unittest.mock
@@ -255,9 +256,44 @@ class CodecShortcutsTest(unittest.TestCase):
 
     def test_encode_is_the_sdk_encoder(self):
         sdk = nuclio_sdk.json_encoder.Encoder().encode
-        for value in self.VALUES + [{"set": {1}, "bytes": b"x"}]:
-            with self.subTest(value=repr(value)[:40]):
-                self.assertEqual(_codec._ENCODE(value), sdk(value))
+        circular = [1]
+        circular.append({"back": circular})
+        deep = []
+        for _ in range(sys.getrecursionlimit() + 10):
+            deep = [deep]
+        values = self.VALUES + [{"set": {1}, "bytes": b"x"}, circular, deep] + self.VALUES
+        for index, value in enumerate(values):
+            with self.subTest(value=index):
+                self.assertEqual(self.outcome(_codec._ENCODE, value), self.outcome(sdk, value))
+
+    def test_a_remembered_text_still_decodes_to_a_value_of_its_own(self):
+        for text in ('{"x": 2, "y": "z"}', '[1, 2.5, null, true]', '{"n": {"m": 1}}', '[[1]]',
+                     '"s"', '7', '{}', '[]'):
+            with self.subTest(text=text):
+                first = _codec.loads_exact(text)
+                if isinstance(first, dict):
+                    first["added"] = 1
+                    for value in first.values():
+                        if isinstance(value, dict):
+                            value["inner"] = 2
+                elif isinstance(first, list):
+                    first.append("added")
+                    for value in first:
+                        if isinstance(value, list):
+                            value.append(3)
+                for _ in range(2):
+                    again = _codec.loads_exact(text)
+                    self.assertEqual(again, json.loads(text))
+                    self.assertEqual(type(again), type(json.loads(text)))
+                    if isinstance(again, (dict, list)):
+                        self.assertIsNot(again, first)
+
+    def test_the_remembered_texts_are_bounded(self):
+        for index in range(_codec._DECODED_LIMIT * 2 + 3):
+            self.assertEqual(_codec.loads_exact('{"i": %d}' % index), {"i": index})
+        self.assertTrue(0 < len(_codec._DECODED) <= _codec._DECODED_LIMIT)
+        long_text = json.dumps({"k": "v" * (_codec._DECODED_TEXT + 1)})
+        self.assertEqual(_codec.loads_exact(long_text), json.loads(long_text))
 
     def test_loads_exact_is_json_loads(self):
         texts = [json.dumps(value) for value in self.VALUES if value == value] + [
@@ -272,6 +308,35 @@ SESSION_TASK = {"main.py": """
     def handler(context, event, requests_session):
         return "ok"
 """}
+
+
+class CacheBoundsTest(_Calls):
+    """Every memo on the call path stays within its bound when calls keep differing, and a call
+    past the bound is answered as the first one was."""
+
+    def test_calls_past_every_bound_are_still_answered_exactly(self):
+        from fusionizer_dispatcher import dispatcher as module
+
+        dispatcher = self.load({"caller": SEEN, "callee": SEEN})
+        limits = {
+            "call plans": (lambda: dispatcher._call_plans, module._MAX_PLANS),
+            "request header pairs": (lambda: _codec._REQUEST_PAIRS, _codec._CACHE_LIMIT),
+            "decoded texts": (lambda: _codec._DECODED, _codec._DECODED_LIMIT),
+        }
+        # distinct header sets make distinct request pairs and plans; distinct bodies, texts
+        count = max(limit for _, limit in limits.values()) + 10
+        for index in range(count):
+            event = post({"i": index}, headers={"X-Index": str(index)})
+            answer = self.call(dispatcher, event, True).body
+            self.assertEqual(answer["body"], repr({"i": index}))
+            self.assertEqual(answer["headers"]["X-Index"], str(index))
+            for name, (size, limit) in limits.items():
+                self.assertLessEqual(len(size()), limit, name)
+        for name, (size, limit) in limits.items():
+            self.assertGreater(len(size()), 0, name)
+        # the first call again, after its plan and texts were dropped
+        answer = self.call(dispatcher, post({"i": 0}, headers={"X-Index": "0"}), True).body
+        self.assertEqual((answer["body"], answer["headers"]["X-Index"]), (repr({"i": 0}), "0"))
 
 
 class WarmUpTest(_Calls):

@@ -4,7 +4,9 @@ import copy
 import importlib.util
 import json
 import os
+import shutil
 import sys
+import tempfile
 
 import nuclio_sdk
 import requests
@@ -155,6 +157,32 @@ class ContextsAndImportsTest(ArtifactTestCase):
             self.assertIn(os.path.join("fusionizer_tasks", name, "utils.py"), result[4])
         self.assertNotIn("utils", sys.modules)
         self.assertNotIn("helpers", sys.modules)
+
+    def test_an_import_hook_installed_over_ours_does_not_make_a_loop(self):
+        import builtins
+
+        from fusionizer_dispatcher import _imports
+
+        task = {"main.py": "import utils\n\ndef handler(context, event):\n    return utils.TAG\n",
+                "utils.py": "TAG = 'own'\n"}
+        self.load({"first": task})
+        ours, calls = builtins.__import__, []
+
+        def other(*args, **kwargs):  # another library's wrapper, installed after ours
+            calls.append(args[0])
+            return ours(*args, **kwargs)
+
+        builtins.__import__ = other
+        try:
+            self.tmp = tempfile.mkdtemp(prefix="fz-dispatcher-")
+            self.addCleanup(shutil.rmtree, self.tmp, True)
+            dispatcher = self.load({"second": copy.deepcopy(task)})
+            self.assertIs(builtins.__import__, other)
+            self.assertEqual(dispatcher.handler(self.context, event("second")), "own")
+            self.assertIn("utils", calls)
+        finally:
+            builtins.__import__ = ours
+        self.assertEqual(_imports._original_import.__module__, "builtins")
 
     def test_each_task_gets_its_own_context_and_init_runs_once(self):
         source = {"main.py": """

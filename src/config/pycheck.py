@@ -1,6 +1,6 @@
 """fusionizer's check of the tasks' Python: compiles files to syntax trees, never runs them.
 
-Run by `src/config/pycheck.rs` as `python -I -c <this file> REQUEST`, where REQUEST is the path
+Run by `src/config/pycheck.rs` as `python -I -B -c <this file> REQUEST`, where REQUEST is the path
 of a JSON file:
 
     {"files": [{"path": str, "feature": minor or null}],

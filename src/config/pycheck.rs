@@ -24,7 +24,8 @@ use super::taskspec::{located, module_file};
 use super::{Diagnostic, Diagnostics, PlatformKind, TaskSpec, Workspace};
 use crate::contract::{ENV_PYTHON, FUNCTION_FILE};
 
-/// The checker, run with `python -I -c`.
+/// The checker, run with `python -I -B -c`: isolated, and writing no bytecode (it only parses the
+/// tasks' files, and a project may be read-only).
 const SCRIPT: &str = include_str!("pycheck.py");
 /// How long the checker may run (it only parses).
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -224,7 +225,7 @@ fn run(python: &str, request: &Request) -> Result<Answer, String> {
     serde_json::to_writer(&mut file, request)
         .map_err(|e| format!("cannot write the request for `{python}`: {e}"))?;
     let cmd = crate::proc::Cmd::new(python)
-        .args(["-I", "-c", SCRIPT])
+        .args(["-I", "-B", "-c", SCRIPT])
         .arg(file.path())
         .timeout(TIMEOUT);
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -6,6 +6,7 @@ mod build;
 mod cli;
 mod contract;
 mod dashboard;
+mod kubernetes;
 mod live_state;
 mod local;
 mod local_cron;

@@ -91,7 +91,8 @@ fn a_project_is_only_read_when_the_state_dir_is_elsewhere() {
             "{}",
             serve.log()
         );
-        // `status` finds the running serve through the same state directory.
+        // `status` and `invoke` find the running serve through the same state directory
+        // (serve listens on a port nobody chose, so only its record there leads to it).
         let out = expect(&env, &with(&["status"]), 0);
         assert!(
             stdout(&out).contains(&serve.base),
@@ -99,6 +100,12 @@ fn a_project_is_only_read_when_the_state_dir_is_elsewhere() {
             serve.base,
             stdout(&out)
         );
+        let out = expect(
+            &env,
+            &with(&["invoke", "taska", "-d", r#"{"value1": 2, "value2": 3}"#]),
+            0,
+        );
+        assert_eq!(result_of(&stdout(&out)), Some(5), "{}", stdout(&out));
         assert_eq!(Serve::terminate(serve), Some(0));
     }
     expect(&env, &with(&["destroy", "--auto-approve"]), 0);
@@ -165,14 +172,8 @@ fn a_state_dir_that_cannot_be_created_is_refused_naming_the_flag_or_variable() {
     std::fs::write(&file, "").unwrap();
     let below = file.join("state").display().to_string();
     let out = run_with(&env, &[], &["--state-dir", &below, "plan"], 64);
-    let err = stderr(&out);
-    assert!(
-        err.contains(&format!(
-            "`--state-dir`: cannot create the state directory `{below}`"
-        )),
-        "{err}"
-    );
-    assert!(err.contains("FUSIONIZER_STATE_DIR"), "{err}");
+    env.settings()
+        .bind(|| insta::assert_snapshot!("uncreatable_state_dir", stderr(&out)));
     let out = run_with(&env, &[("FUSIONIZER_STATE_DIR", &below)], &["status"], 64);
     let err = stderr(&out);
     assert!(
@@ -216,4 +217,32 @@ fn an_overlay_is_merged_and_refused_naming_it() {
         "{}",
         stderr(&out)
     );
+}
+
+/// The local platform's identity is its state directory: two state directories of one project
+/// are two local platforms, so a plan saved for one is refused by the other, and what one
+/// deployed is not live in the other.
+#[test]
+fn two_state_dirs_of_one_project_are_two_local_platforms() {
+    let env = quickstart();
+    let root = env.root().canonicalize().unwrap();
+    let (a, b) = (root.join("a"), root.join("b"));
+    let (a, b) = (a.display().to_string(), b.display().to_string());
+    expect(
+        &env,
+        &["--state-dir", &a, "plan", "--out", "../plan.json"],
+        0,
+    );
+    let out = expect(&env, &["--state-dir", &b, "apply", "../plan.json"], 75);
+    assert!(
+        stderr(&out).contains(&format!(
+            "the plan was made for platform `local:{a}/local`, not `local:{b}/local`"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    expect(&env, &["--state-dir", &a, "apply", "../plan.json"], 0);
+    expect(&env, &["--state-dir", &a, "plan", "--detailed-exitcode"], 0);
+    expect(&env, &["--state-dir", &b, "plan", "--detailed-exitcode"], 2);
+    expect(&env, &["--state-dir", &a, "destroy", "--auto-approve"], 0);
 }
