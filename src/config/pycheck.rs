@@ -220,10 +220,14 @@ struct Binding {
 
 /// Runs the checker on `request`; why not, as a sentence.
 fn run(python: &str, request: &Request) -> Result<Answer, String> {
-    let mut file = tempfile::NamedTempFile::new()
+    let file = tempfile::NamedTempFile::new()
         .map_err(|e| format!("cannot write the request for `{python}`: {e}"))?;
-    serde_json::to_writer(&mut file, request)
+    let mut writer = std::io::BufWriter::new(file);
+    serde_json::to_writer(&mut writer, request)
         .map_err(|e| format!("cannot write the request for `{python}`: {e}"))?;
+    let file = writer
+        .into_inner()
+        .map_err(|e| format!("cannot write the request for `{python}`: {}", e.error()))?;
     let cmd = crate::proc::Cmd::new(python)
         .args(["-I", "-B", "-c", SCRIPT])
         .arg(file.path())
