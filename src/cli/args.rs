@@ -136,6 +136,13 @@ pub enum Command {
         #[arg(long, default_value = "text", value_parser = text_or_json())]
         output: OutputArg,
     },
+    /// Build and push the image of every function any phase can deploy (for `[nuctl] images =
+    /// "prebuilt"`: serve deploys them without Docker)
+    Images {
+        /// List the images without building any
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Show what apply would change on the platform
     Plan {
         #[command(flatten)]

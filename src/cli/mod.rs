@@ -8,6 +8,7 @@ mod build;
 mod carry_out;
 mod completions;
 mod destroy;
+mod images;
 mod init;
 mod invoke;
 mod optimize;
@@ -250,6 +251,7 @@ fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
             out,
             output,
         } => build::command(ctx, selection(&sel), out, output.into()),
+        Command::Images { dry_run } => images::command(ctx, dry_run),
         Command::Init { dir, name, .. } => init::command(ctx, dir, name),
         Command::Completions { shell, .. } => completions::command(shell),
         Command::Plan {

@@ -16,6 +16,10 @@ use crate::workspace;
 /// phase's groups at once (exit 78), or a one-line summary on stdout.
 pub(super) fn command(ctx: &Context) -> Result<ExitCode> {
     let ws = ctx.checked_workspace()?;
+    // Prebuilt images are named after the registry: without one, nothing can deploy.
+    if ws.config.nuctl.images == config::ImageMode::Prebuilt {
+        workspace::check_deploy_settings(&ws)?;
+    }
 
     // The groupings to check: the start (when it is not already a phase) and every phase.
     let mut selections: Vec<(String, Selection)> = Vec::new();

@@ -186,6 +186,18 @@ pub enum UrlPreference {
     Internal,
 }
 
+/// How `nuctl deploy` gets each function's image (`[nuctl] images`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImageMode {
+    /// `"build"`: every deploy builds the image with nuctl (`--path`), which needs Docker where
+    /// nuctl runs. The default.
+    #[default]
+    Build,
+    /// `"prebuilt"`: images were built ahead by `fusionizer images`; deploys pass
+    /// `--run-image` and build nothing, so nuctl needs no Docker (serve in a pod).
+    Prebuilt,
+}
+
 /// `[nuctl] readiness-timeout` when unset: every deploy has a deadline.
 pub const DEFAULT_READINESS_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -209,6 +221,8 @@ pub struct NuctlConfig {
     pub run_registry: Option<String>,
     /// `project`: the Nuclio project (`--project-name`).
     pub project: Option<String>,
+    /// `images = "build" | "prebuilt"`: whether deploys build images or run prebuilt ones.
+    pub images: ImageMode,
     /// `readiness-timeout`: `nuctl deploy --readiness-timeout`, rounded up to whole seconds,
     /// passed on every deploy; default [`DEFAULT_READINESS_TIMEOUT`].
     pub readiness_timeout: Duration,
@@ -236,6 +250,7 @@ impl Default for NuctlConfig {
             registry: None,
             run_registry: None,
             project: None,
+            images: ImageMode::Build,
             readiness_timeout: DEFAULT_READINESS_TIMEOUT,
             build_timeout: DEFAULT_BUILD_TIMEOUT,
             invocation_url: UrlPreference::External,

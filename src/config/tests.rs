@@ -135,6 +135,7 @@ project = "default"
 readiness-timeout = "120s"
 build-timeout = "20m"
 invocation-url = "internal"
+images = "prebuilt"
 "#,
         )
         .unwrap();
@@ -203,6 +204,7 @@ invocation-url = "internal"
             registry: Some("localhost:5000".to_string()),
             run_registry: Some("registry:5000".to_string()),
             project: Some("default".to_string()),
+            images: ImageMode::Prebuilt,
             readiness_timeout: Duration::from_secs(120),
             build_timeout: Duration::from_secs(1200),
             invocation_url: UrlPreference::Internal,
@@ -540,7 +542,7 @@ fn unknown_keys_list_the_valid_keys_of_their_table() {
         "fusion.toml:5:1: unknown key `zone` in `[nuctl]`\n  hint: valid keys in `[nuctl]`: \
          `binary`, `platform`, `namespace`, `kubeconfig`, `registry`, `run-registry`, `project`, \
          `readiness-timeout`, `build-timeout`, `invocation-url`, `http-trigger-service-type`, \
-         `proxy-url`"
+         `proxy-url`, `images`"
     );
 }
 
@@ -659,6 +661,12 @@ fn serve_and_nuctl_value_problems() {
         nuctl("invocation-url = \"public\"").unwrap_err(),
         "fusion.toml:5:18: unknown `invocation-url` `public`\n  \
          hint: `invocation-url` is `external` or `internal`"
+    );
+    assert_eq!(
+        nuctl("images = \"pull\"").unwrap_err(),
+        "fusion.toml:5:10: unknown `images` `pull`\n  \
+         hint: `images` is `build` (each deploy builds its image, needs Docker) or `prebuilt` \
+         (deploys run the images `fusionizer images` built)"
     );
     assert_eq!(
         nuctl("http-trigger-service-type = \"LoadBalancer\"").unwrap_err(),

@@ -921,5 +921,103 @@ class EnvironmentKnobs(FakeTest):
                                      'Arch: amd64, Go version: go1.21"\n')
 
 
+class BuildAheadAndRunImage(FakeTest):
+    """`nuctl build` (pkg/nuctl/command/build.go) builds and pushes an image and creates no
+    function; `nuctl deploy --run-image` without --path builds nothing
+    (pkg/platform/abstract/platform.go functionBuildRequired) and runs the image, which the pod
+    (kube) or `docker run` (local) must be able to pull."""
+
+    REGISTRY = "registry.invalid:5000/team"
+    IMAGE = "processor-shop-a:0123456789abcdef"
+
+    def build(self, name, *flags, expect=0, env=None):
+        path = self.function_dir(name)
+        args = ["build", name, "--path", path, "--file", os.path.join(path, "function.yaml"),
+                "--registry", self.REGISTRY, "--image", self.IMAGE] + list(flags)
+        out = self.run_fake(*args, env=env)
+        self.assertEqual(out.returncode, expect, "%s\nstdout: %s\nstderr: %s"
+                         % (args, out.stdout, out.stderr))
+        return out
+
+    def run_image(self, name, image, *flags, platform="kube", expect=0):
+        path = self.function_dir(name)
+        args = ["deploy", name, "--file", os.path.join(path, "function.yaml"), "--run-image",
+                image, "--platform", platform] + list(flags)
+        out = self.run_fake(*args)
+        self.assertEqual(out.returncode, expect, "%s\nstdout: %s\nstderr: %s"
+                         % (args, out.stdout, out.stderr))
+        return out
+
+    def test_build_pushes_to_the_registry_and_creates_no_function(self):
+        self.build("shop-a", "--platform", "kube", "--namespace", "nuclio")
+        pushed = self.REGISTRY + "/" + self.IMAGE
+        self.assertIn(pushed, self.state()["images"]["pushed"])
+        self.assertIn(self.IMAGE, self.state()["images"]["local"])
+        out = self.run_fake("get", "function", "-o", "json", "--platform", "kube",
+                            "--namespace", "nuclio")
+        self.assertEqual((out.returncode, out.stdout), (0, "No functions found\n"))
+
+    def test_build_without_a_registry_pushes_nothing(self):
+        path = self.function_dir("shop-a")
+        self.ok("build", "shop-a", "--path", path, "--platform", "local")
+        self.assertEqual(self.state()["images"],
+                         {"local": ["nuclio/processor-shop-a:latest"], "pushed": []})
+
+    def test_build_validates_flags_like_cobra(self):
+        out = self.fails("build", "shop-a", "--run-image", "x")
+        self.assertEqual(out.stderr, "\nError - unknown flag: --run-image\nCall stack:\n"
+                                     "unknown flag: --run-image\n")
+        out = self.fails("build", "shop-a", "--path", os.path.join(self.tmp, "nowhere"),
+                         "--platform", "local")
+        self.assertIn("Function path doesn't exist: ", out.stderr)
+
+    def test_a_failed_build_pushes_nothing(self):
+        out = self.build("shop-a", "--platform", "local", expect=1,
+                         env={"FAKE_NUCTL_FAIL_DEPLOY": "shop-a"})
+        self.assertIn("\nFailed to build processor image\n", out.stderr)
+        state_file = os.path.join(self.state_dir, "state.json")
+        self.assertFalse(os.path.exists(state_file) and self.state()["images"]["pushed"])
+
+    def test_run_image_after_build_deploys_without_building(self):
+        self.build("shop-a", "--platform", "kube", "--namespace", "nuclio")
+        pushed = self.REGISTRY + "/" + self.IMAGE
+        out = self.run_image("shop-a", pushed, "--namespace", "nuclio",
+                             "--run-registry", self.REGISTRY)
+        self.assertIn("Skipping build", out.stdout)
+        self.assertNotIn("Building processor image", out.stdout)
+        status = self.get_json("shop-a", "kube", "--namespace", "nuclio")[0]
+        self.assertEqual(status["status"]["state"], "ready")
+        self.assertEqual(status["spec"]["image"], pushed)
+
+    def test_run_image_never_built_fails_on_kube_as_an_image_pull_back_off(self):
+        image = self.REGISTRY + "/" + self.IMAGE
+        out = self.run_image("shop-a", image, "--namespace", "nuclio", expect=1)
+        self.assertTrue(out.stderr.startswith(
+            "\nError - NuclioFunction in unhealthy state:\n\nError - context deadline "
+            "exceeded\n"), out.stderr)
+        self.assertIn("Error: ImagePullBackOff", out.stderr)
+        self.assertIn('Failed to pull image "%s"' % image, out.stderr)
+        self.assertTrue(out.stderr.endswith(
+            "\nFailed to deploy function\n    ...//nuclio/pkg/platform/abstract/platform.go:236\n"),
+            out.stderr)
+        status = self.get_json("shop-a", "kube", "--namespace", "nuclio")[0]["status"]
+        self.assertEqual(status["state"], "unhealthy")
+        self.assertIn("Error: ImagePullBackOff", status["message"])
+
+    def test_run_image_never_built_fails_on_docker_when_docker_run_cannot_pull(self):
+        image = self.REGISTRY + "/" + self.IMAGE
+        out = self.run_image("shop-a", image, platform="local", expect=1)
+        self.assertIn("Unable to find image '%s' locally" % image, out.stderr)
+        self.assertIn("\nFailed to run a Docker container\n", out.stderr)
+        status = self.get_json("shop-a", "local")[0]["status"]
+        self.assertEqual(status["state"], "error")
+
+    def test_on_docker_an_image_in_the_local_daemon_runs(self):
+        path = self.function_dir("shop-a")
+        self.ok("build", "shop-a", "--path", path, "--image", self.IMAGE, "--platform", "local")
+        self.run_image("shop-a", self.IMAGE, platform="local")
+        self.assertEqual(self.get_json("shop-a", "local")[0]["status"]["state"], "ready")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -27,4 +27,16 @@ fn the_manifests_serve_settings_validate_on_a_kube_project() {
         "{}",
         crate::support::transcript(&out)
     );
+    // The overlay deploys prebuilt images (the pod has no Docker), which are named after the
+    // project's registry: without one, the project is refused.
+    let without = std::fs::read_to_string(&toml)
+        .unwrap()
+        .replace("registry = \"registry.invalid:5000\"\n", "");
+    std::fs::write(&toml, without).unwrap();
+    let out = expect(&env, &["--overlay", overlay, "validate"], 78);
+    assert!(
+        stderr(&out).contains("`nuctl.images = \"prebuilt\"` needs a registry"),
+        "{}",
+        crate::support::transcript(&out)
+    );
 }

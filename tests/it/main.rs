@@ -16,6 +16,7 @@ mod optimize;
 mod optimizers;
 mod plan;
 mod plan_destroy;
+mod prebuilt;
 mod pycheck;
 mod reliability;
 mod security;

@@ -204,6 +204,11 @@ class Manifests(unittest.TestCase):
             set(self.overlay["serve"]["allowed-hosts"]),
         )
 
+    def test_the_pod_deploys_prebuilt_images(self):
+        # serve's pod has no Docker: nuctl could not build an image there (docs/nuctl.md,
+        # "Images built ahead"), so deploys run the images CI built with `fusionizer images`.
+        self.assertEqual(self.overlay["nuctl"]["images"], "prebuilt")
+
     def test_the_pod_runs_unprivileged_on_a_read_only_root(self):
         self.assertTrue(self.pod["securityContext"]["runAsNonRoot"])
         self.assertEqual(self.pod["securityContext"]["runAsUser"], 10001)

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use toml::de::DeTable;
 
 use super::Checker;
-use crate::config::{NuctlConfig, PlatformKind, ServeConfig, UrlPreference, MAX_RESPONSE_LIMIT};
+use crate::config::{
+    ImageMode, NuctlConfig, PlatformKind, ServeConfig, UrlPreference, MAX_RESPONSE_LIMIT,
+};
 
 const SERVE_KEYS: &[&str] = &[
     "listen",
@@ -44,6 +46,7 @@ const NUCTL_KEYS: &[&str] = &[
     "invocation-url",
     "http-trigger-service-type",
     "proxy-url",
+    "images",
 ];
 
 impl Checker<'_> {
@@ -272,6 +275,23 @@ impl Checker<'_> {
                         duration such as `\"10m\"`";
             if let Some(d) = self.positive_duration(table, "nuctl", key, Some(hint)) {
                 *slot = d;
+            }
+        }
+        if let Some(value) = table.get("images") {
+            if let Some(text) = self.string(value, "nuctl.images") {
+                match text {
+                    "build" => nuctl.images = ImageMode::Build,
+                    "prebuilt" => nuctl.images = ImageMode::Prebuilt,
+                    other => self.error(
+                        value.span(),
+                        format!("unknown `images` `{other}`"),
+                        Some(
+                            "`images` is `build` (each deploy builds its image, needs Docker) \
+                             or `prebuilt` (deploys run the images `fusionizer images` built)"
+                                .to_string(),
+                        ),
+                    ),
+                }
             }
         }
         if let Some(value) = table.get("invocation-url") {

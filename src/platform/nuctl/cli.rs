@@ -150,7 +150,7 @@ impl Nuctl {
         self.binary.to_string_lossy().into_owned()
     }
 
-    /// `nuctl <args…> <global flags…>`, with its deadline: a deploy gets `[nuctl]
+    /// `nuctl <args…> <global flags…>`, with its deadline: a deploy (or a `build`) gets `[nuctl]
     /// build-timeout` plus `readiness-timeout` and leads its own process group, so that when it
     /// is killed at the deadline what it started (the image build) goes too.
     pub fn command<I, S>(&self, args: I) -> Cmd
@@ -161,7 +161,11 @@ impl Nuctl {
         let cmd = Cmd::new(&self.binary)
             .args(args)
             .args(self.global.iter().cloned());
-        if cmd.args.first().is_some_and(|a| a == "deploy") {
+        if cmd
+            .args
+            .first()
+            .is_some_and(|a| a == "deploy" || a == "build")
+        {
             cmd.timeout(self.deploy_timeout).own_group()
         } else {
             cmd.timeout(self.quick_timeout)

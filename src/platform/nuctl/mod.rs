@@ -5,12 +5,15 @@
 //! client ([`invoke`]), with the URL cached here and refreshed after every deploy, on
 //! [`Platform::refresh`], and when a connection is refused. Deploys write the artifact under
 //! `.fusionizer/build/<name>/` and run
-//! `nuctl deploy <name> --path <dir> --file <dir>/function.yaml`; ownership labels and
+//! `nuctl deploy <name> --path <dir> --file <dir>/function.yaml`, or, with `[nuctl] images =
+//! "prebuilt"`, `nuctl deploy <name> --file <dir>/function.yaml --run-image <image>` (the image
+//! `fusionizer images` built ahead, [`image`]; no build); ownership labels and
 //! annotations travel in that function.yaml, never as flags (nuctl's `--labels` truncates values
 //! containing `,` or `=`).
 
 pub mod cli;
 pub mod function;
+pub mod image;
 pub mod invoke;
 
 use std::collections::HashMap;
@@ -20,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::config::{Config, NuctlConfig};
+use crate::config::{Config, ImageMode, NuctlConfig};
 use crate::contract::{ANNOTATION_DIGEST, MAX_FUNCTION_NAME};
 use crate::fuse::Artifact;
 use crate::platform::{
@@ -52,6 +55,8 @@ pub struct NuctlPlatform {
 pub(crate) struct Inner {
     nuctl: Nuctl,
     settings: NuctlConfig,
+    /// The registries of `[nuctl]` and nuctl's environment, for `images = "prebuilt"`.
+    registries: Option<image::Registries>,
     /// The fusionizer project (the `fusionizer.io/project` label value).
     project: String,
     /// `<root>/.fusionizer/build`: one directory per deployed function.
@@ -91,6 +96,7 @@ impl NuctlPlatform {
             inner: Arc::new(Inner {
                 nuctl,
                 settings: config.nuctl.clone(),
+                registries: image::Registries::from_env(&config.nuctl),
                 project: config.project.name.clone(),
                 build_dir: config.state_dir().join("build"),
                 http: http_client(),
@@ -334,21 +340,91 @@ impl Inner {
         }
     }
 
-    fn deploy_command(&self, name: &str, dir: &std::path::Path) -> crate::proc::Cmd {
-        let mut args: Vec<std::ffi::OsString> = vec![
-            "deploy".into(),
-            name.into(),
-            "--path".into(),
-            dir.into(),
-            "--file".into(),
-            dir.join("function.yaml").into(),
-        ];
-        let s = &self.settings;
-        if let Some(registry) = &s.registry {
-            args.extend(["--registry".into(), registry.into()]);
+    /// Runs a deploy command of function `name` and checks the function is ready after it.
+    async fn run_deploy(
+        &self,
+        name: &str,
+        cmd: &crate::proc::Cmd,
+        progress: &dyn DeployProgress,
+    ) -> Result<(), PlatformError> {
+        if let Err(e) = self.nuctl.run(cmd).await {
+            // Whatever was cached before the attempt says nothing about the function now.
+            self.forget(name);
+            if let NuctlError::Timeout { timeout, .. } = e {
+                return Err(self.deadline_error(name, timeout).await);
+            }
+            return Err(deploy_error(name, e));
         }
-        if let Some(run_registry) = &s.run_registry {
-            args.extend(["--run-registry".into(), run_registry.into()]);
+
+        progress.step(name, "checking readiness");
+        match self.fetch(name).await? {
+            Some(f) if f.state() == FunctionState::Ready => Ok(()),
+            Some(f) => Err(PlatformError::Deploy {
+                function: name.to_string(),
+                message: format!(
+                    "nuctl finished, but the function's state is `{}`",
+                    f.state().word()
+                ),
+                detail: f.status.message.clone().filter(|m| !m.is_empty()),
+            }),
+            None => Err(PlatformError::Deploy {
+                function: name.to_string(),
+                message: "nuctl finished, but the function does not exist".to_string(),
+                detail: None,
+            }),
+        }
+    }
+
+    /// The prebuilt image of `artifact`, with `[nuctl] images = "prebuilt"` (and a registry,
+    /// which `validate` requires).
+    fn prebuilt_image(&self, artifact: &Artifact) -> Option<image::FunctionImage> {
+        if self.settings.images != ImageMode::Prebuilt {
+            return None;
+        }
+        let registries = self.registries.as_ref()?;
+        Some(image::function_image(
+            registries,
+            &artifact.name,
+            &artifact.digest,
+        ))
+    }
+
+    fn deploy_command(
+        &self,
+        name: &str,
+        dir: &std::path::Path,
+        prebuilt: Option<&image::FunctionImage>,
+    ) -> crate::proc::Cmd {
+        let mut args: Vec<std::ffi::OsString> = vec!["deploy".into(), name.into()];
+        let s = &self.settings;
+        match prebuilt {
+            None => {
+                args.extend(["--path".into(), dir.into()]);
+                args.extend(["--file".into(), dir.join("function.yaml").into()]);
+                if let Some(registry) = &s.registry {
+                    args.extend(["--registry".into(), registry.into()]);
+                }
+                if let Some(run_registry) = &s.run_registry {
+                    args.extend(["--run-registry".into(), run_registry.into()]);
+                }
+            }
+            Some(image) => {
+                // No `--path`: any of `spec.build.path`, `functionSourceCode` or `build.image`
+                // makes nuclio build (pkg/platform/abstract/platform.go
+                // `functionBuildRequired`); with only `spec.image` (`--run-image`,
+                // pkg/nuctl/command/deploy.go `enrichConfigWithStringArgs`) it skips the build
+                // and deploys that image. `--file` still gives the function's configuration
+                // (deploy.go `resolveFunctionConfigPath`), whose `spec.runtime` nuclio then
+                // requires. The kube deployer prepends the run registry to the image unless it
+                // already starts with it (pkg/platform/kube/client/deployer.go
+                // `populateFunction`); passing it explicitly keeps env `NUCTL_RUN_REGISTRY`
+                // from prefixing it a second time.
+                args.extend(["--file".into(), dir.join("function.yaml").into()]);
+                args.extend(["--run-image".into(), image.pulled.clone().into()]);
+                if let Some(registries) = &self.registries {
+                    args.extend(["--run-registry".into(), registries.pull.clone().into()]);
+                }
+            }
         }
         if let Some(project) = &s.project {
             args.extend(["--project-name".into(), project.into()]);
@@ -377,16 +453,32 @@ fn readiness_secs(timeout: Duration) -> u64 {
 /// platform = "kube"`) without `[nuctl] registry` or env `NUCTL_REGISTRY` (`registry_env`),
 /// nuctl builds the image and never pushes it (pkg/containerimagebuilderpusher/docker.go
 /// `pushContainerImage` skips the push for an empty registry URL), so the pod pulls
-/// `nuclio/processor-<function>:latest` and ends in `ImagePullBackOff`.
+/// `nuclio/processor-<function>:latest` and ends in `ImagePullBackOff`. With `[nuctl] images =
+/// "prebuilt"` a registry is needed on every platform: the images are named after it.
 pub fn registry_problem(
     settings: &NuctlConfig,
     registry_env: Option<&std::ffi::OsStr>,
 ) -> Option<(String, String)> {
     let set = |v: Option<&str>| v.is_some_and(|v| !v.is_empty());
-    if settings.platform.as_deref() != Some("kube")
-        || set(settings.registry.as_deref())
-        || registry_env.is_some_and(|v| !v.is_empty())
-    {
+    if set(settings.registry.as_deref()) || registry_env.is_some_and(|v| !v.is_empty()) {
+        return None;
+    }
+    if settings.images == ImageMode::Prebuilt {
+        // `fusionizer images` pushes each image there, and deploys name it ([`image`]).
+        return Some((
+            format!(
+                "`nuctl.images = \"prebuilt\"` needs a registry, and neither `nuctl.registry` \
+                 nor `{REGISTRY_ENV}` is set: `fusionizer images` pushes each function's image \
+                 there and deploys run it from there"
+            ),
+            format!(
+                "set `registry` in `[nuctl]` to a registry the cluster can pull from (e.g. \
+                 `registry = \"registry.example.com/team\"`), or export `{REGISTRY_ENV}`, or \
+                 set `images = \"build\"`"
+            ),
+        ));
+    }
+    if settings.platform.as_deref() != Some("kube") {
         return None;
     }
     Some((
@@ -451,6 +543,41 @@ fn deploy_error(function: &str, err: NuctlError) -> PlatformError {
             detail: failed.detail(),
         },
         other => other.into(),
+    }
+}
+
+/// A failed deploy in prebuilt mode most likely ran an image nobody built: the function's pod
+/// cannot pull it, which nuclio reports only as a readiness failure (on kube the pod waits in
+/// `ImagePullBackOff` until the controller's readiness deadline, pkg/platform/kube/functionres/
+/// lazy.go `WaitAvailable`, whose fail-fast check only knows `CrashLoopBackOff`; on Docker,
+/// `docker run` fails to pull, pkg/platform/local/platform.go `deployFunction`). Say which
+/// command builds it.
+fn with_prebuilt_hint(err: PlatformError, image: Option<&image::FunctionImage>) -> PlatformError {
+    match (err, image) {
+        (
+            PlatformError::Deploy {
+                function,
+                message,
+                detail,
+            },
+            Some(image),
+        ) => {
+            let pulled = if image.pulled == image.pushed {
+                String::new()
+            } else {
+                format!("; it runs the prebuilt image `{}`", image.pulled)
+            };
+            PlatformError::Deploy {
+                function,
+                message: format!(
+                    "{message}{pulled}; was `fusionizer images` run for this commit? it builds \
+                     `{}`",
+                    image.pushed
+                ),
+                detail,
+            }
+        }
+        (err, _) => err,
     }
 }
 
@@ -540,33 +667,10 @@ impl Platform for NuctlPlatform {
         })?;
 
         progress.step(name, "deploying with nuctl");
-        let cmd = inner.deploy_command(name, &dir);
-        if let Err(e) = inner.nuctl.run(&cmd).await {
-            // Whatever was cached before the attempt says nothing about the function now.
-            inner.forget(name);
-            if let NuctlError::Timeout { timeout, .. } = e {
-                return Err(inner.deadline_error(name, timeout).await);
-            }
-            return Err(deploy_error(name, e));
-        }
-
-        progress.step(name, "checking readiness");
-        match inner.fetch(name).await? {
-            Some(f) if f.state() == FunctionState::Ready => Ok(()),
-            Some(f) => Err(PlatformError::Deploy {
-                function: name.to_string(),
-                message: format!(
-                    "nuctl finished, but the function's state is `{}`",
-                    f.state().word()
-                ),
-                detail: f.status.message.clone().filter(|m| !m.is_empty()),
-            }),
-            None => Err(PlatformError::Deploy {
-                function: name.to_string(),
-                message: "nuctl finished, but the function does not exist".to_string(),
-                detail: None,
-            }),
-        }
+        let prebuilt = inner.prebuilt_image(artifact);
+        let cmd = inner.deploy_command(name, &dir, prebuilt.as_ref());
+        let outcome = inner.run_deploy(name, &cmd, progress).await;
+        outcome.map_err(|e| with_prebuilt_hint(e, prebuilt.as_ref()))
     }
 
     async fn delete(&self, name: &str, force: bool) -> Result<(), PlatformError> {
