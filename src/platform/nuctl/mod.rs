@@ -413,7 +413,9 @@ impl Inner {
                 // makes nuclio build (pkg/platform/abstract/platform.go
                 // `functionBuildRequired`); with only `spec.image` (`--run-image`,
                 // pkg/nuctl/command/deploy.go `enrichConfigWithStringArgs`) it skips the build
-                // and deploys that image. `--file` still gives the function's configuration
+                // and deploys that image (a task's function.yaml may set none of those fields,
+                // nor `spec.image`: src/config/taskspec.rs refuses them, so the fused file
+                // never makes nuclio build). `--file` still gives the function's configuration
                 // (deploy.go `resolveFunctionConfigPath`), whose `spec.runtime` nuclio then
                 // requires. The kube deployer prepends the run registry to the image unless it
                 // already starts with it (pkg/platform/kube/client/deployer.go
