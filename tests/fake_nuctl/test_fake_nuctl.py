@@ -960,8 +960,9 @@ class BuildAheadAndRunImage(FakeTest):
     def test_build_without_a_registry_pushes_nothing(self):
         path = self.function_dir("shop-a")
         self.ok("build", "shop-a", "--path", path, "--platform", "local")
-        self.assertEqual(self.state()["images"],
-                         {"local": ["nuclio/processor-shop-a:latest"], "pushed": []})
+        images = self.state()["images"]
+        self.assertEqual((images["local"], images["pushed"]),
+                         (["nuclio/processor-shop-a:latest"], []))
 
     def test_build_validates_flags_like_cobra(self):
         out = self.fails("build", "shop-a", "--run-image", "x")
@@ -1011,6 +1012,27 @@ class BuildAheadAndRunImage(FakeTest):
         self.assertIn("\nFailed to run a Docker container\n", out.stderr)
         status = self.get_json("shop-a", "local")[0]["status"]
         self.assertEqual(status["state"], "error")
+
+    def test_a_served_run_image_runs_the_code_it_was_built_from(self):
+        python = sdk_python()
+        if python is None:
+            self.skipTest("no interpreter with nuclio_sdk")
+        self.build("shop-a", "--platform", "local")
+        # the build directory changes after the build: the image keeps the old code
+        with open(os.path.join(self.tmp, "build", "shop-a", "main.py"), "w") as f:
+            f.write("def handler(context, event):\n    return 'changed'\n")
+        env = {"FAKE_NUCTL_SERVE": "1", "FAKE_NUCTL_PYTHON": python}
+        path = os.path.join(self.tmp, "elsewhere")
+        os.makedirs(path)
+        with open(os.path.join(path, "function.yaml"), "w") as f:
+            f.write(FUNCTION_YAML.format(name="shop-a", project="shop", attributes="{}"))
+        self.ok("deploy", "shop-a", "--file", os.path.join(path, "function.yaml"),
+                "--run-image", self.REGISTRY + "/" + self.IMAGE, "--platform", "local",
+                env=env)
+        self.addCleanup(self.run_fake, "delete", "function", "shop-a", "--platform", "local")
+        url = self.get_json("shop-a")[0]["status"]["externalInvocationUrls"][0]
+        with urllib.request.urlopen("http://%s/" % url, timeout=30) as response:
+            self.assertEqual(response.read(), b"ok from http")
 
     def test_on_docker_an_image_in_the_local_daemon_runs(self):
         path = self.function_dir("shop-a")
