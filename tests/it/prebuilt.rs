@@ -1,13 +1,17 @@
 //! Images built ahead (`[nuctl] images = "prebuilt"`), against the fake nuctl: `fusionizer
 //! images` builds one image per distinct function of every phase (and `--dry-run` none), a
 //! prebuilt apply deploys them with `--run-image` and builds nothing, an apply whose images were
-//! never built fails with the hint that names `fusionizer images`, and `validate` refuses
-//! prebuilt images without a registry.
+//! never built fails with the hint that names `fusionizer images`, `validate` refuses
+//! prebuilt images without a registry, and serve on prebuilt images (as in a pod) answers
+//! through the functions it deployed from them.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::support::{expect_nuctl, quickstart_on_nuctl, stderr, stdout, TestEnv};
+use crate::support::{
+    client, expect_nuctl, quickstart_on_nuctl, sdk_venv_python, stderr, stdout, Serve, TestEnv,
+    FAKE_NUCTL,
+};
 
 const REGISTRY: &str = "registry.invalid:5000/team";
 
@@ -223,4 +227,73 @@ fn prebuilt_without_a_registry_is_refused() {
     let registry = [("NUCTL_REGISTRY", REGISTRY)];
     expect_nuctl(&env, &state, &registry, &["validate"], 0);
     assert!(calls(&state).is_empty());
+}
+
+/// Deletes the fake's local functions when dropped (each served one is a process of its own).
+struct Cleanup<'a>(&'a Path);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let Ok(text) = std::fs::read_to_string(self.0.join("state.json")) else {
+            return;
+        };
+        let data: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let Some(namespaces) = data["functions"].as_object() else {
+            return;
+        };
+        for (namespace, functions) in namespaces {
+            for name in functions.as_object().into_iter().flat_map(|f| f.keys()) {
+                let _ = std::process::Command::new(FAKE_NUCTL)
+                    .env("FAKE_NUCTL_DIR", self.0)
+                    .args(["delete", "function", name, "--force", "--platform", "local"])
+                    .args(["--namespace", namespace])
+                    .output();
+            }
+        }
+    }
+}
+
+/// serve with prebuilt images, the way it runs in a pod: it deploys its start phase from the
+/// images `fusionizer images` built (`--run-image`, no build) and answers through them, each
+/// running the code it was built from; taska reaches taskb through serve's proxy.
+#[test]
+fn serve_on_prebuilt_images_answers_through_them() {
+    let (env, state) = quickstart_with(&prebuilt("local"));
+    let _cleanup = Cleanup(&state);
+    expect_nuctl(&env, &state, &[], &["images"], 0);
+    let before = calls(&state).len();
+    let python = sdk_venv_python("fake-nuctl-sdk-requests-venv", &["requests"]);
+    let python = python.to_str().unwrap();
+    let state_text = state.to_str().unwrap();
+    let serve = Serve::start_with(
+        &env,
+        &[
+            ("FUSIONIZER_NUCTL", FAKE_NUCTL),
+            ("FAKE_NUCTL_DIR", state_text),
+            ("FAKE_NUCTL_SERVE", "1"),
+            ("FAKE_NUCTL_PYTHON", python),
+        ],
+        &["--phase", "1", "--no-schedule"],
+    );
+    let response = client()
+        .post(serve.url("/taska"))
+        .json(&serde_json::json!({"value1": 5, "value2": 3}))
+        .send()
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.text().unwrap();
+    assert_eq!(status, 200, "{body}\n{}", serve.log());
+    let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(value["result"], 8, "{body}");
+    let deploys: Vec<Vec<String>> = calls(&state)[before..]
+        .iter()
+        .filter(|argv| argv[0] == "deploy" || argv[0] == "build")
+        .cloned()
+        .collect();
+    assert_eq!(deploys.len(), 2, "{deploys:?}");
+    for argv in &deploys {
+        assert_eq!(argv[0], "deploy", "{argv:?}");
+        assert!(flag(argv, "--run-image").is_some(), "{argv:?}");
+        assert!(!argv.contains(&"--path".to_string()), "{argv:?}");
+    }
 }
