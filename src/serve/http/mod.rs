@@ -194,25 +194,46 @@ async fn task_root(
     Path(task): Path<String>,
     request: Request,
 ) -> Result<Response, ProxyError> {
+    task_request(&state, &task, TaskRoute::Task, request).await
+}
+
+/// `/<task>` (every method) or `/<task>/<path>` (invocation only).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TaskRoute {
+    Task,
+    TaskPath,
+}
+
+/// What `/<task>` and `/<task>/<path>` answer.
+async fn task_request(
+    state: &Arc<App>,
+    task: &str,
+    route: TaskRoute,
+    request: Request,
+) -> Result<Response, ProxyError> {
     // The name is checked before anything else looks at it: no answer may depend on what an
     // invalid name would point at (on disk or anywhere else).
-    if let Err(error) = valid_task_name(&task) {
+    if let Err(error) = valid_task_name(task) {
         return Err(error.discarding(request.into_body()));
     }
+    let (allow, whole) = match route {
+        TaskRoute::Task => (TASK_METHODS, true),
+        TaskRoute::TaskPath => (TASK_PATH_METHODS, false),
+    };
     // A task's call (it carries `X-Fusionizer-Caller`) is delivered whatever its method, as
     // Nuclio delivers an event and as the same call runs when the two tasks are fused. A
     // browser cannot send that header across origins without a preflight, which serve never
     // grants (serve::guard).
     let caller = state.task_caller(request.headers());
     match request.method().clone() {
-        Method::OPTIONS => Ok(options(TASK_METHODS, request)),
-        Method::TRACE | Method::CONNECT => Err(not_allowed(TASK_METHODS, request)),
-        _ if caller.is_some() => invoke(&state, &task, caller, request).await,
-        Method::GET | Method::HEAD => describe(&state, &task, request.headers()),
-        Method::PUT => upload(&state, &task, request).await,
-        Method::DELETE => remove(&state, &task, request).await,
-        Method::POST => invoke(&state, &task, caller, request).await,
-        _ => Err(not_allowed(TASK_METHODS, request)),
+        Method::OPTIONS => Ok(options(allow, request)),
+        Method::TRACE | Method::CONNECT => Err(not_allowed(allow, request)),
+        _ if caller.is_some() => invoke(state, task, caller, request).await,
+        Method::POST => invoke(state, task, caller, request).await,
+        Method::GET | Method::HEAD if whole => describe(state, task, request.headers()),
+        Method::PUT if whole => upload(state, task, request).await,
+        Method::DELETE if whole => remove(state, task, request).await,
+        _ => Err(not_allowed(allow, request)),
     }
 }
 
@@ -246,17 +267,7 @@ async fn task_sub(
     Path((task, _rest)): Path<(String, String)>,
     request: Request,
 ) -> Result<Response, ProxyError> {
-    if let Err(error) = valid_task_name(&task) {
-        return Err(error.discarding(request.into_body()));
-    }
-    let caller = state.task_caller(request.headers());
-    match request.method().clone() {
-        Method::OPTIONS => Ok(options(TASK_PATH_METHODS, request)),
-        Method::TRACE | Method::CONNECT => Err(not_allowed(TASK_PATH_METHODS, request)),
-        _ if caller.is_some() => invoke(&state, &task, caller, request).await,
-        Method::POST => invoke(&state, &task, caller, request).await,
-        _ => Err(not_allowed(TASK_PATH_METHODS, request)),
-    }
+    task_request(&state, &task, TaskRoute::TaskPath, request).await
 }
 
 /// Answers `response` to a request whose body is not wanted, while the rest of that body is
